@@ -1,0 +1,123 @@
+"""Bin edges as xarray coordinates: centres as the index, edges as CF bounds variables.
+
+Axes are not a class here. An axis is a dimension coordinate holding bin centres plus a
+``<name>_bounds`` coordinate of shape ``(n, 2)`` on dimension ``bnds`` (CF convention), so
+selections keep the edges with their bins and netCDF files round-trip them exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+__all__ = [
+    "BOUNDS_DIM",
+    "parse_edges",
+    "log_edges",
+    "lin_edges",
+    "axis_coords",
+    "edges_of",
+    "bounds_name",
+]
+
+#: Name of the two-element dimension of every bounds variable.
+BOUNDS_DIM = "bnds"
+
+_UNITS = {"energy": "TeV", "offset": "deg", "detx": "deg", "dety": "deg"}
+_LONG_NAMES = {
+    "energy": "reconstructed energy",
+    "offset": "field-of-view offset from the pointing",
+    "detx": "field-of-view longitude (GADF DETX, fov_lon)",
+    "dety": "field-of-view latitude (GADF DETY, fov_lat)",
+}
+
+
+def bounds_name(dim: str) -> str:
+    """Name of the bounds coordinate of axis ``dim``."""
+    return f"{dim}_bounds"
+
+
+def log_edges(lo: float, hi: float, n: int) -> np.ndarray:
+    """``n`` logarithmic bins from ``lo`` to ``hi`` (``n + 1`` edges)."""
+    return np.geomspace(lo, hi, int(n) + 1)
+
+
+def lin_edges(lo: float, hi: float, n: int) -> np.ndarray:
+    """``n`` linear bins from ``lo`` to ``hi`` (``n + 1`` edges)."""
+    return np.linspace(lo, hi, int(n) + 1)
+
+
+def parse_edges(spec, *, log: bool = False, name: str = "edges") -> np.ndarray:
+    """Bin edges from an array-like or a string spec.
+
+    Strings are ``"lo:hi:n"`` (``n`` bins, logarithmic when ``log`` is true, else linear) or a
+    comma-separated list of edges. Edges must be finite, strictly increasing and at least two.
+
+    >>> parse_edges("0:2:4")
+    array([0. , 0.5, 1. , 1.5, 2. ])
+    >>> parse_edges("0.1:100:3", log=True)
+    array([  0.1,   1. ,  10. , 100. ])
+    >>> parse_edges("0, 20, 90")
+    array([ 0., 20., 90.])
+    """
+    if isinstance(spec, str):
+        text = spec.strip()
+        try:
+            if ":" in text:
+                parts = text.split(":")
+                if len(parts) != 3:
+                    raise ValueError
+                lo, hi, n = float(parts[0]), float(parts[1]), int(parts[2])
+                if n < 1:
+                    raise ValueError
+                edges = log_edges(lo, hi, n) if log else lin_edges(lo, hi, n)
+            else:
+                edges = np.array([float(p) for p in text.split(",") if p.strip()])
+        except ValueError:
+            raise ValueError(
+                f"{name}: cannot parse {spec!r}; use 'lo:hi:n' (n bins) or a comma list 'e0,e1,...'"
+            ) from None
+    else:
+        edges = np.asarray(spec, dtype=float).ravel()
+    if edges.size < 2:
+        raise ValueError(f"{name}: need at least two edges, got {edges.size}")
+    if not np.all(np.isfinite(edges)):
+        raise ValueError(f"{name}: edges must be finite, got {edges}")
+    if not np.all(np.diff(edges) > 0):
+        raise ValueError(f"{name}: edges must be strictly increasing, got {edges}")
+    if log and edges[0] <= 0:
+        raise ValueError(f"{name}: logarithmic edges must be positive, got {edges}")
+    return edges.astype(float)
+
+
+def axis_coords(dim: str, edges, *, log: bool | None = None) -> dict[str, xr.Variable]:
+    """Coordinates for an axis: ``{dim: centres, dim_bounds: (n, 2) edges}``.
+
+    Energy centres are geometric means, other axes arithmetic means.
+    """
+    edges = np.asarray(edges, dtype=float)
+    if log is None:
+        log = dim == "energy"
+    lo, hi = edges[:-1], edges[1:]
+    centres = np.sqrt(lo * hi) if log else 0.5 * (lo + hi)
+    attrs = {"units": _UNITS.get(dim, ""), "long_name": _LONG_NAMES.get(dim, dim),
+             "bounds": bounds_name(dim)}
+    return {
+        dim: xr.Variable(dim, centres, attrs),
+        bounds_name(dim): xr.Variable((dim, BOUNDS_DIM), np.stack([lo, hi], axis=1),
+                                      {"units": attrs["units"]}),
+    }
+
+
+def edges_of(obj: xr.Dataset | xr.DataArray, dim: str) -> np.ndarray:
+    """The ``n + 1`` bin edges of axis ``dim`` from its bounds coordinate.
+
+    Raises if the bins are not contiguous (a selection with gaps has no edge array).
+    """
+    name = bounds_name(dim)
+    if name not in obj.coords:
+        raise KeyError(f"axis {dim!r} has no bounds coordinate {name!r}")
+    b = np.asarray(obj.coords[name].transpose(dim, BOUNDS_DIM).values, dtype=float)
+    if b.shape[0] > 1 and not np.array_equal(b[1:, 0], b[:-1, 1]):
+        raise ValueError(f"axis {dim!r}: bins are not contiguous, no single edge array")
+    return np.concatenate([b[:, 0], b[-1:, 1]])

@@ -1,0 +1,185 @@
+"""The background model: one xarray Dataset with a checked schema.
+
+Layout (``kind="2d"`` uses ``offset``; ``kind="3d"`` uses ``dety, detx``)::
+
+    dims    zenith_group (G), energy (E), offset (O) | dety (Y), detx (X), bnds (2), obs_id (R)
+    coords  energy, offset | detx, dety       bin centres (TeV, deg), attrs units/long_name/bounds
+            <axis>_bounds (<axis>, bnds)      bin edges as CF bounds
+            zenith_group (G)                  int group ID, 0..G-1
+            zenith_bounds (zenith_group, bnds) zenith-angle range of each group (deg)
+            obs_id (R)                        runs used
+    vars    counts     (zenith_group, energy, offset | dety, detx)  int64 events
+            exposure   (same)  s MeV sr: sum over runs of ONTIME x energy width x solid angle
+            rate       (same)  s-1 MeV-1 sr-1: counts / exposure
+            rate_error (same)  s-1 MeV-1 sr-1: Poisson error, see below
+            obs_group  (obs_id) group of each run;  obs_ontime (obs_id) s;  obs_zenith (obs_id) deg
+            group_ontime (zenith_group) s; group_n_obs (zenith_group);
+            group_mean_cos_zenith (zenith_group): ONTIME-weighted mean cos(zenith)
+    attrs   xbkg_model_version (int), kind ("2d"|"3d"), fov_alignment ("ALTAZ"|"RADEC"),
+            offset_max (deg), xbkg_version, provenance (JSON text), empty_bins (policy text)
+
+Empty bins (documented policy): ``rate = 0`` where ``counts == 0``; ``rate_error = 1/exposure``
+there (the rate one event would give), ``sqrt(counts)/exposure`` elsewhere. Bins with zero
+exposure (no run contributes) get ``rate = 0`` and ``rate_error = nan``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import xarray as xr
+
+from .binning import BOUNDS_DIM, axis_coords, edges_of
+
+__all__ = [
+    "MODEL_VERSION",
+    "KINDS",
+    "FOV_ALIGNMENTS",
+    "fov_dims",
+    "rate_from_counts",
+    "assemble_model",
+    "validate_model",
+    "ModelSchemaError",
+]
+
+MODEL_VERSION = 1
+KINDS = ("2d", "3d")
+FOV_ALIGNMENTS = ("ALTAZ", "RADEC")
+EMPTY_BINS_POLICY = (
+    "rate=0 where counts=0 with rate_error=1/exposure; rate=0 and rate_error=nan where exposure=0"
+)
+
+
+class ModelSchemaError(ValueError):
+    """A Dataset does not follow the xbkg model layout."""
+
+
+def fov_dims(kind: str) -> tuple[str, ...]:
+    """Field-of-view dimensions of a model kind: ``("offset",)`` or ``("dety", "detx")``."""
+    if kind == "2d":
+        return ("offset",)
+    if kind == "3d":
+        return ("dety", "detx")
+    raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+
+
+def rate_from_counts(counts, exposure):
+    """Rate and its Poisson error from counts and exposure (numpy or dask, same shape).
+
+    Follows the documented empty-bin policy of this module.
+    """
+    counts = counts.astype("float64")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        has_exposure = exposure > 0
+        safe = xr.where(has_exposure, exposure, 1.0) if isinstance(exposure, xr.DataArray) else \
+            np.where(has_exposure, exposure, 1.0)
+        rate = counts / safe
+        err = np.sqrt(np.maximum(counts, 1.0)) / safe
+    where = xr.where if isinstance(counts, xr.DataArray) else np.where
+    rate = where(has_exposure, rate, 0.0)
+    err = where(has_exposure, err, np.nan)
+    return rate, err
+
+
+def assemble_model(
+    counts: np.ndarray,
+    exposure: np.ndarray,
+    *,
+    kind: str,
+    energy_edges,
+    fov_edges: dict[str, np.ndarray],
+    zenith_edges,
+    fov_alignment: str,
+    offset_max: float,
+    runs: xr.Dataset | None = None,
+    provenance: dict | None = None,
+) -> xr.Dataset:
+    """Build the model Dataset from counts and exposure arrays (numpy or dask).
+
+    Parameters
+    ----------
+    counts, exposure : array, shape ``(G, E, O)`` or ``(G, E, Y, X)``
+    kind : ``"2d"`` or ``"3d"``
+    energy_edges : array of ``E + 1`` edges in TeV
+    fov_edges : ``{"offset": edges}`` or ``{"detx": edges, "dety": edges}`` in deg
+    zenith_edges : array of ``G + 1`` edges in deg
+    fov_alignment : ``"ALTAZ"`` or ``"RADEC"``
+    offset_max : float, deg
+    runs : Dataset on dim ``obs_id`` with ``obs_group``, ``obs_ontime``, ``obs_zenith``
+    provenance : JSON-serialisable dict
+    """
+    from . import __version__
+
+    fdims = fov_dims(kind)
+    dims = ("zenith_group", "energy") + fdims
+    coords: dict = {}
+    coords.update(axis_coords("energy", energy_edges))
+    for d in fdims:
+        coords.update(axis_coords(d, fov_edges[d]))
+    zen = np.asarray(zenith_edges, dtype=float)
+    coords["zenith_group"] = xr.Variable("zenith_group", np.arange(zen.size - 1, dtype="int64"))
+    coords["zenith_bounds"] = xr.Variable(
+        ("zenith_group", BOUNDS_DIM), np.stack([zen[:-1], zen[1:]], axis=1), {"units": "deg"}
+    )
+    ds = xr.Dataset(coords=coords)
+    ds["counts"] = xr.Variable(dims, counts, {"units": "", "long_name": "event counts"})
+    ds["exposure"] = xr.Variable(
+        dims, exposure, {"units": "s MeV sr", "long_name": "observation time x bin size"}
+    )
+    rate, err = rate_from_counts(ds["counts"].data, ds["exposure"].data)
+    ds["rate"] = xr.Variable(dims, rate, {"units": "s-1 MeV-1 sr-1", "long_name": "background rate"})
+    ds["rate_error"] = xr.Variable(
+        dims, err, {"units": "s-1 MeV-1 sr-1", "long_name": "Poisson error of the rate"}
+    )
+    if runs is not None:
+        ds = ds.merge(runs[["obs_group", "obs_ontime", "obs_zenith"]])
+        grp = ds["obs_group"]
+        ngroups = zen.size - 1
+        ontime = ds["obs_ontime"].values
+        gidx = grp.values
+        cosz = np.cos(np.radians(ds["obs_zenith"].values))
+        g_ontime = np.bincount(gidx, weights=ontime, minlength=ngroups)
+        g_n = np.bincount(gidx, minlength=ngroups)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            g_cos = np.bincount(gidx, weights=ontime * cosz, minlength=ngroups) / g_ontime
+        ds["group_ontime"] = xr.Variable("zenith_group", g_ontime, {"units": "s"})
+        ds["group_n_obs"] = xr.Variable("zenith_group", g_n.astype("int64"))
+        ds["group_mean_cos_zenith"] = xr.Variable("zenith_group", g_cos)
+    ds.attrs.update(
+        xbkg_model_version=MODEL_VERSION,
+        kind=kind,
+        fov_alignment=fov_alignment.upper(),
+        offset_max=float(offset_max),
+        xbkg_version=__version__,
+        provenance=json.dumps(provenance or {}, sort_keys=True),
+        empty_bins=EMPTY_BINS_POLICY,
+    )
+    return ds
+
+
+def validate_model(ds: xr.Dataset) -> xr.Dataset:
+    """Check that ``ds`` follows the model layout; return it unchanged or raise ModelSchemaError."""
+    kind = ds.attrs.get("kind")
+    if kind not in KINDS:
+        raise ModelSchemaError(f"model attr 'kind' must be one of {KINDS}, got {kind!r}")
+    align = ds.attrs.get("fov_alignment")
+    if align not in FOV_ALIGNMENTS:
+        raise ModelSchemaError(
+            f"model attr 'fov_alignment' must be one of {FOV_ALIGNMENTS}, got {align!r}"
+        )
+    dims = ("zenith_group", "energy") + fov_dims(kind)
+    for name in ("rate",):
+        if name not in ds:
+            raise ModelSchemaError(f"model has no {name!r} variable")
+    for name in ("counts", "exposure", "rate", "rate_error"):
+        if name in ds and tuple(ds[name].dims) != dims:
+            raise ModelSchemaError(f"model variable {name!r} has dims {ds[name].dims}, expected {dims}")
+    for d in dims[1:]:
+        try:
+            edges = edges_of(ds, d)
+        except (KeyError, ValueError) as exc:
+            raise ModelSchemaError(str(exc)) from None
+        if edges.size != ds.sizes[d] + 1:
+            raise ModelSchemaError(f"axis {d!r}: {edges.size} edges for {ds.sizes[d]} bins")
+    return ds
