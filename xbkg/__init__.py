@@ -1,7 +1,38 @@
-"""xbkg: background models for imaging atmospheric Cherenkov telescopes, with xarray and dask."""
+"""xbkg: background models for imaging atmospheric Cherenkov telescopes, with xarray and dask.
+
+The pipeline, one module per stage::
+
+    datastore -> events -> fov -> selection -> grouping -> histogram / exposure -> model
+              -> io (netCDF, GADF FITS, HDU index) -> cli
+
+Typical use::
+
+    import xbkg
+    model = xbkg.make_model("path/to/dl3-store", kind="3d", fov_alignment="altaz",
+                            selection="off", zenith_edges=[0, 30, 45, 60])
+    xbkg.save_model(model, "model.nc")
+    model = xbkg.open_model("model.nc")
+"""
 
 from ._version import __version__
 from .binning import parse_edges
+from .datastore import open_datastore
+from .events import open_events
+from .io import open_model, save_model
+from .make import make_binning, make_model
 from .model import assemble_model, validate_model
+from .selection import select_runs
 
-__all__ = ["__version__", "parse_edges", "assemble_model", "validate_model"]
+__all__ = [
+    "__version__",
+    "assemble_model",
+    "make_binning",
+    "make_model",
+    "open_datastore",
+    "open_events",
+    "open_model",
+    "parse_edges",
+    "save_model",
+    "select_runs",
+    "validate_model",
+]

@@ -104,8 +104,8 @@ def axis_coords(dim: str, edges, *, log: bool | None = None) -> dict[str, xr.Var
              "bounds": bounds_name(dim)}
     return {
         dim: xr.Variable(dim, centres, attrs),
-        bounds_name(dim): xr.Variable((dim, BOUNDS_DIM), np.stack([lo, hi], axis=1),
-                                      {"units": attrs["units"]}),
+        # CF: a bounds variable carries no units of its own, it shares its axis' units
+        bounds_name(dim): xr.Variable((dim, BOUNDS_DIM), np.stack([lo, hi], axis=1)),
     }
 
 

@@ -41,6 +41,7 @@ __all__ = [
     "assemble_model",
     "validate_model",
     "ModelSchemaError",
+    "zenith_edges",
 ]
 
 MODEL_VERSION = 1
@@ -120,7 +121,8 @@ def assemble_model(
     zen = np.asarray(zenith_edges, dtype=float)
     coords["zenith_group"] = xr.Variable("zenith_group", np.arange(zen.size - 1, dtype="int64"))
     coords["zenith_bounds"] = xr.Variable(
-        ("zenith_group", BOUNDS_DIM), np.stack([zen[:-1], zen[1:]], axis=1), {"units": "deg"}
+        ("zenith_group", BOUNDS_DIM), np.stack([zen[:-1], zen[1:]], axis=1),
+        {"units": "deg", "long_name": "zenith-angle range of the group"},
     )
     ds = xr.Dataset(coords=coords)
     ds["counts"] = xr.Variable(dims, counts, {"units": "", "long_name": "event counts"})
@@ -156,6 +158,12 @@ def assemble_model(
         empty_bins=EMPTY_BINS_POLICY,
     )
     return ds
+
+
+def zenith_edges(model: xr.Dataset) -> np.ndarray:
+    """The ``G + 1`` zenith-angle edges (deg) of the model's groups."""
+    b = np.asarray(model["zenith_bounds"].transpose("zenith_group", BOUNDS_DIM).values, dtype=float)
+    return np.concatenate([b[:, 0], b[-1:, 1]])
 
 
 def validate_model(ds: xr.Dataset) -> xr.Dataset:

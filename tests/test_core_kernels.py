@@ -1,0 +1,131 @@
+"""Kernels: binning, histogram, exposure, grouping, model assembly and netCDF round trip."""
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import xbkg
+from xbkg.binning import axis_coords, edges_of, parse_edges
+from xbkg.exposure import annulus_solid_angle, box_solid_angle, exposure_cube
+from xbkg.grouping import zenith_groups
+from xbkg.histogram import bin_index, histogram
+from xbkg.model import ModelSchemaError, assemble_model, rate_from_counts, validate_model
+
+
+@pytest.mark.parametrize("spec,log,expected", [
+    ("0:1:2", False, [0, 0.5, 1]),
+    ("1:100:2", True, [1, 10, 100]),
+    ("0,1, 3", False, [0, 1, 3]),
+    ([0, 2], False, [0, 2]),
+])
+def test_parse_edges(spec, log, expected):
+    np.testing.assert_allclose(parse_edges(spec, log=log), expected)
+
+
+@pytest.mark.parametrize("spec,match", [
+    ("1:2", "cannot parse"), ("a,b", "cannot parse"), ([1], "at least two"),
+    ([2, 1], "strictly increasing"), ("0:1:0", "cannot parse"), ([0, 1], "positive"),
+    ([0, np.inf], "finite"),
+])
+def test_parse_edges_errors(spec, match):
+    with pytest.raises(ValueError, match=match):
+        parse_edges(spec, log=match == "positive")
+
+
+def test_axis_coords_round_trip():
+    edges = np.geomspace(0.1, 100, 7)
+    ds = xr.Dataset(coords=axis_coords("energy", edges))
+    np.testing.assert_array_equal(edges_of(ds, "energy"), edges)
+    np.testing.assert_allclose(ds.energy.values, np.sqrt(edges[1:] * edges[:-1]))
+    sub = ds.isel(energy=slice(2, 4))
+    np.testing.assert_array_equal(edges_of(sub, "energy"), edges[2:5])
+    with pytest.raises(ValueError, match="contiguous"):
+        edges_of(ds.isel(energy=[0, 2]), "energy")
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_histogram_equals_numpy(seed):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-0.5, 3.5, 10000)
+    y = rng.uniform(-1, 5, 10000)
+    x[:10] = [0, 1, 2, 3, np.nan, 3.0, 0.0, -0.0, 2.5, 3.0000001]
+    ex = np.array([0.0, 0.7, 1.5, 3.0])
+    ey = np.linspace(0, 4, 9)
+    ours = histogram([bin_index(x, ex), bin_index(y, ey)], (3, 8))
+    ref, _, _ = np.histogram2d(x[np.isfinite(x)], y[np.isfinite(x)], bins=(ex, ey))
+    np.testing.assert_array_equal(ours, ref.astype(int))
+
+
+def test_solid_angles():
+    full = annulus_solid_angle(np.linspace(0, 180, 7)).sum()
+    assert full == pytest.approx(4 * np.pi, rel=1e-12)
+    np.testing.assert_allclose(annulus_solid_angle([0, 1, 2], offset_max=1.5)[1],
+                               2 * np.pi * (np.cos(np.radians(1)) - np.cos(np.radians(1.5))))
+    # hemisphere as a box in lon/lat: 2 pi
+    box = box_solid_angle(np.linspace(-90, 90, 5), np.linspace(-90, 90, 3))
+    assert box.sum() == pytest.approx(2 * np.pi, rel=1e-12)
+    # a box cut by a circle: the disc's solid angle within the sub-grid resolution
+    e = np.linspace(-2, 2, 9)
+    cut = box_solid_angle(e, e, offset_max=2.0, oversample=64)
+    disc = 2 * np.pi * (1 - np.cos(np.radians(2.0)))
+    assert cut.sum() == pytest.approx(disc, rel=2e-3)
+    assert box_solid_angle(e, e).sum() > cut.sum()
+
+
+def test_exposure_cube_shape_and_value():
+    energy = np.array([1.0, 2.0, 4.0])
+    sa = annulus_solid_angle([0, 1, 2])
+    exp = exposure_cube(np.array([[10.0, 10.0], [5.0, 0.0]]), energy, sa)
+    assert exp.shape == (2, 2, 2)
+    assert exp[0, 1, 1] == pytest.approx(10 * 2e6 * sa[1])
+    assert exp[1, 1, 0] == 0
+
+
+def test_zenith_groups():
+    np.testing.assert_array_equal(zenith_groups([0, 20, 90, 91, np.nan], [0, 20, 90]),
+                                  [0, 1, 1, -1, -1])
+
+
+def _model(kind="3d", ngroups=2, seed=0):
+    rng = np.random.default_rng(seed)
+    e = np.geomspace(0.1, 100, 6)
+    if kind == "2d":
+        fov = {"offset": np.linspace(0, 2.5, 5)}
+        shape = (ngroups, 5, 4)
+    else:
+        fov = {"detx": np.linspace(-2, 2, 5), "dety": np.linspace(-1.5, 1.5, 4)}
+        shape = (ngroups, 5, 3, 4)
+    counts = rng.poisson(5, shape).astype("int64")
+    exposure = rng.uniform(1e6, 2e6, shape)
+    return assemble_model(counts, exposure, kind=kind, energy_edges=e, fov_edges=fov,
+                          zenith_edges=np.linspace(0, 60, ngroups + 1), fov_alignment="ALTAZ",
+                          offset_max=2.0, provenance={"test": True})
+
+
+def test_rate_policy():
+    rate, err = rate_from_counts(np.array([0, 4, 3]), np.array([2.0, 2.0, 0.0]))
+    np.testing.assert_array_equal(rate, [0, 2, 0])
+    np.testing.assert_allclose(err[:2], [0.5, 1.0])
+    assert np.isnan(err[2])
+
+
+@pytest.mark.parametrize("kind", ["2d", "3d"])
+def test_netcdf_round_trip(tmp_path, kind):
+    model = _model(kind)
+    path = xbkg.save_model(model, tmp_path / "m.nc")
+    again = xbkg.open_model(path)
+    xr.testing.assert_identical(again, model)
+    with pytest.raises(FileExistsError):
+        xbkg.save_model(model, path)
+    xbkg.save_model(model, path, overwrite=True)
+
+
+def test_validate_model_errors():
+    model = _model("3d")
+    validate_model(model)
+    bad = model.copy()
+    bad.attrs["kind"] = "4d"
+    with pytest.raises(ModelSchemaError, match="kind"):
+        validate_model(bad)
+    with pytest.raises(ModelSchemaError, match="dims"):
+        validate_model(model.assign(counts=model.counts.transpose("energy", ...)))

@@ -1,0 +1,83 @@
+"""HDU index tables that point gammapy at background models.
+
+``make_bkg_index_table`` gives one ``bkg`` row per observation, pointing at the model file of
+its zenith group; ``make_total_index_table`` adds those rows to the store's own HDU index (minus
+any bkg rows it had), with FILE_DIR values that work from the output folder. gammapy resolves
+``base_dir/FILE_DIR/FILE_NAME`` and falls back to ``FILE_DIR/FILE_NAME``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["make_bkg_index_table", "make_total_index_table", "HDU_INDEX_META"]
+
+HDU_INDEX_META = {
+    "EXTNAME": "HDU_INDEX",
+    "HDUCLASS": "GADF",
+    "HDUDOC": "https://github.com/open-gamma-ray-astro/gamma-astro-data-formats",
+    "HDUVERS": "0.2",
+    "HDUCLAS1": "INDEX",
+    "HDUCLAS2": "HDU",
+}
+
+
+def make_bkg_index_table(obs_ids, file_names, *, kind: str, file_dir: str = ".",
+                         hdu_name: str = "BACKGROUND"):
+    """One ``bkg`` row per observation.
+
+    Parameters
+    ----------
+    obs_ids : array of int
+    file_names : array of str, same length: the model file of each observation
+    kind : "2d" or "3d" (HDU_CLASS bkg_2d / bkg_3d)
+    file_dir : FILE_DIR value, relative to the folder the index will be in
+    """
+    from astropy.table import Table
+
+    obs_ids = np.asarray(obs_ids, dtype="int64")
+    n = obs_ids.size
+    table = Table({
+        "OBS_ID": obs_ids,
+        "HDU_TYPE": np.full(n, "bkg"),
+        "HDU_CLASS": np.full(n, f"bkg_{kind.lower()}"),
+        "FILE_DIR": np.full(n, str(file_dir)),
+        "FILE_NAME": np.asarray(file_names, dtype=str),
+        "HDU_NAME": np.full(n, hdu_name),
+    })
+    table.meta.update(HDU_INDEX_META)
+    return table
+
+
+def make_total_index_table(store_hdu_index, bkg_table, *, store_dir, out_dir):
+    """The store's HDU index without its bkg rows, plus ``bkg_table``, usable from ``out_dir``.
+
+    FILE_DIR of the store's rows is rewritten relative to ``out_dir`` (absolute when the two
+    folders share no root), so ``DataStore.from_dir(out_dir)`` finds events and IRFs.
+    """
+    from astropy.table import Table, vstack
+
+    table = Table.read(store_hdu_index, hdu="HDU_INDEX") if not isinstance(store_hdu_index, Table) \
+        else store_hdu_index.copy()
+    for name in ("HDU_TYPE", "HDU_CLASS", "FILE_DIR", "FILE_NAME", "HDU_NAME"):
+        table[name] = np.char.strip(np.asarray(table[name]).astype(str))
+    table = table[np.char.lower(np.asarray(table["HDU_TYPE"])) != "bkg"]
+    store_dir = Path(store_dir).resolve()
+    out_dir = Path(out_dir).resolve()
+    new_dirs = []
+    for file_dir in table["FILE_DIR"]:
+        target = (store_dir / file_dir).resolve()
+        try:
+            new_dirs.append(os.path.relpath(target, out_dir))
+        except ValueError:
+            new_dirs.append(str(target))
+    table["FILE_DIR"] = np.asarray(new_dirs, dtype=str)
+    keep = [c for c in bkg_table.colnames if c in table.colnames]
+    total = vstack([table[keep], bkg_table[keep]], metadata_conflicts="silent")
+    total.sort(["OBS_ID", "HDU_TYPE"])
+    total.meta.clear()
+    total.meta.update(HDU_INDEX_META)
+    return total

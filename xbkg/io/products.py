@@ -1,0 +1,137 @@
+"""The output folder of ``xbkg make-models``, named as gammapy's old make-bg-cube-models named it.
+
+============================================  =============================================
+``bg_observation_table.fits.gz``              the runs used (obs-index rows)
+``bg_observation_table_grouped.fits.gz``      the same with GROUP_ID
+``bg_observation_groups.ecsv``                one row per group: bounds, runs, time
+``bg_rejected_runs.ecsv``                     runs not used and why
+``bg_cube_model_group<ID>_table.fits.gz``     3D: BACKGROUND + COUNTS + EXPOSURE HDUs
+``bg_cube_model_group<ID>_image.fits.gz``     3D: the rate cube as an image (DS9)
+``bg_offset_model_group<ID>_table.fits.gz``   2D: BACKGROUND + COUNTS + EXPOSURE HDUs
+``model.nc``                                  all groups, for ``xbkg.open_model``
+``hdu-index.fits.gz``, ``obs-index.fits.gz``  so ``gammapy.data.DataStore.from_dir(OUTDIR)``
+                                              loads ``obs.bkg`` for every run in a group
+============================================  =============================================
+
+Everything is written to a temporary sibling folder and moved into place at the end, so an
+interrupted run leaves no partial output and an earlier OUTDIR untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from ..grouping import zenith_groups
+from ..model import zenith_edges
+from .gadf import write_image_file, write_table_file
+from .hduindex import make_bkg_index_table, make_total_index_table
+from .netcdf import write_netcdf
+
+__all__ = ["model_file_name", "atomic_dir", "write_products", "groups_table"]
+
+
+def model_file_name(kind: str, group: int, fmt: str = "table") -> str:
+    """Seed file name of a group's model file."""
+    if kind == "2d":
+        return f"bg_offset_model_group{int(group)}_{fmt}.fits.gz"
+    return f"bg_cube_model_group{int(group)}_{fmt}.fits.gz"
+
+
+@contextlib.contextmanager
+def atomic_dir(outdir, *, overwrite: bool = False):
+    """Yield a fresh temporary folder that replaces ``outdir`` when the block succeeds.
+
+    Refuses (FileExistsError) a non-empty ``outdir`` unless ``overwrite``. On error the
+    temporary folder is removed and ``outdir`` is left as it was.
+    """
+    outdir = Path(outdir).resolve()
+    if outdir.exists() and not outdir.is_dir():
+        raise FileExistsError(f"{outdir}: exists and is not a directory")
+    if outdir.exists() and any(outdir.iterdir()) and not overwrite:
+        raise FileExistsError(f"{outdir}: output folder is not empty (use overwrite)")
+    outdir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.tmp-", dir=outdir.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if outdir.exists():
+        old = outdir.parent / f".{outdir.name}.old-{os.getpid()}"
+        os.replace(outdir, old)
+    os.replace(tmp, outdir)
+    os.chmod(outdir, 0o755)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def groups_table(model: xr.Dataset):
+    """One row per zenith group: GROUP_ID, ZEN_MIN, ZEN_MAX, N_OBS, ONTIME, MEAN_COS_ZEN."""
+    from astropy.table import Table
+
+    bounds = model["zenith_bounds"].values
+    t = Table({
+        "GROUP_ID": model["zenith_group"].values.astype("int64"),
+        "ZEN_MIN": bounds[:, 0],
+        "ZEN_MAX": bounds[:, 1],
+        "N_OBS": model["group_n_obs"].values.astype("int64"),
+        "ONTIME": model["group_ontime"].values,
+        "MEAN_COS_ZEN": model["group_mean_cos_zenith"].values,
+    })
+    t["ZEN_MIN"].unit = t["ZEN_MAX"].unit = "deg"
+    t["ONTIME"].unit = "s"
+    return t
+
+
+def _obs_rows(store: xr.Dataset, obs_ids):
+    from astropy.table import Table
+
+    table = Table.read(store.attrs["obs_index"], hdu=1)
+    mask = np.isin(np.asarray(table["OBS_ID"], dtype="int64"), np.asarray(obs_ids, dtype="int64"))
+    return table[mask]
+
+
+def write_products(model: xr.Dataset, store: xr.Dataset, outdir, *, rejected=None,
+                   overwrite: bool = False, image: bool = True) -> Path:
+    """Write every output file of ``make-models`` into ``outdir`` atomically; returns ``outdir``.
+
+    ``store`` is the observation Dataset the model was built from (its obs and HDU index are
+    copied and extended with bkg rows for every store run that falls in a zenith group).
+    """
+    from astropy.table import Table
+
+    kind = model.attrs["kind"]
+    with atomic_dir(outdir, overwrite=overwrite) as tmp:
+        used = model["obs_id"].values
+        obs_table = _obs_rows(store, used)
+        obs_table.write(tmp / "bg_observation_table.fits.gz")
+        group_of = dict(zip(used.tolist(), model["obs_group"].values.tolist()))
+        obs_table["GROUP_ID"] = np.array([group_of[int(o)] for o in obs_table["OBS_ID"]], dtype="int64")
+        obs_table.write(tmp / "bg_observation_table_grouped.fits.gz")
+        groups_table(model).write(tmp / "bg_observation_groups.ecsv")
+        rej = Table({"OBS_ID": np.array(sorted(rejected or {}), dtype="int64"),
+                     "REASON": np.array([(rejected or {})[k] for k in sorted(rejected or {})], dtype=str)})
+        rej.write(tmp / "bg_rejected_runs.ecsv")
+        for group in model["zenith_group"].values:
+            write_table_file(model, int(group), tmp / model_file_name(kind, group, "table"))
+            if image and kind == "3d":
+                write_image_file(model, int(group), tmp / model_file_name(kind, group, "image"))
+        write_netcdf(model, tmp / "model.nc")
+        # every store run in a zenith group gets the model of its group
+        groups = zenith_groups(store["zenith"].values, zenith_edges(model))
+        has_group = groups >= 0
+        names = [model_file_name(kind, g, "table") for g in groups[has_group]]
+        bkg = make_bkg_index_table(store.obs_id.values[has_group], names, kind=kind)
+        total = make_total_index_table(store.attrs["hdu_index"], bkg,
+                                       store_dir=store.attrs["base_dir"], out_dir=Path(outdir))
+        total.write(tmp / "hdu-index.fits.gz")
+        Table.read(store.attrs["obs_index"], hdu=1).write(tmp / "obs-index.fits.gz")
+    return Path(outdir)

@@ -1,0 +1,156 @@
+"""Building a model: store -> selection -> groups -> counts and exposure -> rate Dataset.
+
+:func:`make_model` is the convenience that strings the stages together; each stage is a
+module of its own (:mod:`~xbkg.datastore`, :mod:`~xbkg.selection`, :mod:`~xbkg.grouping`,
+:mod:`~xbkg.histogram`, :mod:`~xbkg.exposure`, :mod:`~xbkg.model`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from .binning import parse_edges
+from .datastore import open_datastore
+from .events import fill_from_headers, run_info
+from .exposure import annulus_solid_angle, box_solid_angle, exposure_cube
+from .grouping import DEFAULT_ZENITH_EDGES, zenith_groups
+from .histogram import Binning, counts_cube
+from .model import assemble_model
+from .parallel import compute
+from .selection import SelectionError, select_runs
+
+__all__ = ["DEFAULT_ENERGY_EDGES", "DEFAULT_OFFSET_EDGES", "DEFAULT_FOV_EDGES", "make_binning",
+           "make_model"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ENERGY_EDGES = "0.1:100:20"
+DEFAULT_OFFSET_EDGES = "0:2.5:10"
+DEFAULT_FOV_EDGES = "-2.5:2.5:20"
+
+
+def make_binning(kind: str = "3d", fov_alignment: str = "altaz", *, energy_edges=None,
+                 offset_edges=None, fov_edges=None, offset_max=None) -> Binning:
+    """Check and complete binning options (edge specs as arrays or ``"lo:hi:n"`` strings).
+
+    ``fov_edges`` is one spec for both DETX and DETY or a ``{"detx": ..., "dety": ...}`` dict.
+    ``offset_max`` defaults to the last offset edge (2D) or the largest circle inside the FoV
+    box (3D).
+    """
+    kind = str(kind).lower()
+    if kind not in ("2d", "3d"):
+        raise ValueError(f"kind must be '2d' or '3d', got {kind!r}")
+    align = str(fov_alignment).upper()
+    if align not in ("ALTAZ", "RADEC"):
+        raise ValueError(f"fov_alignment must be 'altaz' or 'radec', got {fov_alignment!r}")
+    energy = parse_edges(DEFAULT_ENERGY_EDGES if energy_edges is None else energy_edges,
+                         log=True, name="energy edges")
+    if kind == "2d":
+        offset = parse_edges(DEFAULT_OFFSET_EDGES if offset_edges is None else offset_edges,
+                             name="offset edges")
+        if offset[0] < 0:
+            raise ValueError(f"offset edges must be >= 0, got {offset}")
+        fov = {"offset": offset}
+        default_max = offset[-1]
+    else:
+        spec = DEFAULT_FOV_EDGES if fov_edges is None else fov_edges
+        if isinstance(spec, dict):
+            fov = {d: parse_edges(spec[d], name=f"{d} edges") for d in ("detx", "dety")}
+        else:
+            edges = parse_edges(spec, name="fov edges")
+            fov = {"detx": edges, "dety": edges}
+        default_max = min(min(abs(e[0]), abs(e[-1])) for e in fov.values())
+    omax = float(default_max if offset_max is None else offset_max)
+    if not omax > 0:
+        raise ValueError(f"offset_max must be > 0 deg, got {omax}")
+    return Binning(kind=kind, fov_alignment=align, energy_edges=energy, fov_edges=fov,
+                   offset_max=omax)
+
+
+def _solid_angle(binning: Binning) -> np.ndarray:
+    if binning.kind == "2d":
+        return annulus_solid_angle(binning.fov_edges["offset"], binning.offset_max)
+    return box_solid_angle(binning.fov_edges["detx"], binning.fov_edges["dety"], binning.offset_max)
+
+
+def make_model(data, *, kind: str = "3d", fov_alignment: str = "altaz", energy_edges=None,
+               offset_edges=None, fov_edges=None, zenith_edges=None, obs_ids=None,
+               selection: str = "all", n_obs_max: int | None = None, offset_max: float | None = None,
+               compute_now: bool = True, scheduler=None, progress: bool = False) -> xr.Dataset:
+    """Build a background model from a GADF DL3 store.
+
+    Parameters
+    ----------
+    data : str, Path or xarray.Dataset
+        Store directory, or an observation Dataset from :func:`xbkg.open_datastore`.
+    kind : {"2d", "3d"}
+        Energy x offset, or energy x FoV (dety, detx).
+    fov_alignment : {"altaz", "radec"}
+        Frame of the 3D FoV axes (ignored in the 2D binning, recorded in the model).
+    energy_edges, offset_edges, fov_edges, zenith_edges : array or "lo:hi:n" / "a,b,c" strings
+        Declared bins (energy log-spaced in TeV; angles in deg). Defaults: 0.1-100 TeV in 20
+        bins, offset 0-2.5 deg in 10, FoV -2.5..2.5 deg in 20x20, one zenith group 0-90 deg.
+    obs_ids, selection, n_obs_max
+        Run selection, see :func:`xbkg.selection.select_runs`.
+    offset_max : float, deg
+        Events farther from the pointing are dropped (exposure too).
+    compute_now : bool
+        True (default): compute and return an in-memory model. False: return the lazy model
+        (dask arrays; nothing is read until computed).
+    scheduler, progress
+        See :func:`xbkg.parallel.compute`.
+
+    Returns
+    -------
+    xarray.Dataset
+        The model, laid out as documented in :mod:`xbkg.model`.
+    """
+    store = data if isinstance(data, xr.Dataset) else open_datastore(data)
+    binning = make_binning(kind, fov_alignment, energy_edges=energy_edges,
+                           offset_edges=offset_edges, fov_edges=fov_edges, offset_max=offset_max)
+    zen_edges = parse_edges(DEFAULT_ZENITH_EDGES if zenith_edges is None else zenith_edges,
+                            name="zenith edges")
+    selected, rejected = select_runs(store, selection, obs_ids=obs_ids, n_obs_max=n_obs_max)
+    store = fill_from_headers(store.sel(obs_id=selected))
+    groups = zenith_groups(store["zenith"].values, zen_edges)
+    outside = groups < 0
+    if outside.any():
+        for obs_id in store.obs_id.values[outside]:
+            rejected[int(obs_id)] = "zenith outside the zenith edges"
+        store = store.isel(obs_id=~outside)
+        groups = groups[~outside]
+    if store.sizes["obs_id"] == 0:
+        raise SelectionError("no run left after zenith grouping")
+    ontime = store["ontime"].values.astype(float)
+    bad = ~(ontime > 0)
+    if bad.any():
+        raise ValueError(f"runs with ONTIME <= 0 or missing: {store.obs_id.values[bad][:10].tolist()}")
+    n_groups = zen_edges.size - 1
+    runs = [run_info(store, o) for o in store.obs_id.values]
+    counts = counts_cube(runs, groups, n_groups, binning)
+    ontime_per_energy = np.zeros((n_groups, binning.energy_edges.size - 1))
+    np.add.at(ontime_per_energy, groups, ontime[:, None])
+    exposure = exposure_cube(ontime_per_energy, binning.energy_edges, _solid_angle(binning))
+    runs_ds = xr.Dataset(
+        {"obs_group": ("obs_id", groups), "obs_ontime": ("obs_id", ontime, {"units": "s"}),
+         "obs_zenith": ("obs_id", store["zenith"].values.astype(float), {"units": "deg"})},
+        coords={"obs_id": store.obs_id.values},
+    )
+    provenance = {
+        "store": str(store.attrs.get("base_dir", "")),
+        "selection": selection,
+        "n_obs_max": n_obs_max,
+        "n_runs": int(store.sizes["obs_id"]),
+        "n_rejected": len(rejected),
+    }
+    model = assemble_model(counts, exposure, kind=binning.kind, energy_edges=binning.energy_edges,
+                           fov_edges=binning.fov_edges, zenith_edges=zen_edges,
+                           fov_alignment=binning.fov_alignment, offset_max=binning.offset_max,
+                           runs=runs_ds, provenance=provenance)
+    if compute_now:
+        (model,) = compute(model, scheduler=scheduler, progress=progress)
+    return model

@@ -1,0 +1,876 @@
+"""Simulated GADF DL3 stores whose background follows a known model.
+
+The truth (:class:`TruthModel`) is a factorised rate in s-1 MeV-1 sr-1::
+
+    rate(E, lon, lat, z) = norm * Z(z) * (E / 1 TeV)**-index * T(E, z) * R(lon, lat)
+    Z(z)       = 1 + zenith_norm_slope * (1 / cos z - 1)
+    T(E, z)    = 1 / (1 + (E_thr(z) / E)**threshold_sharpness),  E_thr(z) = e_threshold / cos(z)**threshold_power
+    R(lon, lat) = exp(-offset**2 / (2 radial_sigma**2)) * max(0, 1 + gradient * lat)
+
+with ``rate = 0`` outside ``[e_min, e_max]``. ``lon, lat`` are field-of-view coordinates (deg,
+gammapy sign convention) in the truth's ``frame``: ``"altaz"`` (lat toward higher altitude) or
+``"radec"`` (lat toward higher Dec); ``offset`` is the angular distance from the FoV centre.
+
+:func:`simulate_store` writes a store of off runs whose events are drawn from that rate. Each
+run is evaluated at its own ``ZEN_PNT`` (the truth does not change during a run, so the per-run
+expectation ``expected_counts(..., zenith=ZEN_PNT, ontime=ONTIME)`` is exact); the FoV frame of an
+``"altaz"`` truth does follow the time: an event's position is fixed in the Alt/Az FoV frame at
+its arrival time, then converted to RA/Dec.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import gzip
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import fov
+from .binning import parse_edges
+
+__all__ = [
+    "SITES",
+    "NOMINAL_ONTIME",
+    "TruthModel",
+    "turn_on",
+    "spectral_shape",
+    "spatial_shape",
+    "polar_to_fov",
+    "subdivide",
+    "gauss_legendre",
+    "sample_energy",
+    "sample_fov",
+    "plan_runs",
+    "simulate_store",
+]
+
+#: Observatory sites by name: longitude and latitude (deg), altitude (m).
+SITES = {
+    "hess": {"geolon": 16.5002222222222, "geolat": -23.2717777777778, "altitude": 1835.0},
+    "cta-south": {"geolon": -70.3166666666667, "geolat": -24.6833333333333, "altitude": 2150.0},
+    "cta-north": {"geolon": -17.8920302, "geolat": 28.7615653, "altitude": 2200.0},
+    "veritas": {"geolon": -110.952, "geolat": 31.675, "altitude": 1268.0},
+}
+
+#: Nominal run duration (s); each run's ONTIME is drawn within +-60 s of it.
+NOMINAL_ONTIME = 1680.0
+_ONTIME_JITTER = 60.0
+_RUNS_PER_NIGHT = 6
+# MJD reference of the times (2001-01-01 00:00 UTC in TT, as in H.E.S.S. data).
+_MJDREFI, _MJDREFF, _TIMESYS = 51910, 0.000742870370370241, "TT"
+_HDUDOC = "https://github.com/open-gamma-ray-astro/gamma-astro-data-formats"
+_CREATOR = "xbkg.simulate"
+# energy integration: Gauss-Legendre nodes on log-energy sub-intervals of at most this width
+_GL_NODES = 4
+_MAX_DLNE = math.log(10.0) / 50.0
+# inverse-CDF grid of the energy sampler (points over [e_min, e_max] in log E)
+_CDF_POINTS = 4097
+
+
+# ---------------------------------------------------------------------------------------------
+# kernels
+
+
+def turn_on(energy, threshold, sharpness):
+    """Smooth threshold factor ``1 / (1 + (threshold / energy)**sharpness)`` (0.5 at threshold).
+
+    >>> float(turn_on(1.0, 1.0, 6.0))
+    0.5
+    """
+    x = sharpness * (np.log(threshold) - np.log(energy))
+    return 1.0 / (1.0 + np.exp(np.minimum(x, 700.0)))
+
+
+def spectral_shape(energy, *, index, threshold, sharpness, e_min, e_max):
+    """``energy**-index * turn_on(energy, threshold, sharpness)``, zero outside ``[e_min, e_max]``.
+
+    ``energy`` in TeV; the value is 1 at 1 TeV without the turn-on.
+    """
+    energy = np.asarray(energy, dtype=float)
+    inside = (energy >= e_min) & (energy <= e_max)
+    safe = np.where(inside, energy, 1.0)
+    return np.where(inside, safe ** (-index) * turn_on(safe, threshold, sharpness), 0.0)
+
+
+def spatial_shape(lon, lat, *, sigma, gradient):
+    """``exp(-offset**2 / (2 sigma**2)) * max(0, 1 + gradient * lat)``; lon, lat, sigma in deg."""
+    offset = fov.offset_deg(lon, lat, 0.0, 0.0)
+    linear = np.maximum(1.0 + gradient * np.asarray(lat, dtype=float), 0.0)
+    return np.exp(-0.5 * (offset / sigma) ** 2) * linear
+
+
+def polar_to_fov(offset, bearing):
+    """FoV ``(lon, lat)`` (deg) of the point at angular distance ``offset`` (deg) from the centre.
+
+    ``bearing`` (rad) is measured from +lat toward +lon.
+    """
+    r = np.radians(offset)
+    sin_r = np.sin(r)
+    lat = np.degrees(np.arcsin(np.clip(sin_r * np.cos(bearing), -1.0, 1.0)))
+    lon = np.degrees(np.arctan2(sin_r * np.sin(bearing), np.cos(r)))
+    return lon, lat
+
+
+def subdivide(edges, step: float) -> np.ndarray:
+    """Cut each bin into equal parts no wider than ``step``: shape ``(n, m + 1)``.
+
+    ``m`` is the largest number of parts; bins with fewer parts repeat their upper edge
+    (zero-width parts, which get zero weight in :func:`gauss_legendre`).
+
+    >>> subdivide([0.0, 1.0, 1.5], 0.5)
+    array([[0. , 0.5, 1. ],
+           [1. , 1.5, 1.5]])
+    """
+    edges = np.asarray(edges, dtype=float)
+    width = np.diff(edges)
+    n_sub = np.maximum(1, np.ceil(width / step - 1e-9)).astype(int)
+    frac = np.minimum(np.arange(n_sub.max() + 1)[None, :] / n_sub[:, None], 1.0)
+    return edges[:-1, None] + width[:, None] * frac
+
+
+def gauss_legendre(sub_edges, order: int):
+    """Nodes and weights of ``order``-point Gauss-Legendre rules on every part of each bin.
+
+    ``sub_edges`` has shape ``(n, m + 1)`` (see :func:`subdivide`); returns two arrays of shape
+    ``(n, m * order)`` whose weights sum to each bin's width.
+    """
+    x, w = np.polynomial.legendre.leggauss(int(order))
+    lo, hi = sub_edges[:, :-1, None], sub_edges[:, 1:, None]
+    half = 0.5 * (hi - lo)
+    nodes = lo + half * (1.0 + x)
+    n = sub_edges.shape[0]
+    return nodes.reshape(n, -1), (half * w).reshape(n, -1)
+
+
+# ---------------------------------------------------------------------------------------------
+# the truth
+
+
+@dataclass(frozen=True)
+class TruthModel:
+    """A known background rate (s-1 MeV-1 sr-1); see the module docstring for the formula.
+
+    Parameters
+    ----------
+    norm : float
+        Power-law rate at 1 TeV, zenith 0 and the FoV centre, before the threshold turn-on
+        (s-1 MeV-1 sr-1). The default gives about 20,000 events in a 28-min run at zenith 0
+        within 4 deg.
+    index : float
+        Spectral index.
+    e_threshold : float
+        Threshold energy at zenith 0 (TeV), where the turn-on is 0.5; rises with zenith as
+        ``e_threshold / cos(z)**threshold_power``.
+    threshold_power, threshold_sharpness : float
+        Zenith scaling and steepness of the turn-on.
+    zenith_norm_slope : float
+        Rate factor ``1 + zenith_norm_slope * (1 / cos z - 1)``.
+    radial_sigma : float
+        Width (deg) of the Gaussian-like radial shape.
+    gradient : float
+        Linear factor ``1 + gradient * fov_lat`` per deg (clipped at 0): along altitude for
+        ``frame="altaz"``, along Dec for ``frame="radec"``.
+    frame : {"altaz", "radec"}
+        FoV frame of the spatial shape.
+    e_min, e_max : float
+        Energy range (TeV) outside which the rate is 0 (events are drawn within it).
+    """
+
+    norm: float = 3.43e-4
+    index: float = 2.7
+    e_threshold: float = 0.3
+    threshold_power: float = 2.0
+    threshold_sharpness: float = 6.0
+    zenith_norm_slope: float = 0.2
+    radial_sigma: float = 2.0
+    gradient: float = 0.0
+    frame: str = "altaz"
+    e_min: float = 0.05
+    e_max: float = 200.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "frame", str(self.frame).lower())
+        if self.frame not in ("altaz", "radec"):
+            raise ValueError(f"TruthModel.frame must be 'altaz' or 'radec', got {self.frame!r}")
+        for name in ("norm", "e_threshold", "threshold_sharpness", "radial_sigma", "e_min"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value > 0):
+                raise ValueError(f"TruthModel.{name} must be finite and > 0, got {value!r}")
+        for name in ("index", "threshold_power", "zenith_norm_slope", "gradient"):
+            if not np.isfinite(getattr(self, name)):
+                raise ValueError(f"TruthModel.{name} must be finite, got {getattr(self, name)!r}")
+        if not self.e_max > self.e_min:
+            raise ValueError(f"TruthModel: e_max ({self.e_max}) must exceed e_min ({self.e_min})")
+
+    # -- serialisation
+    def to_dict(self) -> dict:
+        """Plain dict of the parameters (JSON-serialisable)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TruthModel":
+        """Inverse of :meth:`to_dict`; unknown keys raise KeyError naming them."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise KeyError(f"TruthModel.from_dict: unknown parameters {unknown}")
+        return cls(**data)
+
+    # -- factors
+    def threshold(self, zenith):
+        """Threshold energy (TeV) at ``zenith`` (deg)."""
+        return self.e_threshold / np.cos(np.radians(zenith)) ** self.threshold_power
+
+    def zenith_factor(self, zenith):
+        """Rate factor ``1 + zenith_norm_slope * (1 / cos z - 1)``."""
+        return 1.0 + self.zenith_norm_slope * (1.0 / np.cos(np.radians(zenith)) - 1.0)
+
+    def spectrum(self, energy, zenith, *, index=None):
+        """Rate at the FoV centre (s-1 MeV-1 sr-1) for ``energy`` (TeV) at ``zenith`` (deg)."""
+        shape = spectral_shape(
+            energy, index=self.index if index is None else index, threshold=self.threshold(zenith),
+            sharpness=self.threshold_sharpness, e_min=self.e_min, e_max=self.e_max,
+        )
+        return self.norm * self.zenith_factor(zenith) * shape
+
+    def spatial(self, lon, lat):
+        """Spatial factor (1 at the FoV centre) at FoV ``lon, lat`` (deg) in ``frame``."""
+        return spatial_shape(lon, lat, sigma=self.radial_sigma, gradient=self.gradient)
+
+    def rate(self, energy, lon, lat, zenith) -> np.ndarray:
+        """Rate (s-1 MeV-1 sr-1) at ``energy`` (TeV), FoV ``lon, lat`` (deg), ``zenith`` (deg).
+
+        Arguments broadcast against each other.
+
+        >>> truth = TruthModel(norm=1e-4, e_threshold=0.01, gradient=0.1)
+        >>> round(float(truth.rate(1.0, 0.0, 1.0, 0.0) / truth.rate(1.0, 0.0, -1.0, 0.0)), 4)
+        1.2222
+        """
+        return self.spectrum(energy, zenith) * self.spatial(lon, lat)
+
+    # -- integration
+    def energy_integral(self, energy_edges, zenith, *, index=None) -> np.ndarray:
+        """``integral spectrum(E) dE`` over each energy bin (s-1 sr-1), numerically in log E."""
+        edges = parse_edges(energy_edges, log=True, name="energy_edges")
+        ln_edges = np.log(np.clip(edges, self.e_min, self.e_max))
+        ln_e, weight = gauss_legendre(subdivide(ln_edges, _MAX_DLNE), _GL_NODES)
+        energy = np.exp(ln_e)
+        # dE = E dlnE; TeV -> MeV
+        return np.sum(self.spectrum(energy, zenith, index=index) * energy * weight, axis=1) * 1e6
+
+    def fov_integral(self, *, offset_edges=None, detx_edges=None, dety_edges=None,
+                     oversample: int = 4) -> np.ndarray:
+        """``integral spatial dOmega`` (sr) over offset rings ``(O,)`` or FoV boxes ``(Y, X)``.
+
+        Bins are cut into parts no wider than ``min(0.5, radial_sigma / 2)`` deg, each
+        integrated with ``oversample`` Gauss-Legendre nodes per axis in variables whose measure
+        is exactly the solid angle: ``(lon, sin lat)`` for boxes, ``(1 - cos offset)`` times
+        ``max(32, 8 * oversample)`` azimuth sectors (midpoint rule, spectral for periodic
+        functions) for rings. The weights add up to each bin's exact solid angle.
+        """
+        oversample = int(oversample)
+        if oversample < 1:
+            raise ValueError(f"oversample must be >= 1, got {oversample}")
+        step = min(0.5, self.radial_sigma / 2.0)
+        if offset_edges is not None:
+            if detx_edges is not None or dety_edges is not None:
+                raise ValueError("give either offset_edges or detx_edges and dety_edges, not both")
+            edges = parse_edges(offset_edges, name="offset_edges")
+            if edges[0] < 0 or edges[-1] > 180:
+                raise ValueError(f"offset_edges must lie within [0, 180] deg, got {edges}")
+            one_minus_cos = 1.0 - np.cos(np.radians(subdivide(edges, step)))
+            t, w_t = gauss_legendre(one_minus_cos, oversample)  # (O, k)
+            n_phi = max(32, 8 * oversample)
+            bearing = (np.arange(n_phi) + 0.5) * (2 * np.pi / n_phi)
+            lon, lat = polar_to_fov(np.degrees(np.arccos(1.0 - t))[..., None], bearing)
+            azimuth_mean = np.mean(self.spatial(lon, lat), axis=2)  # (O, k)
+            return 2 * np.pi * np.sum(azimuth_mean * w_t, axis=1)
+        if detx_edges is None or dety_edges is None:
+            raise ValueError("give offset_edges, or both detx_edges and dety_edges")
+        x_edges = parse_edges(detx_edges, name="detx_edges")
+        y_edges = parse_edges(dety_edges, name="dety_edges")
+        if np.any(np.abs(y_edges) > 90):
+            raise ValueError(f"dety_edges must lie within [-90, 90] deg, got {y_edges}")
+        lon, w_lon = gauss_legendre(subdivide(x_edges, step), oversample)  # (X, k)
+        u, w_u = gauss_legendre(np.sin(np.radians(subdivide(y_edges, step))), oversample)  # (Y, k)
+        lat = np.degrees(np.arcsin(u))
+        shape = self.spatial(lon[None, None, :, :], lat[:, :, None, None])  # (Y, k, X, k)
+        return np.einsum("akbl,ak,bl->ab", shape, w_u, np.radians(w_lon))
+
+    def expected_counts(self, energy_edges, *, offset_edges=None, detx_edges=None,
+                        dety_edges=None, zenith, ontime, oversample: int = 4) -> np.ndarray:
+        """Expected counts per bin for a run of ``ontime`` (s) at ``zenith`` (deg).
+
+        Energy (TeV) is integrated numerically in log E (4-point Gauss-Legendre on parts of at
+        most 0.02 decade), solid angle on a sub-grid whose weights are exact solid angles
+        (see :meth:`fov_integral`; ``oversample`` is its order).
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape ``(E, O)`` with ``offset_edges``, ``(E, Y, X)`` with ``detx_edges, dety_edges``.
+        """
+        spectral = self.energy_integral(energy_edges, zenith)
+        spatial = self.fov_integral(offset_edges=offset_edges, detx_edges=detx_edges,
+                                    dety_edges=dety_edges, oversample=oversample)
+        return float(ontime) * spectral.reshape((-1,) + (1,) * spatial.ndim) * spatial
+
+    def total_counts(self, *, zenith, ontime, offset_max: float) -> float:
+        """Expected number of events of a run within ``offset_max`` (deg) over ``[e_min, e_max]``."""
+        counts = self.expected_counts([self.e_min, self.e_max], offset_edges=[0.0, offset_max],
+                                      zenith=zenith, ontime=ontime)
+        return float(counts.sum())
+
+
+# ---------------------------------------------------------------------------------------------
+# sampling
+
+
+def sample_energy(rng, n: int, truth: TruthModel, zenith: float, *, index=None) -> np.ndarray:
+    """``n`` energies (TeV) drawn from ``truth.spectrum(E, zenith)`` by inverse CDF in log E."""
+    ln_e = np.linspace(math.log(truth.e_min), math.log(truth.e_max), _CDF_POINTS)
+    density = truth.spectrum(np.exp(ln_e), zenith, index=index) * np.exp(ln_e)
+    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (density[1:] + density[:-1]))])
+    if not cdf[-1] > 0:
+        raise ValueError(f"truth spectrum is zero over [{truth.e_min}, {truth.e_max}] TeV")
+    return np.exp(np.interp(rng.random(n) * cdf[-1], cdf, ln_e))
+
+
+def sample_fov(rng, n: int, *, sigma: float, gradient: float, offset_max: float):
+    """``n`` FoV positions ``(lon, lat)`` (deg) from :func:`spatial_shape` within ``offset_max``.
+
+    Rejection sampling: a truncated Rayleigh offset and uniform bearing, accepted with
+    probability ``sin(r)/r * max(0, 1 + gradient * lat) / (1 + |gradient| * offset_max)``.
+    """
+    lon, lat = np.empty(n), np.empty(n)
+    trunc = -math.expm1(-0.5 * (offset_max / sigma) ** 2)
+    bound = 1.0 + abs(gradient) * offset_max
+    filled = 0
+    while filled < n:
+        m = int(1.2 * bound * (n - filled)) + 64
+        r = sigma * np.sqrt(-2.0 * np.log1p(-rng.random(m) * trunc))
+        lo, la = polar_to_fov(r, rng.uniform(0.0, 2 * np.pi, m))
+        accept = np.sinc(np.radians(r) / np.pi) * np.maximum(1.0 + gradient * la, 0.0) / bound
+        keep = np.flatnonzero(rng.random(m) < accept)[: n - filled]
+        lon[filled:filled + keep.size] = lo[keep]
+        lat[filled:filled + keep.size] = la[keep]
+        filled += keep.size
+    return lon, lat
+
+
+# ---------------------------------------------------------------------------------------------
+# run planning (main process, vectorised)
+
+
+def _site(site) -> dict:
+    if isinstance(site, str):
+        try:
+            return dict(SITES[site.lower()])
+        except KeyError:
+            raise ValueError(f"unknown site {site!r}; use one of {sorted(SITES)} or a dict "
+                             "with geolon, geolat, altitude") from None
+    try:
+        return {k: float(site[k]) for k in ("geolon", "geolat", "altitude")}
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"site must be a name or a dict with geolon, geolat, altitude: {site!r}") from exc
+
+
+def _time_reference():
+    from astropy.time import Time
+
+    return Time(_MJDREFI + _MJDREFF, format="mjd", scale="tt")
+
+
+def _met_to_time(met):
+    from astropy.time import TimeDelta
+
+    return _time_reference() + TimeDelta(np.asarray(met, dtype=float), format="sec")
+
+
+@contextlib.contextmanager
+def _iers_offline():
+    """Astropy IERS settings for offline use: bundled tables, warn instead of fail."""
+    from astropy.utils import iers
+
+    with iers.conf.set_temp("auto_download", False), \
+            iers.conf.set_temp("iers_degraded_accuracy", "warn"):
+        yield
+
+
+def _gmst_deg(met):
+    """Greenwich mean sidereal time (deg) at ``met`` (TT s since MJDREF; UT1 ~ TT - 69 s)."""
+    jd_ut = 2400000.5 + _MJDREFI + _MJDREFF + (np.asarray(met) - 69.184) / 86400.0
+    return np.mod(280.46061837 + 360.98564736629 * (jd_ut - 2451545.0), 360.0)
+
+
+def _source_pointings(rng, src_ids, sources, zen_target, met_nominal, site):
+    """RA/Dec and mid times of runs pointed 0.5-1.5 deg from a source at about ``zen_target``."""
+    ra_src = np.array([float(sources[k]["ra"]) for k in src_ids])
+    dec_src = np.array([float(sources[k]["dec"]) for k in src_ids])
+    dist = rng.uniform(0.5, 1.5, src_ids.size)
+    pa = rng.uniform(0.0, 2 * np.pi, src_ids.size)
+    ra, dec = fov.fov_to_radec(dist * np.sin(pa), dist * np.cos(pa), ra_src, dec_src)
+    phi, d = np.radians(site["geolat"]), np.radians(dec)
+    cos_h = (np.cos(np.radians(zen_target)) - np.sin(phi) * np.sin(d)) / (np.cos(phi) * np.cos(d))
+    min_zen = np.abs(site["geolat"] - dec)
+    if np.any(min_zen > 80):
+        bad = sorted({int(k) for k in src_ids[min_zen > 80]})
+        raise ValueError(f"sources {bad} never rise above 10 deg altitude at this site")
+    hour_angle = np.degrees(np.arccos(np.clip(cos_h, -1.0, 1.0))) * rng.choice([-1.0, 1.0], src_ids.size)
+    lst_needed = ra + hour_angle
+    lst_now = _gmst_deg(met_nominal) + site["geolon"]
+    dlst = np.mod(lst_needed - lst_now + 180.0, 360.0) - 180.0
+    return ra, dec, met_nominal + dlst / 360.0 * 86164.0905
+
+
+def plan_runs(n_runs: int, *, seed=0, zenith_range=(0.0, 60.0), site="hess", sources=(),
+              start="2021-01-01", target_name="Off data") -> dict:
+    """Pointings and times of ``n_runs`` runs.
+
+    Mean zeniths are stratified over ``zenith_range``, azimuths uniform; runs are placed six a
+    night around local midnight, one night after another from ``start``. Alt/Az at each run's
+    mid time becomes RA/Dec with astropy (one vectorised call). With ``sources``, every second
+    run is pointed 0.5-1.5 deg from a source (cycling through them) and timed by the source's
+    hour angle (about the drawn zenith; such runs may fall outside the night).
+
+    Parameters
+    ----------
+    n_runs, seed, zenith_range, site, sources, start, target_name
+        As in :func:`simulate_store`.
+
+    Returns
+    -------
+    dict
+        Obs-index columns as numpy arrays (``OBS_ID`` ... ``OBJECT``, without ``EVENT_COUNT``
+        and the safe energies; ``ZEN_PNT, ALT_PNT, AZ_PNT`` are means over the run), plus
+        ``source_index`` (source a run is pointed near, or -1), ``site`` (dict) and
+        ``altaz_params`` (``(n_runs, fov.ALTAZ_PARAMS_SIZE)``, from :func:`fov.altaz_run_params`).
+    """
+    from astropy.coordinates import AltAz, EarthLocation, SkyCoord
+    from astropy.time import Time
+    import astropy.units as u
+
+    site = _site(site)
+    lo, hi = (float(z) for z in zenith_range)
+    if not 0.0 <= lo < hi <= 80.0:
+        raise ValueError(f"zenith_range must satisfy 0 <= lo < hi <= 80 deg, got {zenith_range}")
+    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
+    n = int(n_runs)
+    zen_target = lo + (hi - lo) * (rng.permutation(n) + rng.random(n)) / n
+    az = rng.uniform(0.0, 360.0, n)
+    ontime = np.round(NOMINAL_ONTIME + rng.uniform(-_ONTIME_JITTER, _ONTIME_JITTER, n))
+    night, slot = np.divmod(np.arange(n), _RUNS_PER_NIGHT)
+    local_midnight_h = np.mod(24.0 - site["geolon"] / 15.0, 24.0)
+    offset_h = local_midnight_h + (slot - (_RUNS_PER_NIGHT - 1) / 2) + rng.uniform(-0.1, 0.1, n)
+    with _iers_offline():
+        t0 = Time(start, scale="utc")
+        met0 = (t0.tt - _time_reference()).to_value(u.s)
+        met_mid = met0 + night * 86400.0 + offset_h * 3600.0
+        location = EarthLocation.from_geodetic(site["geolon"] * u.deg, site["geolat"] * u.deg,
+                                               site["altitude"] * u.m)
+        frame = AltAz(obstime=_met_to_time(met_mid), location=location)
+        icrs = SkyCoord(az=az * u.deg, alt=(90.0 - zen_target) * u.deg, frame=frame).icrs
+        ra, dec = icrs.ra.deg, icrs.dec.deg
+    target = np.array([str(target_name)] * n, dtype=object)
+    source_index = np.full(n, -1)
+    if len(sources):
+        pick = np.arange(1, n, 2)
+        src_ids = np.arange(pick.size) % len(sources)
+        ra[pick], dec[pick], met_mid[pick] = _source_pointings(
+            rng, src_ids, sources, zen_target[pick], met_mid[pick], site)
+        source_index[pick] = src_ids
+        for i, k in zip(pick, src_ids):
+            target[i] = str(sources[k].get("name", f"Source {k}"))
+    tstart = np.round(met_mid - ontime / 2.0, 3)
+    tstop = tstart + ontime
+    with _iers_offline():
+        gal = SkyCoord(ra=ra * u.deg, dec=dec * u.deg, frame="icrs").galactic
+    alt_pnt, az_pnt = np.empty(n), np.empty(n)
+    params = np.empty((n, fov.ALTAZ_PARAMS_SIZE))
+    for i in range(n):
+        with _iers_offline():
+            params[i] = _run_params(ra[i], dec[i], site, tstart[i], tstop[i])
+        alt, azi = fov.pointing_altaz(np.linspace(tstart[i], tstop[i], 21), params[i])
+        alt_pnt[i] = np.mean(alt)
+        az_pnt[i] = np.mod(np.degrees(np.arctan2(np.mean(np.sin(np.radians(azi))),
+                                                  np.mean(np.cos(np.radians(azi))))), 360.0)
+    deadc = np.round(rng.uniform(0.88, 0.94, n), 5)
+    return {
+        "OBS_ID": np.arange(1, n + 1, dtype=np.int64),
+        "RA_PNT": np.mod(ra, 360.0), "DEC_PNT": dec,
+        "GLON_PNT": gal.l.deg, "GLAT_PNT": gal.b.deg,
+        "ZEN_PNT": 90.0 - alt_pnt, "ALT_PNT": alt_pnt, "AZ_PNT": az_pnt,
+        "ONTIME": ontime, "LIVETIME": ontime * deadc, "DEADC": deadc,
+        "TSTART": tstart, "TSTOP": tstop,
+        "N_TELS": np.full(n, 4, dtype=np.int64), "QUALITY": np.zeros(n, dtype=np.int64),
+        "MUONEFF": np.round(rng.uniform(0.75, 0.85, n), 4),
+        "TARGET_NAME": target.astype(str), "OBJECT": target.astype(str),
+        "source_index": source_index, "site": site, "altaz_params": params,
+    }
+
+
+def _run_params(ra, dec, site, tstart, tstop):
+    return fov.altaz_run_params(ra, dec, geolon=site["geolon"], geolat=site["geolat"],
+                                altitude=site["altitude"], mjdrefi=_MJDREFI, mjdreff=_MJDREFF,
+                                timesys=_TIMESYS, tstart=tstart, tstop=tstop)
+
+
+# ---------------------------------------------------------------------------------------------
+# one run: events and its FITS file
+
+
+def _source_events(rng, task):
+    """Extra events of the bright point sources near the run's pointing."""
+    truth, run, offset_max = task["truth"], task["run"], task["offset_max"]
+    parts, n_expected = [], 0.0
+    for src in task["sources"]:
+        sigma = float(src.get("sigma", 0.1))
+        sep = fov.offset_deg(src["ra"], src["dec"], run["RA_PNT"], run["DEC_PNT"])
+        if sep > offset_max + 5 * sigma:
+            continue
+        mu = float(src["counts"]) if "counts" in src else float(src["rate_fraction"]) * task["mu"]
+        n_expected += mu
+        n = rng.poisson(mu)
+        energy = sample_energy(rng, n, truth, run["ZEN_PNT"], index=src.get("index", 2.5))
+        radius = sigma * np.sqrt(-2.0 * np.log1p(-rng.random(n)))
+        ra, dec = fov.fov_to_radec(*polar_to_fov(radius, rng.uniform(0, 2 * np.pi, n)),
+                                   src["ra"], src["dec"])
+        time = run["TSTART"] + rng.random(n) * run["ONTIME"]
+        keep = fov.offset_deg(ra, dec, run["RA_PNT"], run["DEC_PNT"]) <= offset_max
+        parts.append((time[keep], ra[keep], dec[keep], energy[keep]))
+    return parts, n_expected
+
+
+def _simulate_run(task: dict) -> dict:
+    """Draw the events of one run and write its file; returns counts for the indexes."""
+    truth, run = task["truth"], task["run"]
+    rng = np.random.default_rng(task["seed"])
+    n = int(rng.poisson(task["mu"]))
+    energy = sample_energy(rng, n, truth, run["ZEN_PNT"])
+    time = run["TSTART"] + rng.random(n) * run["ONTIME"]
+    lon, lat = sample_fov(rng, n, sigma=truth.radial_sigma, gradient=truth.gradient,
+                          offset_max=task["offset_max"])
+    if truth.frame == "altaz":
+        ra, dec = fov.altaz_fov_to_radec(lon, lat, time, task["altaz_params"])
+    else:
+        ra, dec = fov.fov_to_radec(lon, lat, run["RA_PNT"], run["DEC_PNT"])
+    parts = [(time, ra, dec, energy)]
+    n_source_expected = 0.0
+    if task["sources"]:
+        extra, n_source_expected = _source_events(rng, task)
+        parts += extra
+    time, ra, dec, energy = (np.concatenate(c) for c in zip(*parts))
+    order = np.argsort(time, kind="stable")
+    columns = {"TIME": time[order], "RA": np.mod(ra[order], 360.0), "DEC": dec[order],
+               "ENERGY": energy[order]}
+    data = _events_file_bytes(columns, run, task["site"], task["compress"])
+    path = Path(task["dir"]) / task["file_name"]
+    path.write_bytes(data)
+    return {"obs_id": int(run["OBS_ID"]), "n_events": int(time.size),
+            "n_source_events": int(time.size - n), "expected_source_counts": n_source_expected}
+
+
+def _time_cards(run=None):
+    cards = [("MJDREFI", _MJDREFI, "int part of reference MJD"),
+             ("MJDREFF", _MJDREFF, "fractional part of reference MJD"),
+             ("TIMESYS", _TIMESYS, "time system"), ("TIMEUNIT", "s", "time unit"),
+             ("TIMEREF", "LOCAL", "time reference")]
+    if run is not None:
+        cards = [("TSTART", float(run["TSTART"]), "start (s since MJDREF)"),
+                 ("TSTOP", float(run["TSTOP"]), "stop (s since MJDREF)")] + cards
+    return cards
+
+
+def _site_cards(site):
+    return [("GEOLON", site["geolon"], "observatory longitude (deg)"),
+            ("GEOLAT", site["geolat"], "observatory latitude (deg)"),
+            ("ALTITUDE", site["altitude"], "observatory altitude (m)")]
+
+
+def _gadf_cards(extname, clas1, clas2=None):
+    cards = [("EXTNAME", extname, None), ("HDUCLASS", "GADF", None), ("HDUDOC", _HDUDOC, None),
+             ("HDUVERS", "0.2", None), ("HDUCLAS1", clas1, None)]
+    if clas2:
+        cards.append(("HDUCLAS2", clas2, None))
+    return cards + [("CREATOR", _CREATOR, "program that wrote this HDU")]
+
+
+_FITS_BLOCK = 2880
+_FITS_DTYPES = {"K": ">i8", "J": ">i4", "D": ">f8", "E": ">f4"}
+
+
+def _card(key, value, comment=None) -> str:
+    """One 80-character header card, formatted by astropy."""
+    from astropy.io.fits import Card
+
+    return Card(key, value, comment).image
+
+
+def _padded(data: bytes, fill: bytes) -> bytes:
+    return data + fill * (-len(data) % _FITS_BLOCK)
+
+
+def _table_bytes(columns, cards) -> bytes:
+    """A binary-table HDU (header + big-endian data) from ``[(name, format, unit, array)]``.
+
+    Formats: ``K, J, D, E`` scalars or ``nA`` strings. Written directly (astropy's HDU
+    machinery costs ~50 ms per file); tests read the files back with astropy and gammapy.
+    """
+    dtype = [(name, _FITS_DTYPES.get(fmt, f"S{fmt[:-1]}")) for name, fmt, _, _ in columns]
+    n_rows = len(columns[0][3])
+    table = np.empty(n_rows, dtype=dtype)
+    for name, fmt, _, values in columns:
+        table[name] = np.char.encode(np.asarray(values, dtype=str), "ascii") if fmt.endswith("A") \
+            else values
+    head = [_card("XTENSION", "BINTABLE", "binary table extension"), _card("BITPIX", 8),
+            _card("NAXIS", 2), _card("NAXIS1", table.dtype.itemsize), _card("NAXIS2", n_rows),
+            _card("PCOUNT", 0), _card("GCOUNT", 1), _card("TFIELDS", len(columns))]
+    for i, (name, fmt, unit, _) in enumerate(columns, start=1):
+        head += [_card(f"TTYPE{i}", name), _card(f"TFORM{i}", fmt)]
+        if unit:
+            head.append(_card(f"TUNIT{i}", unit))
+    head += [_card(*c) for c in cards] + ["END".ljust(80)]
+    return _padded("".join(head).encode("ascii"), b" ") + _padded(table.tobytes(), b"\0")
+
+
+def _file_bytes(tables, compress: bool) -> bytes:
+    """A FITS file: empty primary HDU + binary tables; gzipped deterministically when asked."""
+    primary = [_card("SIMPLE", True), _card("BITPIX", 8), _card("NAXIS", 0),
+               _card("EXTEND", True), "END".ljust(80)]
+    data = _padded("".join(primary).encode("ascii"), b" ") + b"".join(tables)
+    return gzip.compress(data, compresslevel=6, mtime=0) if compress else data
+
+
+def _events_file_bytes(columns, run, site, compress):
+    n = columns["TIME"].size
+    ev_cols = [("EVENT_ID", "K", "", np.arange(1, n + 1, dtype=np.int64)),
+               ("TIME", "D", "s", columns["TIME"]),
+               ("RA", "E", "deg", columns["RA"].astype(np.float32)),
+               ("DEC", "E", "deg", columns["DEC"].astype(np.float32)),
+               ("ENERGY", "E", "TeV", columns["ENERGY"].astype(np.float32))]
+    run_cards = [("OBS_ID", int(run["OBS_ID"]), "observation number")]
+    run_cards += [(k, float(run[k]), None) for k in
+                  ("ONTIME", "LIVETIME", "DEADC", "RA_PNT", "DEC_PNT", "ALT_PNT", "AZ_PNT")]
+    run_cards += [("RADESYS", "ICRS", None), ("EQUINOX", 2000.0, None),
+                  ("OBJECT", str(run["OBJECT"]), None), ("N_TELS", int(run["N_TELS"]), None),
+                  ("OBS_MODE", "POINTING", None)]
+    events = _table_bytes(ev_cols, _gadf_cards("EVENTS", "EVENTS") + run_cards + _time_cards(run)
+                        + _site_cards(site))
+    gti = _table_bytes([("START", "D", "s", np.array([run["TSTART"]], dtype=float)),
+                      ("STOP", "D", "s", np.array([run["TSTOP"]], dtype=float))],
+                     _gadf_cards("GTI", "GTI") + _time_cards(run))
+    return _file_bytes([events, gti], compress)
+
+
+# ---------------------------------------------------------------------------------------------
+# the store
+
+_OBS_COLUMNS = [  # name, FITS format, unit
+    ("OBS_ID", "K", ""), ("RA_PNT", "D", "deg"), ("DEC_PNT", "D", "deg"),
+    ("GLON_PNT", "D", "deg"), ("GLAT_PNT", "D", "deg"), ("ZEN_PNT", "D", "deg"),
+    ("ALT_PNT", "D", "deg"), ("AZ_PNT", "D", "deg"), ("ONTIME", "D", "s"),
+    ("LIVETIME", "D", "s"), ("DEADC", "D", ""), ("TSTART", "D", "s"), ("TSTOP", "D", "s"),
+    ("N_TELS", "K", ""), ("QUALITY", "K", ""), ("MUONEFF", "D", ""), ("EVENT_COUNT", "K", ""),
+    ("TARGET_NAME", "A", ""), ("OBJECT", "A", ""), ("SAFE_ENERGY_LO", "D", "TeV"),
+    ("SAFE_ENERGY_HI", "D", "TeV"),
+]
+
+
+def _string_format(values) -> str:
+    return f"{max([1] + [len(str(v)) for v in values])}A"
+
+
+def _index_files(runs, file_names, site):
+    obs_cols = [(name, _string_format(runs[name]) if fmt == "A" else fmt, unit, runs[name])
+                for name, fmt, unit in _OBS_COLUMNS]
+    obs = _table_bytes(obs_cols, _gadf_cards("OBS_INDEX", "INDEX", "OBS") + _time_cards()
+                     + _site_cards(site))
+    n = runs["OBS_ID"].size
+    hdu_cols = {
+        "OBS_ID": np.repeat(runs["OBS_ID"], 2),
+        "HDU_TYPE": np.tile(["events", "gti"], n), "HDU_CLASS": np.tile(["events", "gti"], n),
+        "FILE_DIR": np.array(["data"] * (2 * n)), "FILE_NAME": np.repeat(file_names, 2),
+        "HDU_NAME": np.tile(["EVENTS", "GTI"], n),
+    }
+    hdu = _table_bytes([(k, "K" if k == "OBS_ID" else _string_format(v), "", v)
+                      for k, v in hdu_cols.items()], _gadf_cards("HDU_INDEX", "INDEX", "HDU"))
+    return _file_bytes([obs], True), _file_bytes([hdu], True)
+
+
+def _prepare_outdir(outdir: Path, overwrite: bool) -> Path:
+    if outdir.exists():
+        if not outdir.is_dir():
+            raise FileExistsError(f"{outdir} exists and is not a directory")
+        if any(outdir.iterdir()) and not overwrite:
+            raise FileExistsError(f"{outdir} is not empty; pass overwrite=True to replace it")
+    outdir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.tmp-", dir=outdir.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the store gets ordinary permissions
+    return tmp
+
+
+def _commit(tmp: Path, outdir: Path) -> None:
+    """Move the finished store ``tmp`` to ``outdir`` (replacing an existing one)."""
+    old = None
+    if outdir.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.old-", dir=outdir.parent))
+        os.rename(outdir, old / "store")
+    os.rename(tmp, outdir)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def _process_pool(n_jobs: int):
+    """A process pool: forked workers (instant start) when the parent runs no other Python
+    thread and fork is available, else spawned ones (each imports xbkg, a few seconds)."""
+    import multiprocessing
+    import threading
+    from concurrent.futures import ProcessPoolExecutor
+
+    method = "spawn"
+    if "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1:
+        method = "fork"
+    return ProcessPoolExecutor(max_workers=n_jobs, mp_context=multiprocessing.get_context(method))
+
+
+def _run_tasks(tasks, n_jobs: int, progress: bool):
+    def report(i):
+        if progress and (i + 1 == len(tasks) or (i + 1) % max(1, len(tasks) // 20) == 0):
+            print(f"xbkg.simulate: {i + 1}/{len(tasks)} runs", file=sys.stderr, flush=True)
+
+    if n_jobs <= 1 or len(tasks) <= 1:
+        results = []
+        for i, task in enumerate(tasks):
+            results.append(_simulate_run(task))
+            report(i)
+        return results
+    chunksize = max(1, len(tasks) // (10 * n_jobs))
+    with _process_pool(n_jobs) as pool:
+        results = []
+        for i, res in enumerate(pool.map(_simulate_run, tasks, chunksize=chunksize)):
+            results.append(res)
+            report(i)
+    return results
+
+
+def simulate_store(outdir, *, n_runs: int = 20, events_per_run: float = 20000,
+                   truth: TruthModel | None = None, seed: int = 0, zenith_range=(0.0, 60.0),
+                   site="hess", compress: bool = False, sources=(), offset_max: float = 4.0,
+                   start="2021-01-01", target_name: str = "Off data", n_jobs: int = 1,
+                   overwrite: bool = False, progress: bool = False) -> Path:
+    """Write a GADF DL3 store of off runs whose background follows ``truth``.
+
+    Parameters
+    ----------
+    outdir : str or Path
+        Store directory; written in a temporary sibling directory, then renamed.
+    n_runs : int
+        Number of runs (OBS_ID 1..n_runs).
+    events_per_run : float
+        Used only when ``truth`` is None: the default :class:`TruthModel` gets the ``norm``
+        for which a run of 1680 s at zenith 0 expects this many events within ``offset_max``
+        (runs at higher zenith expect fewer, as the threshold rises).
+    truth : TruthModel, optional
+        The background model; its ``norm`` is used as given.
+    seed : int
+        Random seed; the same seed gives byte-identical files (whatever ``n_jobs``).
+    zenith_range : (float, float)
+        Range (deg) over which mean run zeniths are spread (stratified), within [0, 80].
+    site : str or dict
+        A name from :data:`SITES` or a dict with ``geolon, geolat`` (deg) and ``altitude`` (m).
+    compress : bool
+        Write ``data/obs_NNNNNN.fits.gz`` (deterministic gzip) instead of ``.fits``.
+    sources : sequence of dict
+        Bright point sources added as extra events: keys ``ra, dec`` (deg), ``counts``
+        (expected events per run) or ``rate_fraction`` (of the run's expected background),
+        optional ``sigma`` (deg, default 0.1), ``index`` (default 2.5), ``name``. Every second
+        run is then pointed 0.5-1.5 deg from a source. Source events are not part of the truth.
+    offset_max : float
+        Events are drawn within this offset (deg) of the pointing.
+    start : str or astropy.time.Time
+        UTC date of the first night.
+    target_name : str
+        TARGET_NAME and OBJECT of the off runs.
+    n_jobs : int
+        Processes simulating runs in parallel (spawned pool) when > 1.
+    overwrite : bool
+        Replace an existing non-empty ``outdir``; otherwise FileExistsError.
+    progress : bool
+        Print progress to stderr.
+
+    Returns
+    -------
+    pathlib.Path
+        ``outdir``, holding ``obs-index.fits.gz``, ``hdu-index.fits.gz``, ``data/`` and
+        ``truth.json`` (the truth parameters and per-run ``obs_id, zenith, ontime,
+        expected_counts``).
+    """
+    outdir = Path(outdir).expanduser().absolute()
+    n_runs = int(n_runs)
+    if n_runs < 1:
+        raise ValueError(f"n_runs must be >= 1, got {n_runs}")
+    offset_max = float(offset_max)
+    if not 0 < offset_max < 90:
+        raise ValueError(f"offset_max must be in (0, 90) deg, got {offset_max}")
+    sources = [dict(s) for s in sources]
+    for k, src in enumerate(sources):
+        if "ra" not in src or "dec" not in src or not ("counts" in src or "rate_fraction" in src):
+            raise ValueError(f"source {k} needs ra, dec and counts or rate_fraction: {src!r}")
+    if truth is None:
+        base = TruthModel(norm=1.0)
+        mu0 = base.total_counts(zenith=0.0, ontime=NOMINAL_ONTIME, offset_max=offset_max)
+        truth = dataclasses.replace(base, norm=float(events_per_run) / mu0)
+    runs = plan_runs(n_runs, seed=seed, zenith_range=zenith_range, site=site, sources=sources,
+                     start=start, target_name=target_name)
+    site_d = runs.pop("site")
+    near_source = runs.pop("source_index") >= 0
+    altaz_params = runs.pop("altaz_params")
+    mu = np.array([truth.total_counts(zenith=z, ontime=t, offset_max=offset_max)
+                   for z, t in zip(runs["ZEN_PNT"], runs["ONTIME"])])
+    suffix = ".fits.gz" if compress else ".fits"
+    file_names = np.array([f"obs_{i:06d}{suffix}" for i in runs["OBS_ID"]])
+    seeds = np.random.SeedSequence(seed).spawn(n_runs + 1)[1:]
+
+    tmp = _prepare_outdir(outdir, overwrite)
+    try:
+        (tmp / "data").mkdir()
+        tasks = [{"truth": truth, "run": {k: v[i] for k, v in runs.items()}, "seed": seeds[i],
+                  "mu": mu[i], "site": site_d, "altaz_params": altaz_params[i], "offset_max": offset_max,
+                  "sources": sources,
+                  "compress": compress, "dir": str(tmp / "data"), "file_name": file_names[i]}
+                 for i in range(n_runs)]
+        results = _run_tasks(tasks, int(n_jobs), progress)
+        runs["EVENT_COUNT"] = np.array([r["n_events"] for r in results], dtype=np.int64)
+        runs["SAFE_ENERGY_LO"] = np.round(truth.threshold(runs["ZEN_PNT"]), 4)
+        runs["SAFE_ENERGY_HI"] = np.full(n_runs, min(100.0, truth.e_max))
+        obs_bytes, hdu_bytes = _index_files(runs, file_names, site_d)
+        (tmp / "obs-index.fits.gz").write_bytes(obs_bytes)
+        (tmp / "hdu-index.fits.gz").write_bytes(hdu_bytes)
+        record = {
+            "truth": truth.to_dict(), "offset_max": offset_max, "seed": int(seed),
+            "site": site_d, "sources": sources, "creator": _CREATOR,
+            "runs": [{"obs_id": int(r["obs_id"]), "zenith": float(z), "ontime": float(t),
+                      "expected_counts": float(m), "n_events": int(r["n_events"]),
+                      "pointed_near_source": bool(s),
+                      "n_source_events": int(r["n_source_events"]),
+                      "expected_source_counts": float(r["expected_source_counts"])}
+                     for r, z, t, m, s in zip(results, runs["ZEN_PNT"], runs["ONTIME"], mu,
+                                                near_source)],
+        }
+        (tmp / "truth.json").write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+        _commit(tmp, outdir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return outdir
