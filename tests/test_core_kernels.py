@@ -129,3 +129,23 @@ def test_validate_model_errors():
         validate_model(bad)
     with pytest.raises(ModelSchemaError, match="dims"):
         validate_model(model.assign(counts=model.counts.transpose("energy", ...)))
+
+
+def test_rate_floor_policy():
+    counts = np.zeros((1, 3, 2), dtype="int64")
+    counts[0, 1] = [10, 0]
+    counts[0, 2] = [0, 0]
+    exposure = np.ones((1, 3, 2))
+    model = assemble_model(counts, exposure, kind="2d", energy_edges=[1, 2, 4, 8],
+                           fov_edges={"offset": [0, 1, 2]}, zenith_edges=[0, 90],
+                           fov_alignment="RADEC", offset_max=2, relative_floor=1e-3)
+    rate = model["rate"].values[0]
+    assert rate[1, 0] == 10
+    # empty bins: 1e-3 x the FoV-mean rate of the energy bin, or of the nearest populated one
+    np.testing.assert_allclose(rate[1, 1], 1e-3 * 5)
+    np.testing.assert_allclose(rate[0], 1e-3 * 5)
+    np.testing.assert_allclose(rate[2], 1e-3 * 5)
+    off = assemble_model(counts, exposure, kind="2d", energy_edges=[1, 2, 4, 8],
+                         fov_edges={"offset": [0, 1, 2]}, zenith_edges=[0, 90],
+                         fov_alignment="RADEC", offset_max=2, relative_floor=0)
+    assert off["rate"].values[0, 1, 1] == 0

@@ -98,5 +98,12 @@ def test_real_2d_equals_numpy(hess_dr1):
     np.testing.assert_allclose(model["exposure"].isel(zenith_group=0).values, exposure, rtol=1e-12)
     with np.errstate(invalid="ignore", divide="ignore"):
         rate = np.where(counts > 0, counts / exposure, 0.0)
+    # the documented floor: 1e-3 x FoV-mean rate of the energy bin (nearest populated bin)
+    mean = counts.sum(axis=1) / exposure.sum(axis=1)
+    populated = [i for i in range(mean.size) if mean[i] > 0]
+    for i in range(mean.size):
+        if mean[i] == 0:
+            mean[i] = mean[min(populated, key=lambda j: abs(j - i))]
+    rate = np.maximum(rate, 1e-3 * mean[:, None])
     np.testing.assert_allclose(model["rate"].isel(zenith_group=0).values, rate, rtol=1e-12, atol=0)
     assert int(model["group_n_obs"][0]) == 45

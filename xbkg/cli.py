@@ -49,7 +49,7 @@ def _add_binning(p: argparse.ArgumentParser) -> None:
                    "'lo:hi:n' (default: 0.1:100:20)")
     g.add_argument("--offset-edges", default=None, help="2D offset edges in deg (default: 0:2.5:10)")
     g.add_argument("--fov-edges", default=None, help="3D DETX and DETY edges in deg "
-                   "(default: -2.5:2.5:20)")
+                   "(default: -2.5:2.5:25)")
     g.add_argument("--offset-max", type=float, default=None,
                    help="drop events farther from the pointing (deg; default: edge of the binning)")
     g.add_argument("--zenith-edges", default=None, help="zenith-angle group edges in deg "

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_ENERGY_EDGES = "0.1:100:20"
 DEFAULT_OFFSET_EDGES = "0:2.5:10"
-DEFAULT_FOV_EDGES = "-2.5:2.5:20"
+DEFAULT_FOV_EDGES = "-2.5:2.5:25"
 
 
 def make_binning(kind: str = "3d", fov_alignment: str = "altaz", *, energy_edges=None,
@@ -93,7 +93,7 @@ def make_model(data, *, kind: str = "3d", fov_alignment: str = "altaz", energy_e
         Frame of the 3D FoV axes (ignored in the 2D binning, recorded in the model).
     energy_edges, offset_edges, fov_edges, zenith_edges : array or "lo:hi:n" / "a,b,c" strings
         Declared bins (energy log-spaced in TeV; angles in deg). Defaults: 0.1-100 TeV in 20
-        bins, offset 0-2.5 deg in 10, FoV -2.5..2.5 deg in 20x20, one zenith group 0-90 deg.
+        bins, offset 0-2.5 deg in 10, FoV -2.5..2.5 deg in 25x25, one zenith group 0-90 deg.
     obs_ids, selection, n_obs_max
         Run selection, see :func:`xbkg.selection.select_runs`.
     offset_max : float, deg

@@ -18,9 +18,20 @@ Layout (``kind="2d"`` uses ``offset``; ``kind="3d"`` uses ``dety, detx``)::
     attrs   xbkg_model_version (int), kind ("2d"|"3d"), fov_alignment ("ALTAZ"|"RADEC"),
             offset_max (deg), xbkg_version, provenance (JSON text), empty_bins (policy text)
 
-Empty bins (documented policy): ``rate = 0`` where ``counts == 0``; ``rate_error = 1/exposure``
-there (the rate one event would give), ``sqrt(counts)/exposure`` elsewhere. Bins with zero
-exposure (no run contributes) get ``rate = 0`` and ``rate_error = nan``.
+Empty bins (documented policy). The estimate is ``counts / exposure``; ``rate_error`` is
+``sqrt(counts)/exposure``, and ``1/exposure`` (the rate one event would give) where
+``counts == 0``; bins with zero exposure (no run contributes) get ``rate_error = nan``.
+No bin is handed downstream as 0 next to populated bins, because gammapy integrates the rate
+log-log in energy and a rising step from 0 (or a float32 tiny) to a populated bin makes its
+predicted counts explode. So every bin gets at least a *floor*::
+
+    rate = max(counts / exposure, rate_floor * S_g(E))
+
+where ``S_g(E)`` is the group's field-of-view averaged rate in that energy bin (sum of counts /
+sum of exposure; empty energy slices take the nearest populated slice's value) and
+``rate_floor`` (attr, default 1e-3) is the relative floor. The floor adds at most
+``rate_floor`` of the mean rate to an empty bin: negligible for predictions, yet bounded jumps
+(a factor of 1/rate_floor) that log-log integration handles. ``rate_floor=0`` turns it off.
 """
 
 from __future__ import annotations
@@ -38,6 +49,7 @@ __all__ = [
     "FOV_ALIGNMENTS",
     "fov_dims",
     "rate_from_counts",
+    "rate_floor",
     "assemble_model",
     "validate_model",
     "ModelSchemaError",
@@ -47,8 +59,10 @@ __all__ = [
 MODEL_VERSION = 1
 KINDS = ("2d", "3d")
 FOV_ALIGNMENTS = ("ALTAZ", "RADEC")
+DEFAULT_RATE_FLOOR = 1e-3
 EMPTY_BINS_POLICY = (
-    "rate=0 where counts=0 with rate_error=1/exposure; rate=0 and rate_error=nan where exposure=0"
+    "rate=max(counts/exposure, rate_floor * FoV-mean rate of the energy bin); "
+    "rate_error=sqrt(counts)/exposure, 1/exposure where counts=0, nan where exposure=0"
 )
 
 
@@ -83,6 +97,36 @@ def rate_from_counts(counts, exposure):
     return rate, err
 
 
+def _fill_nearest_along_last(mean: np.ndarray) -> np.ndarray:
+    """Replace zeros of each row by the nearest non-zero value of that row (rows of zeros stay)."""
+    out = np.array(mean, dtype=float, copy=True)
+    for row in out.reshape(-1, out.shape[-1]):
+        good = np.flatnonzero(row > 0)
+        if good.size and good.size < row.size:
+            idx = np.arange(row.size)
+            nearest = good[np.abs(idx[:, None] - good[None, :]).argmin(axis=1)]
+            row[:] = row[nearest]
+    return out
+
+
+def rate_floor(counts, exposure, relative: float = DEFAULT_RATE_FLOOR):
+    """Floor of each bin's rate: ``relative`` x the FoV-averaged rate of its group and energy bin.
+
+    ``counts`` and ``exposure`` have shape ``(G, E, ...)``; the result broadcasts against them.
+    Energy slices without counts take the nearest populated slice's mean. Works lazily on dask.
+    """
+    fov_axes = tuple(range(2, counts.ndim))
+    c = counts.astype("float64").sum(axis=fov_axes)
+    x = exposure.sum(axis=fov_axes)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.where(x > 0, c / np.where(x > 0, x, 1.0), 0.0)
+    if hasattr(mean, "map_blocks"):
+        mean = mean.rechunk(-1).map_blocks(_fill_nearest_along_last, dtype=float)
+    else:
+        mean = _fill_nearest_along_last(mean)
+    return relative * mean.reshape(mean.shape + (1,) * len(fov_axes))
+
+
 def assemble_model(
     counts: np.ndarray,
     exposure: np.ndarray,
@@ -95,6 +139,7 @@ def assemble_model(
     offset_max: float,
     runs: xr.Dataset | None = None,
     provenance: dict | None = None,
+    relative_floor: float = DEFAULT_RATE_FLOOR,
 ) -> xr.Dataset:
     """Build the model Dataset from counts and exposure arrays (numpy or dask).
 
@@ -109,6 +154,8 @@ def assemble_model(
     offset_max : float, deg
     runs : Dataset on dim ``obs_id`` with ``obs_group``, ``obs_ontime``, ``obs_zenith``
     provenance : JSON-serialisable dict
+    relative_floor : float
+        The empty-bin floor relative to the FoV-mean rate (module docstring); 0 disables it.
     """
     from . import __version__
 
@@ -130,6 +177,8 @@ def assemble_model(
         dims, exposure, {"units": "s MeV sr", "long_name": "observation time x bin size"}
     )
     rate, err = rate_from_counts(ds["counts"].data, ds["exposure"].data)
+    if relative_floor > 0:
+        rate = np.maximum(rate, rate_floor(ds["counts"].data, ds["exposure"].data, relative_floor))
     ds["rate"] = xr.Variable(dims, rate, {"units": "s-1 MeV-1 sr-1", "long_name": "background rate"})
     ds["rate_error"] = xr.Variable(
         dims, err, {"units": "s-1 MeV-1 sr-1", "long_name": "Poisson error of the rate"}
@@ -156,6 +205,7 @@ def assemble_model(
         xbkg_version=__version__,
         provenance=json.dumps(provenance or {}, sort_keys=True),
         empty_bins=EMPTY_BINS_POLICY,
+        rate_floor=float(relative_floor),
     )
     return ds
 
