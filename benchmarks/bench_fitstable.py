@@ -6,7 +6,10 @@ the four EVENTS columns from every file, best of ``--repeat`` passes (files in t
 astropy: ``fits.open`` + copies of the ``.data`` columns; xbkg: ``read_columns`` (native-endian
 copies). Also times the real H.E.S.S. DR1 files when ../shared/data/hess-dl3-dr1 exists.
 
+Gzip files are inflated with isal when it is installed, else with zlib (``--zlib`` forces it).
+
 Usage: python benchmarks/bench_fitstable.py [--files 200] [--rows 50000] [--repeat 3] [--dir D]
+       [--zlib]
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ import gzip
 import io
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
 
+from xbkg.io import fitstable
 from xbkg.io.fitstable import read_columns
 
 COLUMNS = ["TIME", "RA", "DEC", "ENERGY"]
@@ -99,12 +104,17 @@ def main(argv=None) -> None:
     parser.add_argument("--files", type=int, default=200)
     parser.add_argument("--rows", type=int, default=50_000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--dir", type=Path, default=None, help="where to write (default: a temp dir)")
+    parser.add_argument("--dir", type=Path, default=None, help="parent of the temporary folder")
+    parser.add_argument("--zlib", action="store_true", help="inflate with zlib, not isal")
     args = parser.parse_args(argv)
+    if args.zlib:
+        fitstable._inflate_lib = zlib
+    print(f"gzip inflater: {fitstable._inflate_lib.__name__}")
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         t0 = time.perf_counter()
         files = make_files(Path(tmp), args.files, args.rows)
-        print(f"wrote {args.files} x 2 files of {args.rows} rows in {time.perf_counter() - t0:.1f} s")
+        took = time.perf_counter() - t0
+        print(f"wrote {args.files} x 2 files of {args.rows} rows in {took:.1f} s")
         for path_a, path_b in zip(files["fits"][:3], files["fits.gz"][:3]):  # same values
             a, b, c = with_astropy(path_a), with_xbkg(path_a), with_xbkg(path_b)
             assert all(np.array_equal(a[k], b[k]) and np.array_equal(b[k], c[k]) for k in COLUMNS)

@@ -61,7 +61,7 @@ def typed_table(nrows: int = NROWS, name: str = "EVENTS", seed: int = 0) -> fits
         fits.Column("VEC", "3E", array=rng.normal(size=(nrows, 3)).astype("f4")),
         fits.Column("RA", "E", unit="deg", array=rng.uniform(0, 360, nrows).astype("f4")),
         fits.Column("FLAG", "L", array=rng.uniform(size=nrows) < 0.5),
-        fits.Column("LABEL", "5A", array=np.array(["ab", "cde", "", "x'y", "zzzzz"] * nrows)[:nrows]),
+        fits.Column("LABEL", "5A", array=np.resize(["ab", "cde", "", "x'y", "zzzzz"], nrows)),
         fits.Column("BYTE", "B", array=rng.integers(0, 256, nrows).astype("u1")),
         fits.Column("SHORT", "I", array=rng.integers(-(2**15), 2**15, nrows).astype("i2")),
         fits.Column("INT", "J", array=rng.integers(-(2**31), 2**31, nrows).astype("i4")),

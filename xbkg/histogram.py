@@ -1,24 +1,20 @@
-"""Counts cubes: per-run histograms (numpy kernels) reduced over runs by dask.
+"""Counts cubes of one run (numpy kernels).
 
-Kernel layer (numpy only): :func:`bin_index` and :func:`histogram` turn values into bin indices
-and counts exactly as :func:`numpy.histogramdd` does (bins ``[lo, hi)``, the last one closed);
-:func:`run_counts` computes one run's cube from its event columns (offset cut, FoV coordinates in
-the requested alignment). :func:`counts_cube` builds the lazy dask graph: one task per run (read +
-histogram), summed per group by a tree reduction, so memory does not grow with the number of runs.
+:func:`bin_index` and :func:`histogram` turn values into bin indices and counts exactly as
+:func:`numpy.histogramdd` does (bins ``[lo, hi)``, the last one closed); :func:`run_counts`
+computes one run's cube from its event columns (offset cut, FoV coordinates in the requested
+alignment). The reduction over runs is in :mod:`xbkg.reduce`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import dask
-import dask.array as da
 import numpy as np
 
 from . import fov
-from .events import complete_run_info, read_run_events
 
-__all__ = ["Binning", "bin_index", "histogram", "run_counts", "run_counts_task", "counts_cube"]
+__all__ = ["Binning", "bin_index", "histogram", "fov_coordinates", "run_counts"]
 
 
 @dataclass(frozen=True)
@@ -95,36 +91,3 @@ def run_counts(columns: dict, info: dict, binning: Binning) -> np.ndarray:
     indices += [bin_index(coords[d], binning.fov_edges[d]) for d in binning.fov_dims]
     indices[0][~keep] = -1
     return histogram(indices, binning.shape)
-
-
-def run_counts_task(info: dict, binning: Binning) -> np.ndarray:
-    """Read one run and histogram it (the body of each per-run dask task)."""
-    columns, header = read_run_events(info["events_file"], info["events_hdu"], obs_id=info["obs_id"])
-    return run_counts(columns, complete_run_info(info, header), binning)
-
-
-def counts_cube(runs: list[dict], groups: np.ndarray, n_groups: int, binning: Binning,
-                *, split_every: int = 8) -> da.Array:
-    """Lazy counts, shape ``(n_groups,) + binning.shape``: per-run tasks summed per group.
-
-    Parameters
-    ----------
-    runs : list of run-info dicts (see :func:`xbkg.events.run_info`)
-    groups : int array, the group of each run (``0 .. n_groups - 1``)
-    """
-    shape = binning.shape
-    per_group = []
-    for g in range(n_groups):
-        members = [r for r, gr in zip(runs, groups) if gr == g]
-        if not members:
-            per_group.append(da.zeros(shape, dtype=np.int64, chunks=shape))
-            continue
-        blocks = [
-            da.from_delayed(
-                dask.delayed(run_counts_task, pure=True)(
-                    info, binning, dask_key_name=f"run-counts-{info['obs_id']}"),
-                shape=shape, dtype=np.int64)[None]
-            for info in members
-        ]
-        per_group.append(da.concatenate(blocks).sum(axis=0, split_every=split_every))
-    return da.stack(per_group)

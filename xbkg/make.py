@@ -16,11 +16,12 @@ import xarray as xr
 from .binning import parse_edges
 from .datastore import open_datastore
 from .events import fill_from_headers, run_info
-from .exposure import annulus_solid_angle, box_solid_angle, exposure_cube
+from .exposure import annulus_solid_angle, box_solid_angle
 from .grouping import DEFAULT_ZENITH_EDGES, zenith_groups
-from .histogram import Binning, counts_cube
+from .histogram import Binning
 from .model import assemble_model
 from .parallel import compute
+from .reduce import group_cubes
 from .selection import SelectionError, select_runs
 
 __all__ = ["DEFAULT_ENERGY_EDGES", "DEFAULT_OFFSET_EDGES", "DEFAULT_FOV_EDGES", "make_binning",
@@ -80,7 +81,8 @@ def _solid_angle(binning: Binning) -> np.ndarray:
 def make_model(data, *, kind: str = "3d", fov_alignment: str = "altaz", energy_edges=None,
                offset_edges=None, fov_edges=None, zenith_edges=None, obs_ids=None,
                selection: str = "all", n_obs_max: int | None = None, offset_max: float | None = None,
-               compute_now: bool = True, scheduler=None, progress: bool = False) -> xr.Dataset:
+               compute_now: bool = True, scheduler=None, progress: bool = False,
+               on_error: str = "skip") -> xr.Dataset:
     """Build a background model from a GADF DL3 store.
 
     Parameters
@@ -103,6 +105,11 @@ def make_model(data, *, kind: str = "3d", fov_alignment: str = "altaz", energy_e
         (dask arrays; nothing is read until computed).
     scheduler, progress
         See :func:`xbkg.parallel.compute`.
+    on_error : {"skip", "raise"}
+        A run that cannot be read or is invalid: "skip" (default) leaves it out of the model
+        (neither counts nor exposure), logs a warning and records it in the provenance
+        (``skipped_runs``); "raise" stops with :class:`xbkg.events.RunDataError`. A lazy build
+        (``compute_now=False``) always raises, since it cannot report.
 
     Returns
     -------
@@ -131,26 +138,35 @@ def make_model(data, *, kind: str = "3d", fov_alignment: str = "altaz", energy_e
         raise ValueError(f"runs with ONTIME <= 0 or missing: {store.obs_id.values[bad][:10].tolist()}")
     n_groups = zen_edges.size - 1
     runs = [run_info(store, o) for o in store.obs_id.values]
-    counts = counts_cube(runs, groups, n_groups, binning)
-    ontime_per_energy = np.zeros((n_groups, binning.energy_edges.size - 1))
-    np.add.at(ontime_per_energy, groups, ontime[:, None])
-    exposure = exposure_cube(ontime_per_energy, binning.energy_edges, _solid_angle(binning))
+    counts, exposure, errors = group_cubes(runs, groups, n_groups, binning, _solid_angle(binning),
+                                           on_error=on_error if compute_now else "raise")
+    provenance = {
+        "store": str(store.attrs.get("base_dir", "")),
+        "selection": selection,
+        "n_obs_max": n_obs_max,
+        "n_rejected": len(rejected),
+        "on_error": on_error,
+    }
+    if compute_now:
+        counts, exposure, errors = compute(counts, exposure, errors, scheduler=scheduler,
+                                           progress=progress)
+        failed = np.array([e is not None for e in errors])
+        skipped = {int(o): e for o, e, f in zip(store.obs_id.values, errors, failed) if f}
+        if skipped:
+            log.warning("skipped %d run(s) that could not be used:\n  %s", len(skipped),
+                        "\n  ".join(skipped.values()))
+            store, groups, ontime = store.isel(obs_id=~failed), groups[~failed], ontime[~failed]
+            if store.sizes["obs_id"] == 0:
+                raise SelectionError("every selected run failed; first error: "
+                                     + next(iter(skipped.values())))
+        provenance["skipped_runs"] = {str(k): v for k, v in skipped.items()}
+    provenance["n_runs"] = int(store.sizes["obs_id"])
     runs_ds = xr.Dataset(
         {"obs_group": ("obs_id", groups), "obs_ontime": ("obs_id", ontime, {"units": "s"}),
          "obs_zenith": ("obs_id", store["zenith"].values.astype(float), {"units": "deg"})},
         coords={"obs_id": store.obs_id.values},
     )
-    provenance = {
-        "store": str(store.attrs.get("base_dir", "")),
-        "selection": selection,
-        "n_obs_max": n_obs_max,
-        "n_runs": int(store.sizes["obs_id"]),
-        "n_rejected": len(rejected),
-    }
-    model = assemble_model(counts, exposure, kind=binning.kind, energy_edges=binning.energy_edges,
-                           fov_edges=binning.fov_edges, zenith_edges=zen_edges,
-                           fov_alignment=binning.fov_alignment, offset_max=binning.offset_max,
-                           runs=runs_ds, provenance=provenance)
-    if compute_now:
-        (model,) = compute(model, scheduler=scheduler, progress=progress)
-    return model
+    return assemble_model(counts, exposure, kind=binning.kind, energy_edges=binning.energy_edges,
+                          fov_edges=binning.fov_edges, zenith_edges=zen_edges,
+                          fov_alignment=binning.fov_alignment, offset_max=binning.offset_max,
+                          runs=runs_ds, provenance=provenance)
