@@ -149,3 +149,19 @@ def test_rate_floor_policy():
                          fov_edges={"offset": [0, 1, 2]}, zenith_edges=[0, 90],
                          fov_alignment="RADEC", offset_max=2, relative_floor=0)
     assert off["rate"].values[0, 1, 1] == 0
+
+
+@pytest.mark.parametrize("edges", [np.geomspace(0.1, 100, 21), np.linspace(-2.5, 2.5, 26),
+                                   np.linspace(0, 2.5, 11), np.array([0.0, 0.1, 1.0, 3.0])])
+def test_bin_index_equals_searchsorted(edges):
+    rng = np.random.default_rng(1)
+    lo, hi = edges[0], edges[-1]
+    values = np.concatenate([
+        rng.uniform(lo - 1, hi + 1, 20000), edges, np.nextafter(edges, -np.inf),
+        np.nextafter(edges, np.inf), [np.nan, -np.inf, np.inf, 0.0, -1.0],
+        np.exp(rng.uniform(np.log(0.05), np.log(200), 20000)),
+    ])
+    ref = np.searchsorted(edges, values, side="right") - 1
+    ref[values == edges[-1]] = edges.size - 2
+    ref[(ref < 0) | (ref > edges.size - 2) | np.isnan(values)] = -1
+    np.testing.assert_array_equal(bin_index(values, edges), ref)

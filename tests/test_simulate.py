@@ -235,14 +235,21 @@ def test_gammapy_opens_store(store):
     assert 90 - alt == pytest.approx(run["zenith"], abs=0.5)
 
 
-def test_event_counts_follow_truth(store):
-    _, _, record = store
+def test_event_counts_follow_truth(tmp_path):
+    path = simulate_store(tmp_path / "many", n_runs=40, events_per_run=300, seed=5,
+                          truth=None, zenith_range=(0, 60))
+    record = json.loads((path / "truth.json").read_text())
     n = np.array([r["n_events"] for r in record["runs"]])
     mu = np.array([r["expected_counts"] for r in record["runs"]])
-    assert _chi2_p(n, mu) > 1e-3
-    assert np.all(mu > 200)
-    # the zenith dependence shows: higher zenith, fewer events (threshold rises)
     zen = np.array([r["zenith"] for r in record["runs"]])
+    truth = TruthModel.from_dict(record["truth"])
+    # events_per_run sets the norm: a 1680 s run at zenith 0 expects 300 events within 4 deg
+    assert truth.total_counts(zenith=0, ontime=1680, offset_max=4.0) == pytest.approx(300)
+    np.testing.assert_allclose(mu, [truth.total_counts(zenith=z, ontime=r["ontime"], offset_max=4.0)
+                                    for z, r in zip(zen, record["runs"])])
+    assert _chi2_p(n, mu) > 1e-3 and _chi2_p(n, mu) < 1 - 1e-3  # neither too far nor too close
+    assert abs(n.sum() - mu.sum()) < 4 * math.sqrt(mu.sum())
+    # the zenith dependence shows: higher zenith, fewer events (threshold rises)
     assert stats.spearmanr(zen, n).statistic < -0.8
 
 
@@ -313,6 +320,19 @@ def test_deterministic_bytes_and_parallel(tmp_path):
         assert (a / f).read_bytes() == (b / f).read_bytes(), f
     c = simulate_store(tmp_path / "c", **{**kwargs, "seed": 12})
     assert (c / "data" / "obs_000001.fits.gz").read_bytes() != (a / "data" / "obs_000001.fits.gz").read_bytes()
+
+
+@pytest.mark.slow
+def test_spawned_workers_give_the_same_bytes(tmp_path, monkeypatch):
+    """The pool spawns (instead of forking) when the parent runs other threads."""
+    import threading
+
+    kwargs = dict(n_runs=2, events_per_run=300, seed=4)
+    a = simulate_store(tmp_path / "a", **kwargs)
+    monkeypatch.setattr(threading, "active_count", lambda: 2)
+    b = simulate_store(tmp_path / "b", n_jobs=2, **kwargs)
+    for name in ("data/obs_000001.fits", "data/obs_000002.fits", "obs-index.fits.gz"):
+        assert (a / name).read_bytes() == (b / name).read_bytes()
 
 
 def test_refuses_non_empty_outdir(tmp_path):

@@ -19,7 +19,7 @@ import xarray as xr
 from .io.fitstable import read_columns, read_header
 
 __all__ = ["DEFAULT_COLUMNS", "CANONICAL_UNITS", "read_run_events", "open_events", "run_info",
-           "complete_run_info", "fill_from_headers", "RunDataError", "UnitAssumedWarning"]
+           "run_infos", "complete_run_info", "fill_from_headers", "RunDataError", "UnitAssumedWarning"]
 
 DEFAULT_COLUMNS = ("ENERGY", "RA", "DEC", "TIME")
 
@@ -87,17 +87,32 @@ def read_run_events(path, hdu="EVENTS", columns=DEFAULT_COLUMNS, *, obs_id=None)
     return out, header
 
 
+_INFO_FLOATS = ("ra_pnt", "dec_pnt", "zenith", "ontime", "tstart", "tstop", "geolon", "geolat",
+                "altitude", "mjdrefi", "mjdreff")
+_INFO_TEXT = ("timesys", "events_file", "events_hdu")
+
+
+def run_infos(store: xr.Dataset) -> list[dict]:
+    """Plain-Python run parameters (picklable dicts) of every run of ``store``, for per-run tasks.
+
+    Columns are converted once for all runs (no per-run xarray indexing).
+    """
+    floats = {k: store[k].values.astype(float).tolist() for k in _INFO_FLOATS}
+    texts = {k: store[k].values.astype(str).tolist() for k in _INFO_TEXT}
+    out = []
+    for i, obs_id in enumerate(store.obs_id.values.tolist()):
+        info = {k: v[i] for k, v in floats.items()}
+        info.update({k: v[i] for k, v in texts.items()})
+        info["obs_id"] = int(obs_id)
+        if not info["events_file"]:
+            raise RunDataError(f"run {obs_id}: no events file in the HDU index")
+        out.append(info)
+    return out
+
+
 def run_info(store: xr.Dataset, obs_id) -> dict:
     """Plain-Python run parameters (picklable) of one run, for per-run tasks."""
-    row = store.sel(obs_id=obs_id)
-    keys = ("ra_pnt", "dec_pnt", "zenith", "ontime", "tstart", "tstop", "geolon", "geolat",
-            "altitude", "mjdrefi", "mjdreff")
-    info = {k: float(row[k]) for k in keys}
-    info.update(obs_id=int(obs_id), timesys=str(row["timesys"].values),
-                events_file=str(row["events_file"].values), events_hdu=str(row["events_hdu"].values))
-    if not info["events_file"]:
-        raise RunDataError(f"run {obs_id}: no events file in the HDU index")
-    return info
+    return run_infos(store.sel(obs_id=[obs_id]))[0]
 
 
 def complete_run_info(info: dict, header: dict) -> dict:

@@ -15,7 +15,7 @@ import xarray as xr
 
 from .binning import parse_edges
 from .datastore import open_datastore
-from .events import fill_from_headers, run_info
+from .events import fill_from_headers, run_infos
 from .exposure import annulus_solid_angle, box_solid_angle
 from .grouping import DEFAULT_ZENITH_EDGES, zenith_groups
 from .histogram import Binning
@@ -137,7 +137,7 @@ def make_model(data, *, kind: str = "3d", fov_alignment: str = "altaz", energy_e
     if bad.any():
         raise ValueError(f"runs with ONTIME <= 0 or missing: {store.obs_id.values[bad][:10].tolist()}")
     n_groups = zen_edges.size - 1
-    runs = [run_info(store, o) for o in store.obs_id.values]
+    runs = run_infos(store)
     counts, exposure, errors = group_cubes(runs, groups, n_groups, binning, _solid_angle(binning),
                                            on_error=on_error if compute_now else "raise")
     provenance = {
@@ -150,6 +150,7 @@ def make_model(data, *, kind: str = "3d", fov_alignment: str = "altaz", energy_e
     if compute_now:
         counts, exposure, errors = compute(counts, exposure, errors, scheduler=scheduler,
                                            progress=progress)
+        errors = list(errors)
         failed = np.array([e is not None for e in errors])
         skipped = {int(o): e for o, e, f in zip(store.obs_id.values, errors, failed) if f}
         if skipped:

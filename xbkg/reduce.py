@@ -63,29 +63,54 @@ def run_cubes(info: dict, binning: Binning, solid_angle: np.ndarray, on_error: s
     return {"counts": counts, "exposure": exposure, "error": None}
 
 
+def _part(result: dict, name: str):
+    """One run's ``counts`` or ``exposure`` cube with a leading run axis, or its ``error``."""
+    value = result[name]
+    return value if name == "error" else value[None]
+
+
 def group_cubes(runs: list[dict], groups: np.ndarray, n_groups: int, binning: Binning,
                 solid_angle: np.ndarray, *, on_error: str = "raise", split_every: int = 8):
     """Lazy per-group cubes and per-run errors.
+
+    The graph is written directly (one task per run plus one small task per output part), so it
+    costs microseconds per run to build and its size grows linearly with the number of runs.
 
     Returns
     -------
     counts : dask array, int64, shape ``(n_groups,) + binning.shape``
     exposure : dask array, float64, same shape (s MeV sr)
-    errors : list of dask delayed objects, one per run (None or the error message)
+    errors : dask Delayed of a list, one entry per run (None or the error message)
     """
+    from dask.delayed import Delayed
+
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
     shape = binning.shape
-    tasks = [dask.delayed(run_cubes, pure=True)(info, binning, solid_angle, on_error,
-                                                 dask_key_name=f"run-cubes-{info['obs_id']}")
-             for info in runs]
+    token = dask.base.tokenize(binning, solid_angle, on_error, [r["obs_id"] for r in runs], groups)
+    run_name, binning_key, solid_key = (f"xbkg-run-{token}", f"xbkg-binning-{token}",
+                                        f"xbkg-solid-angle-{token}")
+    # the binning and solid angles are one graph node each, shared by every run's task
+    dsk = {binning_key: binning, solid_key: solid_angle}
+    for i, info in enumerate(runs):
+        dsk[(run_name, i)] = (run_cubes, info, binning_key, solid_key, on_error)
+    zeros = (0,) * len(shape)
     out = {"counts": [], "exposure": []}
+    groups = np.asarray(groups)
     for g in range(n_groups):
-        members = [t for t, gr in zip(tasks, groups) if gr == g]
+        members = np.flatnonzero(groups == g)
         for name, dtype in (("counts", np.int64), ("exposure", np.float64)):
-            if not members:
+            if not members.size:
                 out[name].append(da.zeros(shape, dtype=dtype, chunks=shape))
                 continue
-            blocks = [da.from_delayed(t[name], shape=shape, dtype=dtype)[None] for t in members]
-            out[name].append(da.concatenate(blocks).sum(axis=0, split_every=split_every))
-    return da.stack(out["counts"]), da.stack(out["exposure"]), [t["error"] for t in tasks]
+            part = f"xbkg-{name}-{g}-{token}"
+            layer = {(part, j) + zeros: (_part, (run_name, int(i)), name)
+                     for j, i in enumerate(members)}
+            arr = da.Array({**dsk, **layer}, part, chunks=((1,) * members.size,) +
+                           tuple((n,) for n in shape), dtype=dtype)
+            out[name].append(arr.sum(axis=0, split_every=split_every))
+    err_name = f"xbkg-errors-{token}"
+    err_layer = {(err_name, i): (_part, (run_name, i), "error") for i in range(len(runs))}
+    err_layer[err_name] = (list, [(err_name, i) for i in range(len(runs))])
+    errors = Delayed(err_name, {**dsk, **err_layer})
+    return da.stack(out["counts"]), da.stack(out["exposure"]), errors

@@ -4,7 +4,8 @@ The truth (:class:`TruthModel`) is a factorised rate in s-1 MeV-1 sr-1::
 
     rate(E, lon, lat, z) = norm * Z(z) * (E / 1 TeV)**-index * T(E, z) * R(lon, lat)
     Z(z)       = 1 + zenith_norm_slope * (1 / cos z - 1)
-    T(E, z)    = 1 / (1 + (E_thr(z) / E)**threshold_sharpness),  E_thr(z) = e_threshold / cos(z)**threshold_power
+    T(E, z)    = 1 / (1 + (E_thr(z) / E)**threshold_sharpness)
+    E_thr(z)   = e_threshold / cos(z)**threshold_power
     R(lon, lat) = exp(-offset**2 / (2 radial_sigma**2)) * max(0, 1 + gradient * lat)
 
 with ``rate = 0`` outside ``[e_min, e_max]``. ``lon, lat`` are field-of-view coordinates (deg,
@@ -48,6 +49,7 @@ __all__ = [
     "subdivide",
     "gauss_legendre",
     "sample_energy",
+    "sorted_uniform",
     "sample_fov",
     "plan_runs",
     "simulate_store",
@@ -199,6 +201,9 @@ class TruthModel:
 
     def __post_init__(self):
         object.__setattr__(self, "frame", str(self.frame).lower())
+        for f in dataclasses.fields(self):
+            if f.name != "frame":  # plain floats: hashable, comparable, JSON-serialisable
+                object.__setattr__(self, f.name, float(getattr(self, f.name)))
         if self.frame not in ("altaz", "radec"):
             raise ValueError(f"TruthModel.frame must be 'altaz' or 'radec', got {self.frame!r}")
         for name in ("norm", "e_threshold", "threshold_sharpness", "radial_sigma", "e_min"):
@@ -345,6 +350,12 @@ def sample_energy(rng, n: int, truth: TruthModel, zenith: float, *, index=None) 
     return np.exp(np.interp(rng.random(n) * cdf[-1], cdf, ln_e))
 
 
+def sorted_uniform(rng, n: int) -> np.ndarray:
+    """``n`` sorted uniform draws on [0, 1) in O(n): normalised cumulative sums of exponentials."""
+    gaps = np.cumsum(rng.standard_exponential(n + 1))
+    return gaps[:-1] / gaps[-1]
+
+
 def sample_fov(rng, n: int, *, sigma: float, gradient: float, offset_max: float):
     """``n`` FoV positions ``(lon, lat)`` (deg) from :func:`spatial_shape` within ``offset_max``.
 
@@ -387,7 +398,7 @@ def _site(site) -> dict:
 def _time_reference():
     from astropy.time import Time
 
-    return Time(_MJDREFI + _MJDREFF, format="mjd", scale="tt")
+    return Time(_MJDREFI, _MJDREFF, format="mjd", scale="tt")
 
 
 def _met_to_time(met):
@@ -497,7 +508,7 @@ def plan_runs(n_runs: int, *, seed=0, zenith_range=(0.0, 60.0), site="hess", sou
     alt_pnt, az_pnt = np.empty(n), np.empty(n)
     params = np.empty((n, fov.ALTAZ_PARAMS_SIZE))
     for i in range(n):
-        with _iers_offline():
+        with _iers_offline():  # astropy/erfa once per run, inside fov.altaz_run_params
             params[i] = _run_params(ra[i], dec[i], site, tstart[i], tstop[i])
         alt, azi = fov.pointing_altaz(np.linspace(tstart[i], tstop[i], 21), params[i])
         alt_pnt[i] = np.mean(alt)
@@ -556,7 +567,7 @@ def _simulate_run(task: dict) -> dict:
     rng = np.random.default_rng(task["seed"])
     n = int(rng.poisson(task["mu"]))
     energy = sample_energy(rng, n, truth, run["ZEN_PNT"])
-    time = run["TSTART"] + rng.random(n) * run["ONTIME"]
+    time = run["TSTART"] + sorted_uniform(rng, n) * run["ONTIME"]
     lon, lat = sample_fov(rng, n, sigma=truth.radial_sigma, gradient=truth.gradient,
                           offset_max=task["offset_max"])
     if truth.frame == "altaz":
@@ -568,10 +579,11 @@ def _simulate_run(task: dict) -> dict:
     if task["sources"]:
         extra, n_source_expected = _source_events(rng, task)
         parts += extra
-    time, ra, dec, energy = (np.concatenate(c) for c in zip(*parts))
-    order = np.argsort(time, kind="stable")
-    columns = {"TIME": time[order], "RA": np.mod(ra[order], 360.0), "DEC": dec[order],
-               "ENERGY": energy[order]}
+    if len(parts) > 1:
+        time, ra, dec, energy = (np.concatenate(c) for c in zip(*parts))
+        order = np.argsort(time, kind="stable")
+        time, ra, dec, energy = time[order], ra[order], dec[order], energy[order]
+    columns = {"TIME": time, "RA": ra, "DEC": dec, "ENERGY": energy}
     data = _events_file_bytes(columns, run, task["site"], task["compress"])
     path = Path(task["dir"]) / task["file_name"]
     path.write_bytes(data)
@@ -647,14 +659,14 @@ def _file_bytes(tables, compress: bool) -> bytes:
     primary = [_card("SIMPLE", True), _card("BITPIX", 8), _card("NAXIS", 0),
                _card("EXTEND", True), "END".ljust(80)]
     data = _padded("".join(primary).encode("ascii"), b" ") + b"".join(tables)
-    return gzip.compress(data, compresslevel=6, mtime=0) if compress else data
+    return gzip.compress(data, compresslevel=1, mtime=0) if compress else data
 
 
 def _events_file_bytes(columns, run, site, compress):
     n = columns["TIME"].size
     ev_cols = [("EVENT_ID", "K", "", np.arange(1, n + 1, dtype=np.int64)),
                ("TIME", "D", "s", columns["TIME"]),
-               ("RA", "E", "deg", columns["RA"].astype(np.float32)),
+               ("RA", "E", "deg", np.mod(columns["RA"], 360.0).astype(np.float32) % np.float32(360)),
                ("DEC", "E", "deg", columns["DEC"].astype(np.float32)),
                ("ENERGY", "E", "TeV", columns["ENERGY"].astype(np.float32))]
     run_cards = [("OBS_ID", int(run["OBS_ID"]), "observation number")]
@@ -764,6 +776,19 @@ def _run_tasks(tasks, n_jobs: int, progress: bool):
     return results
 
 
+def _check_source(k: int, src) -> dict:
+    """A source dict with plain (JSON-serialisable) values; ValueError naming what is wrong."""
+    src = {key: value.item() if isinstance(value, np.generic) else value
+           for key, value in dict(src).items()}
+    if "ra" not in src or "dec" not in src or not ("counts" in src or "rate_fraction" in src):
+        raise ValueError(f"source {k} needs ra, dec and counts or rate_fraction: {src!r}")
+    if not float(src.get("sigma", 0.1)) > 0:
+        raise ValueError(f"source {k}: sigma must be > 0, got {src['sigma']!r}")
+    if not float(src.get("counts", src.get("rate_fraction"))) >= 0:
+        raise ValueError(f"source {k}: counts / rate_fraction must be >= 0: {src!r}")
+    return src
+
+
 def simulate_store(outdir, *, n_runs: int = 20, events_per_run: float = 20000,
                    truth: TruthModel | None = None, seed: int = 0, zenith_range=(0.0, 60.0),
                    site="hess", compress: bool = False, sources=(), offset_max: float = 4.0,
@@ -813,8 +838,22 @@ def simulate_store(outdir, *, n_runs: int = 20, events_per_run: float = 20000,
     -------
     pathlib.Path
         ``outdir``, holding ``obs-index.fits.gz``, ``hdu-index.fits.gz``, ``data/`` and
-        ``truth.json`` (the truth parameters and per-run ``obs_id, zenith, ontime,
-        expected_counts``).
+        ``truth.json``: ``truth`` (:meth:`TruthModel.to_dict`), ``offset_max``, ``seed``,
+        ``site``, ``sources`` and ``runs``, one entry per run with ``obs_id``, ``zenith``
+        (ZEN_PNT, where the truth is evaluated), ``ontime``, ``expected_counts`` (background
+        within ``offset_max``), ``n_events`` (all events written), ``n_source_events``,
+        ``expected_source_counts`` (before the ``offset_max`` cut) and ``pointed_near_source``.
+
+    Examples
+    --------
+    >>> import tempfile, json, pathlib
+    >>> out = simulate_store(pathlib.Path(tempfile.mkdtemp()) / "store", n_runs=2,
+    ...                      events_per_run=100, seed=1)
+    >>> sorted(p.name for p in out.iterdir())
+    ['data', 'hdu-index.fits.gz', 'obs-index.fits.gz', 'truth.json']
+    >>> runs = json.loads((out / "truth.json").read_text())["runs"]
+    >>> [r["obs_id"] for r in runs], all(r["n_events"] > 0 for r in runs)
+    ([1, 2], True)
     """
     outdir = Path(outdir).expanduser().absolute()
     n_runs = int(n_runs)
@@ -823,10 +862,9 @@ def simulate_store(outdir, *, n_runs: int = 20, events_per_run: float = 20000,
     offset_max = float(offset_max)
     if not 0 < offset_max < 90:
         raise ValueError(f"offset_max must be in (0, 90) deg, got {offset_max}")
-    sources = [dict(s) for s in sources]
-    for k, src in enumerate(sources):
-        if "ra" not in src or "dec" not in src or not ("counts" in src or "rate_fraction" in src):
-            raise ValueError(f"source {k} needs ra, dec and counts or rate_fraction: {src!r}")
+    sources = [_check_source(k, src) for k, src in enumerate(sources)]
+    if not events_per_run > 0:
+        raise ValueError(f"events_per_run must be > 0, got {events_per_run}")
     if truth is None:
         base = TruthModel(norm=1.0)
         mu0 = base.total_counts(zenith=0.0, ontime=NOMINAL_ONTIME, offset_max=offset_max)
