@@ -1,13 +1,12 @@
 """Closure: models built from simulated stores recover the known background within statistics."""
 
-import json
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
 import xbkg
-from xbkg.simulate import TruthModel, simulate_store
+from xbkg.simulate import TruthModel, model_truth_counts, simulate_store
 
 E_EDGES = np.geomspace(0.1, 100, 13)
 O_EDGES = np.linspace(0, 2.5, 6)
@@ -16,17 +15,8 @@ ZEN_EDGES = [0, 30, 60]
 
 
 def _truth_counts(store_dir, model, kind):
-    """Expected counts per model bin: the truth integrated over every run of each group."""
-    info = json.loads((store_dir / "truth.json").read_text())
-    truth = TruthModel.from_dict(info["truth"])
-    expected = np.zeros(model["counts"].shape)
-    runs = {int(r["obs_id"]): r for r in info["runs"]}
-    for obs_id, group in zip(model.obs_id.values, model["obs_group"].values):
-        run = runs[int(obs_id)]
-        bins = {"offset_edges": O_EDGES} if kind == "2d" else {"detx_edges": F_EDGES,
-                                                                "dety_edges": F_EDGES}
-        expected[group] += truth.expected_counts(E_EDGES, zenith=run["zenith"],
-                                                 ontime=run["ontime"], **bins)
+    expected = model_truth_counts(store_dir, model)
+    assert expected.shape == model["counts"].shape
     return expected
 
 

@@ -14,11 +14,14 @@ Typical use::
     model = xbkg.open_model("model.nc")
 """
 
+from . import accessor  # noqa: F401  (registers the ``ds.bkg`` accessor)
 from ._version import __version__
 from .binning import parse_edges
 from .datastore import open_datastore
+from .evaluate import evaluate_rate, integrate_counts
 from .events import open_events
 from .io import open_model, save_model
+from .io.gammapy import from_gammapy, to_gammapy
 from .make import make_binning, make_model
 from .model import assemble_model, validate_model
 from .selection import select_runs
@@ -26,6 +29,9 @@ from .selection import select_runs
 __all__ = [
     "__version__",
     "assemble_model",
+    "evaluate_rate",
+    "from_gammapy",
+    "integrate_counts",
     "make_binning",
     "make_model",
     "open_datastore",
@@ -34,5 +40,6 @@ __all__ = [
     "parse_edges",
     "save_model",
     "select_runs",
+    "to_gammapy",
     "validate_model",
 ]

@@ -13,8 +13,10 @@ Layout (``kind="2d"`` uses ``offset``; ``kind="3d"`` uses ``dety, detx``)::
             rate       (same)  s-1 MeV-1 sr-1: counts / exposure
             rate_error (same)  s-1 MeV-1 sr-1: Poisson error, see below
             obs_group  (obs_id) group of each run;  obs_ontime (obs_id) s;  obs_zenith (obs_id) deg
+            obs_energy_threshold (obs_id) TeV, when thresholds were applied (NaN: none)
             group_ontime (zenith_group) s; group_n_obs (zenith_group);
             group_mean_cos_zenith (zenith_group): ONTIME-weighted mean cos(zenith)
+            <COLUMN>_bounds (zenith_group, bnds): extra grouping columns (xbkg.grouping)
     attrs   xbkg_model_version (int), kind ("2d"|"3d"), fov_alignment ("ALTAZ"|"RADEC"),
             offset_max (deg), xbkg_version, provenance (JSON text), empty_bins (policy text)
 
@@ -32,6 +34,14 @@ sum of exposure; empty energy slices take the nearest populated slice's value) a
 ``rate_floor`` (attr, default 1e-3) is the relative floor. The floor adds at most
 ``rate_floor`` of the mean rate to an empty bin: negligible for predictions, yet bounded jumps
 (a factor of 1/rate_floor) that log-log integration handles. ``rate_floor=0`` turns it off.
+
+Energy slices without exposure (a group's energy bins below the energy threshold of every one
+of its runs, see :mod:`xbkg.thresholds`; counts and exposure stay 0 there) take the rate of the
+nearest energy slice of the same group that has exposure, bin by bin (a constant
+continuation). This puts no step at all at the threshold, so the first populated bins are not
+pulled down by the log-log interpolation; the values below the threshold are a placeholder,
+not an estimate: predictions there are meaningless and must be masked (gammapy safe mask).
+A group without any exposure keeps rate 0.
 """
 
 from __future__ import annotations
@@ -45,11 +55,13 @@ from .binning import BOUNDS_DIM, axis_coords, edges_of
 
 __all__ = [
     "MODEL_VERSION",
+    "RATE_UNIT",
     "KINDS",
     "FOV_ALIGNMENTS",
     "fov_dims",
     "rate_from_counts",
     "rate_floor",
+    "fill_unexposed",
     "assemble_model",
     "validate_model",
     "ModelSchemaError",
@@ -57,11 +69,14 @@ __all__ = [
 ]
 
 MODEL_VERSION = 1
+#: Unit of ``rate`` and ``rate_error`` (the GADF background unit).
+RATE_UNIT = "s-1 MeV-1 sr-1"
 KINDS = ("2d", "3d")
 FOV_ALIGNMENTS = ("ALTAZ", "RADEC")
 DEFAULT_RATE_FLOOR = 1e-3
 EMPTY_BINS_POLICY = (
     "rate=max(counts/exposure, rate_floor * FoV-mean rate of the energy bin); "
+    "energy slices without exposure copy the nearest exposed slice of the group; "
     "rate_error=sqrt(counts)/exposure, 1/exposure where counts=0, nan where exposure=0"
 )
 
@@ -127,6 +142,33 @@ def rate_floor(counts, exposure, relative: float = DEFAULT_RATE_FLOOR):
     return relative * mean.reshape(mean.shape + (1,) * len(fov_axes))
 
 
+def _fill_unexposed_kernel(rate: np.ndarray, exposure: np.ndarray) -> np.ndarray:
+    out = np.array(rate, dtype=float, copy=True)
+    has = exposure.sum(axis=tuple(range(2, exposure.ndim))) > 0  # (G, E)
+    for g in range(out.shape[0]):
+        good, bad = np.flatnonzero(has[g]), np.flatnonzero(~has[g])
+        if good.size and bad.size:
+            out[g, bad] = out[g, good[np.abs(bad[:, None] - good[None, :]).argmin(axis=1)]]
+    return out
+
+
+def fill_unexposed(rate, exposure):
+    """Copy into each energy slice without exposure the rate of the group's nearest slice with
+    exposure (module docstring). Arrays ``(G, E, ...)``, numpy or dask (stays lazy).
+
+    >>> fill_unexposed(np.array([[[0.0], [2.0], [3.0]]]), np.array([[[0.0], [1.0], [1.0]]]))[0, :, 0]
+    array([2., 2., 3.])
+    """
+    if hasattr(rate, "map_blocks") or hasattr(exposure, "map_blocks"):
+        import dask.array as da
+
+        rate = da.asarray(rate)
+        rate = rate.rechunk({i: -1 for i in range(1, rate.ndim)})
+        exposure = da.asarray(exposure).rechunk(rate.chunks)
+        return da.map_blocks(_fill_unexposed_kernel, rate, exposure, dtype=float)
+    return _fill_unexposed_kernel(np.asarray(rate), np.asarray(exposure))
+
+
 def assemble_model(
     counts: np.ndarray,
     exposure: np.ndarray,
@@ -149,10 +191,12 @@ def assemble_model(
     kind : ``"2d"`` or ``"3d"``
     energy_edges : array of ``E + 1`` edges in TeV
     fov_edges : ``{"offset": edges}`` or ``{"detx": edges, "dety": edges}`` in deg
-    zenith_edges : array of ``G + 1`` edges in deg
+    zenith_edges : array of ``G + 1`` edges in deg, or ``(G, 2)`` bounds of each group
+        (groups that need not be contiguous, e.g. from :func:`xbkg.grouping.make_grouping`)
     fov_alignment : ``"ALTAZ"`` or ``"RADEC"``
     offset_max : float, deg
     runs : Dataset on dim ``obs_id`` with ``obs_group``, ``obs_ontime``, ``obs_zenith``
+        (every ``obs_*`` variable is kept)
     provenance : JSON-serialisable dict
     relative_floor : float
         The empty-bin floor relative to the FoV-mean rate (module docstring); 0 disables it.
@@ -166,9 +210,11 @@ def assemble_model(
     for d in fdims:
         coords.update(axis_coords(d, fov_edges[d]))
     zen = np.asarray(zenith_edges, dtype=float)
-    coords["zenith_group"] = xr.Variable("zenith_group", np.arange(zen.size - 1, dtype="int64"))
+    zen_bounds = zen.reshape(-1, 2) if zen.ndim == 2 else np.stack([zen[:-1], zen[1:]], axis=1)
+    ngroups = zen_bounds.shape[0]
+    coords["zenith_group"] = xr.Variable("zenith_group", np.arange(ngroups, dtype="int64"))
     coords["zenith_bounds"] = xr.Variable(
-        ("zenith_group", BOUNDS_DIM), np.stack([zen[:-1], zen[1:]], axis=1),
+        ("zenith_group", BOUNDS_DIM), zen_bounds,
         {"units": "deg", "long_name": "zenith-angle range of the group"},
     )
     ds = xr.Dataset(coords=coords)
@@ -179,24 +225,20 @@ def assemble_model(
     rate, err = rate_from_counts(ds["counts"].data, ds["exposure"].data)
     if relative_floor > 0:
         rate = np.maximum(rate, rate_floor(ds["counts"].data, ds["exposure"].data, relative_floor))
-    ds["rate"] = xr.Variable(dims, rate, {"units": "s-1 MeV-1 sr-1", "long_name": "background rate"})
+    rate = fill_unexposed(rate, ds["exposure"].data)
+    ds["rate"] = xr.Variable(dims, rate, {"units": RATE_UNIT, "long_name": "background rate"})
     ds["rate_error"] = xr.Variable(
-        dims, err, {"units": "s-1 MeV-1 sr-1", "long_name": "Poisson error of the rate"}
+        dims, err, {"units": RATE_UNIT, "long_name": "Poisson error of the rate"}
     )
     if runs is not None:
-        ds = ds.merge(runs[["obs_group", "obs_ontime", "obs_zenith"]])
-        grp = ds["obs_group"]
-        ngroups = zen.size - 1
-        ontime = ds["obs_ontime"].values
-        gidx = grp.values
-        cosz = np.cos(np.radians(ds["obs_zenith"].values))
-        g_ontime = np.bincount(gidx, weights=ontime, minlength=ngroups)
-        g_n = np.bincount(gidx, minlength=ngroups)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            g_cos = np.bincount(gidx, weights=ontime * cosz, minlength=ngroups) / g_ontime
-        ds["group_ontime"] = xr.Variable("zenith_group", g_ontime, {"units": "s"})
-        ds["group_n_obs"] = xr.Variable("zenith_group", g_n.astype("int64"))
-        ds["group_mean_cos_zenith"] = xr.Variable("zenith_group", g_cos)
+        from .grouping import group_summary
+
+        ds = ds.merge(runs[[v for v in runs.data_vars if str(v).startswith("obs_")]])
+        summary = group_summary(ds["obs_group"].values, ds["obs_ontime"].values,
+                                ds["obs_zenith"].values, ngroups)
+        ds["group_ontime"] = xr.Variable("zenith_group", summary["group_ontime"], {"units": "s"})
+        ds["group_n_obs"] = xr.Variable("zenith_group", summary["group_n_obs"])
+        ds["group_mean_cos_zenith"] = xr.Variable("zenith_group", summary["group_mean_cos_zenith"])
     ds.attrs.update(
         xbkg_model_version=MODEL_VERSION,
         kind=kind,
@@ -211,8 +253,15 @@ def assemble_model(
 
 
 def zenith_edges(model: xr.Dataset) -> np.ndarray:
-    """The ``G + 1`` zenith-angle edges (deg) of the model's groups."""
+    """The ``G + 1`` zenith-angle edges (deg) of the model's groups.
+
+    Raises ValueError when the groups are not contiguous in zenith (e.g. groups split by
+    azimuth, :mod:`xbkg.grouping`): use their ``zenith_bounds`` instead.
+    """
     b = np.asarray(model["zenith_bounds"].transpose("zenith_group", BOUNDS_DIM).values, dtype=float)
+    if b.shape[0] > 1 and not np.array_equal(b[1:, 0], b[:-1, 1]):
+        raise ValueError("the model's zenith groups are not contiguous (grouped by "
+                         f"{model.attrs.get('group_by') or 'bounds'}); no single edge array")
     return np.concatenate([b[:, 0], b[-1:, 1]])
 
 

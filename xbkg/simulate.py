@@ -53,6 +53,8 @@ __all__ = [
     "sample_fov",
     "plan_runs",
     "simulate_store",
+    "load_truth",
+    "model_truth_counts",
 ]
 
 #: Observatory sites by name: longitude and latitude (deg), altitude (m).
@@ -912,3 +914,33 @@ def simulate_store(outdir, *, n_runs: int = 20, events_per_run: float = 20000,
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return outdir
+
+
+def load_truth(store_dir) -> tuple[TruthModel, dict]:
+    """The :class:`TruthModel` of a simulated store and its ``truth.json`` record."""
+    record = json.loads((Path(store_dir) / "truth.json").read_text())
+    return TruthModel.from_dict(record["truth"]), record
+
+
+def model_truth_counts(store_dir, model) -> np.ndarray:
+    """Expected counts in every bin of ``model`` from the truth of the simulated store.
+
+    Sums :meth:`TruthModel.expected_counts` over the model's runs (``obs_id``, ``obs_group``),
+    in the model's binning. Exact for bins inside the model's offset cut and without energy
+    thresholds; bins crossing the cut hold fewer counts than this.
+    """
+    from .binning import edges_of
+
+    truth, record = load_truth(store_dir)
+    runs = {int(r["obs_id"]): r for r in record["runs"]}
+    energy = edges_of(model, "energy")
+    if model.attrs["kind"] == "2d":
+        bins = {"offset_edges": edges_of(model, "offset")}
+    else:
+        bins = {"detx_edges": edges_of(model, "detx"), "dety_edges": edges_of(model, "dety")}
+    expected = np.zeros(model["counts"].shape)
+    for obs_id, group in zip(model["obs_id"].values, model["obs_group"].values):
+        run = runs[int(obs_id)]
+        expected[int(group)] += truth.expected_counts(energy, zenith=run["zenith"],
+                                                      ontime=run["ontime"], **bins)
+    return expected

@@ -40,7 +40,7 @@ import numpy as np
 import xarray as xr
 
 from ..binning import edges_of
-from ..model import FOV_ALIGNMENTS, assemble_model, fov_dims, validate_model
+from ..model import FOV_ALIGNMENTS, RATE_UNIT, assemble_model, fov_dims, validate_model
 from .atomic import atomic_path
 
 __all__ = [
@@ -65,7 +65,6 @@ __all__ = [
 ]
 
 HDUDOC = "https://github.com/open-gamma-ray-astro/gamma-astro-data-formats"
-RATE_UNIT = "s-1 MeV-1 sr-1"
 #: FoV alignment of a 3D HDU without FOVALIGN (GADF spec; gammapy assumes RADEC instead).
 DEFAULT_FOV_ALIGNMENT = "ALTAZ"
 

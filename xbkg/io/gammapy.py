@@ -12,12 +12,10 @@ import xarray as xr
 
 from ..binning import edges_of
 from ..evaluate import select_group
-from ..model import assemble_model, validate_model
+from ..model import RATE_UNIT, assemble_model, validate_model
 
-__all__ = ["to_gammapy", "from_gammapy", "RATE_UNIT"]
+__all__ = ["to_gammapy", "from_gammapy", "respect_fov_alignment", "SASH_CREATOR"]
 
-#: Unit of the model rate and of the gammapy IRF data.
-RATE_UNIT = "s-1 MeV-1 sr-1"
 
 
 def to_gammapy(model: xr.Dataset, group=0, *, zenith=None):
@@ -67,7 +65,7 @@ def to_gammapy(model: xr.Dataset, group=0, *, zenith=None):
         for d, n in zip(dims, names)
     ]
     data = np.asarray(model["rate"].sel(zenith_group=gid).transpose(*order).values, "float64")
-    return cls(axes=axes, data=data, unit=RATE_UNIT,
+    return cls(axes=axes, data=data, unit=u.Unit(RATE_UNIT),
                fov_alignment=model.attrs.get("fov_alignment", "RADEC"))
 
 
@@ -92,10 +90,15 @@ def from_gammapy(bkg, *, zenith_bounds=(0.0, 90.0)) -> xr.Dataset:
     --------
     >>> import numpy as np
     >>> from xbkg.model import assemble_model
-    >>> model = assemble_model(np.ones((1, 2, 3), int), np.ones((1, 2, 3)), kind="2d",
-    ...     energy_edges=[1.0, 2.0, 4.0], fov_edges={"offset": [0.0, 1.0, 2.0, 3.0]},
-    ...     zenith_edges=[0, 60], fov_alignment="ALTAZ", offset_max=3.0)
-    >>> back = from_gammapy(to_gammapy(model), zenith_bounds=(0, 60))
+    >>> counts = np.arange(1, 13).reshape(1, 2, 2, 3)  # (group, energy, dety, detx)
+    >>> model = assemble_model(counts, np.ones(counts.shape), kind="3d",
+    ...     energy_edges=[1.0, 2.0, 4.0],
+    ...     fov_edges={"detx": [-1.5, -0.5, 0.5, 1.5], "dety": [-1.0, 0.0, 1.0]},
+    ...     zenith_edges=[20, 40], fov_alignment="RADEC", offset_max=1.0)
+    >>> bkg = to_gammapy(model)  # data (energy, fov_lon, fov_lat)
+    >>> bkg.data.shape, from_gammapy(bkg)["rate"].dims
+    ((2, 3, 2), ('zenith_group', 'energy', 'dety', 'detx'))
+    >>> back = from_gammapy(bkg, zenith_bounds=(20, 40))
     >>> bool((back["rate"] == model["rate"]).all())
     True
     """
@@ -128,7 +131,7 @@ def from_gammapy(bkg, *, zenith_bounds=(0.0, 90.0)) -> xr.Dataset:
     ds = assemble_model(
         np.zeros(shape, dtype="int64"), np.ones(shape), kind=kind, energy_edges=energy,
         fov_edges=fov_edges, zenith_edges=list(zenith_bounds), fov_alignment=align,
-        offset_max=offset_max,
+        offset_max=offset_max, relative_floor=0.0,
         provenance={"source": "gammapy", "class": type(bkg).__name__,
                     "fov_alignment": str(getattr(bkg.fov_alignment, "value", align))},
     )
@@ -137,3 +140,32 @@ def from_gammapy(bkg, *, zenith_bounds=(0.0, 90.0)) -> xr.Dataset:
     ds["rate"] = xr.Variable(ds["rate"].dims, rate[None], rate_attrs)
     ds.attrs["empty_bins"] = "rate imported from gammapy; no counts or exposure"
     return ds
+
+
+#: CREATOR of H.E.S.S. DR1 event files, for which gammapy overrides the background alignment.
+SASH_CREATOR = "SASH FITS::EventListWriter"
+
+
+def respect_fov_alignment(observation):
+    """Make gammapy use the FOVALIGN of the background file for a H.E.S.S. DR1 observation.
+
+    gammapy 2.x forces ``obs.bkg.fov_alignment = REVERSE_LON_RADEC`` on every access for runs
+    whose EVENTS header says ``CREATOR = 'SASH FITS::EventListWriter'`` and ``HDUVERS = '0.2'``
+    (all DR1 runs), whatever the background file says: right for the DR1 per-run models, wrong
+    for any model xbkg writes (ALTAZ or RADEC, with the GADF sign). This marks the observation's
+    metadata so that gammapy keeps the alignment it read from the file. Returns the observation.
+
+    Use it on every DR1 observation before a maker reads ``obs.bkg``::
+
+        from gammapy.data import DataStore
+        from xbkg.io.gammapy import respect_fov_alignment
+
+        store = DataStore.from_dir("OUTDIR")            # written by xbkg make-models
+        observations = [respect_fov_alignment(obs) for obs in store.get_observations(ids)]
+
+    Observations from other writers are returned unchanged.
+    """
+    optional = getattr(observation.meta, "optional", None)
+    if optional and optional.get("CREATOR") == SASH_CREATOR:
+        optional["CREATOR"] = f"{SASH_CREATOR} (xbkg: FOVALIGN respected)"
+    return observation
