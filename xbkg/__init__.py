@@ -24,6 +24,7 @@ from .io import open_model, save_model
 from .io.gammapy import from_gammapy, to_gammapy
 from .make import make_binning, make_model
 from .model import assemble_model, validate_model
+from .predict import predict_counts
 from .selection import select_runs
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "open_events",
     "open_model",
     "parse_edges",
+    "predict_counts",
     "save_model",
     "select_runs",
     "to_gammapy",

@@ -77,3 +77,29 @@ class BkgAccessor:
                                 detx_edges=detx_edges, dety_edges=dety_edges, ontime=ontime,
                                 group=group, zenith=zenith, oversample=oversample,
                                 extrapolate=extrapolate)
+
+    def predict(self, store, obs_id, *, energy_edges=None, width: float = 5.0,
+                binsz: float = 0.05, group=None, zenith=None, energy_integration: str = "edges",
+                max_rotation: float = 0.25):
+        """Expected counts of a run on a FoV grid; see :func:`xbkg.predict.predict_counts`.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> import xbkg
+        >>> from xbkg.simulate import simulate_store
+        >>> store_dir = simulate_store(pathlib.Path(tempfile.mkdtemp()) / "s", n_runs=3,
+        ...                            events_per_run=2000, seed=2)
+        >>> store = xbkg.open_datastore(store_dir)
+        >>> model = xbkg.make_model(store, kind="3d", fov_alignment="altaz")
+        >>> npred = model.bkg.predict(store, 1, width=2.0, binsz=0.5)
+        >>> npred["npred"].shape
+        (20, 4, 4)
+        >>> bool(npred["npred"].sum() > 0)
+        True
+        """
+        from .predict import predict_counts
+
+        return predict_counts(self._ds, store, obs_id, energy_edges=energy_edges, width=width,
+                              binsz=binsz, group=group, zenith=zenith,
+                              energy_integration=energy_integration, max_rotation=max_rotation)
