@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gzip
 import json
 import math
 import os
@@ -37,6 +36,7 @@ import numpy as np
 
 from . import fov
 from .binning import parse_edges
+from .io.fitswrite import bintable_bytes, file_bytes
 
 __all__ = [
     "SITES",
@@ -618,52 +618,6 @@ def _gadf_cards(extname, clas1, clas2=None):
     return cards + [("CREATOR", _CREATOR, "program that wrote this HDU")]
 
 
-_FITS_BLOCK = 2880
-_FITS_DTYPES = {"K": ">i8", "J": ">i4", "D": ">f8", "E": ">f4"}
-
-
-def _card(key, value, comment=None) -> str:
-    """One 80-character header card, formatted by astropy."""
-    from astropy.io.fits import Card
-
-    return Card(key, value, comment).image
-
-
-def _padded(data: bytes, fill: bytes) -> bytes:
-    return data + fill * (-len(data) % _FITS_BLOCK)
-
-
-def _table_bytes(columns, cards) -> bytes:
-    """A binary-table HDU (header + big-endian data) from ``[(name, format, unit, array)]``.
-
-    Formats: ``K, J, D, E`` scalars or ``nA`` strings. Written directly (astropy's HDU
-    machinery costs ~50 ms per file); tests read the files back with astropy and gammapy.
-    """
-    dtype = [(name, _FITS_DTYPES.get(fmt, f"S{fmt[:-1]}")) for name, fmt, _, _ in columns]
-    n_rows = len(columns[0][3])
-    table = np.empty(n_rows, dtype=dtype)
-    for name, fmt, _, values in columns:
-        table[name] = np.char.encode(np.asarray(values, dtype=str), "ascii") if fmt.endswith("A") \
-            else values
-    head = [_card("XTENSION", "BINTABLE", "binary table extension"), _card("BITPIX", 8),
-            _card("NAXIS", 2), _card("NAXIS1", table.dtype.itemsize), _card("NAXIS2", n_rows),
-            _card("PCOUNT", 0), _card("GCOUNT", 1), _card("TFIELDS", len(columns))]
-    for i, (name, fmt, unit, _) in enumerate(columns, start=1):
-        head += [_card(f"TTYPE{i}", name), _card(f"TFORM{i}", fmt)]
-        if unit:
-            head.append(_card(f"TUNIT{i}", unit))
-    head += [_card(*c) for c in cards] + ["END".ljust(80)]
-    return _padded("".join(head).encode("ascii"), b" ") + _padded(table.tobytes(), b"\0")
-
-
-def _file_bytes(tables, compress: bool) -> bytes:
-    """A FITS file: empty primary HDU + binary tables; gzipped deterministically when asked."""
-    primary = [_card("SIMPLE", True), _card("BITPIX", 8), _card("NAXIS", 0),
-               _card("EXTEND", True), "END".ljust(80)]
-    data = _padded("".join(primary).encode("ascii"), b" ") + b"".join(tables)
-    return gzip.compress(data, compresslevel=1, mtime=0) if compress else data
-
-
 def _events_file_bytes(columns, run, site, compress):
     n = columns["TIME"].size
     ev_cols = [("EVENT_ID", "K", "", np.arange(1, n + 1, dtype=np.int64)),
@@ -677,12 +631,12 @@ def _events_file_bytes(columns, run, site, compress):
     run_cards += [("RADESYS", "ICRS", None), ("EQUINOX", 2000.0, None),
                   ("OBJECT", str(run["OBJECT"]), None), ("N_TELS", int(run["N_TELS"]), None),
                   ("OBS_MODE", "POINTING", None)]
-    events = _table_bytes(ev_cols, _gadf_cards("EVENTS", "EVENTS") + run_cards + _time_cards(run)
+    events = bintable_bytes(ev_cols, _gadf_cards("EVENTS", "EVENTS") + run_cards + _time_cards(run)
                         + _site_cards(site))
-    gti = _table_bytes([("START", "D", "s", np.array([run["TSTART"]], dtype=float)),
+    gti = bintable_bytes([("START", "D", "s", np.array([run["TSTART"]], dtype=float)),
                       ("STOP", "D", "s", np.array([run["TSTOP"]], dtype=float))],
                      _gadf_cards("GTI", "GTI") + _time_cards(run))
-    return _file_bytes([events, gti], compress)
+    return file_bytes([events, gti], compress)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -706,7 +660,7 @@ def _string_format(values) -> str:
 def _index_files(runs, file_names, site):
     obs_cols = [(name, _string_format(runs[name]) if fmt == "A" else fmt, unit, runs[name])
                 for name, fmt, unit in _OBS_COLUMNS]
-    obs = _table_bytes(obs_cols, _gadf_cards("OBS_INDEX", "INDEX", "OBS") + _time_cards()
+    obs = bintable_bytes(obs_cols, _gadf_cards("OBS_INDEX", "INDEX", "OBS") + _time_cards()
                      + _site_cards(site))
     n = runs["OBS_ID"].size
     hdu_cols = {
@@ -715,9 +669,9 @@ def _index_files(runs, file_names, site):
         "FILE_DIR": np.array(["data"] * (2 * n)), "FILE_NAME": np.repeat(file_names, 2),
         "HDU_NAME": np.tile(["EVENTS", "GTI"], n),
     }
-    hdu = _table_bytes([(k, "K" if k == "OBS_ID" else _string_format(v), "", v)
+    hdu = bintable_bytes([(k, "K" if k == "OBS_ID" else _string_format(v), "", v)
                       for k, v in hdu_cols.items()], _gadf_cards("HDU_INDEX", "INDEX", "HDU"))
-    return _file_bytes([obs], True), _file_bytes([hdu], True)
+    return file_bytes([obs], True), file_bytes([hdu], True)
 
 
 def _prepare_outdir(outdir: Path, overwrite: bool) -> Path:

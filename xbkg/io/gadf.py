@@ -32,7 +32,6 @@ longitude for DR1 runs (see REFERENCE.md): no flip is done here.
 
 from __future__ import annotations
 
-import gzip
 import warnings
 from pathlib import Path
 
@@ -42,6 +41,7 @@ import xarray as xr
 from ..binning import edges_of
 from ..model import FOV_ALIGNMENTS, RATE_UNIT, assemble_model, fov_dims, validate_model
 from .atomic import atomic_path
+from .fitswrite import gzip_bytes, hdu_bytes
 
 __all__ = [
     "HDUDOC",
@@ -326,34 +326,17 @@ def _primary_hdu():
     return fits.PrimaryHDU(header=fits.Header([("CREATOR", _creator())]))
 
 
-def _hdu_bytes(hdu) -> bytes:
-    """FITS bytes of one HDU (header block, big-endian data, zero padding to 2880 bytes).
-
-    Done here rather than by ``HDUList.writeto``: astropy 8 byte-swaps array columns of
-    binary tables with a Python loop over their elements (0.2 s for one 20x50x50 cube).
-    Only headers and plain data written by this module come here (no heap, no scaling).
-    """
-    data = b"" if hdu.data is None else np.asarray(hdu.data)
-    if len(data):
-        data = data.astype(data.dtype.newbyteorder(">")).tobytes()
-    return hdu.header.tostring().encode("ascii") + data + b"\0" * (-len(data) % 2880)
-
-
 def _write_hdus(hdus: list, path, overwrite: bool) -> Path:
     """Write HDUs atomically; ``.gz`` paths are gzipped deterministically (mtime 0, no name)."""
     from astropy.io import fits
 
     path = Path(path)
     fits.HDUList(hdus).verify("exception")
-    content = b"".join(_hdu_bytes(hdu) for hdu in hdus)
+    content = b"".join(hdu_bytes(hdu) for hdu in hdus)
+    if path.suffix == ".gz":  # astropy would store the time and file name
+        content = gzip_bytes(content, level=6)  # 9 is 6x slower for 0.5% less
     with atomic_path(path, overwrite=overwrite) as tmp:
-        with open(tmp, "wb") as raw:
-            if path.suffix == ".gz":  # astropy would store the time and file name
-                with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0,
-                                   compresslevel=6) as gz:  # 9 is 6x slower for 0.5% less
-                    gz.write(content)
-            else:
-                raw.write(content)
+        tmp.write_bytes(content)
     return path
 
 
