@@ -165,3 +165,14 @@ def test_bin_index_equals_searchsorted(edges):
     ref[values == edges[-1]] = edges.size - 2
     ref[(ref < 0) | (ref > edges.size - 2) | np.isnan(values)] = -1
     np.testing.assert_array_equal(bin_index(values, edges), ref)
+
+
+def test_summary_text_and_html():
+    import xbkg.accessor  # noqa: F401
+
+    model = _model("3d")
+    text = model.bkg.summary()
+    assert "3D, FoV alignment ALTAZ" in text and "group 1: zenith 30-60 deg" in text
+    html = model.bkg._repr_html_()
+    assert html.startswith("<div>") and "<td>30-60</td>" in html
+    assert str(int(model["counts"].isel(zenith_group=1).sum())) in html

@@ -103,3 +103,59 @@ class BkgAccessor:
         return predict_counts(self._ds, store, obs_id, energy_edges=energy_edges, width=width,
                               binsz=binsz, group=group, zenith=zenith,
                               energy_integration=energy_integration, max_rotation=max_rotation)
+
+    def for_observation(self, zenith, *, method: str = "log", extra=None, obs_id=None,
+                        extrapolate: bool = True):
+        """The model of one run, interpolated between the groups in cos(zenith); see
+        :func:`xbkg.interpolate.model_for_observation`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import xbkg.accessor
+        >>> from xbkg.model import assemble_model
+        >>> model = assemble_model(np.array([[[400]], [[100]]]), np.ones((2, 1, 1)), kind="2d",
+        ...     energy_edges=[1, 2], fov_edges={"offset": [0, 1]}, zenith_edges=[0, 40, 60],
+        ...     fov_alignment="ALTAZ", offset_max=1.0)
+        >>> model = model.assign(group_mean_cos_zenith=("zenith_group", [0.9, 0.6]))
+        >>> run = model.bkg.for_observation(np.degrees(np.arccos(0.75)))
+        >>> run.sizes["zenith_group"], round(float(run["rate"].squeeze()), 6)
+        (1, 200.0)
+        """
+        from .interpolate import model_for_observation
+
+        return model_for_observation(self._ds, zenith, method=method, extra=extra, obs_id=obs_id,
+                                     extrapolate=extrapolate)
+
+    def peek(self, group=None, **kwargs):
+        """Quick-look figure of the model; see :func:`xbkg.plotting.peek` (matplotlib).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import matplotlib
+        >>> matplotlib.use("Agg")
+        >>> import xbkg.accessor
+        >>> from xbkg.model import assemble_model
+        >>> model = assemble_model(np.full((1, 3, 2), 50), np.full((1, 3, 2), 1e6), kind="2d",
+        ...     energy_edges=[1.0, 2.0, 4.0, 8.0], fov_edges={"offset": [0.0, 1.0, 2.0]},
+        ...     zenith_edges=[0, 60], fov_alignment="ALTAZ", offset_max=2.0)
+        >>> fig = model.bkg.peek()
+        >>> len(fig.axes) >= 1
+        True
+        """
+        from .plotting import peek
+
+        return peek(self._ds, group=group, **kwargs)
+
+    def _repr_html_(self) -> str:
+        """Rich display in JupyterLab: ``model.bkg`` shows groups, binning and statistics."""
+        from .summary import summary_html
+
+        return summary_html(self._ds)
+
+    def summary(self) -> str:
+        """Text summary (kind, binning, groups, counts); see :func:`xbkg.summary.summary_text`."""
+        from .summary import summary_text
+
+        return summary_text(self._ds)

@@ -8,7 +8,7 @@ import xarray as xr
 from .binning import edges_of
 from .model import fov_dims
 
-__all__ = ["summary_text"]
+__all__ = ["summary_text", "summary_html"]
 
 
 def _axis_line(model: xr.Dataset, dim: str, unit: str) -> str:
@@ -38,3 +38,31 @@ def summary_text(model: xr.Dataset) -> str:
     if "counts" in model:
         lines.append(f"total counts: {int(np.asarray(model['counts']).sum())}")
     return "\n".join(lines)
+
+
+def summary_html(model: xr.Dataset) -> str:
+    """HTML table of the summary, for JupyterLab (``model.bkg`` displays it)."""
+    from html import escape
+
+    kind = model.attrs.get("kind", "?")
+    rows = [("kind", kind.upper()), ("FoV alignment", model.attrs.get("fov_alignment", "?")),
+            ("offset_max", f"{model.attrs.get('offset_max', float('nan')):.3g} deg")]
+    for d, unit in (("energy", "TeV"),) + tuple((d, "deg") for d in fov_dims(kind)):
+        e = edges_of(model, d)
+        rows.append((d, f"{e.size - 1} bins, {e[0]:.4g} .. {e[-1]:.4g} {unit}"))
+    head = "".join(f"<tr><th style='text-align:left'>{escape(k)}</th><td>{escape(v)}</td></tr>"
+                   for k, v in rows)
+    cols = ["group", "zenith (deg)", "runs", "time (h)", "counts"]
+    body = []
+    bounds = model["zenith_bounds"].values
+    for i, g in enumerate(model["zenith_group"].values):
+        cells = [str(int(g)), f"{bounds[i, 0]:.4g}-{bounds[i, 1]:.4g}"]
+        cells.append(str(int(model["group_n_obs"].values[i])) if "group_n_obs" in model else "")
+        cells.append(f"{float(model['group_ontime'].values[i]) / 3600:.3g}"
+                     if "group_ontime" in model else "")
+        cells.append(str(int(np.asarray(model["counts"].isel(zenith_group=i)).sum()))
+                     if "counts" in model else "")
+        body.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>")
+    groups = ("<tr>" + "".join(f"<th>{escape(c)}</th>" for c in cols) + "</tr>" + "".join(body))
+    return (f"<div><b>xbkg background model</b><table>{head}</table>"
+            f"<table>{groups}</table></div>")
