@@ -1,17 +1,19 @@
 """The output folder of ``xbkg make-models``, named as gammapy's old make-bg-cube-models named it.
 
-============================================  =============================================
-``bg_observation_table.fits.gz``              the runs used (obs-index rows)
-``bg_observation_table_grouped.fits.gz``      the same with GROUP_ID
-``bg_observation_groups.ecsv``                one row per group: bounds, runs, time
-``bg_rejected_runs.ecsv``                     runs not used and why
-``bg_cube_model_group<ID>_table.fits.gz``     3D: BACKGROUND + COUNTS + EXPOSURE HDUs
-``bg_cube_model_group<ID>_image.fits.gz``     3D: the rate cube as an image (DS9)
-``bg_offset_model_group<ID>_table.fits.gz``   2D: BACKGROUND + COUNTS + EXPOSURE HDUs
-``model.nc``                                  all groups, for ``xbkg.open_model``
-``hdu-index.fits.gz``, ``obs-index.fits.gz``  so ``gammapy.data.DataStore.from_dir(OUTDIR)``
-                                              loads ``obs.bkg`` for every run in a group
-============================================  =============================================
+==================================================  ===============================================
+``bg_observation_table.fits.gz``                    the runs used (obs-index rows)
+``bg_observation_table_grouped.fits.gz``            the same with GROUP_ID
+``bg_observation_groups.ecsv``                      one row per group: bounds, runs, time
+``bg_rejected_runs.ecsv``                           runs not used and why
+``bg_cube_model_group<ID>_table.fits.gz``           3D: BACKGROUND + COUNTS + EXPOSURE HDUs
+``bg_cube_model_group<ID>_image.fits.gz``           3D: the rate cube as an image (DS9)
+``bg_offset_model_group<ID>_table.fits.gz``         2D: BACKGROUND + COUNTS + EXPOSURE HDUs
+``model.nc``                                        all groups, for ``xbkg.open_model``
+``bg_run_models/bg_run_model_obs<ID>.fits.gz``      with ``per_run``: one interpolated model per run
+``hdu-index.fits.gz``, ``obs-index.fits.gz``        so ``gammapy.data.DataStore.from_dir(OUTDIR)``
+                                                    loads ``obs.bkg`` for every run in a group
+                                                    (its group's file, or its own with ``per_run``)
+==================================================  ===============================================
 
 Everything is written to a temporary sibling folder and moved into place at the end, so an
 interrupted run leaves no partial output and an earlier OUTDIR untouched.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -28,9 +31,9 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from ..grouping import zenith_groups
-from ..model import zenith_edges
+from ..grouping import assign_groups
 from .gadf import write_image_file, write_table_file
+from .groups import groups_table
 from .hduindex import make_bkg_index_table, make_total_index_table
 from .netcdf import write_netcdf
 
@@ -44,20 +47,49 @@ def model_file_name(kind: str, group: int, fmt: str = "table") -> str:
     return f"bg_cube_model_group{int(group)}_{fmt}.fits.gz"
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _clean_stale(outdir: Path) -> None:
+    """Remove the ``.OUTDIR.tmp-PID-*`` and ``.OUTDIR.old-PID`` siblings of processes that are
+    gone (killed); an ``.old`` folder is moved back to ``outdir`` if that is missing."""
+    if not outdir.parent.is_dir():
+        return
+    pattern = re.compile(rf"\.{re.escape(outdir.name)}\.(tmp|old)-(\d+)(-.*)?")
+    for path in sorted(outdir.parent.iterdir(), key=lambda p: p.name):
+        match = pattern.fullmatch(path.name)
+        if not match or not path.is_dir() or _pid_alive(int(match.group(2))):
+            continue
+        if match.group(1) == "old" and not outdir.exists():
+            os.replace(path, outdir)  # killed between the two renames: restore the old OUTDIR
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def atomic_dir(outdir, *, overwrite: bool = False):
     """Yield a fresh temporary folder that replaces ``outdir`` when the block succeeds.
 
-    Refuses (FileExistsError) a non-empty ``outdir`` unless ``overwrite``. On error the
-    temporary folder is removed and ``outdir`` is left as it was.
+    Refuses (FileExistsError) a non-empty ``outdir`` unless ``overwrite``. On error or
+    KeyboardInterrupt the temporary folder is removed and ``outdir`` is left as it was. A
+    process killed outright (SIGKILL) can leave a hidden ``.OUTDIR.tmp-PID-*`` sibling, never
+    a partial ``outdir``; such leftovers of dead processes are removed by the next call.
     """
     outdir = Path(outdir).resolve()
+    _clean_stale(outdir)
     if outdir.exists() and not outdir.is_dir():
         raise FileExistsError(f"{outdir}: exists and is not a directory")
     if outdir.exists() and any(outdir.iterdir()) and not overwrite:
         raise FileExistsError(f"{outdir}: output folder is not empty (use overwrite)")
     outdir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.tmp-", dir=outdir.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.tmp-{os.getpid()}-", dir=outdir.parent))
     try:
         yield tmp
     except BaseException:
@@ -73,24 +105,6 @@ def atomic_dir(outdir, *, overwrite: bool = False):
         shutil.rmtree(old, ignore_errors=True)
 
 
-def groups_table(model: xr.Dataset):
-    """One row per zenith group: GROUP_ID, ZEN_MIN, ZEN_MAX, N_OBS, ONTIME, MEAN_COS_ZEN."""
-    from astropy.table import Table
-
-    bounds = model["zenith_bounds"].values
-    t = Table({
-        "GROUP_ID": model["zenith_group"].values.astype("int64"),
-        "ZEN_MIN": bounds[:, 0],
-        "ZEN_MAX": bounds[:, 1],
-        "N_OBS": model["group_n_obs"].values.astype("int64"),
-        "ONTIME": model["group_ontime"].values,
-        "MEAN_COS_ZEN": model["group_mean_cos_zenith"].values,
-    })
-    t["ZEN_MIN"].unit = t["ZEN_MAX"].unit = "deg"
-    t["ONTIME"].unit = "s"
-    return t
-
-
 def _obs_rows(store: xr.Dataset, obs_ids):
     from astropy.table import Table
 
@@ -100,11 +114,14 @@ def _obs_rows(store: xr.Dataset, obs_ids):
 
 
 def write_products(model: xr.Dataset, store: xr.Dataset, outdir, *, rejected=None,
-                   overwrite: bool = False, image: bool = True) -> Path:
+                   overwrite: bool = False, image: bool = True, per_run: bool = False,
+                   per_run_method: str = "log") -> Path:
     """Write every output file of ``make-models`` into ``outdir`` atomically; returns ``outdir``.
 
     ``store`` is the observation Dataset the model was built from (its obs and HDU index are
-    copied and extended with bkg rows for every store run that falls in a zenith group).
+    copied and extended with bkg rows for every store run that falls in a zenith group). With
+    ``per_run`` each of those runs gets its own model (:mod:`xbkg.io.perrun`, interpolated with
+    ``per_run_method``) and its bkg row points at it.
     """
     from astropy.table import Table
 
@@ -126,10 +143,18 @@ def write_products(model: xr.Dataset, store: xr.Dataset, outdir, *, rejected=Non
                 write_image_file(model, int(group), tmp / model_file_name(kind, group, "image"))
         write_netcdf(model, tmp / "model.nc")
         # every store run in a zenith group gets the model of its group
-        groups = zenith_groups(store["zenith"].values, zenith_edges(model))
+        groups = assign_groups(store, model)
         has_group = groups >= 0
-        names = [model_file_name(kind, g, "table") for g in groups[has_group]]
-        bkg = make_bkg_index_table(store.obs_id.values[has_group], names, kind=kind)
+        if per_run:
+            from .perrun import RUN_MODEL_DIR, write_run_models
+
+            names = write_run_models(model, store.isel(obs_id=has_group), tmp / RUN_MODEL_DIR,
+                                     method=per_run_method)
+            bkg = make_bkg_index_table(store.obs_id.values[has_group], names, kind=kind,
+                                       file_dir=RUN_MODEL_DIR)
+        else:
+            names = [model_file_name(kind, g, "table") for g in groups[has_group]]
+            bkg = make_bkg_index_table(store.obs_id.values[has_group], names, kind=kind)
         total = make_total_index_table(store.attrs["hdu_index"], bkg,
                                        store_dir=store.attrs["base_dir"], out_dir=Path(outdir))
         total.write(tmp / "hdu-index.fits.gz")

@@ -1,0 +1,170 @@
+"""Comparing two model sets (xbkg.compare, ``xbkg compare``)."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import xbkg  # noqa: E402
+from xbkg import validation_plots as vp  # noqa: E402
+from xbkg.cli import main  # noqa: E402
+from xbkg.compare import (compare_models, comparison_summary, load_model_set,  # noqa: E402
+                          rate_on_grid, same_binning)
+from xbkg.io.reports import comparison_table, write_comparison  # noqa: E402
+from xbkg.simulate import simulate_store  # noqa: E402
+
+# matplotlib's mathtext (log-axis tick labels) trips pyparsing 3.3 deprecations on first use
+pytestmark = pytest.mark.filterwarnings("ignore::pyparsing.warnings.PyparsingDeprecationWarning")
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return simulate_store(tmp_path_factory.mktemp("cmpsim") / "store", n_runs=12,
+                          events_per_run=20000, seed=7, zenith_range=(0, 50))
+
+
+@pytest.fixture(scope="module")
+def models(store):
+    common = {"selection": "all", "zenith_edges": [0, 25, 50], "energy_threshold": "safe",
+              "energy_edges": "0.1:100:10"}
+    m3 = xbkg.make_model(store, kind="3d", fov_alignment="radec", fov_edges="-2.5:2.5:10",
+                         **common)
+    m2 = xbkg.make_model(store, kind="2d", offset_edges="0:2.5:5", **common)
+    return m3, m2
+
+
+def test_model_against_itself_gives_ratio_one(models):
+    for model in models:
+        comparison = compare_models(model, model)
+        ratio = comparison["ratio"].values
+        assert np.isfinite(ratio).sum() > 0.5 * ratio.size
+        np.testing.assert_array_equal(ratio[np.isfinite(ratio)], 1.0)
+        summary = comparison_summary(comparison)
+        np.testing.assert_allclose(summary["ratio_integral"], 1.0, rtol=1e-12)
+        np.testing.assert_array_equal(summary["log_ratio_rms"], 0.0)
+        assert summary["group_b"].values.tolist() == [0, 1]
+        np.testing.assert_allclose(comparison["energy_profile_a"], comparison["energy_profile_b"])
+        np.testing.assert_allclose(comparison["offset_profile_a"], comparison["offset_profile_b"])
+
+
+def test_scaled_model_and_bins_outside_the_offset_cut(models):
+    m3, _ = models
+    comparison = compare_models(m3, m3.assign(rate=1.5 * m3["rate"]), labels=("one", "x1.5"))
+    np.testing.assert_allclose(comparison_summary(comparison)["ratio_median"], 1.5)
+    corner = comparison["ratio"].isel(detx=0, dety=0)  # beyond offset_max = 2.5 deg
+    assert corner.isnull().all()
+    lowest = comparison["ratio"].isel(zenith_group=1, energy=0)  # below every run's threshold
+    assert lowest.isnull().all()
+    assert comparison.attrs["label_b"] == "x1.5"
+
+
+def test_different_binnings_are_evaluated_on_a_grid(models):
+    m3, m2 = models
+    assert not same_binning(m3, m2) and same_binning(m3, m3)
+    for a, b in ((m3, m2), (m2, m3)):
+        summary = comparison_summary(compare_models(a, b))
+        # the same events binned two ways: equal where statistics are good
+        assert np.all(np.abs(summary["ratio_integral"] - 1) < 0.1)
+        assert np.all(np.abs(summary["ratio_median"] - 1) < 0.1)
+    on_grid = rate_on_grid(m2, m3, 0)
+    assert on_grid.shape == (10, 10, 10)
+    # a 2D model on a 3D grid is radially symmetric: equal at (x, y) and (y, x)
+    np.testing.assert_allclose(on_grid, on_grid.transpose(0, 2, 1))
+
+
+def test_groups_matched_by_zenith(store, models):
+    m3, _ = models
+    one_group = xbkg.make_model(store, kind="3d", fov_alignment="radec", fov_edges="-2.5:2.5:10",
+                                energy_edges="0.1:100:10", selection="all",
+                                energy_threshold="safe")
+    comparison = compare_models(m3, one_group)
+    assert comparison["group_b"].values.tolist() == [0, 0]
+    back = compare_models(one_group, m3)
+    assert back.sizes["zenith_group"] == 1
+    # the single group's centre zenith (ONTIME-weighted) lies in the first or second group
+    assert back["group_b"].values.tolist() == [int(float(one_group["group_mean_cos_zenith"][0])
+                                                   < np.cos(np.radians(25)))]
+
+
+def test_load_model_set(models, tmp_path):
+    m3, _ = models
+    (tmp_path / "set").mkdir()
+    xbkg.save_model(m3, tmp_path / "set" / "model.nc")
+    assert load_model_set(tmp_path / "set")["rate"].shape == m3["rate"].shape
+    assert load_model_set(tmp_path / "set" / "model.nc").attrs["kind"] == "3d"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="model.nc"):
+        load_model_set(tmp_path / "empty")
+
+
+def test_plots_render(models):
+    m3, m2 = models
+    comparison = compare_models(m3, m2, labels=("3D", "2D"))
+    fig = vp.plot_ratio_maps(comparison, 0)
+    maps = [a for a in fig.axes if a.get_label() != "<colorbar>"]
+    assert len(maps) == 8 and maps[0].get_title() == "0.398-0.794 TeV"  # exposed bins
+    assert len(vp.plot_ratio_maps(comparison, 0, max_panels=3).axes) == 3 + 1
+    fig = vp.plot_ratio_maps(comparison, 1, energies=[1.0, 10.0])
+    fig.canvas.draw()
+    assert len([a for a in fig.axes if a.get_label() != "<colorbar>"]) == 2
+    fig = vp.plot_ratio_maps(compare_models(m2, m3), 0)
+    assert fig.axes[0].get_xscale() == "log"
+    for draw in (vp.plot_energy_profiles, vp.plot_offset_profiles):
+        fig = draw(comparison)
+        fig.canvas.draw()
+        assert len(fig.axes) == 4  # (profiles, ratio) x 2 groups
+        assert fig.axes[0].get_legend() is not None
+
+
+def test_write_comparison_and_cli(store, models, tmp_path, capsys):
+    m3, m2 = models
+    small = xbkg.make_model(store, kind="3d", fov_alignment="radec", fov_edges="-2.5:2.5:10",
+                            energy_edges="0.5:50:4", selection="all")  # few panels: fast
+    out = write_comparison(compare_models(small, small.assign(rate=2 * small["rate"])),
+                           tmp_path / "cmp")
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["compare.nc", "compare_energy_profiles.png", "compare_offset_profiles.png",
+                     "compare_ratio_maps_group0.png", "compare_summary.ecsv"]
+    assert all((out / n).read_bytes()[:4] == b"\x89PNG" for n in names if n.endswith(".png"))
+    from astropy.table import Table
+
+    table = Table.read(out / "compare_summary.ecsv")
+    assert table["RATIO_INTEGRAL"].tolist() == pytest.approx([2.0])
+    assert table.meta["label_b"] == "B"
+    two = comparison_table(comparison_summary(compare_models(m3, m2)))
+    assert two["GROUP_ID"].tolist() == [0, 1] and two["ZEN_MAX"].tolist() == [25.0, 50.0]
+    xbkg.save_model(m3, tmp_path / "a.nc")
+    xbkg.save_model(m2, tmp_path / "b.nc")
+    code = main(["compare", str(tmp_path / "a.nc"), str(tmp_path / "b.nc"), str(tmp_path / "c"),
+                 "--labels", "three", "two", "--no-plots"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "two / three per zenith group" in printed and "RATIO_INTEGRAL" in printed
+    assert (tmp_path / "c" / "compare_summary.ecsv").exists()
+    assert not list((tmp_path / "c").glob("*.png"))
+    assert main(["compare", str(tmp_path / "a.nc"), str(tmp_path / "nope"),
+                 str(tmp_path / "d")]) == 2
+    assert "no such model file" in capsys.readouterr().err
+
+
+def test_public_names_are_exported():
+    import inspect
+
+    from xbkg import compare, validation
+    from xbkg.io import reports
+
+    for module in (compare, validation, vp, reports):
+        assert len(module.__all__) == len(set(module.__all__))
+        assert all(hasattr(module, name) for name in module.__all__)
+        public = {n for n, f in vars(module).items() if inspect.isfunction(f)
+                  and f.__module__ == module.__name__ and not n.startswith("_")}
+        assert public <= set(module.__all__)

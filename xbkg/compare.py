@@ -1,0 +1,235 @@
+"""Comparing two background model sets (``xbkg compare A B``), as the seeds' comparison script did.
+
+Model B is put on model A's grid and compared bin by bin, per zenith group of A:
+
+* each group of A is matched with the group of B containing its centre zenith (arccos of the
+  ONTIME-weighted mean cos(zenith), else the middle of its bounds; the nearest group when B has
+  none there, see :func:`xbkg.evaluate.select_group`);
+* when both models have the same kind and the same energy and FoV edges, B's bin values are
+  used as they are; otherwise B is evaluated at A's bin centres with gammapy's interpolation
+  (:func:`xbkg.evaluate.evaluate_rate`): a 2D B at the offsets of a 3D A's DETX/DETY centres,
+  a 3D B averaged over the circle of each offset of a 2D A;
+* the ratio ``B / A`` is given in the bins of A that lie (partly) inside A's ``offset_max`` and
+  have exposure (A's exposure, when A has one), and where both rates are positive; NaN elsewhere.
+
+Profiles, per group of A: the energy profile is the FoV-mean rate (solid-angle weighted within
+A's ``offset_max``) of both models on A's grid; the offset profile is the energy-integrated rate
+(s-1 sr-1, the rate times each energy bin's width summed over A's exposed energy bins) at ring
+centres, 3D models averaged over each circle. The FoV frames of the two models are not changed:
+comparing an ALTAZ with a RADEC model compares them in their own FoV coordinates (recorded in
+the attributes).
+
+Summary (:func:`comparison_summary`), one row per group of A: ``ratio_integral`` (the ratio of
+the rates integrated over energy and solid angle: of predicted counts for a flat exposure), the
+median and 16/84 percentiles of the bin ratios, the rms of their natural logarithm, the extreme
+ratios and the number of bins compared.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from .binning import edges_of
+from .evaluate import evaluate_rate, select_group
+from .exposure import energy_widths_mev
+from .model import fov_dims, validate_model
+
+__all__ = ["load_model_set", "same_binning", "rate_on_grid", "compare_models",
+           "comparison_summary"]
+
+
+def load_model_set(path) -> xr.Dataset:
+    """A model set: a ``model.nc``/GADF file, or a ``make-models`` OUTDIR (its ``model.nc``)."""
+    from .io import open_model
+
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "model.nc").exists():
+            raise FileNotFoundError(f"{path}: folder without model.nc (not a make-models OUTDIR)")
+        path = path / "model.nc"
+    return open_model(path)
+
+
+def same_binning(a: xr.Dataset, b: xr.Dataset) -> bool:
+    """True when both models have the same kind and identical energy and FoV edges."""
+    if a.attrs.get("kind") != b.attrs.get("kind"):
+        return False
+    return all(np.array_equal(edges_of(a, d), edges_of(b, d))
+               for d in ("energy",) + fov_dims(a.attrs["kind"]))
+
+
+def _group_zenith(model: xr.Dataset) -> np.ndarray:
+    from .plotting import _group_zenith as centre_zenith
+
+    return centre_zenith(model)
+
+
+def _rate_at_offsets(model, group, energy, offsets):
+    from .plotting import _rate_at_offsets as ring_rate
+
+    return ring_rate(model, group, energy, offsets)
+
+
+def rate_on_grid(b: xr.Dataset, a: xr.Dataset, group_b: int) -> np.ndarray:
+    """Rate of group ``group_b`` of ``b`` on ``a``'s bins: ``(E, O)`` or ``(E, Y, X)``."""
+    kind_a = a.attrs["kind"]
+    if same_binning(a, b):
+        return np.asarray(b["rate"].sel(zenith_group=group_b)
+                          .transpose("energy", *fov_dims(kind_a)).values, dtype=float)
+    energy = np.asarray(a["energy"].values, dtype=float)
+    if kind_a == "2d":
+        return _rate_at_offsets(b, group_b, energy, a["offset"].values)
+    x = np.asarray(a["detx"].values, dtype=float)[None, None, :]
+    y = np.asarray(a["dety"].values, dtype=float)[None, :, None]
+    e = energy[:, None, None]
+    if b.attrs["kind"] == "2d":
+        offset = np.broadcast_to(np.hypot(x, y), (1, y.size, x.size))
+        return np.asarray(evaluate_rate(b, e, offset, group=group_b), dtype=float)
+    return np.asarray(evaluate_rate(b, e, detx=x, dety=y, group=group_b), dtype=float)
+
+
+def _solid_angle(model: xr.Dataset) -> np.ndarray:
+    from .plotting import _solid_angle as omega
+
+    return omega(model)
+
+
+def _compared_bins(a: xr.Dataset) -> np.ndarray:
+    """``(G, E, ...)`` bins of A inside its offset cut and with exposure (when it has one)."""
+    dims = ("zenith_group", "energy") + fov_dims(a.attrs["kind"])
+    inside = _solid_angle(a) > 0
+    shape = tuple(a.sizes[d] for d in dims)
+    if "exposure" in a:
+        return np.asarray(a["exposure"].transpose(*dims).values > 0) & inside
+    return np.broadcast_to(inside, shape).copy()
+
+
+def compare_models(a: xr.Dataset, b: xr.Dataset, *, labels=("A", "B"),
+                   n_rings: int | None = None) -> xr.Dataset:
+    """Bin ratios and profiles of model ``b`` against model ``a`` on ``a``'s grid.
+
+    Parameters
+    ----------
+    a, b : Dataset
+        Models in the :mod:`xbkg.model` layout.
+    labels : (str, str)
+        Names of the two models (plots, table).
+    n_rings : int, optional
+        Offset rings of the profiles for a 3D ``a`` (default: half its DETX bins); a 2D ``a``
+        uses its offset bins.
+
+    Returns
+    -------
+    Dataset
+        ``rate_a``, ``rate_b``, ``ratio`` (B / A, NaN outside the compared bins) on A's dims;
+        ``energy_profile_a/b`` (``zenith_group, energy``); ``offset_profile_a/b``
+        (``zenith_group, ring``, with ``ring`` centres in deg and ``ring_bounds``);
+        ``group_b`` (matched group of B per group of A); attrs ``label_a``, ``label_b``,
+        ``same_binning``, ``fov_alignment_a/b``.
+
+    Examples
+    --------
+    >>> from xbkg.model import assemble_model
+    >>> m = assemble_model(np.full((1, 2, 3), 10), np.ones((1, 2, 3)), kind="2d",
+    ...     energy_edges=[1.0, 2.0, 4.0], fov_edges={"offset": [0.0, 1.0, 2.0, 3.0]},
+    ...     zenith_edges=[0, 60], fov_alignment="ALTAZ", offset_max=3.0)
+    >>> double = m.assign(rate=2 * m["rate"])
+    >>> compare_models(m, double)["ratio"].values.ravel().tolist()
+    [2.0, 2.0, 2.0, 2.0, 2.0, 2.0]
+    """
+    validate_model(a)
+    validate_model(b)
+    kind = a.attrs["kind"]
+    dims = ("zenith_group", "energy") + fov_dims(kind)
+    groups_a = a["zenith_group"].values
+    zenith = _group_zenith(a)
+    groups_b = np.array([select_group(b, zenith=z) for z in zenith], dtype="int64")
+    rate_a = np.asarray(a["rate"].transpose(*dims).values, dtype=float)
+    rate_b = np.stack([rate_on_grid(b, a, int(g)) for g in groups_b])
+    compared = _compared_bins(a) & (rate_a > 0) & (rate_b > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(compared, rate_b / rate_a, np.nan)
+    omega = _solid_angle(a)
+    fov_axes = tuple(range(2, 2 + omega.ndim))
+    exposed_e = _compared_bins(a).any(axis=fov_axes)  # (G, E)
+    profiles = {}
+    for name, rate in (("a", rate_a), ("b", rate_b)):
+        mean = (np.nan_to_num(rate) * omega).sum(axis=fov_axes) / omega.sum()
+        profiles[f"energy_profile_{name}"] = (("zenith_group", "energy"),
+                                              np.where(exposed_e, mean, np.nan),
+                                              {"units": "s-1 MeV-1 sr-1"})
+    rings = _ring_edges(a, n_rings)
+    centres = 0.5 * (rings[1:] + rings[:-1])
+    energy = np.asarray(a["energy"].values, dtype=float)
+    de = energy_widths_mev(edges_of(a, "energy"))
+    for name, model, ids in (("a", a, groups_a), ("b", b, groups_b)):
+        prof = np.array([(_rate_at_offsets(model, int(g), energy, centres)
+                          * (de * exposed_e[i])[:, None]).sum(axis=0)
+                         for i, g in enumerate(ids)])
+        profiles[f"offset_profile_{name}"] = (("zenith_group", "ring"), prof, {"units": "s-1 sr-1"})
+    coords = {k: v for k, v in a.coords.items() if set(v.dims) <= set(dims) | {"bnds"}}
+    coords.update(ring=("ring", centres, {"units": "deg", "long_name": "offset ring centre"}),
+                  ring_bounds=(("ring", "bnds"), np.stack([rings[:-1], rings[1:]], axis=1)))
+    labels = tuple(str(x) for x in labels)
+    return xr.Dataset(
+        {"rate_a": (dims, rate_a, {"units": "s-1 MeV-1 sr-1"}),
+         "rate_b": (dims, rate_b, {"units": "s-1 MeV-1 sr-1"}),
+         "ratio": (dims, ratio, {"long_name": f"{labels[1]} / {labels[0]}"}),
+         "group_b": ("zenith_group", groups_b), **profiles},
+        coords=coords,
+        attrs={"label_a": labels[0], "label_b": labels[1], "kind": kind,
+               "same_binning": int(same_binning(a, b)), "offset_max": a.attrs["offset_max"],
+               "fov_alignment": a.attrs["fov_alignment"],
+               "fov_alignment_a": a.attrs["fov_alignment"],
+               "fov_alignment_b": b.attrs["fov_alignment"]},
+    )
+
+
+def _ring_edges(a: xr.Dataset, n_rings) -> np.ndarray:
+    omax = float(a.attrs["offset_max"])
+    if a.attrs["kind"] == "2d":
+        edges = edges_of(a, "offset")
+        return edges[: np.searchsorted(edges, omax, side="left") + 1]
+    n = int(n_rings or max(a.sizes["detx"] // 2, 1))
+    return np.linspace(0.0, omax, n + 1)
+
+
+def comparison_summary(comparison: xr.Dataset) -> xr.Dataset:
+    """One row per zenith group of A (see the module docstring), dim ``zenith_group``."""
+    kind = comparison.attrs["kind"]
+    fdims = fov_dims(kind)
+    ratio = comparison["ratio"].transpose("zenith_group", "energy", *fdims).values
+    ok = np.isfinite(ratio)
+    omega = _solid_angle(comparison.assign_attrs(kind=kind))
+    de = energy_widths_mev(edges_of(comparison, "energy"))
+    weight = de.reshape((-1,) + (1,) * omega.ndim) * omega
+    rows = {k: [] for k in ("n_bins", "ratio_integral", "ratio_median", "ratio_p16", "ratio_p84",
+                            "log_ratio_rms", "ratio_min", "ratio_max")}
+    for g in range(ratio.shape[0]):
+        r, sel = ratio[g], ok[g]
+        a = comparison["rate_a"].isel(zenith_group=g).transpose("energy", *fdims).values
+        b = comparison["rate_b"].isel(zenith_group=g).transpose("energy", *fdims).values
+        vals = r[sel]
+        rows["n_bins"].append(int(sel.sum()))
+        if not vals.size:
+            for k in list(rows)[1:]:
+                rows[k].append(np.nan)
+            continue
+        w = np.where(sel, weight, 0.0)
+        rows["ratio_integral"].append(float((b * w).sum() / (a * w).sum()))
+        p16, p50, p84 = np.percentile(vals, [16, 50, 84])
+        rows["ratio_median"].append(float(p50))
+        rows["ratio_p16"].append(float(p16))
+        rows["ratio_p84"].append(float(p84))
+        rows["log_ratio_rms"].append(float(np.sqrt(np.mean(np.log(vals) ** 2))))
+        rows["ratio_min"].append(float(vals.min()))
+        rows["ratio_max"].append(float(vals.max()))
+    out = xr.Dataset({k: ("zenith_group", np.asarray(v)) for k, v in rows.items()},
+                     coords={"zenith_group": comparison["zenith_group"].values,
+                             "zenith_bounds": comparison["zenith_bounds"]})
+    out["group_b"] = comparison["group_b"]
+    out.attrs.update(label_a=comparison.attrs["label_a"], label_b=comparison.attrs["label_b"])
+    return out
