@@ -137,14 +137,16 @@ def _axis_weights(nodes, x, extrapolate: bool = True):
 
 #: Relative tolerance at the outer edges: axes rebuilt from other edges (gammapy's MapAxis
 #: gives 100.00000000000004 TeV for 100 TeV) must not fall outside by a rounding error.
-EDGE_RTOL = 1e-9
+EDGE_RTOL = 1e-13
 
 
 def _inside(edges, x):
     """True where ``edges[0] <= x <= edges[-1]`` within :data:`EDGE_RTOL` (NaN outside)."""
     x = np.asarray(x, dtype="float64")
-    span = EDGE_RTOL * max(abs(edges[0]), abs(edges[-1]), edges[-1] - edges[0])
-    return (x >= edges[0] - span) & (x <= edges[-1] + span)
+    scale = max(abs(edges[0]), abs(edges[-1]))
+    lo = EDGE_RTOL * (abs(edges[0]) or scale)
+    hi = EDGE_RTOL * (abs(edges[-1]) or scale)
+    return (x >= edges[0] - lo) & (x <= edges[-1] + hi)
 
 
 def interpolate_grid(values, centres, edges, points, log_axes, extrapolate: bool = True):
