@@ -1,14 +1,19 @@
 """The ``xbkg`` command: a thin layer over the Python API.
 
-Subcommands: ``make-models`` (the seeds' gammapy-make-bg-cube-models), ``info``, ``simulate``
-and ``demo`` (simulate a small store and build models from it, no data needed).
+Subcommands: ``make-models`` (the seeds' gammapy-make-bg-cube-models), ``update-model`` (add
+runs to a model without re-reading its runs), ``info``, ``simulate`` and ``demo`` (simulate a
+small store and build models from it, no data needed), ``validate`` (k-fold cross-validation
+over runs) and ``compare`` (two model sets side by side).
 Errors in the input exit with status 2 and one line on stderr (``--debug`` shows the traceback).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -61,6 +66,9 @@ def _add_run(p: argparse.ArgumentParser) -> None:
     g.add_argument("--scheduler", default="threads",
                    help="dask scheduler: threads, processes, synchronous, or a scheduler address "
                    "(default: threads)")
+    g.add_argument("--workers", metavar="N", type=int, default=None,
+                   help="start a local dask cluster of N worker processes and run on it "
+                   "(instead of --scheduler)")
     g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show a progress bar (default: when stderr is a terminal)")
     g.add_argument("--overwrite", action="store_true", help="replace a non-empty OUTDIR")
@@ -84,9 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
     sel.add_argument("--run-list", metavar="FILE", help="text file of OBS_IDs to use")
     sel.add_argument("--n-obs-max", type=int, default=None, help="use at most N runs")
     sel.add_argument("--test", action="store_true", help="quick run on a few (5) runs")
+    _add_cuts_and_exclusion(mm, sel)
     _add_binning(mm)
+    _add_modelling(mm)
     _add_run(mm)
     mm.add_argument("--no-image", action="store_true", help="do not write the 3D image files")
+    mm.add_argument("--strict", action="store_true",
+                    help="stop at the first run that cannot be used (default: skip it and list it "
+                    "in bg_rejected_runs.ecsv)")
 
     info = sub.add_parser("info", help="summarise a model file (netCDF or GADF FITS)")
     info.add_argument("path", metavar="PATH")
@@ -108,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="folder for the store and the models (default: ./xbkg-demo)")
     demo.add_argument("--runs", type=int, default=30)
     demo.add_argument("--overwrite", action="store_true")
+    _add_update_parser(sub)
+    _add_validate_parsers(sub)
     return parser
 
 
@@ -130,20 +145,152 @@ def cmd_make_models(args) -> int:
     store = open_datastore(args.data_dir)
     obs_ids = _read_run_list(args.run_list) if args.run_list else None
     n_obs_max = 5 if args.test and args.n_obs_max is None else args.n_obs_max
-    _, rejected = select_runs(store, args.selection, obs_ids=obs_ids, n_obs_max=n_obs_max)
+    cuts, exclusion, select_near = _cuts_and_exclusion(args)
+    _, rejected = select_runs(store, args.selection, obs_ids=obs_ids, n_obs_max=n_obs_max,
+                              **cuts, **select_near)
     model = make_model(
         store, kind=args.kind, fov_alignment=args.fov_alignment, energy_edges=args.energy_edges,
         offset_edges=args.offset_edges, fov_edges=args.fov_edges, zenith_edges=args.zenith_edges,
         obs_ids=obs_ids, selection=args.selection, n_obs_max=n_obs_max,
         offset_max=args.offset_max, scheduler=args.scheduler, progress=_progress(args),
+        **cuts, **exclusion,
+        on_error="raise" if args.strict else "skip", **_modelling(args),
     )
+    if args.smooth != "none":
+        from .smoothing import smooth_model
+
+        model = smooth_model(model, args.smooth)
+    skipped = json.loads(model.attrs.get("provenance", "{}")).get("skipped_runs", {})
+    rejected.update({int(obs_id): message for obs_id, message in skipped.items()})
     for obs_id in set(store.obs_id.values.tolist()) - set(model.obs_id.values.tolist()):
         rejected.setdefault(int(obs_id), "zenith outside the zenith edges")
     out = write_products(model, store, args.outdir, rejected=rejected, overwrite=args.overwrite,
-                         image=not args.no_image)
+                         image=not args.no_image, per_run=args.per_run,
+                         per_run_method=args.per_run_method)
     print(f"wrote {model.attrs['kind'].upper()} {model.attrs['fov_alignment']} model from "
           f"{model.sizes['obs_id']} runs in {model.sizes['zenith_group']} group(s) to {out}")
     return 0
+
+
+def _add_cuts_and_exclusion(mm: argparse.ArgumentParser, sel) -> None:
+    sel.add_argument("--zenith-range", metavar="LO:HI", default=None,
+                     help="keep runs with LO <= zenith <= HI (deg)")
+    sel.add_argument("--where", metavar="EXPR", default=None,
+                     help="keep runs for which EXPR holds: comparisons of obs-table columns "
+                     "with and/or/not, e.g. \"MUONEFF > 0.7 and N_TELS >= 3\"")
+    sel.add_argument("--min-n-tels", metavar="N", type=int, default=None, help="keep runs with N_TELS >= N")
+    sel.add_argument("--min-muoneff", metavar="X", type=float, default=None,
+                     help="keep runs with MUONEFF >= X")
+    sel.add_argument("--max-quality", metavar="Q", type=int, default=None, help="keep runs with QUALITY <= Q")
+    g = mm.add_argument_group("excluded sources")
+    g.add_argument("--exclusion", metavar="FILE", action="append", default=None,
+                   help="excluded sky circles: a table (FITS/ECSV/CSV with RA, DEC, Radius in deg) "
+                   "or a DS9 region file; may repeat")
+    g.add_argument("--exclusion-mode", choices=("regions", "runs"), default="regions",
+                   help="regions: drop events in the circles and correct the exposure (default); "
+                   "runs: drop runs pointed near a circle")
+    g.add_argument("--exclusion-distance", metavar="DEG", type=float, default=None,
+                   help="runs mode: drop runs pointed within this distance (deg) of a circle's "
+                   "edge (default: the offset cut)")
+    g.add_argument("--exclusion-oversample", metavar="N", type=int, default=8,
+                   help="sub-grid cells per bin and axis for the exposure fractions (default: 8)")
+
+
+def _cuts_and_exclusion(args):
+    """Run-cut and exclusion keyword arguments of make_model, and the select_runs ones for runs
+    near excluded circles (so bg_rejected_runs.ecsv gives their reason)."""
+    from .exclusion import plan_exclusion
+    from .make import make_binning
+
+    cuts = {"where": args.where, "min_n_tels": args.min_n_tels, "min_muoneff": args.min_muoneff,
+            "max_quality": args.max_quality}
+    if args.zenith_range is not None:
+        try:
+            lo, hi = (float(v) for v in args.zenith_range.split(":"))
+        except ValueError:
+            raise CLIError(f"--zenith-range must be LO:HI in deg, got {args.zenith_range!r}") from None
+        cuts["zenith_range"] = (lo, hi)
+    if not args.exclusion:
+        return cuts, {}, {}
+    reach = make_binning(args.kind, args.fov_alignment, energy_edges=args.energy_edges,
+                         offset_edges=args.offset_edges, fov_edges=args.fov_edges,
+                         offset_max=args.offset_max).offset_max
+    plan = plan_exclusion(args.exclusion, args.exclusion_mode, args.exclusion_distance,
+                          reach=reach, oversample=args.exclusion_oversample)
+    exclusion = {"exclusion": plan["circles"], "exclusion_mode": args.exclusion_mode,
+                 "exclusion_distance": args.exclusion_distance,
+                 "exclusion_oversample": args.exclusion_oversample}
+    return cuts, exclusion, plan["select"]
+
+
+def _add_modelling(mm: argparse.ArgumentParser) -> None:
+    g = mm.add_argument_group("zenith groups, energy thresholds, smoothing, per-run models")
+    g.add_argument("--adaptive", action="store_true",
+                   help="adaptive zenith groups instead of --zenith-edges: fine bins in "
+                   "cos(zenith) merged until each group has --zenith-min-time seconds and "
+                   "--zenith-min-runs runs (BAccMod's method)")
+    g.add_argument("--zenith-min-time", metavar="SECONDS", type=float, default=None,
+                   help="minimum observation time of an adaptive group (default: 3600; implies "
+                   "--adaptive)")
+    g.add_argument("--zenith-min-runs", metavar="N", type=int, default=None,
+                   help="minimum number of runs of an adaptive group (default: 0; implies "
+                   "--adaptive)")
+    g.add_argument("--cos-zenith-step", metavar="D", type=float, default=0.01,
+                   help="width of the fine cos(zenith) bins of adaptive groups (default: 0.01)")
+    g.add_argument("--group-by", metavar="COLUMN=EDGES", action="append", default=None,
+                   help="also group by an obs-table column, e.g. AZ_PNT=-90,90,270 (north/south; "
+                   "azimuth is periodic) or MUONEFF=0.6,0.85,1.2; may repeat. 'north-south' is "
+                   "short for AZ_PNT=-90,90,270")
+    g.add_argument("--groups", metavar="FILE", default=None,
+                   help="reuse the groups of a bg_observation_groups.ecsv (runs are assigned by "
+                   "its bounds) instead of deciding new ones")
+    g.add_argument("--energy-threshold", metavar="POLICY", default="none",
+                   help="per-run energy thresholds: a run adds counts and exposure only to "
+                   "energy bins above its threshold. 'safe': SAFE_ENERGY_LO of the obs index, "
+                   "else a zenith rule fitted to the runs that have it; 'zenith': the "
+                   "zenith rule for all runs; 'none': no threshold (default, as in make_model); "
+                   "a number: one threshold in TeV. With thresholds, analyse each run above its "
+                   "own SAFE_ENERGY_LO: below it the model holds placeholders only")
+    g.add_argument("--smooth", choices=("none", "gauss", "fit"), default="none",
+                   help="smooth the rate (counts and exposure are kept raw): 'gauss' a Gaussian "
+                   "kernel in the FoV per energy bin, width adapted to the statistics, each "
+                   "slice's total kept; 'fit' a spline surface in log rate (energy x offset, "
+                   "plus a FoV gradient in 3D) fitted with a Poisson likelihood (default: none)")
+    g.add_argument("--per-run", action="store_true",
+                   help="write one model per run (bg_run_models/), interpolated between the "
+                   "groups in cos(zenith), and point each run's bkg row of the HDU index at it")
+    g.add_argument("--per-run-method", choices=("log", "linear", "nearest"), default="log",
+                   help="per-run interpolation: in log rate (default), in rate, or the nearest "
+                   "group")
+
+
+def _modelling(args) -> dict:
+    """The grouping and energy_threshold keyword arguments of make_model."""
+    adaptive = args.adaptive or args.zenith_min_time is not None or args.zenith_min_runs is not None
+    by = {}
+    for spec in args.group_by or []:
+        if spec.strip().lower() in ("north-south", "northsouth"):
+            by["AZ_PNT"] = "-90,90,270"
+            continue
+        column, sep, edges = spec.partition("=")
+        if not sep or not column.strip() or not edges.strip():
+            raise CLIError(f"--group-by must be COLUMN=EDGES (e.g. AZ_PNT=-90,90,270), got {spec!r}")
+        by[column.strip()] = edges
+    if args.groups is not None:
+        if adaptive or by or args.zenith_edges is not None:
+            raise CLIError("--groups reuses a grouping: do not combine it with --zenith-edges, "
+                           "--adaptive or --group-by")
+        grouping = args.groups
+    elif adaptive:
+        if args.zenith_edges is not None:
+            raise CLIError("--adaptive (or --zenith-min-time/--zenith-min-runs) replaces "
+                           "--zenith-edges; give one of them")
+        grouping = {"adaptive": True, "by": by, "cos_zenith_step": args.cos_zenith_step,
+                    "min_ontime": 3600.0 if args.zenith_min_time is None else args.zenith_min_time,
+                    "min_runs": args.zenith_min_runs or 0}
+    else:
+        grouping = {"by": by} if by else None
+    return {"grouping": grouping, "energy_threshold": args.energy_threshold}
 
 
 def cmd_info(args) -> int:
@@ -219,8 +366,201 @@ def _inside_offset_cut(model):
     return (np.hypot(far_y[:, None], far_x[None, :]) <= omax)[None]
 
 
+_UPDATE_CHECKS = ("kind", "fov_alignment", "energy_edges", "offset_edges", "fov_edges",
+                  "offset_max", "zenith_edges")
+
+
+def _add_update_parser(sub) -> None:
+    up = sub.add_parser(
+        "update-model", help="add runs to a model without re-reading its runs",
+        description="Add runs of DATA_DIR to a model (model.nc, or a make-models OUTDIR whose "
+        "products are then rewritten from DATA_DIR, the grown store the model came from), "
+        "with the model's own binning, groups, selection and thresholds (xbkg.update).")
+    up.add_argument("model", metavar="MODEL", help="model.nc, or a make-models OUTDIR")
+    up.add_argument("data_dir", metavar="DATA_DIR", help="GADF DL3 store with the new runs")
+    up.add_argument("--run-list", metavar="FILE",
+                    help="OBS_IDs to add (default: every run of DATA_DIR not in the model)")
+    up.add_argument("--output", metavar="PATH", help="write here (default: replace MODEL)")
+    g = up.add_argument_group("checks: refuse the update unless these describe the model")
+    g.add_argument("--kind", choices=("2d", "3d"), default=None)
+    g.add_argument("--fov-alignment", choices=("altaz", "radec"), default=None)
+    for flag in ("--energy-edges", "--offset-edges", "--fov-edges", "--zenith-edges"):
+        g.add_argument(flag, default=None)
+    g.add_argument("--offset-max", type=float, default=None)
+    _add_run(up)
+    up.add_argument("--no-image", action="store_true", help="do not write the 3D image files")
+    up.add_argument("--strict", action="store_true", help="stop at the first unusable run")
+
+
+def cmd_update_model(args) -> int:
+    from .datastore import open_datastore
+    from .io.netcdf import read_netcdf, write_netcdf
+    from .update import update_model
+
+    path = Path(args.model)
+    folder = path.is_dir()
+    model = read_netcdf(path / "model.nc" if folder else path)
+    store = open_datastore(args.data_dir)
+    obs_ids = _read_run_list(args.run_list) if args.run_list else None
+    updated = update_model(model, store, obs_ids, scheduler=args.scheduler,
+                           progress=_progress(args), on_error="raise" if args.strict else "skip",
+                           **{k: getattr(args, k) for k in _UPDATE_CHECKS})
+    out = Path(args.output) if args.output else path
+    overwrite = args.overwrite or out.resolve() == path.resolve()
+    if folder:
+        from .io.products import write_products
+
+        requested = store.obs_id.values.tolist() if obs_ids is None else obs_ids
+        write_products(updated, store, out, rejected=_rejected_after_update(path, updated, requested),
+                       overwrite=overwrite, image=not args.no_image)
+    else:
+        write_netcdf(updated, out, overwrite=overwrite)
+    print(f"added {updated.sizes['obs_id'] - model.sizes['obs_id']} run(s): the model now has "
+          f"{updated.sizes['obs_id']} runs, written to {out}")
+    return 0
+
+
+def _rejected_after_update(folder: Path, model, requested) -> dict:
+    """bg_rejected_runs of a make-models OUTDIR, less the runs now used, plus the requested runs
+    the update rejected."""
+    from astropy.table import Table
+
+    rejected = {}
+    if (folder / "bg_rejected_runs.ecsv").exists():
+        table = Table.read(folder / "bg_rejected_runs.ecsv")
+        rejected = {int(o): str(r) for o, r in zip(table["OBS_ID"], table["REASON"])}
+    used = set(model["obs_id"].values.tolist())
+    skipped = json.loads(model.attrs.get("provenance", "{}")).get("skipped_runs", {})
+    for obs_id in requested:
+        if int(obs_id) not in used:
+            rejected[int(obs_id)] = skipped.get(str(obs_id), "not selected by the model's "
+                                                "selection, cuts or groups")
+    return {k: v for k, v in rejected.items() if k not in used}
+
+
+def _add_validate_parsers(sub) -> None:
+    va = sub.add_parser(
+        "validate", help="k-fold cross-validation of background models over runs",
+        description="Split the runs into folds; for each fold build a model on the other runs "
+        "and predict the held-out runs' counts per bin (or score fixed models with --reference). "
+        "Writes validation_runs.ecsv, validation_summary.json, validation_cubes.nc and PNG plots "
+        "to OUTDIR (xbkg.validation).")
+    va.add_argument("data_dir", metavar="DATA_DIR", help="GADF DL3 store (obs-index, hdu-index)")
+    va.add_argument("outdir", metavar="OUTDIR", help="output folder")
+    sel = va.add_argument_group("runs and folds")
+    sel.add_argument("--selection", choices=("off", "offplane", "all"), default="off",
+                     help="which runs to validate on (default: off)")
+    sel.add_argument("--run-list", metavar="FILE", help="text file of OBS_IDs to use")
+    sel.add_argument("--folds", type=int, default=5, help="number of folds (default: 5)")
+    sel.add_argument("--seed", type=int, default=0, help="seed of the fold assignment (default: 0)")
+    sel.add_argument("--reference", metavar="MODEL", default=None,
+                     help="score fixed models instead of k-fold builds: 'dr1' (or 'store') the "
+                     "per-run bkg HDUs of DATA_DIR's HDU index, or a model file / make-models "
+                     "OUTDIR used for every run")
+    sel.add_argument("--no-reverse-lon", action="store_true",
+                     help="with --reference dr1: do not mirror DETX of the per-run RADEC models "
+                     "(gammapy reads H.E.S.S. DR1 models in a reversed-longitude frame)")
+    ev = va.add_argument_group("evaluation region (defaults as the DR1 reference figures)")
+    ev.add_argument("--eval-energy-edges", default="0.3:50:12",
+                    help="energy bins in TeV (default: 0.3:50:12)")
+    ev.add_argument("--eval-width", type=float, default=4.0,
+                    help="side of the square grid around each pointing, deg (default: 4)")
+    ev.add_argument("--eval-binsz", type=float, default=0.4, help="pixel size, deg (default: 0.4)")
+    ev.add_argument("--eval-offset-max", type=float, default=2.0,
+                    help="pixels with centres farther from the pointing are ignored (default: 2)")
+    ev.add_argument("--eval-threshold", default="safe",
+                    help="per-run energy range: 'safe' (SAFE_ENERGY_LO/HI of the obs index), "
+                    "'none', or a threshold in TeV (default: safe)")
+    _add_binning(va)
+    _add_modelling(va)
+    _add_run(va)
+    va.add_argument("--no-plots", action="store_true", help="do not write the PNG plots")
+
+    co = sub.add_parser(
+        "compare", help="compare two model sets: ratio maps, profiles, summary table",
+        description="Compare model set B with model set A (each a model.nc / GADF file or a "
+        "make-models OUTDIR) on A's grid, per zenith group of A (xbkg.compare). Writes "
+        "compare_summary.ecsv, compare.nc and PNG plots to OUTDIR and prints the summary.")
+    co.add_argument("model_a", metavar="A")
+    co.add_argument("model_b", metavar="B")
+    co.add_argument("outdir", metavar="OUTDIR", help="output folder")
+    co.add_argument("--labels", nargs=2, metavar=("LABEL_A", "LABEL_B"), default=("A", "B"))
+    co.add_argument("--overwrite", action="store_true", help="replace a non-empty OUTDIR")
+    co.add_argument("--no-plots", action="store_true", help="do not write the PNG plots")
+
+
+def cmd_validate(args) -> int:
+    from .io.reports import write_validation
+    from .validation import summarise, validate
+
+    if args.per_run:
+        per_run = args.per_run_method
+    else:
+        per_run = None
+    reference = args.reference
+    if reference is not None and reference.lower() not in ("dr1", "store"):
+        from .compare import load_model_set
+
+        reference = load_model_set(reference)
+    options = {"kind": args.kind, "fov_alignment": args.fov_alignment,
+               "energy_edges": args.energy_edges, "offset_edges": args.offset_edges,
+               "fov_edges": args.fov_edges, "zenith_edges": args.zenith_edges,
+               "offset_max": args.offset_max, **_modelling(args)}
+    result = validate(
+        args.data_dir, obs_ids=_read_run_list(args.run_list) if args.run_list else None,
+        selection=args.selection, n_folds=args.folds, seed=args.seed, model_options=options,
+        smooth=None if args.smooth == "none" else args.smooth, per_run=per_run,
+        reference=reference, reverse_lon=not args.no_reverse_lon,
+        energy_edges=args.eval_energy_edges, width=args.eval_width, binsz=args.eval_binsz,
+        offset_max=args.eval_offset_max, safe_threshold=args.eval_threshold,
+        scheduler=args.scheduler, progress=_progress(args))
+    out = write_validation(result, args.outdir, overwrite=args.overwrite, plots=not args.no_plots)
+    s = summarise(result)
+    print(f"{s['n_runs']} runs: counts/predicted {s['norm_mean']:.3f} +- {s['norm_std']:.3f} "
+          f"(std over runs), tilt {s['tilt_mean']:+.3f} +- {s['tilt_std']:.3f}, per-bin "
+          f"significance mean {s['sig_mean']:+.3f} width {s['sig_width']:.3f} (exact model: "
+          f"{s['null_mean']:+.3f} / {s['null_width']:.3f}); wrote {out}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .compare import compare_models, comparison_summary, load_model_set
+    from .io.reports import comparison_table, write_comparison
+
+    comparison = compare_models(load_model_set(args.model_a), load_model_set(args.model_b),
+                                labels=args.labels)
+    out = write_comparison(comparison, args.outdir, overwrite=args.overwrite,
+                           plots=not args.no_plots)
+    table = comparison_table(comparison_summary(comparison))
+    for name in table.colnames[4:]:
+        if table[name].dtype.kind == "f":
+            table[name].info.format = ".4g"
+    print(f"{args.labels[1]} / {args.labels[0]} per zenith group of {args.labels[0]}:")
+    print("\n".join(table.pformat(max_lines=-1, max_width=-1)))
+    print(f"wrote {out}")
+    return 0
+
+
 COMMANDS = {"make-models": cmd_make_models, "info": cmd_info, "simulate": cmd_simulate,
-            "demo": cmd_demo}
+            "demo": cmd_demo, "update-model": cmd_update_model}
+COMMANDS.update({"validate": cmd_validate, "compare": cmd_compare})
+
+
+@contextlib.contextmanager
+def _workers(args):
+    """With ``--workers N``: a local cluster of N worker processes becomes the scheduler."""
+    if not getattr(args, "workers", None):
+        yield
+        return
+    import distributed  # noqa: F401  (configures its loggers on import)
+
+    from .parallel import local_cluster
+
+    if not (args.verbose or args.debug):  # distributed logs its start and stop at INFO
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+    with local_cluster(args.workers) as client:
+        args.scheduler = client
+        yield
 
 
 def main(argv=None) -> int:
@@ -230,15 +570,36 @@ def main(argv=None) -> int:
                         logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        return COMMANDS[args.command](args)
+        with _sigterm_interrupts(), _workers(args):
+            return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("xbkg: interrupted; no partial output was left", file=sys.stderr)
         return 130
     except (CLIError, ValueError, FileNotFoundError, FileExistsError, KeyError, OSError) as exc:
         if args.debug:
             raise
-        print(f"xbkg {args.command}: error: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).split())  # one line, whatever the exception says
+        print(f"xbkg {args.command}: error: {message}", file=sys.stderr)
         return 2
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """Within the block SIGTERM (a plain ``kill``) raises KeyboardInterrupt, as Ctrl-C does, so
+    temporary outputs are removed on the way out (main thread only; elsewhere a no-op)."""
+    try:
+        old = signal.signal(signal.SIGTERM, _interrupt)
+    except ValueError:  # not the main thread
+        old = None
+    try:
+        yield
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
 
 
 if __name__ == "__main__":  # pragma: no cover
