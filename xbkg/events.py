@@ -9,6 +9,7 @@ otherwise).
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 import dask
@@ -16,10 +17,13 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from .io.fitstable import read_columns, read_header
+from .io.fitstable import read_columns, read_header, read_tables
 
-__all__ = ["DEFAULT_COLUMNS", "CANONICAL_UNITS", "read_run_events", "open_events", "run_info",
-           "run_infos", "complete_run_info", "fill_from_headers", "RunDataError", "UnitAssumedWarning"]
+__all__ = ["DEFAULT_COLUMNS", "CANONICAL_UNITS", "read_run_events", "read_run", "describe_run",
+           "open_events", "run_info", "run_infos", "complete_run_info", "fill_from_headers",
+           "RunDataError", "UnitAssumedWarning"]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_COLUMNS = ("ENERGY", "RA", "DEC", "TIME")
 
@@ -41,8 +45,13 @@ class UnitAssumedWarning(UserWarning):
     """A column had no unit and the GADF default was assumed."""
 
 
-def _convert(values: np.ndarray, unit: str, name: str, where: str) -> np.ndarray:
-    target = CANONICAL_UNITS.get(name)
+def describe_run(obs_id, path, hdu) -> str:
+    """How error messages name a run: ``"run 23523 (path/to/file.fits.gz, HDU EVENTS)"``."""
+    return f"run {obs_id} ({path}, HDU {hdu})" if obs_id is not None else f"{path} (HDU {hdu})"
+
+
+def _convert(values: np.ndarray, unit: str, name: str, where: str, target=None) -> np.ndarray:
+    target = CANONICAL_UNITS.get(name) if target is None else target
     values = values.astype("float64", copy=False)
     if target is None:
         return values
@@ -70,35 +79,104 @@ def read_run_events(path, hdu="EVENTS", columns=DEFAULT_COLUMNS, *, obs_id=None)
     header : dict
         The EVENTS header keywords.
     """
-    where = f"run {obs_id} ({path}, HDU {hdu})" if obs_id is not None else f"{path} (HDU {hdu})"
+    where = describe_run(obs_id, path, hdu)
     try:
         cols, header, units = read_columns(path, hdu, list(columns), header=True)
     except (OSError, ValueError) as exc:
         raise RunDataError(f"{where}: {exc}") from exc
-    out = {name: _convert(np.asarray(cols[name]), units.get(name, ""), name, where)
-           for name in columns}
+    return _checked_events(cols, header, units, columns, obs_id, where), header
+
+
+def _checked_events(cols, header, units, columns, obs_id, where) -> dict:
+    """Event columns in canonical units, after checking the header OBS_ID against ``obs_id``."""
     if obs_id is not None and "OBS_ID" in header:
         try:
             header_id = int(header["OBS_ID"])
         except (TypeError, ValueError):
-            header_id = None
-        if header_id is not None and header_id != int(obs_id):
+            raise RunDataError(f"{where}: header OBS_ID {header['OBS_ID']!r} is not an integer") from None
+        if header_id != int(obs_id):
             raise RunDataError(f"{where}: header OBS_ID {header_id} differs from the index ({obs_id})")
-    return out, header
+    return {name: _convert(np.asarray(cols[name]), units.get(name, ""), name, where)
+            for name in columns}
+
+
+def _gti_intervals(cols, header, units, events_header, where) -> tuple[np.ndarray, np.ndarray]:
+    """GTI START/STOP in s on the time reference (MJDREFI/F) of the EVENTS header."""
+    start, stop = (_convert(np.asarray(cols[c]), units.get(c, ""), c, where, "s")
+                   for c in ("START", "STOP"))
+    refs = [h.get(k) for h in (header, events_header) for k in ("MJDREFI", "MJDREFF")]
+    if all(isinstance(r, (int, float)) and not isinstance(r, bool) for r in refs):
+        shift = ((refs[0] - refs[2]) + (refs[1] - refs[3])) * 86400.0
+        start, stop = start + shift, stop + shift
+    return start, stop
+
+
+def read_run(info: dict, columns=DEFAULT_COLUMNS):
+    """Events, EVENTS header and good time intervals of one run, reading each file once.
+
+    Parameters
+    ----------
+    info : dict
+        Run parameters (:func:`run_infos`): ``obs_id``, ``events_file``, ``events_hdu`` and,
+        optionally, ``gti_file``, ``gti_hdu`` (empty: the run has no GTI row).
+    columns : sequence of str
+        Event columns to read.
+
+    Returns
+    -------
+    columns : dict[str, numpy.ndarray]
+        As :func:`read_run_events`.
+    header : dict
+        The EVENTS header.
+    gti : (numpy.ndarray, numpy.ndarray) or None
+        START and STOP (s, on the EVENTS time reference), None when the run has no GTI row.
+
+    Raises
+    ------
+    RunDataError
+        Unreadable file, missing HDU or column, unit not convertible, header OBS_ID differing
+        from ``info["obs_id"]``; the message names the run, the file and the problem.
+    """
+    obs_id, path, hdu = info.get("obs_id"), info["events_file"], info["events_hdu"]
+    gti_path, gti_hdu = info.get("gti_file", ""), info.get("gti_hdu", "")
+    where, gti_where = describe_run(obs_id, path, hdu), describe_run(obs_id, gti_path, gti_hdu)
+    same_file = bool(gti_path) and str(gti_path) == str(path) and str(gti_hdu) != str(hdu)
+    wanted = {hdu: list(columns), **({gti_hdu: ["START", "STOP"]} if same_file else {})}
+    try:
+        tables = read_tables(path, wanted)
+    except (OSError, ValueError) as exc:
+        raise RunDataError(f"{where}: {exc}") from exc
+    ev_cols, header, units = tables[hdu]
+    events = _checked_events(ev_cols, header, units, columns, obs_id, where)
+    if not gti_path:
+        return events, header, None
+    if same_file:
+        gti_table = tables[gti_hdu]
+    else:
+        try:
+            gti_table = read_columns(gti_path, gti_hdu, ["START", "STOP"], header=True)
+        except (OSError, ValueError) as exc:
+            raise RunDataError(f"{gti_where}: {exc}") from exc
+    return events, header, _gti_intervals(*gti_table, header, gti_where)
 
 
 _INFO_FLOATS = ("ra_pnt", "dec_pnt", "zenith", "ontime", "tstart", "tstop", "geolon", "geolat",
                 "altitude", "mjdrefi", "mjdreff")
 _INFO_TEXT = ("timesys", "events_file", "events_hdu")
+_INFO_OPTIONAL_TEXT = ("gti_file", "gti_hdu")
 
 
 def run_infos(store: xr.Dataset) -> list[dict]:
-    """Plain-Python run parameters (picklable dicts) of every run of ``store``, for per-run tasks.
+    """Plain-Python run parameters (dicts of numbers and strings) of every run of ``store``.
 
-    Columns are converted once for all runs (no per-run xarray indexing).
+    They are what per-run tasks get, cheap to send to worker processes. Columns are converted
+    once for all runs (no per-run xarray indexing); ``gti_file`` and ``gti_hdu`` are empty
+    when the store has no GTI rows.
     """
     floats = {k: store[k].values.astype(float).tolist() for k in _INFO_FLOATS}
     texts = {k: store[k].values.astype(str).tolist() for k in _INFO_TEXT}
+    texts.update({k: store[k].values.astype(str).tolist() if k in store else
+                  [""] * store.sizes["obs_id"] for k in _INFO_OPTIONAL_TEXT})
     out = []
     for i, obs_id in enumerate(store.obs_id.values.tolist()):
         info = {k: v[i] for k, v in floats.items()}
@@ -111,28 +189,37 @@ def run_infos(store: xr.Dataset) -> list[dict]:
 
 
 def run_info(store: xr.Dataset, obs_id) -> dict:
-    """Plain-Python run parameters (picklable) of one run, for per-run tasks."""
+    """Plain-Python run parameters of one run, for per-run tasks (see :func:`run_infos`)."""
     return run_infos(store.sel(obs_id=[obs_id]))[0]
+
+
+def _header_number(header: dict, card: str) -> float:
+    """A header value as a float; NaN when absent or not a number."""
+    value = header.get(card)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return np.nan
+    return float(value)
 
 
 def complete_run_info(info: dict, header: dict) -> dict:
     """Fill values missing (NaN, empty) in ``info`` from the run's EVENTS header."""
     out = dict(info)
     for key, card in _HEADER_FALLBACK.items():
-        if not np.isfinite(out.get(key, np.nan)) and card in header:
-            try:
-                out[key] = float(header[card])
-            except (TypeError, ValueError):
-                pass
+        if not np.isfinite(out.get(key, np.nan)):
+            out[key] = _header_number(header, card)
     if not out.get("timesys"):
         out["timesys"] = str(header.get("TIMESYS", "TT")).strip() or "TT"
     return out
 
 
-def fill_from_headers(store: xr.Dataset, keys=("ontime", "zenith", "ra_pnt", "dec_pnt")) -> xr.Dataset:
+def fill_from_headers(store: xr.Dataset, keys=("ontime", "zenith", "ra_pnt", "dec_pnt"), *,
+                      on_error: str = "raise") -> xr.Dataset:
     """Fill NaN values of run-level variables from the EVENTS headers (header-only reads).
 
     Only runs with a missing value are read. ``zenith`` comes from ZEN_PNT or 90 - ALT_PNT.
+    A header that cannot be read raises :class:`RunDataError` (``on_error="raise"``) or is
+    logged and leaves the run's values missing (``on_error="skip"``: the run's own task then
+    fails and reports the problem).
     """
     store = store.copy()
     missing = np.zeros(store.sizes["obs_id"], dtype=bool)
@@ -144,13 +231,16 @@ def fill_from_headers(store: xr.Dataset, keys=("ontime", "zenith", "ra_pnt", "de
         try:
             header = read_header(info["events_file"], info["events_hdu"])
         except (OSError, ValueError) as exc:
-            raise RunDataError(f"run {obs_id} ({info['events_file']}): {exc}") from exc
+            message = f"{describe_run(obs_id, info['events_file'], info['events_hdu'])}: {exc}"
+            if on_error == "raise":
+                raise RunDataError(message) from exc
+            log.warning("cannot fill missing values from the EVENTS header: %s", message)
+            continue
         full = complete_run_info(info, header)
         if not np.isfinite(full["zenith"]):
-            if "ZEN_PNT" in header:
-                full["zenith"] = float(header["ZEN_PNT"])
-            elif "ALT_PNT" in header:
-                full["zenith"] = 90.0 - float(header["ALT_PNT"])
+            full["zenith"] = _header_number(header, "ZEN_PNT")
+        if not np.isfinite(full["zenith"]):
+            full["zenith"] = 90.0 - _header_number(header, "ALT_PNT")
         for key in keys:
             if not np.isfinite(store[key].values[i]):
                 store[key].values[i] = full[key]

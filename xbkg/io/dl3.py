@@ -75,6 +75,7 @@ def read_index_table(path: Path, hdu: str | int = 1) -> IndexTable:
                 columns[col.name.upper()] = arr
                 units[col.name.upper()] = (col.unit or "").strip()
             meta = {k: _plain(v) for k, v in header.items() if k not in ("COMMENT", "HISTORY", "")}
-    except (OSError, KeyError, IndexError, TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: cannot read index table HDU {hdu!r}: {exc}") from exc
+    except Exception as exc:  # untrusted bytes: astropy and zlib raise many kinds of errors
+        raise ValueError(f"{path}: cannot read index table HDU {hdu!r}: "
+                         f"{type(exc).__name__}: {exc}") from exc
     return IndexTable(columns, units, meta, path)

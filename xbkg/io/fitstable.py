@@ -56,7 +56,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 #: Exceptions of every inflater that may be in use.
 _INFLATE_ERRORS = tuple({zlib.error, _inflate_lib.error})
 
-__all__ = ["FitsReadError", "read_header", "read_columns"]
+__all__ = ["FitsReadError", "read_header", "read_columns", "read_tables"]
 
 BLOCK = 2880
 CARD = 80
@@ -339,6 +339,8 @@ def _read_raw_header(src, where: str, index: int) -> bytes | None:
             raise FitsReadError(
                 f"{where}: truncated: the header of HDU {index} (at byte {start}) ends after "
                 f"{src.pos - start} bytes without an END card")
+        if not blocks and index == 0 and block[:9] != b"SIMPLE  =":
+            raise FitsReadError(f"{where}: not a FITS file (no SIMPLE card at the start)")
         if block.translate(None, _PRINTABLE):
             if not blocks and index > 0 and not block.strip(b"\x00"):
                 return None  # zero padding after the last HDU
@@ -347,8 +349,6 @@ def _read_raw_header(src, where: str, index: int) -> bytes | None:
                                 f"{src.pos - BLOCK + bad} is not printable ASCII")
         if not blocks:
             first = block[:9]
-            if index == 0 and first != b"SIMPLE  =":
-                raise FitsReadError(f"{where}: not a FITS file (no SIMPLE card at the start)")
             if index > 0 and first != b"XTENSION=":
                 raise FitsReadError(f"{where}: corrupt file: the bytes at {start} after HDU "
                                     f"{index - 1} are not an HDU header")
@@ -421,20 +421,29 @@ def _locate(src, path, hdu, key) -> tuple[int, dict]:
         header = _Keywords(raw, where)
         if _matches(key, index, header):
             return index, _parse_header(raw, where)
-        size = _data_size(header, index, where)
         seen.append(_hdu_label(index, header))
-        padded = -(-size // BLOCK) * BLOCK
-        skipped = src.skip(padded)
-        if skipped < size:
-            raise FitsReadError(
-                f"{path}: truncated: data of {_hdu_label(index, header)} needs {size} bytes, "
-                f"the file has {skipped}")
-        if skipped < padded:  # the last HDU lacks (part of) its padding: nothing follows
+        if not _skip_data(src, path, index, header):
             note = f"; the file ends inside the padding of HDU {index}: truncated?"
             break
         index += 1
     found = ", ".join(seen) if seen else "none"
     raise FitsReadError(f"{path}: no HDU {hdu!r} (the file has: {found}){note}")
+
+
+def _skip_data(src, path, index: int, header, consumed: int = 0) -> bool:
+    """Skip the rest (after ``consumed`` bytes) of an HDU's data and padding.
+
+    Returns False when the file ends inside the padding (nothing can follow); raises when it
+    ends inside the data.
+    """
+    size = _data_size(header, index, f"{path}, HDU {index}")
+    padded = -(-size // BLOCK) * BLOCK
+    skipped = consumed + src.skip(padded - consumed)
+    if skipped < size:
+        raise FitsReadError(
+            f"{path}: truncated: data of {_hdu_label(index, header)} needs {size} bytes, "
+            f"the file has {skipped}")
+    return skipped == padded
 
 
 class _Open:
@@ -534,7 +543,7 @@ def _convert(raw: np.ndarray, code: str, header: dict, i: int, where: str) -> np
 
 def _table_columns(src, path, index, header, columns):
     where = f"{path}, {_hdu_label(index, header)}"
-    if header.get("XTENSION", "").strip() != "BINTABLE":
+    if str(header.get("XTENSION", "")).strip() != "BINTABLE":
         kind = header.get("XTENSION", "primary array") if index else "the primary array"
         raise FitsReadError(f"{where}: not a binary table ({kind})")
     if header.get("BITPIX") != 8 or header.get("NAXIS") != 2 or header.get("GCOUNT", 1) != 1:
@@ -716,10 +725,100 @@ def read_columns(path, hdu, columns, *, header: bool = False):
             if src is None:
                 return _with_astropy(path, hdu, key, names, opened.reason)
             index, hdr = _locate(src, path, hdu, key)
-            if hdr.get("XTENSION", "").strip() == "TABLE":
+            if str(hdr.get("XTENSION", "")).strip() == "TABLE":
                 return _with_astropy(path, hdu, key, names, "it is an ASCII table", index)
             cols, units = _table_columns(src, path, index, hdr, names)
         return hdr, cols, units
 
     hdr, cols, units = _guarded(path, hdu, run)
     return (cols, hdr, units) if header else cols
+
+
+def read_tables(path, tables: dict) -> dict:
+    """Scalar columns of several binary-table HDUs of one file, read in one pass.
+
+    A gzip file is inflated once, up to the end of the last wanted HDU (reading the EVENTS and
+    the GTI of a DL3 file costs one decompression, not two).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A FITS file, plain or gzip-compressed (detected from its first bytes).
+    tables : dict
+        HDU (as for :func:`read_header`) -> sequence of column names (as for
+        :func:`read_columns`; may be empty to get the header only).
+
+    Returns
+    -------
+    dict
+        The keys of ``tables`` -> ``(cols, header, units)``, as :func:`read_columns` returns
+        them with ``header=True``.
+
+    Raises
+    ------
+    FitsReadError, OSError
+        As :func:`read_columns`; a missing HDU is reported with the HDUs the file has.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from astropy.io import fits
+    >>> path = os.path.join(tempfile.mkdtemp(), "two.fits")
+    >>> ev = fits.BinTableHDU.from_columns([fits.Column("TIME", "D", array=[1.0, 2.0])], name="EVENTS")
+    >>> gti = fits.BinTableHDU.from_columns([fits.Column("START", "D", array=[0.0])], name="GTI")
+    >>> fits.HDUList([fits.PrimaryHDU(), ev, gti]).writeto(path)
+    >>> out = read_tables(path, {"EVENTS": ["TIME"], "GTI": ["START"]})
+    >>> out["EVENTS"][0]["TIME"], out["GTI"][0]["START"], out["GTI"][1]["EXTNAME"]
+    (array([1., 2.]), array([0.]), 'GTI')
+    >>> import shutil; shutil.rmtree(os.path.dirname(path))
+    """
+    pending = {}
+    for hdu, columns in tables.items():
+        names = [columns] if isinstance(columns, str) else list(columns)
+        if not all(isinstance(n, str) for n in names):
+            raise TypeError(f"{path}: column names must be strings, got {columns!r}")
+        pending[hdu] = (_normalise_hdu(hdu, path), list(dict.fromkeys(names)))
+
+    def run():
+        out = {}
+        with (opened := _Open(path)) as src:
+            if src is None:
+                return {h: _with_astropy(path, h, key, names, opened.reason)
+                        for h, (key, names) in pending.items()}
+            index, seen, note = 0, [], ""
+            while len(out) < len(pending):
+                where = f"{path}, HDU {index}"
+                raw = _read_raw_header(src, str(path), index)
+                if raw is None:
+                    break
+                header = _Keywords(raw, where)
+                hits = [h for h, (key, _) in pending.items()
+                        if h not in out and _matches(key, index, header)]
+                seen.append(_hdu_label(index, header))
+                start = src.pos
+                if hits:
+                    hdr = _parse_header(raw, where)
+                    names = list(dict.fromkeys(n for h in hits for n in pending[h][1]))
+                    if str(hdr.get("XTENSION", "")).strip() == "TABLE":
+                        got = _with_astropy(path, hits[0], pending[hits[0]][0], names,
+                                            "it is an ASCII table", index)
+                    else:
+                        cols, units = _table_columns(src, path, index, hdr, names)
+                        got = (hdr, cols, units)
+                    for h in hits:
+                        wanted = pending[h][1]
+                        out[h] = (got[0], {n: got[1][n] for n in wanted},
+                                  {n: got[2][n] for n in wanted})
+                if len(out) == len(pending):
+                    break
+                if not _skip_data(src, path, index, header, src.pos - start):
+                    note = f"; the file ends inside the padding of HDU {index}: truncated?"
+                    break
+                index += 1
+        missing = [repr(h) for h in pending if h not in out]
+        if missing:
+            found = ", ".join(seen) if seen else "none"
+            raise FitsReadError(f"{path}: no HDU {', '.join(missing)} (the file has: {found}){note}")
+        return {h: (out[h][1], out[h][0], out[h][2]) for h in pending}
+
+    return _guarded(path, list(tables), run)

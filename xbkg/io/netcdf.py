@@ -1,6 +1,6 @@
 """Model <-> netCDF4 (HDF5) files through h5netcdf.
 
-Attributes are plain JSON-compatible values; nothing is pickled. Writes are atomic.
+Attributes are plain JSON-compatible values (no serialised Python objects). Writes are atomic.
 """
 
 from __future__ import annotations
