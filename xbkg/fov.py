@@ -17,7 +17,8 @@ refraction, and the offset frame is built there: ``fov_lon`` grows toward decrea
 ALTAZ method
 ------------
 `altaz_run_params` calls astropy/erfa once per run (a few ms), at the run's mid time, and packs
-the result into a float64 vector. The per-event transform follows the erfa chain of astropy's
+the result into a float64 vector; `altaz_runs_params` does it for many runs with one astropy
+call per site and time scale (about 1 ms per run), giving the same vectors bit for bit. The per-event transform follows the erfa chain of astropy's
 ICRS -> AltAz (``atciqz`` then ``atioq``), the event time entering only through the Earth
 rotation angle, which is linear in time:
 
@@ -51,6 +52,7 @@ __all__ = [
     "radec_to_fov",
     "fov_to_radec",
     "altaz_run_params",
+    "altaz_runs_params",
     "radec_to_altaz_fov",
     "altaz_fov_to_radec",
     "pointing_altaz",
@@ -414,12 +416,6 @@ def altaz_run_params(
         Unknown ``timesys``, non-scalar or non-finite values, latitudes outside [-90, 90] deg,
         or ``tstop < tstart``.
     """
-    import astropy.units as u
-    import erfa
-    from astropy.coordinates import GCRS, AltAz, EarthLocation
-    from astropy.coordinates.erfa_astrom import ErfaAstrom
-    from astropy.time import Time, TimeDelta
-
     scale = str(timesys).strip().lower()
     if scale not in _TIMESYS:
         raise ValueError(f"timesys must be one of TT, UTC, TAI (any case), got {timesys!r}")
@@ -428,28 +424,89 @@ def altaz_run_params(
     for name, value in values.items():
         if np.ndim(value) != 0:
             raise ValueError(f"{name} must be a scalar, got shape {np.shape(value)}")
-        _check_finite(name, value)
-    values = {name: float(value) for name, value in values.items()}
-    for name in ("dec_pnt", "geolat"):
-        if abs(values[name]) > 90.0:
-            raise ValueError(f"{name} must be within [-90, 90] deg, got {values[name]}")
-    if values["tstop"] < values["tstart"]:
-        raise ValueError(f"tstop ({tstop}) is before tstart ({tstart})")
+    return altaz_runs_params(**values, timesys=timesys)[0]
+
+
+def altaz_runs_params(ra_pnt, dec_pnt, *, geolon, geolat, altitude, mjdrefi, mjdreff, timesys,
+                      tstart, tstop) -> np.ndarray:
+    """`altaz_run_params` of many runs at once, the same vectors bit for bit.
+
+    Parameters are those of `altaz_run_params`, as arrays of one value per run (broadcast
+    against each other; ``timesys`` one string or one per run). Earth orientation is
+    computed with one astropy call per site and time scale, element by element, so a run's
+    vector does not depend on the other runs of the call.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(n_runs, ALTAZ_PARAMS_SIZE)``.
+
+    Raises
+    ------
+    ValueError
+        As `altaz_run_params`; the message names the run (its index).
+    """
+    import astropy.units as u
+    from astropy.coordinates import GCRS, AltAz, EarthLocation
+    from astropy.coordinates.erfa_astrom import ErfaAstrom
+    from astropy.time import Time, TimeDelta
+
+    names = ("ra_pnt", "dec_pnt", "geolon", "geolat", "altitude", "mjdrefi", "mjdreff", "tstart",
+             "tstop")
+    given = (ra_pnt, dec_pnt, geolon, geolat, altitude, mjdrefi, mjdreff, tstart, tstop)
+    arrays = [np.ravel(a) for a in np.broadcast_arrays(*(np.asarray(v, dtype=np.float64)
+                                                           for v in given))]
+    columns = dict(zip(names, arrays))
+    n = arrays[0].size
+    scales = np.broadcast_to(np.array([str(t).strip().lower() for t in np.ravel(timesys)]), (n,))
+    for i in range(n):
+        where = "" if n == 1 else f"run {i}: "
+        if scales[i] not in _TIMESYS:
+            raise ValueError(f"{where}timesys must be one of TT, UTC, TAI (any case), got "
+                             f"{np.ravel(timesys)[min(i, np.size(timesys) - 1)]!r}")
+        for name in names:
+            if not np.isfinite(columns[name][i]):
+                raise ValueError(f"{where}{name} must be finite, got {columns[name][i]}")
+        for name in ("dec_pnt", "geolat"):
+            if abs(columns[name][i]) > 90.0:
+                raise ValueError(f"{where}{name} must be within [-90, 90] deg, got "
+                                 f"{columns[name][i]}")
+        if columns["tstop"][i] < columns["tstart"][i]:
+            raise ValueError(f"{where}tstop ({columns['tstop'][i]}) is before tstart "
+                             f"({columns['tstart'][i]})")
+    out = np.empty((n, ALTAZ_PARAMS_SIZE))
+    keys = np.stack([columns["geolon"], columns["geolat"], columns["altitude"]], axis=1)
+    for scale in np.unique(scales):
+        for site in np.unique(keys[scales == scale], axis=0):
+            idx = np.flatnonzero((scales == scale) & np.all(keys == site, axis=1))
+            t0 = 0.5 * (columns["tstart"][idx] + columns["tstop"][idx])
+            obstime = Time(columns["mjdrefi"][idx, None], columns["mjdreff"][idx, None],
+                           format="mjd", scale=scale)
+            obstime = obstime + TimeDelta(t0[:, None] + np.array([0.0, -_DRIFT_STEP, _DRIFT_STEP]),
+                                          format="sec")
+            obstime = obstime.ravel()
+            location = EarthLocation.from_geodetic(site[0] * u.deg, site[1] * u.deg, site[2] * u.m)
+            # astropy's own context for ICRS -> AltAz (its v includes the Earth-rotation
+            # velocity and diurab is 0) and the geocentric one (annual aberration alone), at
+            # t0 and t0 -+ step of each run
+            astroms = ErfaAstrom.apco(AltAz(obstime=obstime, location=location, pressure=0 * u.hPa))
+            geos = ErfaAstrom.apcs(GCRS(obstime=obstime))
+            for j, i in enumerate(idx):
+                values = {name: float(columns[name][i]) for name in names}
+                out[i] = _run_params(values, str(scale), astroms[3 * j:3 * j + 3],
+                                     geos[3 * j:3 * j + 3])
+    return out
+
+
+def _run_params(values: dict, scale: str, astroms, geos) -> np.ndarray:
+    """One run's parameter vector from its astropy contexts at t0, t0 - step, t0 + step."""
+    import erfa
+
+    astrom = astroms[0]
+    diurab = float(np.linalg.norm(astrom["v"] - geos[0]["v"]))  # site speed / c
 
     ra_p, dec_p = values["ra_pnt"], values["dec_pnt"]
     t0 = 0.5 * (values["tstart"] + values["tstop"])
-    obstime = Time(values["mjdrefi"], values["mjdreff"], format="mjd", scale=scale)
-    obstime = obstime + TimeDelta(t0 + np.array([0.0, -_DRIFT_STEP, _DRIFT_STEP]), format="sec")
-    location = EarthLocation.from_geodetic(
-        values["geolon"] * u.deg, values["geolat"] * u.deg, values["altitude"] * u.m
-    )
-    # astropy's own context for ICRS -> AltAz (its v includes the Earth-rotation velocity and
-    # diurab is 0) and the geocentric one (annual aberration alone), at t0 and t0 -+ step
-    astroms = ErfaAstrom.apco(AltAz(obstime=obstime, location=location, pressure=0 * u.hPa))
-    geos = ErfaAstrom.apcs(GCRS(obstime=obstime))
-    astrom, geo = astroms[0], geos[0]
-    diurab = float(np.linalg.norm(astrom["v"] - geo["v"]))  # site speed / c
-
     # 1. ICRS -> CIRS: bpn @ (M_ab @ G @ q + v): erfa ``ab`` before its normalisation (which
     #    directions do not need) is affine in q; G linearises ``ldsun`` near the pointing.
     g = _deflection_matrix(ra_p, dec_p, astrom["eh"], float(astrom["em"]), erfa)

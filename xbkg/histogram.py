@@ -107,11 +107,13 @@ def fov_coordinates(columns: dict, info: dict, binning: Binning) -> dict[str, np
         if binning.fov_alignment == "RADEC":
             lon, lat = fov.radec_to_fov(ra, dec, info["ra_pnt"], info["dec_pnt"])
         else:
-            params = fov.altaz_run_params(
-                info["ra_pnt"], info["dec_pnt"], geolon=info["geolon"], geolat=info["geolat"],
-                altitude=info["altitude"], mjdrefi=info["mjdrefi"], mjdreff=info["mjdreff"],
-                timesys=info["timesys"], tstart=info["tstart"], tstop=info["tstop"],
-            )
+            params = info.get("altaz_params")  # already computed for this run, or None
+            if params is None:
+                params = fov.altaz_run_params(
+                    info["ra_pnt"], info["dec_pnt"], geolon=info["geolon"], geolat=info["geolat"],
+                    altitude=info["altitude"], mjdrefi=info["mjdrefi"], mjdreff=info["mjdreff"],
+                    timesys=info["timesys"], tstart=info["tstart"], tstop=info["tstop"],
+                )
             lon, lat = fov.radec_to_altaz_fov(ra, dec, columns["TIME"], params)
         out["detx"], out["dety"] = lon, lat
     return out

@@ -15,14 +15,17 @@ import xarray as xr
 
 from .binning import parse_edges
 from .datastore import open_datastore
-from .events import fill_from_headers, run_infos
+from .events import RunDataError, fill_from_headers, run_infos
+from .exclusion import DEFAULT_OVERSAMPLE, attach_plan, exclusion_provenance, plan_exclusion
 from .exposure import annulus_solid_angle, box_solid_angle
-from .grouping import DEFAULT_ZENITH_EDGES, zenith_groups
+from .grouping import attach_grouping, resolve_grouping
 from .histogram import Binning
 from .model import assemble_model
 from .parallel import compute
 from .reduce import group_cubes
 from .selection import SelectionError, select_runs
+from .thresholds import run_energy_thresholds, threshold_provenance
+from .validate import ontime_problems
 
 __all__ = ["DEFAULT_ENERGY_EDGES", "DEFAULT_OFFSET_EDGES", "DEFAULT_FOV_EDGES", "make_binning",
            "make_model"]
@@ -82,7 +85,11 @@ def make_model(data, *, kind: str = "3d", fov_alignment: str = "altaz", energy_e
                offset_edges=None, fov_edges=None, zenith_edges=None, obs_ids=None,
                selection: str = "all", n_obs_max: int | None = None, offset_max: float | None = None,
                compute_now: bool = True, scheduler=None, progress: bool = False,
-               on_error: str = "skip") -> xr.Dataset:
+               on_error: str = "skip", grouping=None, energy_threshold="none",
+               zenith_range=None, where: str | None = None, min_n_tels=None, min_muoneff=None,
+               max_quality=None, exclusion=None, exclusion_mode: str = "regions",
+               exclusion_distance: float | None = None,
+               exclusion_oversample: int = DEFAULT_OVERSAMPLE) -> xr.Dataset:
     """Build a background model from a GADF DL3 store.
 
     Parameters
@@ -110,6 +117,34 @@ def make_model(data, *, kind: str = "3d", fov_alignment: str = "altaz", energy_e
         (neither counts nor exposure), logs a warning and records it in the provenance
         (``skipped_runs``); "raise" stops with :class:`xbkg.events.RunDataError`. A lazy build
         (``compute_now=False``) always raises, since it cannot report.
+    grouping : dict, xarray.Dataset or path, optional
+        Groups other than fixed ``zenith_edges``: a dict of :func:`xbkg.grouping.make_grouping`
+        options decided on the selected runs (``{"adaptive": True, "min_ontime": 3600}``,
+        ``{"by": xbkg.grouping.NORTH_SOUTH}``), or a grouping to reuse (a grouping Dataset, a
+        model, or a ``bg_observation_groups.ecsv`` file), whose bounds assign the runs.
+    energy_threshold : {"none", "safe", "zenith"} or float
+        Per-run energy thresholds (:mod:`xbkg.thresholds`): a run adds counts and exposure only
+        to energy bins whose lower edge is at or above its threshold. "none" (default): no
+        threshold (this function's default; ``xbkg make-models`` defaults to "safe");
+        "safe": SAFE_ENERGY_LO of the obs table, else the zenith rule; "zenith": the zenith
+        rule; a number: one threshold in TeV. Energy slices left without exposure follow the
+        policy of :mod:`xbkg.model`.
+    zenith_range, where, min_n_tels, min_muoneff, max_quality
+        More run selection (zenith range in deg, a safe ``where`` expression on obs-table
+        columns such as ``"MUONEFF > 0.7"``, quality cuts), see
+        :func:`xbkg.selection.select_runs`.
+    exclusion : file, list of files, SkyCircles or dicts, optional
+        Excluded sky circles (region tables with RA, DEC, Radius in deg, or DS9 files), see
+        :mod:`xbkg.exclusion`.
+    exclusion_mode : {"regions", "runs"}
+        "regions" (default): runs near a region drop its events and their exposure is
+        multiplied, bin by bin, by the time-averaged fraction of solid angle outside the
+        regions; "runs": runs pointed within ``exclusion_distance`` of a region's edge are
+        rejected.
+    exclusion_distance : float, deg
+        For "runs" (default: ``offset_max``).
+    exclusion_oversample : int
+        Sub-grid cells per bin and axis for the exposure fractions (default 8).
 
     Returns
     -------
@@ -119,11 +154,24 @@ def make_model(data, *, kind: str = "3d", fov_alignment: str = "altaz", energy_e
     store = data if isinstance(data, xr.Dataset) else open_datastore(data)
     binning = make_binning(kind, fov_alignment, energy_edges=energy_edges,
                            offset_edges=offset_edges, fov_edges=fov_edges, offset_max=offset_max)
-    zen_edges = parse_edges(DEFAULT_ZENITH_EDGES if zenith_edges is None else zenith_edges,
-                            name="zenith edges")
-    selected, rejected = select_runs(store, selection, obs_ids=obs_ids, n_obs_max=n_obs_max)
-    store = fill_from_headers(store.sel(obs_id=selected))
-    groups = zenith_groups(store["zenith"].values, zen_edges)
+    excl = plan_exclusion(exclusion, exclusion_mode, exclusion_distance, reach=binning.offset_max,
+                          oversample=exclusion_oversample)
+    selected, rejected = select_runs(store, selection, obs_ids=obs_ids, n_obs_max=n_obs_max,
+                                     zenith_range=zenith_range, where=where,
+                                     min_n_tels=min_n_tels, min_muoneff=min_muoneff,
+                                     max_quality=max_quality, **excl["select"])
+    store = fill_from_headers(store.sel(obs_id=selected), on_error=on_error)
+    # runs without exposure are skipped (or raise) before they can weigh on the grouping
+    skipped = ontime_problems(store)
+    if skipped:
+        if on_error == "raise" or not compute_now:
+            raise RunDataError(next(iter(skipped.values())))
+        store = store.isel(obs_id=~np.isin(store.obs_id.values, list(skipped)))
+        if store.sizes["obs_id"] == 0:
+            raise SelectionError("every selected run failed; first error: "
+                                 + next(iter(skipped.values())))
+    grouping = resolve_grouping(store, zenith_edges, grouping)
+    groups = grouping["obs_group"].values
     outside = groups < 0
     if outside.any():
         for obs_id in store.obs_id.values[outside]:
@@ -133,11 +181,13 @@ def make_model(data, *, kind: str = "3d", fov_alignment: str = "altaz", energy_e
     if store.sizes["obs_id"] == 0:
         raise SelectionError("no run left after zenith grouping")
     ontime = store["ontime"].values.astype(float)
-    bad = ~(ontime > 0)
-    if bad.any():
-        raise ValueError(f"runs with ONTIME <= 0 or missing: {store.obs_id.values[bad][:10].tolist()}")
-    n_groups = zen_edges.size - 1
+    n_groups = grouping.sizes["zenith_group"]
     runs = run_infos(store)
+    n_runs_excluded = attach_plan(runs, excl, binning.offset_max)  # regions travel with each run
+    thresholds, threshold_rule = run_energy_thresholds(store, energy_threshold)
+    for info, thr in zip(runs, thresholds):
+        info["e_threshold"] = float(thr)
+    threshold_of = dict(zip(store.obs_id.values.tolist(), thresholds.tolist()))
     counts, exposure, errors = group_cubes(runs, groups, n_groups, binning, _solid_angle(binning),
                                            on_error=on_error if compute_now else "raise")
     provenance = {
@@ -146,13 +196,19 @@ def make_model(data, *, kind: str = "3d", fov_alignment: str = "altaz", energy_e
         "n_obs_max": n_obs_max,
         "n_rejected": len(rejected),
         "on_error": on_error,
+        "energy_threshold": threshold_rule,
+        **threshold_provenance(store, energy_threshold),  # lets xbkg.update extend the model
+        "exclusion": exclusion_provenance(excl, n_runs_excluded),
+        "run_cuts": {k: v for k, v in (("zenith_range", zenith_range), ("where", where),
+                                       ("min_n_tels", min_n_tels), ("min_muoneff", min_muoneff),
+                                       ("max_quality", max_quality)) if v is not None},
     }
     if compute_now:
         counts, exposure, errors = compute(counts, exposure, errors, scheduler=scheduler,
                                            progress=progress)
         errors = list(errors)
         failed = np.array([e is not None for e in errors])
-        skipped = {int(o): e for o, e, f in zip(store.obs_id.values, errors, failed) if f}
+        skipped.update({int(o): e for o, e, f in zip(store.obs_id.values, errors, failed) if f})
         if skipped:
             log.warning("skipped %d run(s) that could not be used:\n  %s", len(skipped),
                         "\n  ".join(skipped.values()))
@@ -164,10 +220,13 @@ def make_model(data, *, kind: str = "3d", fov_alignment: str = "altaz", energy_e
     provenance["n_runs"] = int(store.sizes["obs_id"])
     runs_ds = xr.Dataset(
         {"obs_group": ("obs_id", groups), "obs_ontime": ("obs_id", ontime, {"units": "s"}),
-         "obs_zenith": ("obs_id", store["zenith"].values.astype(float), {"units": "deg"})},
+         "obs_zenith": ("obs_id", store["zenith"].values.astype(float), {"units": "deg"}),
+         "obs_energy_threshold": ("obs_id", [threshold_of[o] for o in store.obs_id.values.tolist()],
+                                  {"units": "TeV"})},
         coords={"obs_id": store.obs_id.values},
     )
-    return assemble_model(counts, exposure, kind=binning.kind, energy_edges=binning.energy_edges,
-                          fov_edges=binning.fov_edges, zenith_edges=zen_edges,
-                          fov_alignment=binning.fov_alignment, offset_max=binning.offset_max,
-                          runs=runs_ds, provenance=provenance)
+    model = assemble_model(counts, exposure, kind=binning.kind, energy_edges=binning.energy_edges,
+                           fov_edges=binning.fov_edges, zenith_edges=grouping["zenith_bounds"].values,
+                           fov_alignment=binning.fov_alignment, offset_max=binning.offset_max,
+                           runs=runs_ds, provenance=provenance)
+    return attach_grouping(model, grouping)

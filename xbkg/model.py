@@ -36,12 +36,16 @@ sum of exposure; empty energy slices take the nearest populated slice's value) a
 (a factor of 1/rate_floor) that log-log integration handles. ``rate_floor=0`` turns it off.
 
 Energy slices without exposure (a group's energy bins below the energy threshold of every one
-of its runs, see :mod:`xbkg.thresholds`; counts and exposure stay 0 there) take the rate of the
-nearest energy slice of the same group that has exposure, bin by bin (a constant
-continuation). This puts no step at all at the threshold, so the first populated bins are not
-pulled down by the log-log interpolation; the values below the threshold are a placeholder,
-not an estimate: predictions there are meaningless and must be masked (gammapy safe mask).
-A group without any exposure keeps rate 0.
+of its runs, see :mod:`xbkg.thresholds`; counts and exposure stay 0 there) continue the
+nearest exposed slice of the same group, bin by bin: the first slice outside gets its rate
+times the power law of the group's FoV-mean rate between the two outermost exposed slices
+(factor limited to 1/10..10), slices farther out repeat that value (:func:`fill_unexposed`).
+This puts no step at the threshold, and gammapy's log-log interpolation over the first exposed
+bin follows the spectrum instead of a floor (a constant continuation would still under-predict
+the lower half of that bin by about 20 % for a spectrum falling as E^-2.7; a floor far more).
+The values below the threshold are a placeholder, not a measurement: predictions there must be
+masked (gammapy's safe mask, with the run's threshold rounded up to a model energy edge). A
+group without any exposure keeps rate 0.
 """
 
 from __future__ import annotations
@@ -76,7 +80,7 @@ FOV_ALIGNMENTS = ("ALTAZ", "RADEC")
 DEFAULT_RATE_FLOOR = 1e-3
 EMPTY_BINS_POLICY = (
     "rate=max(counts/exposure, rate_floor * FoV-mean rate of the energy bin); "
-    "energy slices without exposure copy the nearest exposed slice of the group; "
+    "energy slices without exposure continue the nearest exposed slice (power law, then flat); "
     "rate_error=sqrt(counts)/exposure, 1/exposure where counts=0, nan where exposure=0"
 )
 
@@ -142,31 +146,66 @@ def rate_floor(counts, exposure, relative: float = DEFAULT_RATE_FLOOR):
     return relative * mean.reshape(mean.shape + (1,) * len(fov_axes))
 
 
-def _fill_unexposed_kernel(rate: np.ndarray, exposure: np.ndarray) -> np.ndarray:
+#: Largest factor between a filled slice and the exposed slice it continues.
+MAX_CONTINUATION_FACTOR = 10.0
+
+
+def _fill_unexposed_kernel(rate, exposure, counts=None, *, log_centres=None):
     out = np.array(rate, dtype=float, copy=True)
-    has = exposure.sum(axis=tuple(range(2, exposure.ndim))) > 0  # (G, E)
+    fov_axes = tuple(range(2, exposure.ndim))
+    x = exposure.sum(axis=fov_axes)  # (G, E)
+    has = x > 0
+    if counts is not None:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(has, counts.sum(axis=fov_axes) / np.where(has, x, 1.0), 0.0)
     for g in range(out.shape[0]):
-        good, bad = np.flatnonzero(has[g]), np.flatnonzero(~has[g])
-        if good.size and bad.size:
-            out[g, bad] = out[g, good[np.abs(bad[:, None] - good[None, :]).argmin(axis=1)]]
+        good = np.flatnonzero(has[g])
+        for e in np.flatnonzero(~has[g]):
+            if not good.size:
+                break
+            k = good[np.argmin(np.abs(good - e))]
+            step = 1 if e > k else -1
+            factor = 1.0
+            if counts is not None and 0 <= k - step < has.shape[1] and has[g, k - step] \
+                    and mean[g, k] > 0 and mean[g, k - step] > 0:
+                slope = np.log(mean[g, k] / mean[g, k - step]) / \
+                    (log_centres[k] - log_centres[k - step])
+                factor = float(np.clip(np.exp(slope * (log_centres[k + step] - log_centres[k])),
+                                       1 / MAX_CONTINUATION_FACTOR, MAX_CONTINUATION_FACTOR))
+            out[g, e] = out[g, k] * factor
     return out
 
 
-def fill_unexposed(rate, exposure):
-    """Copy into each energy slice without exposure the rate of the group's nearest slice with
-    exposure (module docstring). Arrays ``(G, E, ...)``, numpy or dask (stays lazy).
+def fill_unexposed(rate, exposure, counts=None, energy_edges=None):
+    """Fill the energy slices without exposure of each group (module docstring).
+
+    Arrays ``(G, E, ...)``, numpy or dask (stays lazy). Without ``counts`` and
+    ``energy_edges`` every such slice copies the nearest exposed slice; with them, the slices
+    beyond the exposed range continue it as a power law with the index of the group's FoV-mean
+    rate between its two outermost exposed slices, evaluated at the first slice outside (the
+    factor limited to 1/10..10) and held constant farther out.
 
     >>> fill_unexposed(np.array([[[0.0], [2.0], [3.0]]]), np.array([[[0.0], [1.0], [1.0]]]))[0, :, 0]
     array([2., 2., 3.])
+    >>> counts = np.array([[[0], [0], [4], [2]]])
+    >>> fill_unexposed(counts / 1.0, np.array([[[0.0], [0.0], [1.0], [1.0]]]), counts,
+    ...                [1.0, 2.0, 4.0, 8.0, 16.0])[0, :, 0]
+    array([8., 8., 4., 2.])
     """
-    if hasattr(rate, "map_blocks") or hasattr(exposure, "map_blocks"):
+    extra = {}
+    arrays = [rate, exposure]
+    if counts is not None and energy_edges is not None:
+        edges = np.asarray(energy_edges, dtype=float)
+        extra["log_centres"] = 0.5 * np.log(edges[:-1] * edges[1:])
+        arrays.append(counts)
+    if any(hasattr(a, "map_blocks") for a in arrays):
         import dask.array as da
 
-        rate = da.asarray(rate)
-        rate = rate.rechunk({i: -1 for i in range(1, rate.ndim)})
-        exposure = da.asarray(exposure).rechunk(rate.chunks)
-        return da.map_blocks(_fill_unexposed_kernel, rate, exposure, dtype=float)
-    return _fill_unexposed_kernel(np.asarray(rate), np.asarray(exposure))
+        first = da.asarray(arrays[0])
+        first = first.rechunk({i: -1 for i in range(1, first.ndim)})
+        arrays = [first] + [da.asarray(a).rechunk(first.chunks) for a in arrays[1:]]
+        return da.map_blocks(_fill_unexposed_kernel, *arrays, dtype=float, **extra)
+    return _fill_unexposed_kernel(*[np.asarray(a) for a in arrays], **extra)
 
 
 def assemble_model(
@@ -225,7 +264,7 @@ def assemble_model(
     rate, err = rate_from_counts(ds["counts"].data, ds["exposure"].data)
     if relative_floor > 0:
         rate = np.maximum(rate, rate_floor(ds["counts"].data, ds["exposure"].data, relative_floor))
-    rate = fill_unexposed(rate, ds["exposure"].data)
+    rate = fill_unexposed(rate, ds["exposure"].data, ds["counts"].data, energy_edges)
     ds["rate"] = xr.Variable(dims, rate, {"units": RATE_UNIT, "long_name": "background rate"})
     ds["rate_error"] = xr.Variable(
         dims, err, {"units": RATE_UNIT, "long_name": "Poisson error of the rate"}

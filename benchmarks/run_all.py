@@ -1,0 +1,371 @@
+"""All build benchmarks in one run, on one simulated store; writes docs/benchmarks.md.
+
+    python benchmarks/run_all.py [--store DIR] [--runs 2000] [--events 50000]
+                                 [--out docs/benchmarks.md] [--json results.json]
+
+On the same store (simulated first when DIR has no obs index; ``--events`` is the mean number
+of events per run, the store's zenith range 0-60 deg lowers high-zenith runs), each in its
+own process, whose whole process tree (cluster workers included) is sampled for resident
+memory every 50 ms:
+
+* reference: the seed notebook's estimator on gammapy 2.x (DataStore, loop over runs,
+  ``np.histogram2d`` of energy x offset), 2D, one core;
+* per-event astropy Alt/Az FoV coordinates (``SkyCoord.transform_to(AltAz)`` of events and
+  pointing with per-event times, then gammapy ``sky_to_fov``) on ``--astropy-events`` events
+  of the first run, one core, compared with :func:`xbkg.fov.radec_to_altaz_fov`;
+* xbkg 2D, 3D RADEC and 3D ALTAZ on one core (dask synchronous scheduler);
+* xbkg 3D ALTAZ on a ``distributed.LocalCluster`` of 1 and of 2 worker processes (one thread
+  each; cluster start-up and worker warm-up are not timed);
+* graph size (tasks) of the lazy 3D ALTAZ model for 100, 500, ... runs of the store.
+
+Times are wall clock; CPU is the user + system time of the process tree. The machine may be
+shared: CPU time and the events/s per CPU second are the figures that do not depend on load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+E_EDGES = (0.1, 100.0, 20)  # log bins, TeV
+O_EDGES = (0.0, 2.5, 10)    # deg
+FOV_EDGES = "-2.5:2.5:25"
+#: Events of a zenith-0 run per mean events of a run, for runs spread over zenith 0-60 deg
+#: (measured on 2,000 simulated runs: 6.07e7 events for 50,000 at zenith 0).
+ZENITH0_PER_MEAN = 1.6486
+
+# --------------------------------------------------------------------------------------------
+# measurements, each run in a child process: ``run_all.py --task NAME --store DIR``
+
+
+def _edges():
+    import numpy as np
+
+    return np.geomspace(E_EDGES[0], E_EDGES[1], E_EDGES[2] + 1), np.linspace(*O_EDGES[:2], O_EDGES[2] + 1)
+
+
+def task_gammapy(store_dir, args) -> dict:
+    """The seed notebook's estimator on gammapy 2.x (one core)."""
+    import numpy as np
+    from gammapy.data import DataStore
+
+    e_edges, o_edges = _edges()
+    t0 = time.perf_counter()
+    ds = DataStore.from_dir(store_dir)
+    obs_ids = ds.obs_table["OBS_ID"].tolist()[: args.reference_runs or None]
+    observations = ds.get_observations(obs_ids, required_irf=[])
+    counts = np.zeros((e_edges.size - 1, o_edges.size - 1))
+    exposure = np.zeros_like(counts)
+    de = np.diff(e_edges) * 1e6
+    sa = 2 * np.pi * (np.cos(np.radians(o_edges[:-1])) - np.cos(np.radians(o_edges[1:])))
+    n_events = 0
+    for obs in observations:
+        events = obs.events
+        offset = events.radec.separation(obs.pointing.fixed_icrs).to_value("deg")
+        counts += np.histogram2d(events.energy.to_value("TeV"), offset, bins=(e_edges, o_edges))[0]
+        exposure += obs.observation_time_duration.to_value("s") * de[:, None] * sa[None, :]
+        n_events += len(events.table)
+    seconds = time.perf_counter() - t0
+    np.save(Path(args.scratch) / "gammapy_counts.npy", counts)
+    return {"seconds": seconds, "events": n_events, "runs": len(obs_ids)}
+
+
+def task_astropy(store_dir, args) -> dict:
+    """Per-event astropy Alt/Az FoV coordinates of the first run's first events (one core)."""
+    import astropy.units as u
+    import numpy as np
+    from astropy.coordinates import AltAz, EarthLocation, SkyCoord
+    from astropy.time import Time, TimeDelta
+    from astropy.utils import iers
+    from gammapy.utils.coordinates import sky_to_fov
+
+    import xbkg
+    from xbkg import fov
+    from xbkg.events import read_run_events, run_infos
+
+    iers.conf.auto_download = False  # bundled IERS tables, no network
+    store = xbkg.open_datastore(store_dir)
+    info = run_infos(store.isel(obs_id=[0]))[0]
+    cols, _ = read_run_events(info["events_file"], info["events_hdu"])
+    n = min(int(args.astropy_events), cols["RA"].size)
+    ra, dec, t = cols["RA"][:n], cols["DEC"][:n], cols["TIME"][:n]
+    t0 = time.perf_counter()
+    loc = EarthLocation.from_geodetic(info["geolon"] * u.deg, info["geolat"] * u.deg,
+                                      info["altitude"] * u.m)
+    obstime = (Time(info["mjdrefi"], info["mjdreff"], format="mjd", scale=info["timesys"].lower())
+               + TimeDelta(t, format="sec"))
+    frame = AltAz(obstime=obstime, location=loc, pressure=0 * u.hPa)
+    ev = SkyCoord(ra, dec, unit="deg").transform_to(frame)
+    pnt = SkyCoord(np.full(n, info["ra_pnt"]), np.full(n, info["dec_pnt"]),
+                   unit="deg").transform_to(frame)
+    lon, lat = sky_to_fov(ev.az, ev.alt, pnt.az, pnt.alt)
+    seconds = time.perf_counter() - t0
+    params = fov.altaz_run_params(info["ra_pnt"], info["dec_pnt"], geolon=info["geolon"],
+                                  geolat=info["geolat"], altitude=info["altitude"],
+                                  mjdrefi=info["mjdrefi"], mjdreff=info["mjdreff"],
+                                  timesys=info["timesys"], tstart=info["tstart"],
+                                  tstop=info["tstop"])
+    mine = fov.radec_to_altaz_fov(ra, dec, t, params)
+    diff = 3600 * np.hypot((mine[0] - lon.deg) * np.cos(np.radians(lat.deg)), mine[1] - lat.deg)
+    return {"seconds": seconds, "events": n, "max_diff_arcsec": float(diff.max())}
+
+
+def _build(store_dir, kind, align, scheduler):
+    import numpy as np
+
+    import xbkg
+
+    e_edges, o_edges = _edges()
+    store = xbkg.open_datastore(store_dir)
+    t0 = time.perf_counter()
+    model = xbkg.make_model(store, kind=kind, fov_alignment=align, energy_edges=e_edges,
+                            offset_edges=o_edges, fov_edges=FOV_EDGES, offset_max=2.5,
+                            scheduler=scheduler)
+    seconds = time.perf_counter() - t0
+    counts = model["counts"].sum("zenith_group").values
+    return model, {"seconds": seconds, "events": int(store["EVENT_COUNT"].sum()),
+                   "runs": int(store.sizes["obs_id"]), "counted": int(np.sum(counts))}
+
+
+def task_xbkg(store_dir, args) -> dict:
+    """One xbkg build on one core (synchronous scheduler) or on a LocalCluster."""
+    import numpy as np
+
+    kind, align = args.kind, args.align
+    if not args.workers:
+        model, out = _build(store_dir, kind, align, "synchronous")
+        if kind == "2d" and (Path(args.scratch) / "gammapy_counts.npy").exists():
+            ref = np.load(Path(args.scratch) / "gammapy_counts.npy")
+            ours = model["counts"].sum("zenith_group").values
+            out["differs_from_gammapy"] = float(np.abs(ours - ref).sum() / ref.sum())
+        return out
+    from xbkg.parallel import local_cluster
+
+    t0 = time.perf_counter()
+    with local_cluster(args.workers) as client:
+        client.run(lambda: __import__("xbkg.reduce") and None)  # workers import xbkg first
+        startup = time.perf_counter() - t0
+        model, out = _build(store_dir, kind, align, client)
+    out["cluster_startup_seconds"] = startup
+    return out
+
+
+def task_graph(store_dir, args) -> dict:
+    """Tasks in the lazy 3D ALTAZ graph for growing numbers of runs (nothing is read)."""
+    import xbkg
+    from xbkg.parallel import graph_size
+
+    store = xbkg.open_datastore(store_dir)
+    out = {}
+    for n in args.graph_runs:
+        n = min(n, store.sizes["obs_id"])
+        t0 = time.perf_counter()
+        model = xbkg.make_model(store.isel(obs_id=slice(0, n)), kind="3d", fov_alignment="altaz",
+                                compute_now=False)
+        seconds = time.perf_counter() - t0
+        out[str(n)] = {"tasks": graph_size(model["counts"].data, model["exposure"].data),
+                       "build_seconds": seconds}
+    return {"graph": out}
+
+
+TASKS = {"gammapy": task_gammapy, "astropy": task_astropy, "xbkg": task_xbkg, "graph": task_graph}
+
+# --------------------------------------------------------------------------------------------
+# the driver: one child process per measurement, process-tree memory sampled from here
+
+
+def _tree_rss(proc) -> int:
+    import psutil
+
+    total = 0
+    try:
+        procs = [proc] + proc.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def measure(name: str, argv: list[str]) -> dict:
+    """Run ``run_all.py --task`` in a child; its result plus peak tree RSS and CPU time."""
+    import psutil
+
+    cmd = [sys.executable, __file__, "--task", name] + argv
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    proc = psutil.Process(child.pid)
+    peak = [0]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], _tree_rss(proc))
+            done.wait(0.05)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    t0 = time.perf_counter()
+    out, _ = child.communicate()
+    wall = time.perf_counter() - t0
+    done.set()
+    thread.join()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if child.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed with status {child.returncode}")
+    result = json.loads(out.strip().splitlines()[-1])
+    result.update(peak_rss_mb=peak[0] / 2**20, process_wall_seconds=wall,
+                  cpu_seconds=(after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime))
+    print(f"{name} {' '.join(argv[2:])}: {json.dumps(result)}", file=sys.stderr, flush=True)
+    return result
+
+
+def _ensure_store(args) -> Path:
+    store = Path(args.store)
+    if (store / "obs-index.fits.gz").exists():
+        return store
+    from xbkg.simulate import simulate_store
+
+    # --events is the mean per run: zenith-0 runs get more (higher thresholds at high zenith)
+    t0 = time.perf_counter()
+    simulate_store(store, n_runs=args.runs, events_per_run=args.events * ZENITH0_PER_MEAN,
+                   seed=1, n_jobs=os.cpu_count() or 1)
+    print(f"simulated {args.runs} runs in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return store
+
+
+def _row(label, cores, r, ref=None):
+    rate = r["events"] / r["seconds"]
+    cpu_rate = r["events"] / r["cpu_seconds"]
+    vs = f"{ref / r['seconds']:.1f}x" if ref else ""
+    return (f"| {label} | {cores} | {r['seconds']:.1f} | {rate / 1e6:.2f} | {cpu_rate / 1e6:.2f} | "
+            f"{vs} | {r['peak_rss_mb']:.0f} |")
+
+
+def report(res: dict, args) -> str:
+    g, a = res["gammapy"], res["astropy"]
+    n_events, n_runs = res["xbkg 2D"]["events"], res["xbkg 2D"]["runs"]
+    ref_time = g["seconds"] * n_events / g["events"]  # gammapy time scaled to the whole store
+    lines = [
+        "<!-- written by benchmarks/run_all.py; do not edit by hand -->",
+        f"Store: {n_runs:,} simulated runs, {n_events:,} events (uncompressed FITS). "
+        f"Machine: {os.cpu_count()} cores, shared with other jobs while measuring, so wall "
+        "times vary with load; the CPU columns do not.",
+        "",
+        "| build | cores | time (s) | M events/s | M events per CPU s | vs gammapy loop | "
+        "peak RSS (MB) |",
+        "|---|---|---|---|---|---|---|",
+        _row("gammapy loop (seed notebook), 2D" + ("" if g["events"] == n_events else
+             f" ({g['runs']} runs)"), "1", g),
+    ]
+    for label in ("xbkg 2D", "xbkg 3D RADEC", "xbkg 3D ALTAZ"):
+        lines.append(_row(label, "1", res[label], ref_time))
+    for w in (1, 2):
+        lines.append(_row(f"xbkg 3D ALTAZ, LocalCluster", f"{w} worker{'s' * (w > 1)}",
+                          res[f"xbkg 3D ALTAZ, {w} workers"], ref_time))
+    one, two = res["xbkg 3D ALTAZ, 1 workers"], res["xbkg 3D ALTAZ, 2 workers"]
+    alt = res["xbkg 3D ALTAZ"]
+    astro_rate = a["events"] / a["seconds"]
+    lines += [
+        "",
+        f"* Per-event astropy Alt/Az FoV coordinates: {astro_rate:,.0f} events/s "
+        f"({a['events']:,} events, one core); the whole xbkg 3D ALTAZ build (reading, "
+        f"coordinates, histograms, exposure) runs at {alt['events'] / alt['seconds']:,.0f} "
+        f"events/s on one core: **{alt['events'] / alt['seconds'] / astro_rate:,.0f}x**. "
+        f"xbkg and astropy coordinates differ by at most {a['max_diff_arcsec']:.3f} arcsec.",
+        f"* 2D: xbkg on one core is **{ref_time / res['xbkg 2D']['seconds']:.1f}x** the gammapy "
+        "loop; both count the same events in the same bins (relative difference "
+        f"{res['xbkg 2D'].get('differs_from_gammapy', float('nan')):.1e}, float32 offsets in "
+        "gammapy at bin edges).",
+        f"* Scaling: 2 workers are **{one['seconds'] / two['seconds']:.2f}x** one worker in wall "
+        f"time (CPU time {one['cpu_seconds']:.0f} s and {two['cpu_seconds']:.0f} s; cluster "
+        f"start-up, not timed: {two['cluster_startup_seconds']:.1f} s).",
+        f"* Peak resident memory of the whole process tree while building the 3D ALTAZ model "
+        f"from {n_events:,} events: {alt['peak_rss_mb']:.0f} MB on one core, "
+        f"{two['peak_rss_mb']:.0f} MB with a 2-worker cluster (scheduler, workers and client).",
+        "",
+        "Graph size of the lazy 3D ALTAZ model (tasks, nothing read):",
+        "",
+        "| runs | tasks | tasks per run | graph build (s) |",
+        "|---|---|---|---|",
+    ]
+    for n, v in res["graph"]["graph"].items():
+        lines.append(f"| {int(n):,} | {v['tasks']:,} | {v['tasks'] / int(n):.2f} | "
+                     f"{v['build_seconds']:.2f} |")
+    lines += ["", f"Reproduce: `python benchmarks/run_all.py --runs {n_runs} --events "
+              f"{args.events} --out docs/benchmarks.md`"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", default="xbkg-bench-store")
+    parser.add_argument("--runs", type=int, default=2000)
+    parser.add_argument("--events", type=int, default=50000, help="mean events per run")
+    parser.add_argument("--out", default=None, help="Markdown file for the table")
+    parser.add_argument("--json", default=None, help="also write every figure here")
+    parser.add_argument("--reference-runs", type=int, default=0,
+                        help="gammapy loop on the first N runs only (0: all), scaled to the store")
+    parser.add_argument("--astropy-events", type=float, default=20000)
+    parser.add_argument("--graph-runs", default="100,500,2000")
+    parser.add_argument("--only", default=None, help="comma-separated subset of measurements")
+    parser.add_argument("--task", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--kind", default="3d", help=argparse.SUPPRESS)
+    parser.add_argument("--align", default="altaz", help=argparse.SUPPRESS)
+    parser.add_argument("--workers", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--scratch", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.graph_runs = [int(v) for v in str(args.graph_runs).split(",")]
+    if args.task:
+        print(json.dumps(TASKS[args.task](args.store, args)))
+        return 0
+
+    store = _ensure_store(args)
+    scratch = store.parent / f".{store.name}-bench"
+    scratch.mkdir(exist_ok=True)
+    common = ["--store", str(store), "--scratch", str(scratch),
+              "--reference-runs", str(args.reference_runs), "--astropy-events",
+              str(args.astropy_events), "--graph-runs", ",".join(map(str, args.graph_runs))]
+    plan = {
+        "gammapy": ("gammapy", []),
+        "astropy": ("astropy", []),
+        "xbkg 2D": ("xbkg", ["--kind", "2d", "--align", "radec"]),
+        "xbkg 3D RADEC": ("xbkg", ["--kind", "3d", "--align", "radec"]),
+        "xbkg 3D ALTAZ": ("xbkg", ["--kind", "3d", "--align", "altaz"]),
+        "xbkg 3D ALTAZ, 1 workers": ("xbkg", ["--kind", "3d", "--align", "altaz", "--workers", "1"]),
+        "xbkg 3D ALTAZ, 2 workers": ("xbkg", ["--kind", "3d", "--align", "altaz", "--workers", "2"]),
+        "graph": ("graph", []),
+    }
+    only = set(args.only.split(",")) if args.only else set(plan)
+    results = {}
+    if args.json and Path(args.json).exists():
+        results = json.loads(Path(args.json).read_text())  # keep earlier figures of a subset run
+    for label, (task, extra) in plan.items():
+        if label in only:
+            results[label] = measure(task, common + extra)
+            if args.json:
+                Path(args.json).write_text(json.dumps(results, indent=1))
+    if set(plan) <= set(results):
+        text = report(results, args)
+        print(text)
+        if args.out:
+            Path(args.out).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""Scale: determinism over chunkings and schedulers, a real distributed cluster, graph size."""
+
+import dask
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import xbkg
+from xbkg.events import fill_from_headers, run_infos
+from xbkg.exposure import box_solid_angle
+from xbkg.grouping import zenith_groups
+from xbkg.make import make_binning
+from xbkg.parallel import graph_size, local_cluster
+from xbkg.reduce import TIME_QUANTUM, group_cubes, quantize_time
+from xbkg.simulate import simulate_store
+
+ZENITH_EDGES = [0, 20, 35, 50]
+N_RUNS = 24
+
+
+@pytest.fixture(scope="module")
+def store_dir(tmp_path_factory):
+    return simulate_store(tmp_path_factory.mktemp("scale") / "store", n_runs=N_RUNS,
+                          events_per_run=1500, seed=7, zenith_range=(0, 50))
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A real cluster: two worker processes of one thread each."""
+    with local_cluster(2, dashboard_address=":0") as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def prepared(store_dir):
+    """Per-run infos, groups, binning and solid angles, as make_model prepares them."""
+    store = fill_from_headers(xbkg.open_datastore(store_dir))
+    binning = make_binning("3d", "altaz", energy_edges="0.1:100:12", fov_edges="-2:2:16")
+    solid = box_solid_angle(binning.fov_edges["detx"], binning.fov_edges["dety"],
+                            binning.offset_max)
+    groups = zenith_groups(store["zenith"].values, ZENITH_EDGES)
+    return run_infos(store), groups, binning, solid
+
+
+@pytest.fixture(scope="module")
+def reference(prepared):
+    runs, groups, binning, solid = prepared
+    counts, exposure, errors = group_cubes(runs, groups, len(ZENITH_EDGES) - 1, binning, solid)
+    return dask.compute(counts, exposure, errors, scheduler="synchronous")
+
+
+def test_quantized_times_sum_exactly_in_any_order():
+    rng = np.random.default_rng(1)
+    t = rng.uniform(0, 2000, 5000) * rng.uniform(0, 1, 5000)  # ONTIME x fractions
+    q = quantize_time(t)
+    assert np.abs(q * TIME_QUANTUM - t).max() <= TIME_QUANTUM / 2
+    sums = {int(np.sum(q[rng.permutation(q.size)])) for _ in range(5)}
+    assert len(sums) == 1  # int64 sums do not depend on the order
+    float_sums = {sum(t[rng.permutation(t.size)].tolist()) for _ in range(5)}
+    assert len(float_sums) > 1  # whereas float sums usually do (what this avoids)
+    with pytest.raises(ValueError, match="finite"):
+        quantize_time([np.nan])
+
+
+@settings(max_examples=12, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(split_every=st.integers(2, 30), order_seed=st.integers(0, 2**32 - 1),
+       scheduler=st.sampled_from(["synchronous", "threads"]))
+def test_group_cubes_do_not_depend_on_chunking(prepared, reference, split_every, order_seed,
+                                              scheduler):
+    runs, groups, binning, solid = prepared
+    order = np.random.default_rng(order_seed).permutation(len(runs))
+    counts, exposure, errors = group_cubes([runs[i] for i in order], groups[order],
+                                           len(ZENITH_EDGES) - 1, binning, solid,
+                                           split_every=split_every)
+    counts, exposure, errors = dask.compute(counts, exposure, errors, scheduler=scheduler)
+    assert counts.dtype == np.int64 and counts.sum() > 10000
+    np.testing.assert_array_equal(counts, reference[0])
+    np.testing.assert_array_equal(exposure, reference[1])  # bitwise, not approximately
+    assert list(errors) == [reference[2][i] for i in order] == [None] * len(runs)
+
+
+def _assert_same_model(a, b):
+    for name in ("counts", "exposure", "rate", "rate_error", "obs_group", "obs_ontime",
+                 "group_ontime"):
+        np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
+    np.testing.assert_array_equal(a["obs_id"].values, b["obs_id"].values)
+
+
+@pytest.mark.parametrize("kind,align", [("2d", "altaz"), ("3d", "radec"), ("3d", "altaz")])
+def test_distributed_equals_threads(store_dir, cluster, kind, align):
+    kw = dict(kind=kind, fov_alignment=align, zenith_edges=ZENITH_EDGES, energy_threshold="safe")
+    threads = xbkg.make_model(store_dir, scheduler="threads", **kw)
+    dist = xbkg.make_model(store_dir, scheduler=cluster, **kw)
+    assert len(cluster.scheduler_info()["workers"]) == 2
+    assert int(dist["counts"].sum()) > 5000
+    _assert_same_model(threads, dist)  # counts, exposure and rates bitwise
+    # a scheduler address works as well as a Client
+    by_address = xbkg.make_model(store_dir, scheduler=cluster.scheduler.address, **kw)
+    _assert_same_model(threads, by_address)
+
+
+def test_model_does_not_depend_on_run_order_or_split_every(store_dir):
+    store = xbkg.open_datastore(store_dir)
+    kw = dict(kind="3d", fov_alignment="altaz", zenith_edges=ZENITH_EDGES)
+    ref = xbkg.make_model(store, scheduler="synchronous", **kw)
+    reversed_store = store.isel(obs_id=slice(None, None, -1))
+    with dask.config.set(split_every=3):
+        other = xbkg.make_model(reversed_store, scheduler="threads", **kw).sortby("obs_id")
+    _assert_same_model(ref, other)
+
+
+def _index_only_store(path, n_runs):
+    from astropy.table import Table
+
+    path.mkdir()
+    ids = np.arange(1, n_runs + 1)
+    obs = Table({"OBS_ID": ids, "RA_PNT": np.full(n_runs, 83.6), "DEC_PNT": np.full(n_runs, 22.0),
+                 "ZEN_PNT": np.linspace(5, 55, n_runs), "ONTIME": np.full(n_runs, 1680.0),
+                 "EVENT_COUNT": np.full(n_runs, 1000), "TARGET_NAME": ["Off data"] * n_runs})
+    obs.meta.update({"EXTNAME": "OBS_INDEX", "MJDREFI": 51910, "MJDREFF": 7.428703703703703e-4,
+                     "TIMESYS": "TT", "GEOLON": 16.5, "GEOLAT": -23.27, "ALTITUDE": 1835.0})
+    obs.write(path / "obs-index.fits.gz")
+    rows = [(i, "events", "events", "data", f"run_{i}.fits", "EVENTS") for i in ids]
+    hdu = Table(rows=rows, names=["OBS_ID", "HDU_TYPE", "HDU_CLASS", "FILE_DIR", "FILE_NAME",
+                                  "HDU_NAME"])
+    hdu.meta["EXTNAME"] = "HDU_INDEX"
+    hdu.write(path / "hdu-index.fits.gz")
+    return xbkg.open_datastore(path)
+
+
+def test_graph_size_grows_linearly_with_runs(tmp_path):
+    sizes = {}
+    for n in (100, 400, 1600):
+        store = _index_only_store(tmp_path / f"s{n}", n)
+        model = xbkg.make_model(store, kind="3d", fov_alignment="altaz", compute_now=False,
+                                zenith_edges=[0, 30, 60])
+        sizes[n] = graph_size(model["counts"].data, model["exposure"].data)
+    per_run = {n: s / n for n, s in sizes.items()}
+    # one task per run plus the tree nodes (1/7 per run with split_every=8)
+    assert all(1.0 < v < 1.3 for v in per_run.values()), per_run
+    slope_small = (sizes[400] - sizes[100]) / 300
+    slope_large = (sizes[1600] - sizes[400]) / 1200
+    assert slope_large == pytest.approx(slope_small, rel=0.02), sizes

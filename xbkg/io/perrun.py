@@ -1,0 +1,56 @@
+"""Per-run model files: one GADF background file per run, interpolated between the groups.
+
+``bg_run_models/bg_run_model_obs<OBS_ID>.fits.gz`` holds the run's BACKGROUND HDU (BKG_2D or
+BKG_3D, header ``ZEN_LO = ZEN_HI =`` the run's zenith), made by
+:func:`xbkg.interpolate.model_for_observation`; the HDU index written by
+:func:`xbkg.io.products.write_products` (``per_run=True``) points each run at its own file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import xarray as xr
+
+from ..interpolate import models_for_observations
+from .gadf import write_table_file
+
+__all__ = ["RUN_MODEL_DIR", "run_model_file_name", "write_run_models"]
+
+#: Folder of the per-run files inside the output folder.
+RUN_MODEL_DIR = "bg_run_models"
+
+
+def run_model_file_name(obs_id) -> str:
+    """File name of a run's model: ``bg_run_model_obs<OBS_ID>.fits.gz`` (six digits at least).
+
+    >>> run_model_file_name(20136)
+    'bg_run_model_obs020136.fits.gz'
+    """
+    return f"bg_run_model_obs{int(obs_id):06d}.fits.gz"
+
+
+def write_run_models(model: xr.Dataset, store: xr.Dataset, folder, *, method: str = "log",
+                     extrapolate: bool = True) -> list[str]:
+    """Write the model of every run of ``store`` into ``folder``; returns the file names.
+
+    Parameters
+    ----------
+    model : xarray.Dataset
+        The grouped model.
+    store : xarray.Dataset
+        Observation Dataset of the runs (``zenith`` and the model's extra grouping columns).
+    folder : path
+        Created if missing.
+    method, extrapolate
+        See :func:`xbkg.interpolate.model_for_observation`.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    names = []
+    for obs_id, one in models_for_observations(model, store, method=method,
+                                               extrapolate=extrapolate):
+        name = run_model_file_name(obs_id)
+        write_table_file(one, 0, folder / name)
+        names.append(name)
+    return names
