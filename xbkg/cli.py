@@ -346,6 +346,9 @@ def _print_closure(store, model_path) -> None:
     inner = _inside_offset_cut(model)
     for g in range(counts.shape[0]):
         sel = (expected[g] >= 25) & inner
+        if not sel.any():
+            print(f"  group {g}: no bin expects 25 counts (too few events for this binning)")
+            continue
         pulls = (counts[g][sel] - expected[g][sel]) / np.sqrt(expected[g][sel])
         print(f"  group {g}: {int(sel.sum())} bins, chi2/ndf = {np.mean(pulls ** 2):.3f}, "
               f"counts/truth = {counts[g][sel].sum() / expected[g][sel].sum():.4f}")
