@@ -26,7 +26,7 @@ def outdir(request, hess_dr1, tmp_path_factory):
     out = tmp_path_factory.mktemp("gp") / f"models-{request.param}"
     code = main(["make-models", str(hess_dr1), str(out), "--kind", "3d", "--fov-alignment",
                  request.param, "--selection", "off", "--zenith-edges", "0,30,50,70",
-                 "--no-progress"])
+                 "--bundle", "--no-progress"])
     assert code == 0
     return out, request.param.upper()
 
@@ -80,3 +80,17 @@ def test_dr1_quirk_and_prediction_within_20_percent(outdir):
             assert np.isfinite(predicted) and predicted > 0
             ratios.append(counts / predicted)
     assert all(abs(r - 1) < 0.2 for r in ratios), ratios
+
+
+def test_bundle_file_opens_as_a_datastore(outdir):
+    """The seed notebook's single file: models, HDU_INDEX and OBS_INDEX, DataStore.from_file."""
+    out, align = outdir
+    gp = _gammapy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        store = gp.data.DataStore.from_file(out / "bg_models_bundle.fits.gz")
+        obs = respect_fov_alignment(store.obs(20275))
+        assert obs.bkg.fov_alignment.value == align
+        assert len(obs.events.table) > 1000
+        counts, predicted = _predict(obs)
+    assert abs(counts / predicted - 1) < 0.2

@@ -143,3 +143,25 @@ def test_graph_size_grows_linearly_with_runs(tmp_path):
     slope_small = (sizes[400] - sizes[100]) / 300
     slope_large = (sizes[1600] - sizes[400]) / 1200
     assert slope_large == pytest.approx(slope_small, rel=0.02), sizes
+
+
+def test_run_results_are_released_as_the_tree_goes(prepared):
+    """Bounded memory: at most a few per-run results are held at any time, however many runs."""
+    from dask.callbacks import Callback
+
+    runs, groups, binning, solid = prepared
+    many = [dict(r, obs_id=r["obs_id"] + 1000 * k) for k in range(3) for r in runs]  # 72 runs
+    counts, exposure, errors = group_cubes(many, np.tile(groups, 3), len(ZENITH_EDGES) - 1,
+                                           binning, solid, split_every=4)
+    held = []
+
+    def posttask(key, result, dsk, state, worker_id):
+        held.append(sum(1 for k in state["cache"] if isinstance(k, tuple)
+                        and str(k[0]).startswith("xbkg-run-")))
+
+    with Callback(posttask=posttask):
+        c, _, _ = dask.compute(counts, exposure, errors, scheduler="synchronous")
+    np.testing.assert_array_equal(c, 3 * np.asarray(dask.compute(
+        group_cubes(runs, groups, len(ZENITH_EDGES) - 1, binning, solid)[0],
+        scheduler="synchronous")[0]))
+    assert len(held) > len(many) and 1 <= max(held) <= 8, max(held)

@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_modelling(mm)
     _add_run(mm)
     mm.add_argument("--no-image", action="store_true", help="do not write the 3D image files")
+    mm.add_argument("--bundle", action="store_true",
+                    help="also write bg_models_bundle.fits.gz: the group models (BKG<ID>), "
+                    "HDU_INDEX and OBS_INDEX in one file, for gammapy's DataStore.from_file")
     mm.add_argument("--strict", action="store_true",
                     help="stop at the first run that cannot be used (default: skip it and list it "
                     "in bg_rejected_runs.ecsv)")
@@ -166,7 +169,7 @@ def cmd_make_models(args) -> int:
         rejected.setdefault(int(obs_id), "zenith outside the zenith edges")
     out = write_products(model, store, args.outdir, rejected=rejected, overwrite=args.overwrite,
                          image=not args.no_image, per_run=args.per_run,
-                         per_run_method=args.per_run_method)
+                         per_run_method=args.per_run_method, bundle=args.bundle)
     print(f"wrote {model.attrs['kind'].upper()} {model.attrs['fov_alignment']} model from "
           f"{model.sizes['obs_id']} runs in {model.sizes['zenith_group']} group(s) to {out}")
     return 0

@@ -8,6 +8,7 @@ alignment). The reduction over runs is in :mod:`xbkg.reduce`.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,6 +39,13 @@ class Binning:
 
 def _regular_scale(edges: np.ndarray):
     """``"lin"`` or ``"log"`` when the edges are (numerically) evenly spaced that way, else None."""
+    edges = np.asarray(edges, dtype=float)
+    return _regular_scale_of(edges.tobytes())
+
+
+@functools.lru_cache(maxsize=64)
+def _regular_scale_of(data: bytes):
+    edges = np.frombuffer(data, dtype=float)  # cached: every run asks for the same few edges
     if edges.size < 3:
         return "lin"
     if np.allclose(np.diff(edges), edges[1] - edges[0], rtol=1e-9, atol=0):
@@ -65,38 +73,33 @@ def bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
         idx = np.searchsorted(edges, values, side="right") - 1
     else:
         with np.errstate(invalid="ignore", divide="ignore"):
-            x = np.log(values) if scale == "log" else values.copy()
+            x = np.log(values) if scale == "log" else values - 0.0
             lo = np.log(edges[0]) if scale == "log" else edges[0]
             hi = np.log(edges[-1]) if scale == "log" else edges[-1]
             x -= lo
             x *= (last + 1) / (hi - lo)
-        np.clip(x, -1, last, out=x)
-        x[np.isnan(x)] = -1
+        np.fmax(x, 0, out=x)  # NaN -> 0 (marked below)
+        np.fmin(x, last, out=x)
         idx = x.astype(np.int64)
-        # exact correction: the arithmetic guess can be one bin off at an edge
-        inner = (idx >= 0) & (idx <= last)
-        guess = idx[inner]
-        v = values[inner]
-        guess -= v < edges[guess]
-        guess += v >= edges[guess + 1]
-        idx[inner] = guess
-        below = values < edges[0]
-        idx[below] = -1
-    idx[values == edges[-1]] = last
-    idx[(idx < 0) | (idx > last)] = -1  # also NaN, which sorts after every edge
+        # exact correction, on every element (no gathers): the guess can be one bin off at an edge
+        idx -= values < edges[idx]
+        idx += values >= edges[idx + 1]
+    np.minimum(idx, last, out=idx)  # the last bin includes its upper edge
+    np.putmask(idx, ~(values >= edges[0]) | (values > edges[-1]), -1)  # outside, or NaN
     return idx
 
 
 def histogram(indices: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
     """Counts (int64, ``shape``) of events with the given per-axis bin indices (``-1`` dropped)."""
-    valid = np.ones(indices[0].shape, dtype=bool)
-    for idx in indices:
-        valid &= idx >= 0
-    flat = np.zeros(int(valid.sum()), dtype=np.int64)
-    for idx, n in zip(indices, shape):
+    size = int(np.prod(shape))
+    flat = np.array(indices[0], dtype=np.int64)  # row-major flat index; dropped -> bin ``size``
+    valid = flat >= 0
+    for idx, n in zip(indices[1:], shape[1:]):
         flat *= n
-        flat += idx[valid]
-    return np.bincount(flat, minlength=int(np.prod(shape))).reshape(shape).astype(np.int64)
+        flat += idx
+        valid &= idx >= 0
+    np.putmask(flat, ~valid, size)
+    return np.bincount(flat, minlength=size + 1)[:size].reshape(shape).astype(np.int64, copy=False)
 
 
 def fov_coordinates(columns: dict, info: dict, binning: Binning) -> dict[str, np.ndarray]:
@@ -104,29 +107,38 @@ def fov_coordinates(columns: dict, info: dict, binning: Binning) -> dict[str, np
     ra, dec = columns["RA"], columns["DEC"]
     out = {"offset": fov.offset_deg(ra, dec, info["ra_pnt"], info["dec_pnt"])}
     if binning.kind == "3d":
-        if binning.fov_alignment == "RADEC":
-            lon, lat = fov.radec_to_fov(ra, dec, info["ra_pnt"], info["dec_pnt"])
-        else:
-            params = info.get("altaz_params")  # already computed for this run, or None
-            if params is None:
-                params = fov.altaz_run_params(
-                    info["ra_pnt"], info["dec_pnt"], geolon=info["geolon"], geolat=info["geolat"],
-                    altitude=info["altitude"], mjdrefi=info["mjdrefi"], mjdreff=info["mjdreff"],
-                    timesys=info["timesys"], tstart=info["tstart"], tstop=info["tstop"],
-                )
-            lon, lat = fov.radec_to_altaz_fov(ra, dec, columns["TIME"], params)
-        out["detx"], out["dety"] = lon, lat
+        out["detx"], out["dety"] = _fov_lonlat(columns, info, binning)
     return out
+
+
+def _fov_lonlat(columns: dict, info: dict, binning: Binning):
+    ra, dec = columns["RA"], columns["DEC"]
+    if binning.fov_alignment == "RADEC":
+        return fov.radec_to_fov(ra, dec, info["ra_pnt"], info["dec_pnt"])
+    params = info.get("altaz_params")  # already computed for this run, or None
+    if params is None:
+        params = fov.altaz_run_params(
+            info["ra_pnt"], info["dec_pnt"], geolon=info["geolon"], geolat=info["geolat"],
+            altitude=info["altitude"], mjdrefi=info["mjdrefi"], mjdreff=info["mjdreff"],
+            timesys=info["timesys"], tstart=info["tstart"], tstop=info["tstop"],
+        )
+    return fov.radec_to_altaz_fov(ra, dec, columns["TIME"], params)
 
 
 def run_counts(columns: dict, info: dict, binning: Binning) -> np.ndarray:
     """One run's counts cube, shape ``binning.shape``, from its event columns.
 
-    Events beyond ``binning.offset_max`` from the pointing, or outside the edges, are dropped.
+    Events beyond ``binning.offset_max`` from the pointing, or outside the edges, are dropped;
+    only the events within the offset cut get FoV coordinates and bins.
     """
-    coords = fov_coordinates(columns, info, binning)
-    keep = coords["offset"] <= binning.offset_max
+    offset = fov.offset_deg(columns["RA"], columns["DEC"], info["ra_pnt"], info["dec_pnt"])
+    keep = offset <= binning.offset_max
+    coords = {"offset": offset}
+    if not keep.all():
+        columns = {name: values[keep] for name, values in columns.items()}
+        coords["offset"] = offset[keep]
+    if binning.kind == "3d":
+        coords["detx"], coords["dety"] = _fov_lonlat(columns, info, binning)
     indices = [bin_index(columns["ENERGY"], binning.energy_edges)]
     indices += [bin_index(coords[d], binning.fov_edges[d]) for d in binning.fov_dims]
-    indices[0][~keep] = -1
     return histogram(indices, binning.shape)

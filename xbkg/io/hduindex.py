@@ -35,6 +35,7 @@ def make_bkg_index_table(obs_ids, file_names, *, kind: str, file_dir: str = ".",
     file_names : array of str, same length: the model file of each observation
     kind : "2d" or "3d" (HDU_CLASS bkg_2d / bkg_3d)
     file_dir : FILE_DIR value, relative to the folder the index will be in
+    hdu_name : HDU name of the model, one for all rows or one per row
     """
     from astropy.table import Table
 
@@ -46,7 +47,7 @@ def make_bkg_index_table(obs_ids, file_names, *, kind: str, file_dir: str = ".",
         "HDU_CLASS": np.full(n, f"bkg_{kind.lower()}"),
         "FILE_DIR": np.full(n, str(file_dir)),
         "FILE_NAME": np.asarray(file_names, dtype=str),
-        "HDU_NAME": np.full(n, hdu_name),
+        "HDU_NAME": np.broadcast_to(np.asarray(hdu_name, dtype=str), (n,)).copy(),
     })
     table.meta.update(HDU_INDEX_META)
     return table

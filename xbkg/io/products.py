@@ -10,6 +10,7 @@
 ``bg_offset_model_group<ID>_table.fits.gz``         2D: BACKGROUND + COUNTS + EXPOSURE HDUs
 ``model.nc``                                        all groups, for ``xbkg.open_model``
 ``bg_run_models/bg_run_model_obs<ID>.fits.gz``      with ``per_run``: one interpolated model per run
+``bg_models_bundle.fits.gz``                        with ``bundle``: models, HDU_INDEX, OBS_INDEX
 ``hdu-index.fits.gz``, ``obs-index.fits.gz``        so ``gammapy.data.DataStore.from_dir(OUTDIR)``
                                                     loads ``obs.bkg`` for every run in a group
                                                     (its group's file, or its own with ``per_run``)
@@ -37,7 +38,8 @@ from .groups import groups_table
 from .hduindex import make_bkg_index_table, make_total_index_table
 from .netcdf import write_netcdf
 
-__all__ = ["model_file_name", "atomic_dir", "write_products", "groups_table"]
+__all__ = ["BUNDLE_NAME", "write_bundle", "model_file_name", "atomic_dir", "write_products",
+           "groups_table"]
 
 
 def model_file_name(kind: str, group: int, fmt: str = "table") -> str:
@@ -115,13 +117,15 @@ def _obs_rows(store: xr.Dataset, obs_ids):
 
 def write_products(model: xr.Dataset, store: xr.Dataset, outdir, *, rejected=None,
                    overwrite: bool = False, image: bool = True, per_run: bool = False,
-                   per_run_method: str = "log") -> Path:
+                   per_run_method: str = "log", bundle: bool = False) -> Path:
     """Write every output file of ``make-models`` into ``outdir`` atomically; returns ``outdir``.
 
     ``store`` is the observation Dataset the model was built from (its obs and HDU index are
     copied and extended with bkg rows for every store run that falls in a zenith group). With
     ``per_run`` each of those runs gets its own model (:mod:`xbkg.io.perrun`, interpolated with
-    ``per_run_method``) and its bkg row points at it.
+    ``per_run_method``) and its bkg row points at it. With ``bundle``, also
+    :data:`BUNDLE_NAME`: the group models (HDUs ``BKG<ID>``), HDU_INDEX and OBS_INDEX in one FITS
+    file, as the seed notebook builds it (``gammapy.data.DataStore.from_file(path)``).
     """
     from astropy.table import Table
 
@@ -159,4 +163,37 @@ def write_products(model: xr.Dataset, store: xr.Dataset, outdir, *, rejected=Non
                                        store_dir=store.attrs["base_dir"], out_dir=Path(outdir))
         total.write(tmp / "hdu-index.fits.gz")
         Table.read(store.attrs["obs_index"], hdu=1).write(tmp / "obs-index.fits.gz")
+        if bundle:
+            write_bundle(model, store, tmp / BUNDLE_NAME, groups, out_dir=Path(outdir))
     return Path(outdir)
+
+
+#: File name of the single-file bundle (models + HDU_INDEX + OBS_INDEX).
+BUNDLE_NAME = "bg_models_bundle.fits.gz"
+
+
+def write_bundle(model: xr.Dataset, store: xr.Dataset, path, groups, *, out_dir) -> Path:
+    """One FITS file with HDU_INDEX, OBS_INDEX and one ``BKG<ID>`` HDU per zenith group.
+
+    ``groups`` is the group of every store run (-1: none); the bkg rows of the index point into
+    the file itself, the store's rows work from ``out_dir`` (the folder the file will be in).
+    """
+    from astropy.io import fits
+    from astropy.table import Table
+
+    from .gadf import bkg_hdu
+
+    has_group = groups >= 0
+    bkg = make_bkg_index_table(store.obs_id.values[has_group],
+                               np.full(int(has_group.sum()), BUNDLE_NAME), kind=model.attrs["kind"],
+                               hdu_name=np.array([f"BKG{g}" for g in groups[has_group]]))
+    total = make_total_index_table(store.attrs["hdu_index"], bkg,
+                                   store_dir=store.attrs["base_dir"], out_dir=out_dir)
+    index = fits.table_to_hdu(total)
+    index.name = "HDU_INDEX"
+    obs = fits.table_to_hdu(Table.read(store.attrs["obs_index"], hdu=1))
+    obs.name = "OBS_INDEX"
+    hdus = [fits.PrimaryHDU(), index, obs]
+    hdus += [bkg_hdu(model, int(g), hdu_name=f"BKG{int(g)}") for g in model["zenith_group"].values]
+    fits.HDUList(hdus).writeto(path)
+    return Path(path)
