@@ -50,6 +50,7 @@ def test_stored_without_outputs(name):
 
 @pytest.mark.slow
 def test_tutorial_on_simulated_store(tmp_path, monkeypatch):
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # CI sets Agg; the kernel draws inline
     monkeypatch.setenv("XBKG_TUTORIAL_DATA", str(tmp_path / "no-such-store"))
     monkeypatch.setenv("XBKG_TUTORIAL_WORK", str(tmp_path / "work"))
     nb, result = execute("background_model_tutorial.ipynb")
