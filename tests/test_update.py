@@ -132,11 +132,12 @@ def test_smoothed_model_is_smoothed_again(store_dir):
 
     store = xbkg.open_datastore(store_dir)
     kw = dict(kind="2d", zenith_edges=ZENITH_EDGES)
-    old = smooth_model(xbkg.make_model(store, obs_ids=OLD, **kw), "gauss", target_counts=50)
+    old = smooth_model(xbkg.make_model(store, obs_ids=OLD, **kw), "gauss", sigma_max=0.4)
     updated = update_model(old, store, NEW)
-    expected = smooth_model(xbkg.make_model(store, **kw), "gauss", target_counts=50)
+    expected = smooth_model(xbkg.make_model(store, **kw), "gauss", sigma_max=0.4)
+    assert not np.allclose(updated["rate"].values, xbkg.make_model(store, **kw)["rate"].values)
     np.testing.assert_allclose(updated["rate"].values, expected["rate"].values, rtol=1e-10)
-    assert json.loads(updated.attrs["smoothing"])["target_counts"] == 50
+    assert json.loads(updated.attrs["smoothing"])["sigma_max"] == 0.4
 
 
 def test_cli_update_model(store_dir, tmp_path, capsys):
@@ -165,7 +166,7 @@ def test_cli_update_model(store_dir, tmp_path, capsys):
     # refusals exit with status 2 and one line
     assert main(["update-model", str(out), str(store_dir), "--run-list",
                  str(tmp_path / "dup.txt")]) == 2
-    assert "already in the model: [1, 2]" in capsys.readouterr().err
+    assert "3 run(s) already in the model: [1, 2, 20]" in capsys.readouterr().err
     assert main(["update-model", str(out / "model.nc"), str(store_dir), "--fov-alignment",
                  "radec", "--kind", "3d"]) == 2
     assert "kind '3d'" in capsys.readouterr().err

@@ -36,6 +36,7 @@ model's.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 
@@ -219,8 +220,8 @@ def _smooth_again(model: xr.Dataset, record: str) -> xr.Dataset:
     from .smoothing import smooth_model
 
     info = json.loads(record)
-    keys = ("target_counts", "sigma_max", "n_energy_basis", "n_fov_basis")
-    return smooth_model(model, info["method"], **{k: info[k] for k in keys if k in info})
+    options = set(inspect.signature(smooth_model).parameters) - {"model", "method"}
+    return smooth_model(model, info["method"], **{k: v for k, v in info.items() if k in options})
 
 
 def merge_models(old: xr.Dataset, new: xr.Dataset) -> xr.Dataset:
