@@ -15,6 +15,8 @@ from xbkg.parallel import graph_size, local_cluster
 from xbkg.reduce import TIME_QUANTUM, group_cubes, quantize_time
 from xbkg.simulate import simulate_store
 
+from test_make import _index_only_store  # a store whose event files do not exist
+
 ZENITH_EDGES = [0, 20, 35, 50]
 N_RUNS = 24
 
@@ -111,42 +113,25 @@ def test_model_does_not_depend_on_run_order_or_split_every(store_dir):
     _assert_same_model(ref, other)
 
 
-def _index_only_store(path, n_runs):
-    from astropy.table import Table
-
-    path.mkdir()
-    ids = np.arange(1, n_runs + 1)
-    obs = Table({"OBS_ID": ids, "RA_PNT": np.full(n_runs, 83.6), "DEC_PNT": np.full(n_runs, 22.0),
-                 "ZEN_PNT": np.linspace(5, 55, n_runs), "ONTIME": np.full(n_runs, 1680.0),
-                 "EVENT_COUNT": np.full(n_runs, 1000), "TARGET_NAME": ["Off data"] * n_runs})
-    obs.meta.update({"EXTNAME": "OBS_INDEX", "MJDREFI": 51910, "MJDREFF": 7.428703703703703e-4,
-                     "TIMESYS": "TT", "GEOLON": 16.5, "GEOLAT": -23.27, "ALTITUDE": 1835.0})
-    obs.write(path / "obs-index.fits.gz")
-    rows = [(i, "events", "events", "data", f"run_{i}.fits", "EVENTS") for i in ids]
-    hdu = Table(rows=rows, names=["OBS_ID", "HDU_TYPE", "HDU_CLASS", "FILE_DIR", "FILE_NAME",
-                                  "HDU_NAME"])
-    hdu.meta["EXTNAME"] = "HDU_INDEX"
-    hdu.write(path / "hdu-index.fits.gz")
-    return xbkg.open_datastore(path)
-
-
 def test_graph_size_grows_linearly_with_runs(tmp_path):
     sizes = {}
     for n in (100, 400, 1600):
-        store = _index_only_store(tmp_path / f"s{n}", n)
+        store = xbkg.open_datastore(_index_only_store(tmp_path / f"s{n}", n))
         model = xbkg.make_model(store, kind="3d", fov_alignment="altaz", compute_now=False,
                                 zenith_edges=[0, 30, 60])
         sizes[n] = graph_size(model["counts"].data, model["exposure"].data)
-    per_run = {n: s / n for n, s in sizes.items()}
-    # one task per run plus the tree nodes (1/7 per run with split_every=8)
-    assert all(1.0 < v < 1.3 for v in per_run.values()), per_run
+    # leaves of 8 runs, then nodes of 8 partial sums (1/7 task per run), ALTAZ constants for
+    # 8 leaves (1/64 task per run), plus a few tasks per group
     slope_small = (sizes[400] - sizes[100]) / 300
     slope_large = (sizes[1600] - sizes[400]) / 1200
-    assert slope_large == pytest.approx(slope_small, rel=0.02), sizes
+    assert slope_large == pytest.approx(slope_small, rel=0.05), sizes
+    assert slope_large == pytest.approx(1 / 7 + 1 / 64, rel=0.1), sizes
+    assert sizes[1600] < 0.2 * 1600
 
 
-def test_run_results_are_released_as_the_tree_goes(prepared):
-    """Bounded memory: at most a few per-run results are held at any time, however many runs."""
+def test_partial_sums_are_released_as_the_tree_goes(prepared):
+    """Bounded memory: a task holds one run's events at a time, and at most a few partial sums
+    are held at any time, however many runs."""
     from dask.callbacks import Callback
 
     runs, groups, binning, solid = prepared
@@ -157,11 +142,33 @@ def test_run_results_are_released_as_the_tree_goes(prepared):
 
     def posttask(key, result, dsk, state, worker_id):
         held.append(sum(1 for k in state["cache"] if isinstance(k, tuple)
-                        and str(k[0]).startswith("xbkg-run-")))
+                        and str(k[0]).startswith("xbkg-group")))
 
     with Callback(posttask=posttask):
         c, _, _ = dask.compute(counts, exposure, errors, scheduler="synchronous")
     np.testing.assert_array_equal(c, 3 * np.asarray(dask.compute(
         group_cubes(runs, groups, len(ZENITH_EDGES) - 1, binning, solid)[0],
         scheduler="synchronous")[0]))
-    assert len(held) > len(many) and 1 <= max(held) <= 8, max(held)
+    assert len(held) > len(many) / 4 and 1 <= max(held) <= 8, max(held)
+
+
+def test_altaz_constants_of_many_runs_equal_run_by_run(prepared):
+    """Computing the runs' ALTAZ constants together gives each run's own vector, bit for bit,
+    whatever the other runs of the call (sites, time scales, order)."""
+    from xbkg import fov
+    from xbkg.reduce import with_altaz_params
+
+    runs = [dict(r) for r in prepared[0][:6]]
+    runs[1].update(geolon=-17.89, geolat=28.76, altitude=2200.0)  # another site
+    runs[2].update(timesys="UTC")
+    runs[3].update(tstop=runs[3]["tstart"] - 1.0)  # invalid: left to the run's own task
+    keys = ("ra_pnt", "dec_pnt", "geolon", "geolat", "altitude", "mjdrefi", "mjdreff",
+            "timesys", "tstart", "tstop")
+    together = with_altaz_params(runs[::-1])[::-1]
+    assert "altaz_params" not in together[3] and "altaz_params" not in runs[0]
+    for i in (0, 1, 2, 4, 5):
+        alone = fov.altaz_run_params(**{k: runs[i][k] for k in keys})
+        np.testing.assert_array_equal(together[i]["altaz_params"], alone)
+    with pytest.raises(ValueError, match="run 1: tstop"):
+        fov.altaz_runs_params(*([r[k] for r in runs[2:4]] for k in keys[:2]),
+                              **{k: [r[k] for r in runs[2:4]] for k in keys[2:]})

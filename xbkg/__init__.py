@@ -12,6 +12,7 @@ Typical use::
                             selection="off", zenith_edges=[0, 30, 45, 60])
     xbkg.save_model(model, "model.nc")
     model = xbkg.open_model("model.nc")
+    model = xbkg.update_model(model, "path/to/dl3-store", obs_ids=new_runs)  # adds runs
 """
 
 from . import accessor  # noqa: F401  (registers the ``ds.bkg`` accessor)
@@ -26,6 +27,7 @@ from .make import make_binning, make_model
 from .model import assemble_model, validate_model
 from .predict import predict_counts
 from .selection import select_runs
+from .update import merge_models, update_model
 
 __all__ = [
     "__version__",
@@ -35,6 +37,7 @@ __all__ = [
     "integrate_counts",
     "make_binning",
     "make_model",
+    "merge_models",
     "open_datastore",
     "open_events",
     "open_model",
@@ -43,5 +46,6 @@ __all__ = [
     "save_model",
     "select_runs",
     "to_gammapy",
+    "update_model",
     "validate_model",
 ]

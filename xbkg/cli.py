@@ -417,8 +417,9 @@ def cmd_update_model(args) -> int:
         from .io.products import write_products
 
         requested = store.obs_id.values.tolist() if obs_ids is None else obs_ids
-        write_products(updated, store, out, rejected=_rejected_after_update(path, updated, requested),
-                       overwrite=overwrite, image=not args.no_image)
+        rejected = _rejected_after_update(path, updated, requested)
+        write_products(updated, store, out, rejected=rejected, overwrite=overwrite,
+                       image=not args.no_image)
     else:
         write_netcdf(updated, out, overwrite=overwrite)
     print(f"added {updated.sizes['obs_id'] - model.sizes['obs_id']} run(s): the model now has "

@@ -18,9 +18,10 @@ ALTAZ method
 ------------
 `altaz_run_params` calls astropy/erfa once per run (a few ms), at the run's mid time, and packs
 the result into a float64 vector; `altaz_runs_params` does it for many runs with one astropy
-call per site and time scale (about 1 ms per run), giving the same vectors bit for bit. The per-event transform follows the erfa chain of astropy's
-ICRS -> AltAz (``atciqz`` then ``atioq``), the event time entering only through the Earth
-rotation angle, which is linear in time:
+call per site and time scale (about 1 ms per run), giving the same vectors bit for bit. The
+per-event transform follows the erfa chain of astropy's ICRS -> AltAz (``atciqz`` then
+``atioq``), the event time entering only through the Earth rotation angle, which is linear in
+time:
 
 1. ICRS -> CIRS at the mid time: light deflection by the Sun (a 3x3 linear map fitted within
    6 deg of the pointing), annual aberration of the geocentre (exact: an affine map of the unit

@@ -129,16 +129,19 @@ def run_counts(columns: dict, info: dict, binning: Binning) -> np.ndarray:
     """One run's counts cube, shape ``binning.shape``, from its event columns.
 
     Events beyond ``binning.offset_max`` from the pointing, or outside the edges, are dropped;
-    only the events within the offset cut get FoV coordinates and bins.
+    in 3D only the events within the offset cut get FoV coordinates.
     """
     offset = fov.offset_deg(columns["RA"], columns["DEC"], info["ra_pnt"], info["dec_pnt"])
     keep = offset <= binning.offset_max
-    coords = {"offset": offset}
+    if binning.kind == "2d":
+        indices = [bin_index(columns["ENERGY"], binning.energy_edges),
+                   bin_index(offset, binning.fov_edges["offset"])]
+        np.putmask(indices[1], ~keep, -1)
+        return histogram(indices, binning.shape)
     if not keep.all():
-        columns = {name: values[keep] for name, values in columns.items()}
-        coords["offset"] = offset[keep]
-    if binning.kind == "3d":
-        coords["detx"], coords["dety"] = _fov_lonlat(columns, info, binning)
+        needed = ("ENERGY", "RA", "DEC") + (("TIME",) if binning.fov_alignment == "ALTAZ" else ())
+        columns = {name: columns[name][keep] for name in needed}
+    coords = dict(zip(("detx", "dety"), _fov_lonlat(columns, info, binning)))
     indices = [bin_index(columns["ENERGY"], binning.energy_edges)]
     indices += [bin_index(coords[d], binning.fov_edges[d]) for d in binning.fov_dims]
     return histogram(indices, binning.shape)

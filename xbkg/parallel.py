@@ -83,8 +83,10 @@ def local_cluster(n_workers: int, *, threads_per_worker: int = 1, processes: boo
         raise ValueError(f"n_workers must be >= 1, got {n_workers}")
     from distributed import Client, LocalCluster
 
-    with dask.config.set(WORKER_CONFIG), LocalCluster(n_workers=n_workers, threads_per_worker=int(threads_per_worker),
-                      processes=processes, memory_limit=memory_limit, **kwargs) as cluster, Client(cluster, set_as_default=False) as client:
+    with dask.config.set(WORKER_CONFIG):  # read by the nannies as they start the workers
+        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=int(threads_per_worker),
+                               processes=processes, memory_limit=memory_limit, **kwargs)
+    with cluster, Client(cluster, set_as_default=False) as client:
         yield client
 
 

@@ -1,11 +1,11 @@
 """Per-run cubes and their reduction over runs: the lazy heart of a model build.
 
-Each run is one dask task (:func:`run_cubes`): read its events, compute FoV coordinates,
-histogram the counts and compute the run's own exposure (ONTIME x energy width x solid angle, x
-the run's energy mask). Counts and exposure are summed per group by a tree reduction, so memory
-does not depend on the number of runs and a run's contribution is all or nothing: a run that
-fails contributes neither counts nor exposure, and its error is reported (``on_error="skip"``)
-or raised (``on_error="raise"``).
+:func:`run_cubes` is one run's work: read its events, compute FoV coordinates, histogram the
+counts and compute the run's own exposure (ONTIME x energy width x solid angle, x the run's
+energy mask). :func:`group_cubes` writes the graph: leaf tasks each doing a few runs one after
+the other, then per-group tree sums, so memory does not depend on the number of runs. A run's
+contribution is all or nothing: a run that fails contributes neither counts nor exposure, and
+its error is reported (``on_error="skip"``) or raised (``on_error="raise"``).
 
 Determinism: counts are int64 and exposure time is summed as int64 multiples of
 :data:`TIME_QUANTUM` (2**-32 s), so both sums are exact and the model is bitwise the same
@@ -166,16 +166,57 @@ def _errors(totals: list, n_runs: int) -> list:
     return out
 
 
-def _tree(dsk: dict, name: str, leaves: list, indices: list, split_every: int):
-    """Add to ``dsk`` the tree reducing the run results ``leaves``; returns the root key."""
-    level, keys = 0, list(leaves)
+#: Leaf tasks served by one task computing the runs' ALTAZ constants (x split_every runs).
+_LEAVES_PER_ALTAZ_TASK = 8
+
+
+def _altaz_params_list(infos: list) -> list:
+    """ALTAZ constants of these runs (None: left to the run's own task), one astropy call."""
+    try:
+        return [r.get("altaz_params") for r in with_altaz_params(infos)]
+    except Exception:  # noqa: BLE001 - any failure: each run's task computes and reports its own
+        return [None] * len(infos)
+
+
+def _run_batch(infos: list, indices: list, binning: Binning, solid_angle: np.ndarray,
+               on_error: str, altaz_params=None, offset: int = 0) -> dict:
+    """Summed cubes and errors of a few runs read one after the other (a leaf task).
+
+    ``altaz_params[offset + k]``, when given and not None, are the ALTAZ constants of run k.
+    """
+    total = None
+    for k, (info, i) in enumerate(zip(infos, indices)):
+        if altaz_params is not None and altaz_params[offset + k] is not None:
+            info = dict(info, altaz_params=altaz_params[offset + k])
+        part = run_cubes(info, binning, solid_angle, on_error)
+        part = _combine([part], [i])
+        total = part if total is None else _combine([total, part])
+    return total
+
+
+def _tree(dsk: dict, name: str, infos: list, indices: list, split_every: int, run_args: tuple,
+          altaz: bool = False):
+    """Add to ``dsk`` the tasks reducing these runs: leaves of ``split_every`` runs, then
+    nodes of ``split_every`` partial sums; returns the root key. With ``altaz``, one task
+    per :data:`_LEAVES_PER_ALTAZ_TASK` leaves computes their runs' ALTAZ constants."""
+    level, keys = 0, list(infos)
+    span = _LEAVES_PER_ALTAZ_TASK * split_every
     while True:
         groups = [keys[i:i + split_every] for i in range(0, len(keys), split_every)]
         new = []
         for j, children in enumerate(groups):
             key = (f"{name}-{level}", j)
             if level == 0:
-                dsk[key] = (_combine, children, indices[j * split_every:(j + 1) * split_every])
+                extra = ()
+                if altaz:
+                    chunk = j // _LEAVES_PER_ALTAZ_TASK
+                    params_key = (f"{name}-altaz", chunk)
+                    if params_key not in dsk:
+                        runs = infos[chunk * span:(chunk + 1) * span]
+                        dsk[params_key] = (_altaz_params_list, runs)
+                    extra = (params_key, (j % _LEAVES_PER_ALTAZ_TASK) * split_every)
+                dsk[key] = (_run_batch, children, indices[j * split_every:(j + 1) * split_every],
+                            *run_args, *extra)
             else:
                 dsk[key] = (_combine, children)
             new.append(key)
@@ -185,16 +226,19 @@ def _tree(dsk: dict, name: str, leaves: list, indices: list, split_every: int):
 
 
 def group_cubes(runs: list[dict], groups: np.ndarray, n_groups: int, binning: Binning,
-                solid_angle: np.ndarray, *, on_error: str = "raise", split_every: int | None = None):
+                solid_angle: np.ndarray, *, on_error: str = "raise",
+                split_every: int | None = None):
     """Lazy per-group cubes and per-run errors.
 
-    The graph is written directly: one task per run, then for each group a tree of tasks each
-    summing ``split_every`` run results or partial sums (default: dask's ``split_every``
-    setting, else 8): counts, exposure times and error messages together, so a run's result
-    is released as soon as its first tree node has run. About ``1 + 1 / (split_every - 1)``
-    tasks per run; building it costs microseconds per run (plus, for ALTAZ, the runs'
-    constants, :func:`with_altaz_params`). The sums are exact, so the result does not depend
-    on ``split_every`` or the order of the runs (module docstring).
+    The graph is written directly, per group: leaf tasks that each read ``split_every`` runs
+    one after the other (default: dask's ``split_every`` setting, else 8) and sum their
+    counts, exposure times and error messages, then a tree of tasks each summing
+    ``split_every`` partial sums. A task holds one run's events at a time; about
+    ``1 / (split_every - 1)`` tasks per run, so scheduling costs little (on a distributed
+    cluster, a few ms per task). For ALTAZ, tasks computing the runs' constants for groups of
+    leaves (:func:`with_altaz_params`, one astropy call each) come first. Building the graph
+    computes nothing and costs microseconds per run. The sums are exact, so the result does
+    not depend on ``split_every`` or the order of the runs (module docstring).
 
     Returns
     -------
@@ -208,26 +252,24 @@ def group_cubes(runs: list[dict], groups: np.ndarray, n_groups: int, binning: Bi
         raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
     if split_every is None:
         split_every = dask.config.get("split_every", None) or 8
-    if binning.kind == "3d" and binning.fov_alignment == "ALTAZ":
-        runs = with_altaz_params(runs)
+    altaz = binning.kind == "3d" and binning.fov_alignment == "ALTAZ"
     shape = binning.shape
     token = dask.base.tokenize(binning, solid_angle, on_error, [r["obs_id"] for r in runs], groups,
                                # per-run options that change a run's cubes: their own keys
                                [r.get("e_threshold") for r in runs],
                                [(i, r["exclusion"]) for i, r in enumerate(runs) if "exclusion" in r])
-    run_name, binning_key, solid_key = (f"xbkg-run-{token}", f"xbkg-binning-{token}",
-                                        f"xbkg-solid-angle-{token}")
-    # the binning and solid angles are one graph node each, shared by every run's task
+    binning_key, solid_key = f"xbkg-binning-{token}", f"xbkg-solid-angle-{token}"
+    # the binning and solid angles are one graph node each, shared by every leaf task
     dsk = {binning_key: binning, solid_key: solid_angle}
-    for i, info in enumerate(runs):
-        dsk[(run_name, i)] = (run_cubes, info, binning_key, solid_key, on_error)
     groups = np.asarray(groups)
     roots = []
     for g in list(range(n_groups)) + [-1]:  # -1: runs in no group, for their errors only
         members = np.flatnonzero(groups == g) if g >= 0 else \
             np.flatnonzero((groups < 0) | (groups >= n_groups))
-        roots.append(_tree(dsk, f"xbkg-group{g}-{token}", [(run_name, int(i)) for i in members],
-                           members.tolist(), split_every) if members.size else None)
+        roots.append(_tree(dsk, f"xbkg-group{g}-{token}", [runs[i] for i in members],
+                           members.tolist(), split_every, (binning_key, solid_key, on_error),
+                           altaz)
+                     if members.size else None)
     zeros = (0,) * len(shape)
     arrays = {}
     for name in ("counts", "time"):

@@ -114,7 +114,8 @@ def threshold_provenance(store, policy="none") -> dict:
         policy, rule = policy["energy_threshold_policy"], policy.get("zenith_rule")
     out = {"energy_threshold_policy": policy if isinstance(policy, str) else float(policy)}
     if str(policy).strip().lower() in ("safe", "zenith"):
-        out["zenith_rule"] = [float(v) for v in (store_zenith_rule(store) if rule is None else rule)]
+        rule = store_zenith_rule(store) if rule is None else rule
+        out["zenith_rule"] = [float(v) for v in rule]
     return out
 
 

@@ -104,7 +104,8 @@ def model_options(model: xr.Dataset) -> dict:
         raise UpdateError(f"not an xbkg model (attr kind={kind!r})")
     prov = _provenance(model)
     opts = {"kind": kind, "fov_alignment": str(model.attrs["fov_alignment"]).lower(),
-            "energy_edges": edges_of(model, "energy"), "offset_max": float(model.attrs["offset_max"])}
+            "energy_edges": edges_of(model, "energy"),
+            "offset_max": float(model.attrs["offset_max"])}
     if kind == "2d":
         opts["offset_edges"] = edges_of(model, "offset")
     else:
@@ -247,8 +248,8 @@ def merge_models(old: xr.Dataset, new: xr.Dataset) -> xr.Dataset:
         fov_alignment=old.attrs["fov_alignment"], offset_max=float(old.attrs["offset_max"]),
         runs=runs, provenance=_merged_provenance(old, new, runs.sizes["obs_id"]),
         relative_floor=float(old.attrs.get("rate_floor", 0.0)))
-    extra = {str(c): old[c].variable for c in old.coords
-             if str(c).endswith("_bounds") and "zenith_group" in old[c].dims and c not in merged.coords}
+    extra = {str(c): old[c].variable for c in old.coords if str(c).endswith("_bounds")
+             and "zenith_group" in old[c].dims and c not in merged.coords}
     merged = merged.assign_coords(extra)
     for key, value in old.attrs.items():  # grouping, group_by and attrs of other stages
         merged.attrs.setdefault(key, value)
