@@ -151,20 +151,29 @@ def test_rate_floor_policy():
     assert off["rate"].values[0, 1, 1] == 0
 
 
-@pytest.mark.parametrize("edges", [np.geomspace(0.1, 100, 21), np.linspace(-2.5, 2.5, 26),
-                                   np.linspace(0, 2.5, 11), np.array([0.0, 0.1, 1.0, 3.0])])
-def test_bin_index_equals_searchsorted(edges):
+@pytest.mark.parametrize("edges", [
+    np.geomspace(0.1, 100, 21), np.linspace(-2.5, 2.5, 26), np.linspace(0, 2.5, 11),
+    np.array([0.0, 0.1, 1.0, 3.0]),
+    np.geomspace(1e-3, 1e3, 61),  # too many decades for a linear table: the log table
+    np.array([0.0, 1e-9, 1.0]),  # no table fits: binary search
+    np.sin(np.radians(np.linspace(0, 2.5, 11)) / 2) ** 2,  # offsets as haversines
+])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_bin_index_equals_searchsorted(edges, dtype):
     rng = np.random.default_rng(1)
     lo, hi = edges[0], edges[-1]
     values = np.concatenate([
         rng.uniform(lo - 1, hi + 1, 20000), edges, np.nextafter(edges, -np.inf),
-        np.nextafter(edges, np.inf), [np.nan, -np.inf, np.inf, 0.0, -1.0],
+        np.nextafter(edges, np.inf), [np.nan, -np.inf, np.inf, 0.0, -0.0, -1.0],
         np.exp(rng.uniform(np.log(0.05), np.log(200), 20000)),
-    ])
-    ref = np.searchsorted(edges, values, side="right") - 1
+        rng.uniform(lo, hi, 20000) * (1 + 1e-15 * rng.standard_normal(20000)),
+    ]).astype(dtype)
+    before = values.copy()
+    ref = np.searchsorted(edges, values.astype(float), side="right") - 1
     ref[values == edges[-1]] = edges.size - 2
     ref[(ref < 0) | (ref > edges.size - 2) | np.isnan(values)] = -1
     np.testing.assert_array_equal(bin_index(values, edges), ref)
+    np.testing.assert_array_equal(values, before)  # the input is left alone
 
 
 def test_summary_text_and_html():
@@ -176,3 +185,17 @@ def test_summary_text_and_html():
     html = model.bkg._repr_html_()
     assert html.startswith("<div>") and "<td>30-60</td>" in html
     assert str(int(model["counts"].isel(zenith_group=1).sum())) in html
+
+
+def test_bin_index_table_kinds():
+    """The lookup table is linear, logarithmic or absent (binary search) as the edges need."""
+    from xbkg.histogram import _lookup_table
+
+    def kind(edges):
+        table = _lookup_table(np.asarray(edges, dtype=float).tobytes())
+        return None if table is None else table[0]
+
+    assert kind(np.linspace(-2.5, 2.5, 26)) == "lin"
+    assert kind(np.geomspace(1e-3, 1e3, 61)) == "log"
+    assert kind([0.0, 1e-9, 1.0]) is None
+    assert kind([0.0, 2.0, 1.0]) is None  # not increasing

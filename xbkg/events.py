@@ -50,9 +50,12 @@ def describe_run(obs_id, path, hdu) -> str:
     return f"run {obs_id} ({path}, HDU {hdu})" if obs_id is not None else f"{path} (HDU {hdu})"
 
 
-def _convert(values: np.ndarray, unit: str, name: str, where: str, target=None) -> np.ndarray:
+def _convert(values: np.ndarray, unit: str, name: str, where: str, target=None,
+             keep_float32: bool = False) -> np.ndarray:
+    """Values in the canonical unit: float64, or float32 as stored with ``keep_float32``."""
     target = CANONICAL_UNITS.get(name) if target is None else target
-    values = values.astype("float64", copy=False)
+    if not (keep_float32 and values.dtype == np.float32):
+        values = values.astype("float64", copy=False)
     if target is None:
         return values
     if not unit:
@@ -61,6 +64,7 @@ def _convert(values: np.ndarray, unit: str, name: str, where: str, target=None) 
         return values
     if unit == target:
         return values
+    values = values.astype("float64", copy=False)
     import astropy.units as u
 
     try:
@@ -87,7 +91,7 @@ def read_run_events(path, hdu="EVENTS", columns=DEFAULT_COLUMNS, *, obs_id=None)
     return _checked_events(cols, header, units, columns, obs_id, where), header
 
 
-def _checked_events(cols, header, units, columns, obs_id, where) -> dict:
+def _checked_events(cols, header, units, columns, obs_id, where, keep_float32=False) -> dict:
     """Event columns in canonical units, after checking the header OBS_ID against ``obs_id``."""
     if obs_id is not None and "OBS_ID" in header:
         try:
@@ -96,8 +100,8 @@ def _checked_events(cols, header, units, columns, obs_id, where) -> dict:
             raise RunDataError(f"{where}: header OBS_ID {header['OBS_ID']!r} is not an integer") from None
         if header_id != int(obs_id):
             raise RunDataError(f"{where}: header OBS_ID {header_id} differs from the index ({obs_id})")
-    return {name: _convert(np.asarray(cols[name]), units.get(name, ""), name, where)
-            for name in columns}
+    return {name: _convert(np.asarray(cols[name]), units.get(name, ""), name, where,
+                           keep_float32=keep_float32) for name in columns}
 
 
 def _gti_intervals(cols, header, units, events_header, where) -> tuple[np.ndarray, np.ndarray]:
@@ -125,7 +129,8 @@ def read_run(info: dict, columns=DEFAULT_COLUMNS):
     Returns
     -------
     columns : dict[str, numpy.ndarray]
-        As :func:`read_run_events`.
+        As :func:`read_run_events`, except that columns stored as float32 in canonical units
+        stay float32 (exact; the kernels compute in float64 block by block).
     header : dict
         The EVENTS header.
     gti : (numpy.ndarray, numpy.ndarray) or None
@@ -147,7 +152,7 @@ def read_run(info: dict, columns=DEFAULT_COLUMNS):
     except (OSError, ValueError) as exc:
         raise RunDataError(f"{where}: {exc}") from exc
     ev_cols, header, units = tables[hdu]
-    events = _checked_events(ev_cols, header, units, columns, obs_id, where)
+    events = _checked_events(ev_cols, header, units, columns, obs_id, where, keep_float32=True)
     if not gti_path:
         return events, header, None
     if same_file:

@@ -87,7 +87,7 @@ def _fraction(n: int, total: int) -> str:
     return f"{n} of {total} events ({100.0 * n / total:.3g}%)"
 
 
-def _check_gti(time: np.ndarray, gti, n: int) -> str | None:
+def _check_gti(time: np.ndarray, gti, n: int, time_range=None) -> str | None:
     start, stop = (np.asarray(a, dtype=float).ravel() for a in gti)
     if start.size == 0:
         return "the GTI table is empty"
@@ -95,8 +95,8 @@ def _check_gti(time: np.ndarray, gti, n: int) -> str | None:
         return "the GTI has START or STOP values that are NaN or infinite"
     if np.any(stop < start):
         return "the GTI has intervals with STOP < START"
-    if start.size == 1 and (start[0] - GTI_TOLERANCE <= time.min()
-                            and time.max() <= stop[0] + GTI_TOLERANCE):
+    t_min, t_max = (time.min(), time.max()) if time_range is None else time_range
+    if start.size == 1 and start[0] - GTI_TOLERANCE <= t_min and t_max <= stop[0] + GTI_TOLERANCE:
         return None  # the usual single interval: two reductions instead of a search
     out = outside_gti(time, start, stop)
     if out.any():
@@ -135,19 +135,21 @@ def _problem(columns: dict, info: dict, gti) -> str | None:
     problem = _ontime_problem(info.get("ontime", np.nan))
     if problem:
         return problem
+    # one min and one max per column find NaN and inf (they propagate) and the ranges
+    ranges = {name: (values.min(), values.max()) for name, values in columns.items()}
     for name, values in columns.items():
-        bad = ~np.isfinite(values)
-        if bad.any():
+        if not np.isfinite(ranges[name]).all():
+            bad = ~np.isfinite(values)
             return f"column {name} has {int(bad.sum())} NaN or infinite values (of {n})"
     if "ENERGY" in columns:
         energy = columns["ENERGY"]
-        if np.any(energy <= 0):
+        if ranges["ENERGY"][0] <= 0:
             return f"{_fraction(int(np.sum(energy <= 0)), n)} have ENERGY <= 0"
         median, (lo, hi) = float(np.median(_sample(energy))), ENERGY_MEDIAN_RANGE
         if not lo <= median <= hi:
             return (f"median ENERGY is {median:.4g} TeV, outside {lo:g}-{hi:g} TeV: "
                     "wrong energy unit?")
-    if "DEC" in columns and np.any(np.abs(columns["DEC"]) > 90):
+    if "DEC" in columns and max(-ranges["DEC"][0], ranges["DEC"][1]) > 90:
         return f"{_fraction(int(np.sum(np.abs(columns['DEC']) > 90)), n)} have |DEC| > 90 deg"
     if "RA" in columns and "DEC" in columns:
         ra_pnt, dec_pnt = info.get("ra_pnt", np.nan), info.get("dec_pnt", np.nan)
@@ -160,7 +162,7 @@ def _problem(columns: dict, info: dict, gti) -> str | None:
                     f"{dec_pnt:.3f} deg): median offset {median:.1f} deg > {MEDIAN_OFFSET_MAX:g} "
                     "deg; wrong pointing or angle unit?")
     if gti is not None and "TIME" in columns:
-        return _check_gti(columns["TIME"], gti, n)
+        return _check_gti(columns["TIME"], gti, n, ranges["TIME"])
     return None
 
 
