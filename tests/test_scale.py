@@ -1,5 +1,6 @@
 """Scale: determinism over chunkings and schedulers, a real distributed cluster, graph size."""
 
+import os
 import dask
 import numpy as np
 import pytest
@@ -172,3 +173,21 @@ def test_altaz_constants_of_many_runs_equal_run_by_run(prepared):
     with pytest.raises(ValueError, match="run 1: tstop"):
         fov.altaz_runs_params(*([r[k] for r in runs[2:4]] for k in keys[:2]),
                               **{k: [r[k] for r in runs[2:4]] for k in keys[2:]})
+
+
+@pytest.mark.parametrize("setting, expected", [(None, "True"), ("0", "False")])
+def test_tune_malloc_applies_once_and_can_be_turned_off(setting, expected):
+    """glibc malloc tuning of the per-run tasks (Linux) and its opt-out variable."""
+    import subprocess
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc mallopt only on Linux")
+    env = {k: v for k, v in os.environ.items() if k != "XBKG_MALLOC_TUNING"}
+    if setting is not None:
+        env["XBKG_MALLOC_TUNING"] = setting
+    code = ("from xbkg.parallel import tune_malloc; a = tune_malloc(); b = tune_malloc(); "
+            "print(a, b)")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == [expected, expected]

@@ -519,34 +519,46 @@ def altaz_runs_params(ra_pnt, dec_pnt, *, geolon, geolat, altitude, mjdrefi, mjd
             # t0 and t0 -+ step of each run
             astroms = ErfaAstrom.apco(AltAz(obstime=obstime, location=location, pressure=0 * u.hPa))
             geos = ErfaAstrom.apcs(GCRS(obstime=obstime))
-            for j, i in enumerate(idx):
-                values = {name: float(columns[name][i]) for name in names}
-                out[i] = _run_params(values, str(scale), astroms[3 * j:3 * j + 3],
-                                     geos[3 * j:3 * j + 3])
+            out[idx] = _runs_params({name: columns[name][idx] for name in names}, str(scale),
+                                    astroms.reshape(-1, 3), geos.reshape(-1, 3))
     return out
 
 
-def _run_params(values: dict, scale: str, astroms, geos) -> np.ndarray:
-    """One run's parameter vector from its astropy contexts at t0, t0 - step, t0 + step."""
+def _rot_z_stack(angle):
+    """`_rot_z` of each angle: shape ``angle.shape + (3, 3)``."""
+    c, s = np.cos(angle), np.sin(angle)
+    zero, one = np.zeros_like(c), np.ones_like(c)
+    return np.stack([np.stack([c, s, zero], -1), np.stack([-s, c, zero], -1),
+                     np.stack([zero, zero, one], -1)], -2)
+
+
+def _runs_params(values: dict, scale: str, astroms, geos) -> np.ndarray:
+    """Runs' parameter vectors (n, ALTAZ_PARAMS_SIZE) from their astropy contexts.
+
+    ``values``: arrays of one value per run; ``astroms``, ``geos``: shape (n, 3), the contexts
+    at t0, t0 - step, t0 + step. Every operation acts on each run separately (element-wise,
+    or on its own 3x3 matrices), so a run's vector does not depend on the other runs.
+    """
     import erfa
 
-    astrom = astroms[0]
-    diurab = float(np.linalg.norm(astrom["v"] - geos[0]["v"]))  # site speed / c
-
+    astrom = astroms[:, 0]
+    diurab = np.sqrt(np.sum((astrom["v"] - geos[:, 0]["v"]) ** 2, axis=-1))  # site speed / c
     ra_p, dec_p = values["ra_pnt"], values["dec_pnt"]
     t0 = 0.5 * (values["tstart"] + values["tstop"])
     # 1. ICRS -> CIRS: bpn @ (M_ab @ G @ q + v): erfa ``ab`` before its normalisation (which
     #    directions do not need) is affine in q; G linearises ``ldsun`` near the pointing.
-    g = _deflection_matrix(ra_p, dec_p, astrom["eh"], float(astrom["em"]), erfa)
-    rel = _rot_z(-math.radians(ra_p))  # unit vector relative to RA_PNT -> ICRS
-    pnt = rel @ np.array([math.cos(math.radians(dec_p)), 0.0, math.sin(math.radians(dec_p))])
+    g = _deflection_matrices(ra_p, dec_p, astrom["eh"], astrom["em"], erfa)
+    rel = _rot_z_stack(-np.radians(ra_p))  # unit vector relative to RA_PNT -> ICRS
+    dec_r = np.radians(dec_p)
+    pnt = rel @ np.stack([np.cos(dec_r), np.zeros_like(dec_r), np.sin(dec_r)], -1)[..., None]
 
     def icrs_to_cirs(i):
-        v, bm1 = geos[i]["v"], float(geos[i]["bm1"])
-        m_ab = bm1 * np.eye(3) + np.outer(v, v) / (1.0 + bm1)
-        return astroms[i]["bpn"] @ m_ab @ g, astroms[i]["bpn"] @ v
+        v, bm1 = geos[:, i]["v"], geos[:, i]["bm1"][:, None, None]
+        m_ab = bm1 * np.eye(3) + v[:, :, None] * v[:, None, :] / (1.0 + bm1)
+        bpn = astroms[:, i]["bpn"]
+        return bpn @ m_ab @ g, bpn @ v[..., None]
 
-    era0 = _rot_z(float(astrom["eral"]))  # CIRS -> rotated by the local ERA at t0
+    era0 = _rot_z_stack(astrom["eral"])  # CIRS -> rotated by the local ERA at t0
     a, a_off = icrs_to_cirs(0)
     a, a_off = era0 @ a @ rel, era0 @ a_off
     # what is held at t0 drifts (aberration, precession-nutation): the pointing's rate,
@@ -554,30 +566,41 @@ def _run_params(values: dict, scale: str, astroms, geos) -> np.ndarray:
     (a1, b1), (a2, b2) = icrs_to_cirs(1), icrs_to_cirs(2)
     drift = era0 @ ((a2 - a1) @ pnt + b2 - b1) / (2.0 * _DRIFT_STEP)
     # 2. -> (north, east, up): erfa ``atioq`` polar motion and latitude, its x axis reversed
-    xpl, ypl = float(astrom["xpl"]), float(astrom["ypl"])
-    sphi, cphi = float(astrom["sphi"]), float(astrom["cphi"])
-    polar = np.array([[1.0, 0.0, xpl], [0.0, 1.0, -ypl], [-xpl, ypl, 1.0]])
-    latitude = np.array([[-sphi, 0.0, cphi], [0.0, 1.0, 0.0], [cphi, 0.0, sphi]])
+    xpl, ypl, sphi, cphi = (astrom[k] for k in ("xpl", "ypl", "sphi", "cphi"))
+    zero, one = np.zeros_like(xpl), np.ones_like(xpl)
+    polar = np.stack([np.stack([one, zero, xpl], -1), np.stack([zero, one, -ypl], -1),
+                      np.stack([-xpl, ypl, one], -1)], -2)
+    latitude = np.stack([np.stack([-sphi, zero, cphi], -1), np.stack([zero, one, zero], -1),
+                         np.stack([cphi, zero, sphi], -1)], -2)
     k = latitude @ polar
 
-    info = [values["geolon"], values["geolat"], values["altitude"], values["tstart"],
-            values["tstop"], values["mjdrefi"] + values["mjdreff"], float(_TIMESYS.index(scale))]
+    n = ra_p.size
+    info = np.stack([values["geolon"], values["geolat"], values["altitude"], values["tstart"],
+                     values["tstop"], values["mjdrefi"] + values["mjdreff"],
+                     np.full(n, float(_TIMESYS.index(scale)))], -1)
     params = np.concatenate(
-        [[_VERSION, ra_p, dec_p, t0, _ERA_RATE], a.ravel(), a_off, k.ravel(), [0.0, diurab, 0.0],
-         drift, info]
-    )
-    return _check_params(params)
+        [np.stack([np.full(n, _VERSION), ra_p, dec_p, t0, np.full(n, _ERA_RATE)], -1),
+         a.reshape(n, 9), a_off.reshape(n, 3), k.reshape(n, 9),
+         np.stack([zero, diurab, zero], -1), drift.reshape(n, 3), info], axis=-1)
+    for p in params:
+        _check_params(p)
+    return params
 
 
-def _deflection_matrix(ra_p, dec_p, eh, em, erfa):
-    """3x3 G with ``G @ q ~ erfa.ldsun(q)`` on a grid within 6 deg of the pointing."""
+def _deflection_matrices(ra_p, dec_p, eh, em, erfa):
+    """3x3 G per run with ``G @ q ~ erfa.ldsun(q)`` on a grid within 6 deg of its pointing."""
     grid = np.linspace(-_DEFLECTION_GRID_DEG, _DEFLECTION_GRID_DEG, 7)
     lon, lat = (g.ravel() for g in np.meshgrid(grid, grid))
-    ra, dec = fov_to_radec(lon, lat, ra_p, dec_p)
-    q = np.stack(_lonlat_to_xyz(ra, dec), axis=-1)
+    ra, dec = fov_to_radec(lon[None], lat[None], np.asarray(ra_p)[:, None],
+                           np.asarray(dec_p)[:, None])
+    q = np.stack(_lonlat_to_xyz(ra, dec), axis=-1)  # (n, 49, 3)
+    shift = erfa.ldsun(q, eh[:, None, :], em[:, None]) - q
     # least squares on the small residual (G - 1) keeps rounding at the 1e-16 level
-    resid, *_ = np.linalg.lstsq(q, erfa.ldsun(q, eh, em) - q, rcond=None)
-    return np.eye(3) + resid.T
+    out = np.empty((q.shape[0], 3, 3))
+    for i in range(q.shape[0]):
+        resid, *_ = np.linalg.lstsq(q[i], shift[i], rcond=None)
+        out[i] = np.eye(3) + resid.T
+    return out
 
 
 def _check_params(params):

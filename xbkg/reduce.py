@@ -24,6 +24,7 @@ from .events import RunDataError, complete_run_info, read_run
 from .exclusion import apply_exclusion
 from .exposure import energy_widths_mev
 from .histogram import Binning, run_counts
+from .parallel import tune_malloc
 from .validate import validate_run_events
 
 __all__ = ["ON_ERROR", "TIME_QUANTUM", "quantize_time", "exposure_scale", "run_energy_mask",
@@ -183,7 +184,9 @@ def _run_batch(infos: list, indices: list, binning: Binning, solid_angle: np.nda
     """Summed cubes and errors of a few runs read one after the other (a leaf task).
 
     ``altaz_params[offset + k]``, when given and not None, are the ALTAZ constants of run k.
+    Tunes this process's malloc first (:func:`xbkg.parallel.tune_malloc`).
     """
+    tune_malloc()
     total = None
     for k, (info, i) in enumerate(zip(infos, indices)):
         if altaz_params is not None and altaz_params[offset + k] is not None:
