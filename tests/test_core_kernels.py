@@ -157,6 +157,7 @@ def test_rate_floor_policy():
     np.geomspace(1e-3, 1e3, 61),  # too many decades for a linear table: the log table
     np.array([0.0, 1e-9, 1.0]),  # no table fits: binary search
     np.sin(np.radians(np.linspace(0, 2.5, 11)) / 2) ** 2,  # offsets as haversines
+    np.linspace(1e6, 1e6 + 1, 11),  # far from zero: rounding would exceed the table's margin
 ])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_bin_index_equals_searchsorted(edges, dtype):

@@ -246,26 +246,30 @@ def _lonlat_to_xyz(lon_deg, lat_deg):
 
 
 def _haversine_kernel(ra, dec, ra_pnt, dec_pnt, out, rows):
-    """``out = sin^2(separation / 2)`` of events and pointing (haversine formula)."""
-    k, t1, t2 = rows
+    """``out = sin^2(separation / 2)`` of events and pointing (haversine formula).
+
+    ``hav = sin^2(ddec / 2) + cos(dec) cos(dec_pnt) sin^2(dra / 2)`` with ``ddec = dec -
+    dec_pnt`` and ``cos(dec) = cos(dec_pnt) cos(ddec) - sin(dec_pnt) sin(ddec)``: every series
+    is of a difference from the pointing, short for events in the field of view.
+    """
+    s, t1, t2 = rows
     h = out
-    dp = np.multiply(dec_pnt, 0.5 * _RAD)
-    kp, ckp = np.sin(dp), np.cos(dp)  # of dec_pnt / 2
-    cdp = 1.0 - 2.0 * kp * kp
-    _sincos(_wrapped_turns(ra, ra_pnt, t1, t2), math.pi, h, None, t2)  # sin(dRA/2)
-    _sincos(dec, 0.5 * _RAD, k, None, t2)  # sin(dec/2)
-    np.multiply(k, k, out=t1)
+    dp = np.multiply(dec_pnt, _RAD)
+    cdp, sdp = np.cos(dp), np.sin(dp)
+    _sincos(_wrapped_turns(ra, ra_pnt, t1, t2), math.pi, h, None, t2)  # sin(dra/2)
+    np.subtract(dec, dec_pnt, out=t1)
+    _sincos(t1, 0.5 * _RAD, s, None, t2)  # sin(ddec/2)
+    np.multiply(s, s, out=t1)  # sin^2(ddec/2)
     np.subtract(1.0, t1, out=t2)
-    np.sqrt(t2, out=t2)  # cos(dec/2)
-    t2 *= kp
-    k *= ckp
-    k -= t2  # sin((dec - dec_pnt)/2)
-    t1 *= -2.0
-    t1 += 1.0
-    t1 *= cdp  # cos(dec) cos(dec_pnt)
+    np.sqrt(t2, out=t2)
+    t2 *= s
+    t2 *= -2.0 * sdp  # -sin(dec_pnt) sin(ddec)
+    np.multiply(t1, -2.0 * cdp, out=s)
+    s += cdp  # cos(dec_pnt) cos(ddec)
+    s += t2  # cos(dec)
+    s *= cdp
     h *= h
-    h *= t1
-    np.multiply(k, k, out=t1)
+    h *= s
     h += t1  # haversine of the separation
 
 

@@ -89,6 +89,8 @@ def _lookup_table(data: bytes, outside: int = -1):
         if narrowest * cells < _CELLS_PER_BIN_MIN or not np.isfinite(span) or span <= 0:
             continue
         k = cells / span
+        if max(abs(t[0]), abs(t[-1])) * k * 1e-15 > 1e-7:  # rounding of u beyond the margin
+            continue
         c = np.arange(cells + 1, dtype=float)
         lo, hi = t[0] + (c - 1e-6) / k, t[0] + (c + 1 + 1e-6) / k
         if scale == "log":

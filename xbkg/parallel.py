@@ -55,12 +55,15 @@ def tune_malloc() -> bool:
 
 
 def warm_up() -> None:
-    """Do the one-time work of a process's first ALTAZ build: imports and astropy's Earth
-    orientation table (about 1.5 s). :func:`local_cluster` runs it on its workers as they
+    """Do the one-time work of a process's first build: imports (dask imports distributed at
+    its first compute) and astropy's Earth orientation table (about 2 s in all). :func:`local_cluster` runs it on its workers as they
     start, so that the first tasks do not stall."""
     import numpy as np
 
     from . import fov, reduce  # noqa: F401
+
+    with contextlib.suppress(ImportError):  # dask imports it at the first compute
+        import distributed  # noqa: F401
 
     fov.altaz_run_params(83.6, 22.0, geolon=16.5, geolat=-23.27, altitude=1835.0,
                          mjdrefi=51910, mjdreff=7.4287e-4, timesys="TT", tstart=1e8,

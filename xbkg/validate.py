@@ -75,6 +75,20 @@ def _sample(values: np.ndarray) -> np.ndarray:
     return values[:: max(1, values.size // _MEDIAN_SAMPLE)]
 
 
+def _median(values: np.ndarray) -> float:
+    """``np.median`` of finite values, by partition (``np.median`` costs ~10x more here).
+
+    >>> _median(np.array([3.0, 1.0, 2.0])), _median(np.array([4.0, 1.0, 2.0, 3.0]))
+    (2.0, 2.5)
+    """
+    v = np.asarray(values, dtype=float).ravel()
+    k = v.size // 2
+    if v.size % 2:
+        return float(np.partition(v, k)[k])
+    part = np.partition(v, [k - 1, k])
+    return float(0.5 * (part[k - 1] + part[k]))
+
+
 def _offset_deg(ra, dec, ra_pnt, dec_pnt):
     """Angular distance (deg) by the cosine formula: coarse (no better than ~1e-4 deg near 0)
     but with no per-call overhead; enough to compare a median with degrees."""
@@ -145,7 +159,7 @@ def _problem(columns: dict, info: dict, gti) -> str | None:
         energy = columns["ENERGY"]
         if ranges["ENERGY"][0] <= 0:
             return f"{_fraction(int(np.sum(energy <= 0)), n)} have ENERGY <= 0"
-        median, (lo, hi) = float(np.median(_sample(energy))), ENERGY_MEDIAN_RANGE
+        median, (lo, hi) = _median(_sample(energy)), ENERGY_MEDIAN_RANGE
         if not lo <= median <= hi:
             return (f"median ENERGY is {median:.4g} TeV, outside {lo:g}-{hi:g} TeV: "
                     "wrong energy unit?")
@@ -155,8 +169,8 @@ def _problem(columns: dict, info: dict, gti) -> str | None:
         ra_pnt, dec_pnt = info.get("ra_pnt", np.nan), info.get("dec_pnt", np.nan)
         if not (np.isfinite(ra_pnt) and np.isfinite(dec_pnt) and abs(dec_pnt) <= 90):
             return f"pointing RA_PNT, DEC_PNT = {ra_pnt}, {dec_pnt} deg is missing or invalid"
-        median = float(np.median(_offset_deg(_sample(columns["RA"]), _sample(columns["DEC"]),
-                                             ra_pnt, dec_pnt)))
+        median = _median(_offset_deg(_sample(columns["RA"]), _sample(columns["DEC"]), ra_pnt,
+                                     dec_pnt))
         if median > MEDIAN_OFFSET_MAX:
             return (f"events are not around the pointing (RA_PNT, DEC_PNT = {ra_pnt:.3f}, "
                     f"{dec_pnt:.3f} deg): median offset {median:.1f} deg > {MEDIAN_OFFSET_MAX:g} "

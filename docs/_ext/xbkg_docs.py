@@ -6,6 +6,10 @@
 ``.. xbkg-api::``
     One section per public module (found by walking the package) with ``automodule`` of its
     ``__all__``; objects re-exported by ``xbkg`` are documented there only.
+``.. xbkg-markdown:: FILE``
+    A Markdown file written by a script (``benchmarks/run_all.py`` writes
+    ``docs/benchmarks.md``), converted to reST by :func:`markdown_to_rst`: the page shows the
+    figures of the last benchmark run, not a copy.
 
 Docstrings write absolute values as ``|x|`` (``|DEC| > 90 deg``), which reST reads as an
 undefined substitution; :func:`escape_bars` escapes them outside literals before autodoc
@@ -144,6 +148,81 @@ class XbkgApiDirective(Directive):
 
 
 # ---------------------------------------------------------------------------------------------
+# Markdown written by scripts
+
+_INLINE_CODE = re.compile(r"(?<!`)`([^`]+)`(?!`)")
+
+
+def _md_inline(text: str) -> str:
+    """Markdown inline code (`x`) -> reST literal (``x``); bold is the same in both."""
+    return _INLINE_CODE.sub(r"``\1``", text)
+
+
+def _md_table(rows: list[str]) -> list[str]:
+    cells = [[c.strip() for c in row.strip().strip("|").split("|")] for row in rows]
+    cells = [c for c in cells if not all(set(x) <= set("-: ") for x in c)]  # separator row
+    out = [".. list-table::", "   :header-rows: 1", ""]
+    for row in cells:
+        out.append(f"   * - {_md_inline(row[0]) or ' '}")
+        out += [f"     - {_md_inline(c) or ' '}" for c in row[1:]]
+    return out + [""]
+
+
+def markdown_to_rst(text: str) -> str:
+    r"""The subset of Markdown the benchmark report uses (paragraphs, ``*`` lists, pipe
+    tables, inline code, bold, HTML comments) as reST.
+
+    >>> print(markdown_to_rst("<!-- x -->\nSee `a`:\n\n| k | v |\n|---|---|\n| 1 | **2** |"))
+    See ``a``:
+    <BLANKLINE>
+    .. list-table::
+       :header-rows: 1
+    <BLANKLINE>
+       * - k
+         - v
+       * - 1
+         - **2**
+    <BLANKLINE>
+    """
+    out, table = [], []
+    for line in text.splitlines():
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        if table:
+            out += _md_table(table)
+            table = []
+        if line.startswith("<!--"):
+            continue
+        out.append(_md_inline(line))
+    if table:
+        out += _md_table(table)
+    return "\n".join(out).strip("\n") + "\n"
+
+
+class XbkgMarkdownDirective(Directive):
+    """The content of a Markdown file (path relative to the page), as reST."""
+
+    required_arguments = 1
+    has_content = False
+
+    def run(self):
+        from pathlib import Path
+
+        from docutils.statemachine import StringList
+        from sphinx.util.nodes import nested_parse_with_titles
+
+        env = self.state.document.settings.env
+        path = Path(env.doc2path(env.docname)).parent / self.arguments[0]
+        env.note_dependency(str(path))
+        text = markdown_to_rst(path.read_text(encoding="utf-8"))
+        container = nodes.section()
+        container.document = self.state.document
+        nested_parse_with_titles(self.state, StringList(text.splitlines(), str(path)), container)
+        return container.children
+
+
+# ---------------------------------------------------------------------------------------------
 # docstring fixes
 
 _BARS = re.compile(r"(?<![\\|\w])\|([^|`\s][^|`]*?)\|(?![|\w])")
@@ -178,5 +257,6 @@ def _process_docstring(app, what, name, obj, options, lines):
 def setup(app):
     app.add_directive("xbkg-cli", XbkgCliDirective)
     app.add_directive("xbkg-api", XbkgApiDirective)
+    app.add_directive("xbkg-markdown", XbkgMarkdownDirective)
     app.connect("autodoc-process-docstring", _process_docstring)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

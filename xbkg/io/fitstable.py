@@ -45,6 +45,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import threading
 import zlib
 
 import numpy as np
@@ -103,6 +104,19 @@ def _gather(pull, n: int, keep: bool = True) -> bytes | int:
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
+_SCRATCH = threading.local()
+#: Largest table read into the reused per-thread buffer (larger ones get their own bytes).
+_SCRATCH_MAX = 1 << 28
+
+
+def _scratch(n: int) -> memoryview:
+    """A writable buffer of ``n`` bytes, reused by this thread's next call."""
+    buf = getattr(_SCRATCH, "buf", None)
+    if buf is None or len(buf) < n:
+        buf = _SCRATCH.buf = bytearray(max(n, 1 << 20))
+    return memoryview(buf)[:n]
+
+
 class _PlainSource:
     """Unbuffered reads and seeks on a regular file of known size."""
 
@@ -118,6 +132,21 @@ class _PlainSource:
         data = _gather(self._f.read, min(n, self.size - self.pos))
         self.pos += len(data)
         return data
+
+    def read_scratch(self, n: int):
+        """Like :meth:`read`, into this thread's reused buffer (valid until its next call):
+        reading a table into a fresh bytes object page-faults it in, about 4x slower."""
+        n = min(n, self.size - self.pos)
+        if n > _SCRATCH_MAX:
+            return self.read(n)
+        view, got = _scratch(n), 0
+        while got < n:
+            k = self._f.readinto(view[got:])
+            if not k:
+                break
+            got += k
+        self.pos += got
+        return view[:got]
 
     def skip(self, n: int) -> int:
         k = max(0, min(n, self.size - self.pos))
@@ -174,6 +203,8 @@ class _GzipSource:
 
     def read(self, n: int) -> bytes:
         return _gather(self._inflate, n)
+
+    read_scratch = read
 
     def skip(self, n: int) -> int:
         return _gather(self._inflate, n, keep=False)
@@ -560,7 +591,7 @@ def _table_columns(src, path, index, header, columns):
                 "columns of types L, B, I, J, K, E, D can be read")
         picked[name] = (i, code, offset)
     nbytes = naxis1 * nrows
-    buf = src.read(nbytes) if picked else b""
+    buf = src.read_scratch(nbytes) if picked else b""  # columns are copied out of it below
     if picked and len(buf) < nbytes:
         raise FitsReadError(
             f"{where}: truncated: the table needs {nbytes} bytes ({nrows} rows of {naxis1}), "
