@@ -204,7 +204,34 @@ def task_graph(store_dir, args) -> dict:
     return {"graph": out}
 
 
-TASKS = {"gammapy": task_gammapy, "astropy": task_astropy, "xbkg": task_xbkg, "graph": task_graph}
+def _numpy_loop(n_loops: int) -> float:
+    """Seconds of a streaming numpy loop (sin, cos, sqrt of 50,000 values, as in a kernel)."""
+    import numpy as np
+
+    x = np.random.default_rng(0).random(50_000)
+    t0 = time.perf_counter()
+    for _ in range(n_loops):
+        np.sqrt(np.sin(x) * np.cos(x) + x)
+    return time.perf_counter() - t0
+
+
+def task_ceiling(store_dir, args) -> dict:
+    """What the machine gives two processes: the same numpy loop in 1 and in 2 processes."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    n = 4000
+    one = min(_numpy_loop(n) for _ in range(2))
+    with ProcessPoolExecutor(2) as pool:
+        list(pool.map(_numpy_loop, [10, 10]))  # start both processes first
+        t0 = time.perf_counter()
+        list(pool.map(_numpy_loop, [n, n]))
+        two = time.perf_counter() - t0
+    return {"one_process_seconds": one, "two_processes_seconds": two,
+            "speedup": 2 * one / two}
+
+
+TASKS = {"gammapy": task_gammapy, "astropy": task_astropy, "xbkg": task_xbkg, "graph": task_graph,
+         "ceiling": task_ceiling}
 
 # --------------------------------------------------------------------------------------------
 # the driver: one child process per measurement, process-tree memory sampled from here
@@ -319,6 +346,10 @@ def report(res: dict, args) -> str:
     one, two = res["xbkg 3D ALTAZ 1 worker"], res["xbkg 3D ALTAZ 2 workers"]
     alt = res["xbkg 3D ALTAZ"]
     astro_rate = a["events"] / a["seconds"]
+    ceiling = ""
+    if "ceiling" in res:  # what this machine gives a second process
+        ceiling = (" For scale: the same numpy loop (sin, cos, sqrt of 50,000 values) run by 2 "
+                   f"processes at once is {res['ceiling']['speedup']:.2f}x one process here.")
     lines += [
         "",
         f"* Per-event astropy Alt/Az FoV coordinates: {astro_rate:,.0f} events/s "
@@ -340,7 +371,7 @@ def report(res: dict, args) -> str:
         f"turn; CPU time {one['cpu_seconds']:.0f} s "
         f"and {two['cpu_seconds']:.0f} s; other jobs used {one['other_jobs_cores']:.1f} and "
         f"{two['other_jobs_cores']:.1f} cores meanwhile; cluster start-up, not timed: "
-        f"{two['cluster_startup_seconds']:.1f} s).",
+        f"{two['cluster_startup_seconds']:.1f} s).{ceiling}",
         f"* Not timed above: the once-per-process warm-up of the one-core builds (imports, "
         f"astropy's Earth orientation table; `xbkg.parallel.warm_up`): "
         f"{alt.get('warm_up_seconds', float('nan')):.1f} s before the 3D ALTAZ build; with "
@@ -427,6 +458,7 @@ def main(argv=None) -> int:
         "xbkg 3D ALTAZ 1 worker": ("xbkg", ["--kind", "3d", "--align", "altaz", "--workers", "1"]),
         "xbkg 3D ALTAZ 2 workers": ("xbkg", ["--kind", "3d", "--align", "altaz", "--workers", "2"]),
         "graph": ("graph", []),
+        "ceiling": ("ceiling", []),
     }
     only = set(args.only.split(",")) if args.only else set(plan)
     results = {}

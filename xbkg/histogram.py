@@ -38,7 +38,7 @@ class Binning:
         return (self.energy_edges.size - 1,) + tuple(self.fov_edges[d].size - 1 for d in self.fov_dims)
 
 
-#: Cells of a bin-index lookup table (int16 entries: 128 kB, cache-resident).
+#: Most cells of a bin-index lookup table (intp entries: at most 512 kB, in the L2 cache).
 _CELLS_MAX = 1 << 16
 #: Fewest cells the narrowest bin must span for the table to be used.
 _CELLS_PER_BIN_MIN = 8
@@ -152,7 +152,7 @@ def _flat_counts(indices: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarra
     """Counts of events with per-axis bin indices, :data:`_OUTSIDE` marking dropped events.
 
     The row-major flat index of an event with any index :data:`_OUTSIDE` is at least the
-    cube size (no int64 overflow for cubes below 2**32 bins), so one ``minimum`` sends every
+    cube size (no int64 overflow for cubes below 2**31 bins), so one ``minimum`` sends every
     dropped event to the extra bin that is cut off.
     """
     size = math.prod(shape)
