@@ -68,7 +68,7 @@ def _add_run(p: argparse.ArgumentParser) -> None:
                    "(default: threads)")
     g.add_argument("--workers", metavar="N", type=int, default=None,
                    help="start a local dask cluster of N worker processes and run on it "
-                   "(instead of --scheduler)")
+                   "(instead of --scheduler; the way to use several cores)")
     g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show a progress bar (default: when stderr is a terminal)")
     g.add_argument("--overwrite", action="store_true", help="replace a non-empty OUTDIR")
