@@ -24,13 +24,15 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np
 
 
-def gammapy_loop(store_dir, e_edges, o_edges):
-    """The seed notebook's estimator, on gammapy 2.x."""
-    import astropy.units as u
+def gammapy_loop(store_dir, e_edges, o_edges, obs_ids=None):
+    """The seed notebook's estimator on gammapy 2.x: ``(counts, exposure, n_events, n_runs)``.
+
+    ``obs_ids``: the runs to use (default: every run of the store).
+    """
     from gammapy.data import DataStore
 
     ds = DataStore.from_dir(store_dir)
-    observations = ds.get_observations(required_irf=[])
+    observations = ds.get_observations(obs_ids, required_irf=[])
     counts = np.zeros((e_edges.size - 1, o_edges.size - 1))
     exposure = np.zeros_like(counts)
     de = np.diff(e_edges) * 1e6
@@ -42,7 +44,20 @@ def gammapy_loop(store_dir, e_edges, o_edges):
         counts += np.histogram2d(events.energy.to_value("TeV"), offset, bins=(e_edges, o_edges))[0]
         exposure += obs.observation_time_duration.to_value("s") * de[:, None] * sa[None, :]
         n_events += len(events.table)
-    return counts, n_events, u
+    return counts, exposure, n_events, len(observations)
+
+
+def simulated_store(path, prefix: str, n_runs: int, events_per_run, **kwargs) -> Path:
+    """``path`` (or a new temporary folder named ``prefix...``), simulated unless it already
+    holds a store: :func:`xbkg.simulate.simulate_store` with these runs, events and options."""
+    from xbkg.simulate import simulate_store
+
+    workdir = Path(path or tempfile.mkdtemp(prefix=prefix))
+    if not (workdir / "obs-index.fits.gz").exists():
+        t, _ = timed(simulate_store, workdir, n_runs=n_runs, events_per_run=events_per_run,
+                     seed=1, overwrite=True, n_jobs=os.cpu_count() or 1, **kwargs)
+        print(f"simulated {n_runs} runs in {t:.1f} s")
+    return workdir
 
 
 def timed(func, *args, repeat=1, **kwargs):
@@ -63,20 +78,15 @@ def main():
     args = parser.parse_args()
 
     import xbkg
-    from xbkg.simulate import simulate_store
 
-    workdir = Path(args.store or tempfile.mkdtemp(prefix="xbkg-bench-"))
-    if not (workdir / "obs-index.fits.gz").exists():
-        t, _ = timed(simulate_store, workdir, n_runs=args.runs, events_per_run=args.events,
-                     seed=1, overwrite=True, n_jobs=os.cpu_count() or 1)
-        print(f"simulated {args.runs} runs in {t:.1f} s")
+    workdir = simulated_store(args.store, "xbkg-bench-", args.runs, args.events)
     store = xbkg.open_datastore(workdir)
     n_events = int(store["EVENT_COUNT"].sum())
     e_edges = np.geomspace(0.1, 100, 21)
     o_edges = np.linspace(0, 2.5, 11)
 
     rows = []
-    t_ref, (ref_counts, n_ref, _) = timed(gammapy_loop, workdir, e_edges, o_edges)
+    t_ref, (ref_counts, _, n_ref, _) = timed(gammapy_loop, workdir, e_edges, o_edges)
     assert n_ref == n_events
     rows.append(("gammapy loop (seed notebook), 2D", "1 core", t_ref))
     configs = [("2d", "radec"), ("3d", "radec"), ("3d", "altaz")]

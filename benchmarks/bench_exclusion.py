@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import numpy as np
-from bench_build import timed  # benchmarks/ is on sys.path when run as a script
+from bench_build import simulated_store, timed  # benchmarks/ is on sys.path as a script
 
 SOURCES = [dict(ra=150.0, dec=-25.0, counts=3000, sigma=0.08, name="A"),
            dict(ra=150.66, dec=-25.0, counts=3000, sigma=0.08, name="B"),
@@ -74,13 +72,9 @@ def main():
 
     import xbkg
     from xbkg.make import make_binning
-    from xbkg.simulate import simulate_store
 
-    workdir = Path(args.store or tempfile.mkdtemp(prefix="xbkg-bench-excl-"))
-    if not (workdir / "obs-index.fits.gz").exists():
-        t, _ = timed(simulate_store, workdir, n_runs=args.runs, events_per_run=args.events,
-                     seed=1, sources=SOURCES, overwrite=True, n_jobs=os.cpu_count() or 1)
-        print(f"simulated {args.runs} runs in {t:.1f} s")
+    workdir = simulated_store(args.store, "xbkg-bench-excl-", args.runs, args.events,
+                              sources=SOURCES)
     store = xbkg.open_datastore(workdir)
     n_events = int(store["EVENT_COUNT"].sum())
     binning = make_binning("3d", "altaz")

@@ -62,27 +62,18 @@ def _edges():
 def task_gammapy(store_dir, args) -> dict:
     """The seed notebook's estimator on gammapy 2.x (one core)."""
     import numpy as np
+    from bench_build import gammapy_loop  # benchmarks/ is on sys.path as a script
     from gammapy.data import DataStore
 
     e_edges, o_edges = _edges()
+    obs_ids = None  # every run
+    if args.reference_runs:
+        obs_ids = DataStore.from_dir(store_dir).obs_table["OBS_ID"].tolist()[:args.reference_runs]
     t0 = time.perf_counter()
-    ds = DataStore.from_dir(store_dir)
-    obs_ids = ds.obs_table["OBS_ID"].tolist()[: args.reference_runs or None]
-    observations = ds.get_observations(obs_ids, required_irf=[])
-    counts = np.zeros((e_edges.size - 1, o_edges.size - 1))
-    exposure = np.zeros_like(counts)
-    de = np.diff(e_edges) * 1e6
-    sa = 2 * np.pi * (np.cos(np.radians(o_edges[:-1])) - np.cos(np.radians(o_edges[1:])))
-    n_events = 0
-    for obs in observations:
-        events = obs.events
-        offset = events.radec.separation(obs.pointing.fixed_icrs).to_value("deg")
-        counts += np.histogram2d(events.energy.to_value("TeV"), offset, bins=(e_edges, o_edges))[0]
-        exposure += obs.observation_time_duration.to_value("s") * de[:, None] * sa[None, :]
-        n_events += len(events.table)
+    counts, _, n_events, n_runs = gammapy_loop(store_dir, e_edges, o_edges, obs_ids)
     seconds = time.perf_counter() - t0
     np.save(Path(args.scratch) / "gammapy_counts.npy", counts)
-    return {"seconds": seconds, "events": n_events, "runs": len(obs_ids)}
+    return {"seconds": seconds, "events": n_events, "runs": n_runs}
 
 
 def task_astropy(store_dir, args) -> dict:

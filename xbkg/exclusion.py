@@ -674,7 +674,7 @@ def apply_exclusion(columns: dict, info: dict, binning, gti=None):
     The per-run hook of :func:`xbkg.reduce.run_cubes`: ``info["exclusion"]`` (set by
     :func:`attach_exclusions`) holds the regions; runs without it are returned unchanged. For
     an ALTAZ binning the run's ALTAZ constants are stored in ``info["altaz_params"]``, where
-    :func:`xbkg.histogram.fov_coordinates` finds them (computed once per run).
+    :func:`xbkg.histogram.run_counts` finds them (computed once per run).
     """
     regions = info.get("exclusion")
     if not regions:

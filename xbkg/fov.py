@@ -407,12 +407,6 @@ def fov_to_radec(lon, lat, ra_pnt, dec_pnt):
 # ALTAZ: per-run constants
 
 
-def _rot_z(angle):
-    """Passive rotation about z by ``angle`` rad (astropy ``rotation_matrix`` convention)."""
-    c, s = math.cos(angle), math.sin(angle)
-    return np.array([[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]])
-
-
 def altaz_run_params(
     ra_pnt, dec_pnt, *, geolon, geolat, altitude, mjdrefi, mjdreff, timesys, tstart, tstop
 ):
@@ -528,8 +522,9 @@ def altaz_runs_params(ra_pnt, dec_pnt, *, geolon, geolat, altitude, mjdrefi, mjd
     return out
 
 
-def _rot_z_stack(angle):
-    """`_rot_z` of each angle: shape ``angle.shape + (3, 3)``."""
+def _rot_z(angle):
+    """Passive rotations about z by ``angle`` rad (astropy ``rotation_matrix`` convention):
+    shape ``angle.shape + (3, 3)``."""
     c, s = np.cos(angle), np.sin(angle)
     zero, one = np.zeros_like(c), np.ones_like(c)
     return np.stack([np.stack([c, s, zero], -1), np.stack([-s, c, zero], -1),
@@ -552,7 +547,7 @@ def _runs_params(values: dict, scale: str, astroms, geos) -> np.ndarray:
     # 1. ICRS -> CIRS: bpn @ (M_ab @ G @ q + v): erfa ``ab`` before its normalisation (which
     #    directions do not need) is affine in q; G linearises ``ldsun`` near the pointing.
     g = _deflection_matrices(ra_p, dec_p, astrom["eh"], astrom["em"], erfa)
-    rel = _rot_z_stack(-np.radians(ra_p))  # unit vector relative to RA_PNT -> ICRS
+    rel = _rot_z(-np.radians(ra_p))  # unit vector relative to RA_PNT -> ICRS
     dec_r = np.radians(dec_p)
     pnt = rel @ np.stack([np.cos(dec_r), np.zeros_like(dec_r), np.sin(dec_r)], -1)[..., None]
 
@@ -562,7 +557,7 @@ def _runs_params(values: dict, scale: str, astroms, geos) -> np.ndarray:
         bpn = astroms[:, i]["bpn"]
         return bpn @ m_ab @ g, bpn @ v[..., None]
 
-    era0 = _rot_z_stack(astrom["eral"])  # CIRS -> rotated by the local ERA at t0
+    era0 = _rot_z(astrom["eral"])  # CIRS -> rotated by the local ERA at t0
     a, a_off = icrs_to_cirs(0)
     a, a_off = era0 @ a @ rel, era0 @ a_off
     # what is held at t0 drifts (aberration, precession-nutation): the pointing's rate,

@@ -21,10 +21,11 @@ LOCAL_SCHEDULERS = ("threads", "processes", "synchronous", "sync", "single-threa
 #: nanny, worker and the scheduler) took about 1 s of CPU per 2,000-run build from the cores
 #: the workers run on; at 1 s, 500 ms and 2 s a 2-worker build on 2 cores is about 8% faster
 #: (measured). Memory limits are then enforced within 1 s instead of 0.1 s.
+_MMAP_THRESHOLD, _TRIM_THRESHOLD = 2**25, 2**27  # bytes: 32 MB, 128 MB
 WORKER_CONFIG = {
     "distributed.worker.profile.enabled": False,
-    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": 2**27,
-    "distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_": 2**25,
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": _TRIM_THRESHOLD,
+    "distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_": _MMAP_THRESHOLD,
     "distributed.worker.memory.monitor-interval": "1s",
     "distributed.admin.tick.interval": "500ms",
     "distributed.admin.system-monitor.interval": "2s",
@@ -32,7 +33,7 @@ WORKER_CONFIG = {
 
 #: glibc ``mallopt`` settings :func:`tune_malloc` applies (the values of :data:`WORKER_CONFIG`):
 #: ``M_MMAP_THRESHOLD`` (-3) 32 MB, ``M_TRIM_THRESHOLD`` (-1) 128 MB.
-MALLOC_SETTINGS = ((-3, 2**25), (-1, 2**27))
+MALLOC_SETTINGS = ((-3, _MMAP_THRESHOLD), (-1, _TRIM_THRESHOLD))
 _malloc_tuned = False
 
 
@@ -63,10 +64,9 @@ def tune_malloc() -> bool:
 
 def warm_up() -> None:
     """Do the one-time work of a process's first build: imports (dask imports distributed at
-    its first compute) and astropy's Earth orientation table (about 2 s in all). :func:`local_cluster` runs it on its workers as they
-    start, so that the first tasks do not stall."""
-    import numpy as np
-
+    its first compute), astropy's Earth orientation table (about 2 s in all) and
+    :func:`tune_malloc`. :func:`local_cluster` runs it on its workers as they start, so that
+    the first tasks do not stall."""
     from . import fov, reduce  # noqa: F401
 
     with contextlib.suppress(ImportError):  # dask imports it at the first compute
@@ -76,7 +76,6 @@ def warm_up() -> None:
                          mjdrefi=51910, mjdreff=7.4287e-4, timesys="TT", tstart=1e8,
                          tstop=1e8 + 1.0)
     tune_malloc()
-    np.zeros(1)
 
 
 @contextlib.contextmanager
