@@ -15,13 +15,13 @@ def _raise_on_compute(dsk, keys, **kwargs):
     raise AssertionError("something was computed")
 
 
-def _index_only_store(path, n_runs=500):
+def _index_only_store(path, n_runs=500, events_per_run=1000):
     """A store whose event files do not exist: any read fails, so laziness is checked."""
     path.mkdir()
     ids = np.arange(1, n_runs + 1)
     obs = Table({"OBS_ID": ids, "RA_PNT": np.full(n_runs, 83.6), "DEC_PNT": np.full(n_runs, 22.0),
                  "ZEN_PNT": np.linspace(5, 55, n_runs), "ONTIME": np.full(n_runs, 1680.0),
-                 "EVENT_COUNT": np.full(n_runs, 1000), "TARGET_NAME": ["Off data"] * n_runs})
+                 "EVENT_COUNT": np.full(n_runs, events_per_run), "TARGET_NAME": ["Off data"] * n_runs})
     obs.meta.update({"EXTNAME": "OBS_INDEX", "MJDREFI": 51910, "MJDREFF": 7.428703703703703e-4,
                      "TIMESYS": "TT", "GEOLON": 16.5, "GEOLAT": -23.27, "ALTITUDE": 1835.0})
     obs["RA_PNT"].unit = obs["DEC_PNT"].unit = obs["ZEN_PNT"].unit = "deg"

@@ -13,7 +13,7 @@ from xbkg.exposure import box_solid_angle
 from xbkg.grouping import zenith_groups
 from xbkg.make import make_binning
 from xbkg.parallel import graph_size, local_cluster
-from xbkg.reduce import TIME_QUANTUM, group_cubes, quantize_time
+from xbkg.reduce import EVENTS_PER_TASK, TIME_QUANTUM, group_cubes, leaf_sizes, quantize_time
 from xbkg.simulate import simulate_store
 
 from test_make import _index_only_store  # a store whose event files do not exist
@@ -115,19 +115,36 @@ def test_model_does_not_depend_on_run_order_or_split_every(store_dir):
 
 
 def test_graph_size_grows_linearly_with_runs(tmp_path):
-    sizes = {}
-    for n in (100, 400, 1600):
-        store = xbkg.open_datastore(_index_only_store(tmp_path / f"s{n}", n))
-        model = xbkg.make_model(store, kind="3d", fov_alignment="altaz", compute_now=False,
-                                zenith_edges=[0, 30, 60])
-        sizes[n] = graph_size(model["counts"].data, model["exposure"].data)
-    # leaves of 8 runs, then nodes of 8 partial sums (1/7 task per run), ALTAZ constants for
-    # 8 leaves (1/64 task per run), plus a few tasks per group
-    slope_small = (sizes[400] - sizes[100]) / 300
-    slope_large = (sizes[1600] - sizes[400]) / 1200
-    assert slope_large == pytest.approx(slope_small, rel=0.05), sizes
-    assert slope_large == pytest.approx(1 / 7 + 1 / 64, rel=0.1), sizes
-    assert sizes[1600] < 0.2 * 1600
+    def slopes(**config):
+        sizes = {}
+        for n in (200, 800, 3200):
+            path = tmp_path / f"s{n}"
+            if not path.exists():
+                _index_only_store(path, n, events_per_run=50_000)
+            with dask.config.set(**config):
+                model = xbkg.make_model(xbkg.open_datastore(path), kind="3d", compute_now=False,
+                                        fov_alignment="altaz", zenith_edges=[0, 30, 60])
+            sizes[n] = graph_size(model["counts"].data, model["exposure"].data)
+        return (sizes[800] - sizes[200]) / 600, (sizes[3200] - sizes[800]) / 2400, sizes
+
+    # default: leaves of EVENTS_PER_TASK events (30 runs of 50,000), then nodes of 8 partial
+    # sums (8/7 task per leaf), plus a few tasks per group
+    small, large, sizes = slopes()
+    assert large == pytest.approx(small, rel=0.1), sizes
+    assert large == pytest.approx(8 / 7 * 50_000 / EVENTS_PER_TASK, rel=0.1), sizes
+    assert sizes[3200] < 0.05 * 3200
+    # dask's split_every setting: leaves of that many runs and nodes of as many partial sums
+    small, large, sizes = slopes(split_every=8)
+    assert large == pytest.approx(small, rel=0.05), sizes
+    assert large == pytest.approx(1 / 7, rel=0.05), sizes
+
+
+def test_leaves_hold_runs_by_events():
+    runs = [{"event_count": c} for c in (1_000_000, 400_000, 200_000, 3_000_000, None, 10)]
+    assert leaf_sizes(runs) == [3, 1, 2]
+    assert leaf_sizes(runs, runs_per_task=4) == [4, 2]
+    assert leaf_sizes([{"event_count": 0}] * 600) == [256, 256, 88]
+    assert sum(leaf_sizes([{"event_count": 7_000}] * 1000, events_per_task=100_000)) == 1000
 
 
 def test_partial_sums_are_released_as_the_tree_goes(prepared):

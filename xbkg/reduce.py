@@ -27,8 +27,8 @@ from .histogram import Binning, run_counts
 from .parallel import tune_malloc
 from .validate import validate_run_events
 
-__all__ = ["ON_ERROR", "TIME_QUANTUM", "quantize_time", "exposure_scale", "run_energy_mask",
-           "with_altaz_params", "run_cubes", "group_cubes"]
+__all__ = ["ON_ERROR", "TIME_QUANTUM", "EVENTS_PER_TASK", "quantize_time", "exposure_scale",
+           "run_energy_mask", "with_altaz_params", "run_cubes", "leaf_sizes", "group_cubes"]
 
 ON_ERROR = ("raise", "skip")
 
@@ -167,8 +167,45 @@ def _errors(totals: list, n_runs: int) -> list:
     return out
 
 
-#: Leaf tasks served by one task computing the runs' ALTAZ constants (x split_every runs).
-_LEAVES_PER_ALTAZ_TASK = 8
+#: Events a leaf task reads when the runs' EVENT_COUNT is known (runs are packed in order until
+#: their counts reach it): about 0.3 s of one core for a 3D ALTAZ build, long enough that a
+#: distributed scheduler's cost per task (a few ms on the scheduler, messages and a transfer
+#: on the workers) stays small, short enough that workers finish together.
+EVENTS_PER_TASK = 1_500_000
+#: Runs per leaf task at most (stores of tiny runs), and when event counts are unknown.
+MAX_RUNS_PER_TASK, RUNS_PER_TASK_UNKNOWN = 256, 8
+
+
+def leaf_sizes(infos: list, runs_per_task: int | None = None,
+               events_per_task: int = EVENTS_PER_TASK) -> list[int]:
+    """Numbers of consecutive runs the leaf tasks read (summing to ``len(infos)``).
+
+    ``runs_per_task`` given: that many runs each. Otherwise runs are packed in order until
+    their ``event_count`` reaches ``events_per_task`` (at most :data:`MAX_RUNS_PER_TASK`
+    runs); a run without a known count weighs ``events_per_task /``
+    :data:`RUNS_PER_TASK_UNKNOWN`.
+
+    >>> leaf_sizes([{"event_count": 600_000}] * 5)
+    [3, 2]
+    >>> leaf_sizes([{"event_count": None}] * 10)
+    [8, 2]
+    """
+    n = len(infos)
+    if runs_per_task is not None:
+        step = max(1, int(runs_per_task))
+        return [min(step, n - i) for i in range(0, n, step)]
+    unknown = events_per_task / RUNS_PER_TASK_UNKNOWN
+    sizes, events, runs = [], 0.0, 0
+    for info in infos:
+        count = info.get("event_count")
+        events += unknown if count is None else count
+        runs += 1
+        if events >= events_per_task or runs == MAX_RUNS_PER_TASK:
+            sizes.append(runs)
+            events, runs = 0.0, 0
+    if runs:
+        sizes.append(runs)
+    return sizes
 
 
 def _altaz_params_list(infos: list) -> list:
@@ -180,52 +217,46 @@ def _altaz_params_list(infos: list) -> list:
 
 
 def _run_batch(infos: list, indices: list, binning: Binning, solid_angle: np.ndarray,
-               on_error: str, altaz_params=None, offset: int = 0) -> dict:
+               on_error: str) -> dict:
     """Summed cubes and errors of a few runs read one after the other (a leaf task).
 
-    ``altaz_params[offset + k]``, when given and not None, are the ALTAZ constants of run k.
-    Tunes this process's malloc first (:func:`xbkg.parallel.tune_malloc`).
+    For a 3D ALTAZ binning the runs' ALTAZ constants are computed first, all in one call
+    (:func:`with_altaz_params`). Tunes this process's malloc first
+    (:func:`xbkg.parallel.tune_malloc`).
     """
     tune_malloc()
+    params = [None] * len(infos)
+    if binning.kind == "3d" and binning.fov_alignment == "ALTAZ":
+        params = _altaz_params_list(infos)
     total = None
-    for k, (info, i) in enumerate(zip(infos, indices)):
-        if altaz_params is not None and altaz_params[offset + k] is not None:
-            info = dict(info, altaz_params=altaz_params[offset + k])
+    for info, i, p in zip(infos, indices, params):
+        if p is not None:
+            info = dict(info, altaz_params=p)
         part = run_cubes(info, binning, solid_angle, on_error)
         part = _combine([part], [i])
         total = part if total is None else _combine([total, part])
     return total
 
 
-def _tree(dsk: dict, name: str, infos: list, indices: list, split_every: int, run_args: tuple,
-          altaz: bool = False):
-    """Add to ``dsk`` the tasks reducing these runs: leaves of ``split_every`` runs, then
-    nodes of ``split_every`` partial sums; returns the root key. With ``altaz``, one task
-    per :data:`_LEAVES_PER_ALTAZ_TASK` leaves computes their runs' ALTAZ constants."""
-    level, keys = 0, list(infos)
-    span = _LEAVES_PER_ALTAZ_TASK * split_every
-    while True:
-        groups = [keys[i:i + split_every] for i in range(0, len(keys), split_every)]
+def _tree(dsk: dict, name: str, infos: list, indices: list, sizes: list, split_every: int,
+          run_args: tuple):
+    """Add to ``dsk`` the tasks reducing these runs: leaves reading ``sizes`` runs each, then
+    nodes of ``split_every`` partial sums; returns the root key."""
+    keys, start = [], 0
+    for j, size in enumerate(sizes):
+        key = (f"{name}-0", j)
+        dsk[key] = (_run_batch, infos[start:start + size], indices[start:start + size], *run_args)
+        keys.append(key)
+        start += size
+    level = 1
+    while len(keys) > 1:
         new = []
-        for j, children in enumerate(groups):
-            key = (f"{name}-{level}", j)
-            if level == 0:
-                extra = ()
-                if altaz:
-                    chunk = j // _LEAVES_PER_ALTAZ_TASK
-                    params_key = (f"{name}-altaz", chunk)
-                    if params_key not in dsk:
-                        runs = infos[chunk * span:(chunk + 1) * span]
-                        dsk[params_key] = (_altaz_params_list, runs)
-                    extra = (params_key, (j % _LEAVES_PER_ALTAZ_TASK) * split_every)
-                dsk[key] = (_run_batch, children, indices[j * split_every:(j + 1) * split_every],
-                            *run_args, *extra)
-            else:
-                dsk[key] = (_combine, children)
+        for j in range(0, len(keys), split_every):
+            key = (f"{name}-{level}", j // split_every)
+            dsk[key] = (_combine, keys[j:j + split_every])
             new.append(key)
-        if len(new) == 1:
-            return new[0]
         level, keys = level + 1, new
+    return keys[0]
 
 
 def group_cubes(runs: list[dict], groups: np.ndarray, n_groups: int, binning: Binning,
@@ -233,15 +264,18 @@ def group_cubes(runs: list[dict], groups: np.ndarray, n_groups: int, binning: Bi
                 split_every: int | None = None):
     """Lazy per-group cubes and per-run errors.
 
-    The graph is written directly, per group: leaf tasks that each read ``split_every`` runs
-    one after the other (default: dask's ``split_every`` setting, else 8) and sum their
-    counts, exposure times and error messages, then a tree of tasks each summing
-    ``split_every`` partial sums. A task holds one run's events at a time; about
-    ``1 / (split_every - 1)`` tasks per run, so scheduling costs little (on a distributed
-    cluster, a few ms per task). For ALTAZ, tasks computing the runs' constants for groups of
-    leaves (:func:`with_altaz_params`, one astropy call each) come first. Building the graph
-    computes nothing and costs microseconds per run. The sums are exact, so the result does
-    not depend on ``split_every`` or the order of the runs (module docstring).
+    The graph is written directly, per group: leaf tasks that each read a few runs one after
+    the other and sum their counts, exposure times and error messages, then a tree of tasks
+    each summing ``split_every`` partial sums. By default (``split_every`` None and no dask
+    ``split_every`` setting) a leaf reads runs until :data:`EVENTS_PER_TASK` events by the obs
+    index's EVENT_COUNT (:func:`leaf_sizes`; 8 runs when the counts are unknown) and the tree
+    sums 8 at a time; a ``split_every`` (argument or dask setting) sets both the runs per leaf
+    and the tree's fan-in. A task holds one run's events at a time, and stores of thousands of
+    runs make tens to hundreds of tasks, so scheduling costs little (on a distributed cluster,
+    a few ms per task). For ALTAZ, each leaf first computes its runs' constants in one astropy
+    call (:func:`with_altaz_params`). Building the graph computes nothing and costs
+    microseconds per run. The sums are exact, so the result does not depend on the task
+    sizes or the order of the runs (module docstring).
 
     Returns
     -------
@@ -254,10 +288,12 @@ def group_cubes(runs: list[dict], groups: np.ndarray, n_groups: int, binning: Bi
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
     if split_every is None:
-        split_every = dask.config.get("split_every", None) or 8
-    altaz = binning.kind == "3d" and binning.fov_alignment == "ALTAZ"
+        split_every = dask.config.get("split_every", None)
+    runs_per_task = split_every
+    split_every = max(2, int(split_every or 8))
     shape = binning.shape
     token = dask.base.tokenize(binning, solid_angle, on_error, [r["obs_id"] for r in runs], groups,
+                               [r["events_file"] for r in runs], runs_per_task,
                                # per-run options that change a run's cubes: their own keys
                                [r.get("e_threshold") for r in runs],
                                [(i, r["exclusion"]) for i, r in enumerate(runs) if "exclusion" in r])
@@ -269,9 +305,10 @@ def group_cubes(runs: list[dict], groups: np.ndarray, n_groups: int, binning: Bi
     for g in list(range(n_groups)) + [-1]:  # -1: runs in no group, for their errors only
         members = np.flatnonzero(groups == g) if g >= 0 else \
             np.flatnonzero((groups < 0) | (groups >= n_groups))
-        roots.append(_tree(dsk, f"xbkg-group{g}-{token}", [runs[i] for i in members],
-                           members.tolist(), split_every, (binning_key, solid_key, on_error),
-                           altaz)
+        infos = [runs[i] for i in members]
+        roots.append(_tree(dsk, f"xbkg-group{g}-{token}", infos, members.tolist(),
+                           leaf_sizes(infos, runs_per_task), split_every,
+                           (binning_key, solid_key, on_error))
                      if members.size else None)
     zeros = (0,) * len(shape)
     arrays = {}
