@@ -12,7 +12,7 @@ import xbkg  # noqa: E402
 from xbkg import validation_plots as vp  # noqa: E402
 from xbkg.cli import main  # noqa: E402
 from xbkg.compare import (compare_models, comparison_summary, load_model_set,  # noqa: E402
-                          rate_on_grid, same_binning)
+                          rate_consistency, rate_on_grid, same_binning)
 from xbkg.io.reports import comparison_table, write_comparison  # noqa: E402
 from xbkg.simulate import simulate_store  # noqa: E402
 
@@ -149,11 +149,69 @@ def test_write_comparison_and_cli(store, models, tmp_path, capsys):
     assert code == 0
     printed = capsys.readouterr().out
     assert "two / three per zenith group" in printed and "RATIO_INTEGRAL" in printed
+    assert "no Poisson consistency test: rate_consistency needs models of the same" in printed
     assert (tmp_path / "c" / "compare_summary.ecsv").exists()
     assert not list((tmp_path / "c").glob("*.png"))
     assert main(["compare", str(tmp_path / "a.nc"), str(tmp_path / "nope"),
                  str(tmp_path / "d")]) == 2
     assert "no such model file" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def twin_models(tmp_path_factory):
+    """2D models of the two halves of a store whose runs share one rate (zenith 20-21 deg), and
+    of all its runs."""
+    store = simulate_store(tmp_path_factory.mktemp("twins") / "store", n_runs=16,
+                           events_per_run=20000, seed=3, zenith_range=(20, 21))
+    kw = dict(kind="2d", selection="all", zenith_edges=[0, 60], energy_edges="0.3:30:8",
+              offset_edges="0:2.5:5", offset_max=2.5)
+    ids = xbkg.open_datastore(store).obs_id.values
+    return (xbkg.make_model(store, obs_ids=ids[0::2], **kw),
+            xbkg.make_model(store, obs_ids=ids[1::2], **kw), xbkg.make_model(store, **kw))
+
+
+def test_rate_consistency_of_runs_with_the_same_rate(twin_models, tmp_path, capsys):
+    a, b, both = twin_models
+    c = rate_consistency(a, b)
+    assert c.attrs["ndf"] >= 30 and c.attrs["shape_ndf"] >= 20
+    assert 0.5 < c.attrs["chi2_ndf"] < 1.6 and 0.5 < c.attrs["shape_chi2_ndf"] < 1.6
+    assert np.nanmax(np.abs(c["z"].values)) < 4.5
+    assert np.nanmedian(c["norm"].values) == pytest.approx(1.0, abs=0.05)
+    # nested: all runs against the first half is the second half against the first
+    nested = rate_consistency(a, both, nested=True)
+    np.testing.assert_allclose(nested["z"].values, c["z"].values, rtol=1e-9, equal_nan=True)
+    assert nested.attrs["shape_chi2_ndf"] == pytest.approx(c.attrs["shape_chi2_ndf"], rel=1e-9)
+    xbkg.save_model(a, tmp_path / "a.nc")
+    xbkg.save_model(both, tmp_path / "all.nc")
+    assert main(["compare", str(tmp_path / "a.nc"), str(tmp_path / "all.nc"), str(tmp_path / "c"),
+                 "--nested", "--no-plots"]) == 0
+    printed = capsys.readouterr().out
+    assert (f"Poisson consistency (nested: B minus A vs A): chi2/ndf {c.attrs['chi2_ndf']:.3f} "
+            f"(ndf {c.attrs['ndf']})") in printed
+
+
+def test_rate_consistency_tells_a_different_rate_from_a_different_shape(twin_models):
+    a, b, _ = twin_models
+    brighter = b.assign(exposure=b["exposure"] / 1.3)  # the same counts in less time: rate x1.3
+    c = rate_consistency(a, brighter)
+    assert c.attrs["chi2_ndf"] > 3
+    assert np.nanmedian(c["norm"].values) == pytest.approx(1.3, abs=0.07)
+    assert c.attrs["shape_chi2_ndf"] == pytest.approx(rate_consistency(a, b).attrs["shape_chi2_ndf"],
+                                                      rel=0.1)
+    # a shape change: the outer half of the offsets 1.5x brighter
+    tilt = b["exposure"].copy()
+    tilt[..., 3:] = tilt[..., 3:] / 1.5
+    assert rate_consistency(a, b.assign(exposure=tilt)).attrs["shape_chi2_ndf"] > 3
+
+
+def test_rate_consistency_refuses_what_it_cannot_compare(twin_models, models):
+    a, b, both = twin_models
+    with pytest.raises(ValueError, match="same kind and energy and FoV edges"):
+        rate_consistency(a, models[0])
+    with pytest.raises(ValueError, match="no counts and no exposure"):
+        rate_consistency(a, b.drop_vars(["counts", "exposure"]))
+    with pytest.raises(ValueError, match="do not include a's"):
+        rate_consistency(both, a, nested=True)
 
 
 def test_public_names_are_exported():

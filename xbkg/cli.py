@@ -494,6 +494,9 @@ def _add_validate_parsers(sub) -> None:
     co.add_argument("--labels", nargs=2, metavar=("LABEL_A", "LABEL_B"), default=("A", "B"))
     co.add_argument("--overwrite", action="store_true", help="replace a non-empty OUTDIR")
     co.add_argument("--no-plots", action="store_true", help="do not write the PNG plots")
+    co.add_argument("--nested", action="store_true",
+                    help="B's runs include all of A's (e.g. all runs vs the off runs): the Poisson "
+                    "consistency test compares B minus A with A")
 
 
 def cmd_validate(args) -> int:
@@ -531,11 +534,11 @@ def cmd_validate(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .compare import compare_models, comparison_summary, load_model_set
+    from .compare import compare_models, comparison_summary, load_model_set, rate_consistency
     from .io.reports import comparison_table, write_comparison
 
-    comparison = compare_models(load_model_set(args.model_a), load_model_set(args.model_b),
-                                labels=args.labels)
+    model_a, model_b = load_model_set(args.model_a), load_model_set(args.model_b)
+    comparison = compare_models(model_a, model_b, labels=args.labels)
     out = write_comparison(comparison, args.outdir, overwrite=args.overwrite,
                            plots=not args.no_plots)
     table = comparison_table(comparison_summary(comparison))
@@ -544,6 +547,15 @@ def cmd_compare(args) -> int:
             table[name].info.format = ".4g"
     print(f"{args.labels[1]} / {args.labels[0]} per zenith group of {args.labels[0]}:")
     print("\n".join(table.pformat(max_lines=-1, max_width=-1)))
+    try:
+        c = rate_consistency(model_a, model_b, nested=args.nested)
+    except ValueError as exc:
+        print(f"no Poisson consistency test: {exc}")
+    else:
+        print(f"Poisson consistency{' (nested: B minus A vs A)' if args.nested else ''}: "
+              f"chi2/ndf {c.attrs['chi2_ndf']:.3f} (ndf {c.attrs['ndf']}); with a free "
+              f"normalisation per zenith group and energy {c.attrs['shape_chi2_ndf']:.3f} "
+              f"(ndf {c.attrs['shape_ndf']})")
     print(f"wrote {out}")
     return 0
 
