@@ -210,8 +210,43 @@ def test_rate_consistency_refuses_what_it_cannot_compare(twin_models, models):
         rate_consistency(a, models[0])
     with pytest.raises(ValueError, match="no counts and no exposure"):
         rate_consistency(a, b.drop_vars(["counts", "exposure"]))
-    with pytest.raises(ValueError, match="do not include a's"):
+    with pytest.raises(ValueError, match=r"lacks 8 of model a's runs \(obs_id .*, ...\): b's"):
         rate_consistency(both, a, nested=True)
+    with pytest.raises(ValueError, match="share 8 runs, so they are not independent; if b's"):
+        rate_consistency(a, both)
+    with pytest.raises(ValueError, match="min_expected must be > 0"):
+        rate_consistency(a, b, min_expected=0)
+    # without run lists, nesting is checked on the counts and exposure
+    anonymous = [m.drop_dims("obs_id") for m in (a, both)]
+    with pytest.raises(ValueError, match="fewer counts or less exposure than model a"):
+        rate_consistency(anonymous[1], anonymous[0], nested=True)
+
+
+def test_rate_consistency_without_enough_counts_says_so(twin_models):
+    a, b, _ = twin_models
+    c = rate_consistency(a, b, min_expected=1e9)
+    assert c.attrs["ndf"] == 0 and c.attrs["shape_ndf"] == 0
+    assert np.isnan(c.attrs["chi2_ndf"]) and np.isnan(c.attrs["shape_chi2_ndf"])
+    assert np.isnan(c["z"].values).all() and np.isnan(c["norm"].values).all()
+    # a slice where one model has no counts at all: no normalisation, no warning
+    empty = b.assign(counts=b["counts"].where(b["energy"] != b["energy"][2], 0))
+    e = rate_consistency(a, empty, min_expected=1e-3)
+    assert np.isnan(e["norm"].values[0, 2]) and np.isfinite(e["norm"].values[0, 0])
+
+
+def test_rate_consistency_needs_the_same_groups(twin_models, store):
+    a, b, _ = twin_models
+    kw = dict(kind="2d", selection="all", energy_edges="0.3:30:8", offset_edges="0:2.5:5",
+              offset_max=2.5)
+    by_az = xbkg.make_model(store, grouping={"by": {"AZ_PNT": [0, 180, 360]}}, **kw)
+    # the same zenith bounds and bounds values, grouped by another column
+    by_other = by_az.rename({"AZ_PNT_bounds": "MUONEFF_bounds"}).assign_attrs(group_by="MUONEFF")
+    with pytest.raises(ValueError, match="same groups"):
+        rate_consistency(by_az, by_other, nested=True)
+    plain = xbkg.make_model(store, zenith_edges=[0, 60], **kw)
+    with pytest.raises(ValueError, match="same groups"):
+        rate_consistency(plain, by_az)
+    assert rate_consistency(by_az, by_az, nested=True).attrs["ndf"] == 0  # nothing left in b
 
 
 def test_public_names_are_exported():

@@ -92,9 +92,15 @@ def _assert_same_model(a, b):
 
 
 @pytest.mark.parametrize("kind,align", [("2d", "altaz"), ("3d", "radec"), ("3d", "altaz")])
-def test_distributed_equals_threads(store_dir, cluster, kind, align):
+def test_distributed_equals_threads(store_dir, cluster, kind, align, monkeypatch):
     kw = dict(kind=kind, fov_alignment=align, zenith_edges=ZENITH_EDGES, energy_threshold="safe")
-    threads = xbkg.make_model(store_dir, scheduler="threads", **kw)
+    threads = xbkg.make_model(store_dir, scheduler="threads", **kw)  # one leaf task per group
+    # leaves of 1-3 runs (by their EVENT_COUNT): partial sums travel between the workers
+    monkeypatch.setattr(xbkg.reduce, "EVENTS_PER_TASK", 2000)
+    lazy = xbkg.make_model(store_dir, compute_now=False, **kw)
+    leaves = [k for k in lazy["counts"].data.__dask_graph__() if isinstance(k, tuple)
+              and str(k[0]).startswith("xbkg-group") and str(k[0]).endswith("-0")]
+    assert len(leaves) >= N_RUNS // 3
     dist = xbkg.make_model(store_dir, scheduler=cluster, **kw)
     assert len(cluster.scheduler_info()["workers"]) == 2
     assert int(dist["counts"].sum()) > 5000

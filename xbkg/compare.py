@@ -244,34 +244,65 @@ def _counts_exposure(model: xr.Dataset, dims) -> tuple[np.ndarray, np.ndarray]:
             np.asarray(model["exposure"].transpose(*dims).values, dtype=float))
 
 
+def _group_bounds(model: xr.Dataset) -> dict:
+    """The groups' bounds (``zenith_bounds`` and any ``<COLUMN>_bounds`` on ``zenith_group``)."""
+    return {name: np.asarray(var.values) for name, var in model.coords.items()
+            if name.endswith("_bounds") and var.dims and var.dims[0] == "zenith_group"}
+
+
+def _same_groups(a: xr.Dataset, b: xr.Dataset) -> bool:
+    ga, gb = _group_bounds(a), _group_bounds(b)
+    return (ga.keys() == gb.keys() and all(np.array_equal(ga[k], gb[k]) for k in ga)
+            and a.attrs.get("group_by", "") == b.attrs.get("group_by", ""))
+
+
+def _check_runs(a: xr.Dataset, b: xr.Dataset, nested: bool) -> None:
+    """The runs of the two models (``obs_id``, when both record them) suit the comparison."""
+    if "obs_id" not in a.dims or "obs_id" not in b.dims:
+        return
+    runs_a, runs_b = set(a["obs_id"].values.tolist()), set(b["obs_id"].values.tolist())
+    if nested and not runs_a <= runs_b:
+        missing = sorted(runs_a - runs_b)
+        raise ValueError(f"nested=True but model b lacks {len(missing)} of model a's runs "
+                         f"(obs_id {', '.join(map(str, missing[:5]))}"
+                         f"{', ...' if len(missing) > 5 else ''}): b's runs must include a's")
+    shared = runs_a & runs_b
+    if not nested and shared:
+        raise ValueError(f"the models share {len(shared)} runs, so they are not independent; "
+                         "if b's runs include all of a's, use nested=True (--nested)")
+
+
 def rate_consistency(a: xr.Dataset, b: xr.Dataset, *, nested: bool = False,
                      min_expected: float = 10.0) -> xr.Dataset:
     """Do two models agree within Poisson statistics? Bin by bin, from counts and exposure.
 
-    The models must have the same binning and zenith groups (as built by the same options
-    on different runs). For bins where both are expected to hold at least ``min_expected``
-    counts (at the pooled rate ``(n_a + n_b) / (x_a + x_b)``), the significance of the rate
-    difference is ``z = (n_b / x_b - n_a / x_a) / sqrt(r / x_a + r / x_b)`` with ``r`` the
-    pooled rate, standard normal when both models estimate the same rate.
+    The models must have the same binning and groups (as built with the same options from
+    different runs) and, when both record their runs (``obs_id``), no run in common. For
+    bins where both are expected to hold at least ``min_expected`` counts (at the pooled
+    rate ``r = (n_a + n_b) / (x_a + x_b)``), the significance of the rate difference is
+    ``z = (n_b / x_b - n_a / x_a) / sqrt(r / x_a + r / x_b)``, standard normal when both
+    models estimate the same rate.
 
     ``nested=True``: ``b``'s runs include all of ``a``'s (a model of all runs against one of
     the off runs): ``b``'s counts and exposure minus ``a``'s, i.e. the other runs alone, are
     compared with ``a``; the two models differ significantly exactly when those runs differ
-    from ``a``'s.
+    from ``a``'s. ``z`` and ``norm`` then describe those other runs against ``a``.
 
     "Shape": in every (zenith group, energy) slice with at least 2 compared bins, ``b`` may
     differ from ``a`` by a factor ``norm = sum(n_b) / sum(n_a / x_a * x_b)``; the residuals
     ``n_b / x_b - norm * n_a / x_a`` over their variance at the pooled rate under that
-    hypothesis give ``shape_chi2`` with one degree of freedom less per slice. This is the
-    comparison that holds when runs differ by an overall rate only (optical efficiency,
-    atmosphere), which a per-run normalisation in the analysis absorbs.
+    hypothesis give ``shape_chi2`` with one degree of freedom less per slice. It tests the FoV
+    shape of the rate in each energy bin: differences in the overall rate and in the energy
+    spectrum go undetected. A per-run normalisation in the analysis absorbs the former, not
+    the latter; look at ``norm`` across energies for the spectrum.
 
     Returns
     -------
     Dataset
-        ``z`` (A's dims, NaN outside the compared bins), ``norm`` (``zenith_group, energy``),
-        per group ``chi2``, ``ndf``, ``shape_chi2``, ``shape_ndf``, and attrs with the totals
-        ``chi2_ndf``, ``ndf``, ``shape_chi2_ndf``, ``shape_ndf``.
+        ``z`` (A's dims, NaN outside the compared bins), ``norm`` (``zenith_group, energy``,
+        NaN where not fitted), per group ``chi2``, ``ndf``, ``shape_chi2``, ``shape_ndf``, and
+        attrs with the totals ``chi2_ndf``, ``ndf``, ``shape_chi2_ndf``, ``shape_ndf`` (NaN
+        when no bin qualifies).
 
     Examples
     --------
@@ -289,8 +320,12 @@ def rate_consistency(a: xr.Dataset, b: xr.Dataset, *, nested: bool = False,
     if not same_binning(a, b):
         raise ValueError("rate_consistency needs models of the same kind and energy and FoV "
                          "edges; use compare_models to compare other binnings")
-    if not np.array_equal(a["zenith_bounds"].values, b["zenith_bounds"].values):
-        raise ValueError("rate_consistency needs models with the same zenith groups")
+    if not _same_groups(a, b):
+        raise ValueError("rate_consistency needs models with the same groups (zenith bounds and "
+                         "any other grouping columns)")
+    if not min_expected > 0:
+        raise ValueError(f"min_expected must be > 0, got {min_expected!r}")
+    _check_runs(a, b, nested)
     dims = ("zenith_group", "energy") + fov_dims(a.attrs["kind"])
     n_a, x_a = _counts_exposure(a, dims)
     n_b, x_b = _counts_exposure(b, dims)
@@ -301,37 +336,43 @@ def rate_consistency(a: xr.Dataset, b: xr.Dataset, *, nested: bool = False,
             raise ValueError("nested=True but model b has fewer counts or less exposure than "
                              "model a in some bins: b's runs do not include a's")
         x_b = np.maximum(x_b, 0.0)
+    n_groups, n_energy = n_a.shape[:2]
+    norm = np.full((n_groups, n_energy), np.nan)
+    shape_chi2 = np.zeros(n_groups)
+    shape_ndf = np.zeros(n_groups, dtype=np.int64)
     with np.errstate(invalid="ignore", divide="ignore"):
         pooled = (n_a + n_b) / (x_a + x_b)
         sel = (x_a > 0) & (x_b > 0) & (pooled * x_a >= min_expected) \
             & (pooled * x_b >= min_expected)
         z = np.where(sel, (n_b / x_b - n_a / x_a) / np.sqrt(pooled / x_a + pooled / x_b), np.nan)
-    n_groups, n_energy = n_a.shape[:2]
-    norm = np.full((n_groups, n_energy), np.nan)
-    shape_chi2 = np.zeros(n_groups)
-    shape_ndf = np.zeros(n_groups, dtype=np.int64)
-    for g in range(n_groups):
-        for e in range(n_energy):
-            m = sel[g, e]
-            if m.sum() < 2:
-                continue
-            na, xa, nb, xb = n_a[g, e][m], x_a[g, e][m], n_b[g, e][m], x_b[g, e][m]
-            k = nb.sum() / (na / xa * xb).sum()
-            rate = (na + nb / k) / (xa + xb)  # pooled rate of a if b = k * a
-            resid = nb / xb - k * na / xa
-            shape_chi2[g] += float(np.sum(resid ** 2 / (k * rate / xb + k ** 2 * rate / xa)))
-            shape_ndf[g] += int(m.sum()) - 1
-            norm[g, e] = k
+        for g in range(n_groups):
+            for e in range(n_energy):
+                m = sel[g, e]
+                if m.sum() < 2:
+                    continue
+                na, xa, nb, xb = n_a[g, e][m], x_a[g, e][m], n_b[g, e][m], x_b[g, e][m]
+                k = nb.sum() / (na / xa * xb).sum()
+                if not (np.isfinite(k) and k > 0):  # one side has no counts at all here
+                    continue
+                rate = (na + nb / k) / (xa + xb)  # pooled rate of a if b = k * a
+                resid = nb / xb - k * na / xa
+                shape_chi2[g] += float(np.sum(resid ** 2 / (k * rate / xb + k ** 2 * rate / xa)))
+                shape_ndf[g] += int(m.sum()) - 1
+                norm[g, e] = k
     fov_axes = tuple(range(1, z.ndim))
     chi2 = np.nansum(z ** 2, axis=fov_axes)
     ndf = sel.sum(axis=fov_axes)
-    total = {"chi2_ndf": float(chi2.sum() / max(ndf.sum(), 1)), "ndf": int(ndf.sum()),
-             "shape_chi2_ndf": float(shape_chi2.sum() / max(shape_ndf.sum(), 1)),
+    total = {"chi2_ndf": float(chi2.sum() / ndf.sum()) if ndf.sum() else np.nan,
+             "ndf": int(ndf.sum()),
+             "shape_chi2_ndf": float(shape_chi2.sum() / shape_ndf.sum()) if shape_ndf.sum()
+             else np.nan,
              "shape_ndf": int(shape_ndf.sum())}
+    what = "b without a's runs" if nested else "b"
     coords = {k: v for k, v in a.coords.items() if set(v.dims) <= set(dims) | {"bnds"}}
     return xr.Dataset(
-        {"z": (dims, z, {"long_name": "significance of the rate difference b - a"}),
-         "norm": (("zenith_group", "energy"), norm, {"long_name": "b / a normalisation"}),
+        {"z": (dims, z, {"long_name": f"significance of the rate difference ({what}) - a"}),
+         "norm": (("zenith_group", "energy"), norm,
+                  {"long_name": f"normalisation ({what}) / a"}),
          "chi2": ("zenith_group", chi2), "ndf": ("zenith_group", ndf.astype(np.int64)),
          "shape_chi2": ("zenith_group", shape_chi2), "shape_ndf": ("zenith_group", shape_ndf)},
         coords=coords, attrs={**total, "nested": int(nested), "min_expected": float(min_expected)})

@@ -177,16 +177,15 @@ def run_infos(store: xr.Dataset) -> list[dict]:
     They are what per-run tasks get, cheap to send to worker processes. Columns are converted
     once for all runs (no per-run xarray indexing); ``gti_file`` and ``gti_hdu`` are empty
     when the store has no GTI rows; ``event_count`` is the obs index's EVENT_COUNT (None when
-    absent), used only to size tasks.
+    unknown), used only to size tasks.
     """
     floats = {k: store[k].values.astype(float).tolist() for k in _INFO_FLOATS}
     texts = {k: store[k].values.astype(str).tolist() for k in _INFO_TEXT}
     texts.update({k: store[k].values.astype(str).tolist() if k in store else
                   [""] * store.sizes["obs_id"] for k in _INFO_OPTIONAL_TEXT})
     counts = [None] * store.sizes["obs_id"]
-    if "EVENT_COUNT" in store:
-        values = store["EVENT_COUNT"].values.astype(float)
-        counts = [int(v) if np.isfinite(v) and v >= 0 else None for v in values.tolist()]
+    if "event_count" in store:  # open_datastore's, -1 when the obs index has no EVENT_COUNT
+        counts = [int(v) if v >= 0 else None for v in store["event_count"].values.tolist()]
     out = []
     for i, obs_id in enumerate(store.obs_id.values.tolist()):
         info = {k: v[i] for k, v in floats.items()}

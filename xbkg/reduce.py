@@ -114,8 +114,8 @@ def with_altaz_params(runs: list[dict]) -> list[dict]:
     """Copies of ``runs`` with their ALTAZ constants (``altaz_params``) computed all at once.
 
     One astropy call per site and time scale (:func:`xbkg.fov.altaz_runs_params`, about 1 ms
-    per run instead of tens of ms in each run's task, and no Earth-orientation tables needed
-    by the workers); the vectors are those each task would compute. Runs with missing or
+    per run instead of tens of ms run by run); the vectors are those a run's own call would
+    give. Runs with missing or
     invalid values (filled from, or reported by, their task) are left to their task.
     """
     from . import fov
@@ -177,13 +177,13 @@ MAX_RUNS_PER_TASK, RUNS_PER_TASK_UNKNOWN = 256, 8
 
 
 def leaf_sizes(infos: list, runs_per_task: int | None = None,
-               events_per_task: int = EVENTS_PER_TASK) -> list[int]:
+               events_per_task: int | None = None) -> list[int]:
     """Numbers of consecutive runs the leaf tasks read (summing to ``len(infos)``).
 
     ``runs_per_task`` given: that many runs each. Otherwise runs are packed in order until
-    their ``event_count`` reaches ``events_per_task`` (at most :data:`MAX_RUNS_PER_TASK`
-    runs); a run without a known count weighs ``events_per_task /``
-    :data:`RUNS_PER_TASK_UNKNOWN`.
+    their ``event_count`` reaches ``events_per_task`` (default :data:`EVENTS_PER_TASK`; at
+    most :data:`MAX_RUNS_PER_TASK` runs); a run without a known count weighs
+    ``events_per_task /`` :data:`RUNS_PER_TASK_UNKNOWN`.
 
     >>> leaf_sizes([{"event_count": 600_000}] * 5)
     [3, 2]
@@ -192,8 +192,12 @@ def leaf_sizes(infos: list, runs_per_task: int | None = None,
     """
     n = len(infos)
     if runs_per_task is not None:
-        step = max(1, int(runs_per_task))
+        step = int(runs_per_task)
+        if step < 1:
+            raise ValueError(f"runs per task (split_every) must be >= 1, got {runs_per_task!r}")
         return [min(step, n - i) for i in range(0, n, step)]
+    if events_per_task is None:
+        events_per_task = EVENTS_PER_TASK
     unknown = events_per_task / RUNS_PER_TASK_UNKNOWN
     sizes, events, runs = [], 0.0, 0
     for info in infos:
@@ -270,9 +274,9 @@ def group_cubes(runs: list[dict], groups: np.ndarray, n_groups: int, binning: Bi
     ``split_every`` setting) a leaf reads runs until :data:`EVENTS_PER_TASK` events by the obs
     index's EVENT_COUNT (:func:`leaf_sizes`; 8 runs when the counts are unknown) and the tree
     sums 8 at a time; a ``split_every`` (argument or dask setting) sets both the runs per leaf
-    and the tree's fan-in. A task holds one run's events at a time, and stores of thousands of
-    runs make tens to hundreds of tasks, so scheduling costs little (on a distributed cluster,
-    a few ms per task). For ALTAZ, each leaf first computes its runs' constants in one astropy
+    and the tree's fan-in. A task holds one run's events at a time, and a store makes about
+    one task per 1.5 million events (one per run for bigger runs), so scheduling costs little
+    (on a distributed cluster, a few ms per task). For ALTAZ, each leaf first computes its runs' constants in one astropy
     call (:func:`with_altaz_params`). Building the graph computes nothing and costs
     microseconds per run. The sums are exact, so the result does not depend on the task
     sizes or the order of the runs (module docstring).
@@ -289,11 +293,15 @@ def group_cubes(runs: list[dict], groups: np.ndarray, n_groups: int, binning: Bi
         raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
     if split_every is None:
         split_every = dask.config.get("split_every", None)
+    if split_every is not None and (isinstance(split_every, bool) or int(split_every) < 1):
+        raise ValueError(f"split_every must be an integer >= 1, got {split_every!r}")
     runs_per_task = split_every
     split_every = max(2, int(split_every or 8))
     shape = binning.shape
     token = dask.base.tokenize(binning, solid_angle, on_error, [r["obs_id"] for r in runs], groups,
-                               [r["events_file"] for r in runs], runs_per_task,
+                               # what decides the runs each leaf reads: their keys
+                               [r["events_file"] for r in runs], runs_per_task, EVENTS_PER_TASK,
+                               [r.get("event_count") for r in runs],
                                # per-run options that change a run's cubes: their own keys
                                [r.get("e_threshold") for r in runs],
                                [(i, r["exclusion"]) for i, r in enumerate(runs) if "exclusion" in r])
