@@ -216,3 +216,36 @@ def test_dr1_all_runs_with_exclusions_match_off_runs(hess_dr1, kind, align):
     assert shape[0] < 1.3
     assert shape_plain > shape[0] + 0.5
     assert shape_halves[1] >= 100 and shape_halves[0] < 1.3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind,align", [("2d", "altaz"), ("3d", "radec"), ("3d", "altaz")])
+def test_dr1_grouped_by_muon_efficiency_all_runs_agree_like_off_runs(hess_dr1, kind, align):
+    """With groups in zenith x MUONEFF (the instrument state), the model of all runs with the
+    sources cut out differs from the off runs' model no more than the off runs differ among
+    themselves (same raw chi2/ndf as every second off run against the others)."""
+    kw = dict(kind=kind, fov_alignment=align, energy_edges=np.geomspace(0.5, 50, 9),
+              offset_edges=np.linspace(0, 2.0, 9), fov_edges=np.linspace(-2, 2, 9),
+              offset_max=2.0, energy_threshold="safe")
+    off = xbkg.make_model(hess_dr1, selection="off", zenith_edges=[0, 20, 30, 40, 55],
+                          grouping={"by": {"MUONEFF": [0.7, 0.95, 1.05, 1.3]}}, **kw)
+    everything = xbkg.make_model(hess_dr1, selection="all", exclusion=DR1_CIRCLES, grouping=off,
+                                 **kw)  # the off model's groups, reused
+    zenith_only = xbkg.make_model(hess_dr1, selection="all", exclusion=DR1_CIRCLES,
+                                  zenith_edges=[0, 20, 30, 40, 55], **kw)
+    off_zenith = xbkg.make_model(hess_dr1, selection="off", zenith_edges=[0, 20, 30, 40, 55], **kw)
+    ids = np.sort(off["obs_id"].values)
+    halves = [xbkg.make_model(hess_dr1, selection="off", obs_ids=ids[k::2], grouping=off, **kw)
+              for k in (0, 1)]
+    c = rate_consistency(off, everything, nested=True)
+    control = rate_consistency(*halves)
+    before = rate_consistency(off_zenith, zenith_only, nested=True)
+    print(f"DR1 {kind} {align}, zenith x MUONEFF groups: all runs with exclusions vs off runs "
+          f"raw chi2/ndf {c.attrs['chi2_ndf']:.2f} ({c.attrs['ndf']} bins; zenith groups only: "
+          f"{before.attrs['chi2_ndf']:.2f}), shape {c.attrs['shape_chi2_ndf']:.2f}; off runs half "
+          f"vs half raw {control.attrs['chi2_ndf']:.2f} ({control.attrs['ndf']} bins), shape "
+          f"{control.attrs['shape_chi2_ndf']:.2f}")
+    assert c.attrs["ndf"] >= 200 and control.attrs["ndf"] >= 200
+    assert c.attrs["chi2_ndf"] < 1.5 * control.attrs["chi2_ndf"]
+    assert c.attrs["chi2_ndf"] < 0.6 * before.attrs["chi2_ndf"]
+    assert c.attrs["shape_chi2_ndf"] < 1.2
