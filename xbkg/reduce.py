@@ -288,6 +288,7 @@ def group_cubes(runs: list[dict], groups: np.ndarray, n_groups: int, binning: Bi
     errors : dask Delayed of a list, one entry per run (None or the error message)
     """
     from dask.delayed import Delayed
+    from dask.highlevelgraph import HighLevelGraph
 
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
@@ -319,16 +320,24 @@ def group_cubes(runs: list[dict], groups: np.ndarray, n_groups: int, binning: Bi
                            (binning_key, solid_key, on_error))
                      if members.size else None)
     zeros = (0,) * len(shape)
+    # the tree is one named layer that counts, time and errors all depend on: merged, they
+    # share it, and dask's graph optimisation cannot fuse a copy of it into each (which read
+    # every run two or three times when the model's arrays were computed together)
+    tree = f"xbkg-tree-{token}"
+
+    def graph(name: str, layer: dict) -> HighLevelGraph:
+        return HighLevelGraph({tree: dsk, name: layer}, {tree: set(), name: {tree}})
+
     arrays = {}
     for name in ("counts", "time"):
         key = f"xbkg-{name}-{token}"
         layer = {(key, g) + zeros: (_field, roots[g], name, shape, np.int64)
                  for g in range(n_groups)}
-        arrays[name] = da.Array({**dsk, **layer}, key, dtype=np.int64,
+        arrays[name] = da.Array(graph(key, layer), key, dtype=np.int64,
                                 chunks=((1,) * n_groups,) + tuple((n,) for n in shape))
     err_name = f"xbkg-errors-{token}"
-    errors = Delayed(err_name, {**dsk, err_name: (_errors, [r for r in roots if r is not None],
-                                                  len(runs))})
+    errors = Delayed(err_name, graph(err_name, {err_name: (
+        _errors, [r for r in roots if r is not None], len(runs))}))
     scale = exposure_scale(binning.energy_edges, solid_angle)
     exposure = arrays["time"].astype(np.float64) * TIME_QUANTUM * scale[None]
     return arrays["counts"], exposure, errors
