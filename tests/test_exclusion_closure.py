@@ -9,6 +9,7 @@ separations, then taken to FoV coordinates, i.e. independently of the sub-grid a
 time-sampling kernels of :mod:`xbkg.exclusion`.
 """
 
+import functools
 from dataclasses import replace
 
 import numpy as np
@@ -182,14 +183,30 @@ DR1_CIRCLES = {"ra": [83.633, 228.6125, 329.717, 258.388],
                "names": ["Crab", "MSH 15-52", "PKS 2155-304", "RX J1713.7-3946"]}
 
 
+DR1_ZENITH_EDGES = [0, 20, 30, 40, 55]
+
+
+def _dr1_options(kind, align) -> dict:
+    """Binning of the DR1 comparisons (groups apart)."""
+    return dict(kind=kind, fov_alignment=align, energy_edges=np.geomspace(0.5, 50, 9),
+                offset_edges=np.linspace(0, 2.0, 9), fov_edges=np.linspace(-2, 2, 9),
+                offset_max=2.0, energy_threshold="safe")
+
+
+@functools.lru_cache(maxsize=None)
+def _dr1_zenith_models(path, kind, align):
+    """The off runs' model and the all-runs model with the circles, in zenith groups (built
+    once for the tests that use them)."""
+    kw = dict(_dr1_options(kind, align), zenith_edges=DR1_ZENITH_EDGES)
+    return (xbkg.make_model(path, selection="off", **kw),
+            xbkg.make_model(path, selection="all", exclusion=DR1_CIRCLES, **kw))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kind,align", [("2d", "altaz"), ("3d", "radec"), ("3d", "altaz")])
 def test_dr1_all_runs_with_exclusions_match_off_runs(hess_dr1, kind, align):
-    kw = dict(kind=kind, fov_alignment=align, energy_edges=np.geomspace(0.5, 50, 9),
-              offset_edges=np.linspace(0, 2.0, 9), fov_edges=np.linspace(-2, 2, 9),
-              offset_max=2.0, zenith_edges=[0, 20, 30, 40, 55], energy_threshold="safe")
-    off = xbkg.make_model(hess_dr1, selection="off", **kw)
-    everything = xbkg.make_model(hess_dr1, selection="all", exclusion=DR1_CIRCLES, **kw)
+    kw = dict(_dr1_options(kind, align), zenith_edges=DR1_ZENITH_EDGES)
+    off, everything = _dr1_zenith_models(hess_dr1, kind, align)
     assert off.sizes["obs_id"] == 45 and everything.sizes["obs_id"] == 105
     # the all-runs model holds the off runs: it differs from theirs as the other runs do
     c = rate_consistency(off, everything, nested=True)
@@ -224,16 +241,12 @@ def test_dr1_grouped_by_muon_efficiency_all_runs_agree_like_off_runs(hess_dr1, k
     """With groups in zenith x MUONEFF (the instrument state), the model of all runs with the
     sources cut out differs from the off runs' model no more than the off runs differ among
     themselves (same raw chi2/ndf as every second off run against the others)."""
-    kw = dict(kind=kind, fov_alignment=align, energy_edges=np.geomspace(0.5, 50, 9),
-              offset_edges=np.linspace(0, 2.0, 9), fov_edges=np.linspace(-2, 2, 9),
-              offset_max=2.0, energy_threshold="safe")
-    off = xbkg.make_model(hess_dr1, selection="off", zenith_edges=[0, 20, 30, 40, 55],
+    kw = _dr1_options(kind, align)
+    off = xbkg.make_model(hess_dr1, selection="off", zenith_edges=DR1_ZENITH_EDGES,
                           grouping={"by": {"MUONEFF": [0.7, 0.95, 1.05, 1.3]}}, **kw)
     everything = xbkg.make_model(hess_dr1, selection="all", exclusion=DR1_CIRCLES, grouping=off,
                                  **kw)  # the off model's groups, reused
-    zenith_only = xbkg.make_model(hess_dr1, selection="all", exclusion=DR1_CIRCLES,
-                                  zenith_edges=[0, 20, 30, 40, 55], **kw)
-    off_zenith = xbkg.make_model(hess_dr1, selection="off", zenith_edges=[0, 20, 30, 40, 55], **kw)
+    off_zenith, zenith_only = _dr1_zenith_models(hess_dr1, kind, align)
     ids = np.sort(off["obs_id"].values)
     halves = [xbkg.make_model(hess_dr1, selection="off", obs_ids=ids[k::2], grouping=off, **kw)
               for k in (0, 1)]

@@ -549,15 +549,12 @@ def cmd_compare(args) -> int:
     print("\n".join(table.pformat(max_lines=-1, max_width=-1)))
     try:
         c = rate_consistency(model_a, model_b, nested=args.nested)
+        if not c.attrs["ndf"]:
+            raise ValueError(f"no bin expects >= {c.attrs['min_expected']:g} counts in both "
+                             "models")
     except ValueError as exc:
-        c = None
         print(f"no Poisson consistency test: {exc}")
     else:
-        if not c.attrs["ndf"]:
-            print(f"no Poisson consistency test: no bin expects >= {c.attrs['min_expected']:g} "
-                  "counts in both models")
-            c = None
-    if c is not None:
         print(f"Poisson consistency{' (nested: B minus A vs A)' if args.nested else ''}: "
               f"chi2/ndf {c.attrs['chi2_ndf']:.3f} (ndf {c.attrs['ndf']}); with a free "
               f"normalisation per zenith group and energy {c.attrs['shape_chi2_ndf']:.3f} "

@@ -35,6 +35,7 @@ import xarray as xr
 from .binning import edges_of
 from .evaluate import evaluate_rate, select_group
 from .exposure import energy_widths_mev
+from .grouping import group_bounds
 from .model import fov_dims, validate_model
 
 __all__ = ["load_model_set", "same_binning", "rate_on_grid", "compare_models",
@@ -244,16 +245,10 @@ def _counts_exposure(model: xr.Dataset, dims) -> tuple[np.ndarray, np.ndarray]:
             np.asarray(model["exposure"].transpose(*dims).values, dtype=float))
 
 
-def _group_bounds(model: xr.Dataset) -> dict:
-    """The groups' bounds (``zenith_bounds`` and any ``<COLUMN>_bounds`` on ``zenith_group``)."""
-    return {name: np.asarray(var.values) for name, var in model.coords.items()
-            if name.endswith("_bounds") and var.dims and var.dims[0] == "zenith_group"}
-
-
 def _same_groups(a: xr.Dataset, b: xr.Dataset) -> bool:
-    ga, gb = _group_bounds(a), _group_bounds(b)
-    return (ga.keys() == gb.keys() and all(np.array_equal(ga[k], gb[k]) for k in ga)
-            and a.attrs.get("group_by", "") == b.attrs.get("group_by", ""))
+    """Same grouping columns (``group_by``) and the same bounds of every group."""
+    ga, gb = group_bounds(a), group_bounds(b)
+    return ga.keys() == gb.keys() and all(np.array_equal(ga[k], gb[k]) for k in ga)
 
 
 def _check_runs(a: xr.Dataset, b: xr.Dataset, nested: bool) -> None:

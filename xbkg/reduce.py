@@ -115,8 +115,8 @@ def with_altaz_params(runs: list[dict]) -> list[dict]:
 
     One astropy call per site and time scale (:func:`xbkg.fov.altaz_runs_params`, about 1 ms
     per run instead of tens of ms run by run); the vectors are those a run's own call would
-    give. Runs with missing or
-    invalid values (filled from, or reported by, their task) are left to their task.
+    give. Runs with missing or invalid values (filled from, or reported by, their task) are
+    left to their task.
     """
     from . import fov
 
@@ -276,9 +276,9 @@ def group_cubes(runs: list[dict], groups: np.ndarray, n_groups: int, binning: Bi
     sums 8 at a time; a ``split_every`` (argument or dask setting) sets both the runs per leaf
     and the tree's fan-in. A task holds one run's events at a time, and a store makes about
     one task per 1.5 million events (one per run for bigger runs), so scheduling costs little
-    (on a distributed cluster, a few ms per task). For ALTAZ, each leaf first computes its runs' constants in one astropy
-    call (:func:`with_altaz_params`). Building the graph computes nothing and costs
-    microseconds per run. The sums are exact, so the result does not depend on the task
+    (on a distributed cluster, a few ms per task). For ALTAZ, each leaf first computes its
+    runs' constants in one astropy call (:func:`with_altaz_params`). Building the graph
+    computes nothing and costs microseconds per run. The sums are exact, so the result does not depend on the task
     sizes or the order of the runs (module docstring).
 
     Returns
@@ -299,26 +299,24 @@ def group_cubes(runs: list[dict], groups: np.ndarray, n_groups: int, binning: Bi
     runs_per_task = split_every
     split_every = max(2, int(split_every or 8))
     shape = binning.shape
+    groups = np.asarray(groups)
+    # the runs of each group, and of none (last: for their errors only), and their leaves
+    members = [np.flatnonzero(groups == g) for g in range(n_groups)]
+    members.append(np.flatnonzero((groups < 0) | (groups >= n_groups)))
+    sizes = [leaf_sizes([runs[i] for i in m], runs_per_task) for m in members]
     token = dask.base.tokenize(binning, solid_angle, on_error, [r["obs_id"] for r in runs], groups,
-                               # what decides the runs each leaf reads: their keys
-                               [r["events_file"] for r in runs], runs_per_task, EVENTS_PER_TASK,
-                               [r.get("event_count") for r in runs],
+                               [r["events_file"] for r in runs], sizes, split_every,
                                # per-run options that change a run's cubes: their own keys
                                [r.get("e_threshold") for r in runs],
                                [(i, r["exclusion"]) for i, r in enumerate(runs) if "exclusion" in r])
     binning_key, solid_key = f"xbkg-binning-{token}", f"xbkg-solid-angle-{token}"
     # the binning and solid angles are one graph node each, shared by every leaf task
     dsk = {binning_key: binning, solid_key: solid_angle}
-    groups = np.asarray(groups)
     roots = []
-    for g in list(range(n_groups)) + [-1]:  # -1: runs in no group, for their errors only
-        members = np.flatnonzero(groups == g) if g >= 0 else \
-            np.flatnonzero((groups < 0) | (groups >= n_groups))
-        infos = [runs[i] for i in members]
-        roots.append(_tree(dsk, f"xbkg-group{g}-{token}", infos, members.tolist(),
-                           leaf_sizes(infos, runs_per_task), split_every,
-                           (binning_key, solid_key, on_error))
-                     if members.size else None)
+    for g, m, size in zip(list(range(n_groups)) + [-1], members, sizes):
+        roots.append(_tree(dsk, f"xbkg-group{g}-{token}", [runs[i] for i in m], m.tolist(), size,
+                           split_every, (binning_key, solid_key, on_error))
+                     if m.size else None)
     zeros = (0,) * len(shape)
     # the tree is one named layer that counts, time and errors all depend on: merged, they
     # share it, and dask's graph optimisation cannot fuse a copy of it into each (which read
