@@ -86,3 +86,23 @@ def test_make_models_real_2d_test_mode(hess_dr1, tmp_path, capsys):
     assert model.sizes["obs_id"] == 5 and model.attrs["kind"] == "2d"
     rejected = Table.read(out / "bg_rejected_runs.ecsv")
     assert len(rejected) == 100 and set(rejected["REASON"]) >= {"not an off run (TARGET_NAME/OBJECT)"}
+
+
+def test_every_file_of_a_model_carries_the_offset_cut(tmp_path, capsys):
+    """model.nc, the BKG table files and the image files report the same offset cut."""
+    from xbkg.simulate import simulate_store
+
+    store = simulate_store(tmp_path / "store", n_runs=4, events_per_run=2000, seed=3)
+    out = tmp_path / "models"
+    assert main(["make-models", str(store), str(out), "--kind", "3d", "--selection", "all",
+                 "--fov-edges=-2.5:2.5:10", "--offset-max", "2.5", "--energy-edges", "0.5:20:4",
+                 "--zenith-edges", "0,90", "--no-progress", "--scheduler", "synchronous"]) == 0
+    capsys.readouterr()
+    texts = {}
+    for name in ("model.nc", "bg_cube_model_group0_table.fits.gz"):
+        assert main(["info", str(out / name)]) == 0
+        texts[name] = [line for line in capsys.readouterr().out.splitlines() if "offset_max" in line]
+        assert texts[name] and all("2.5 deg" in line for line in texts[name]), texts[name]
+    assert xbkg.open_model(out / "bg_cube_model_group0_table.fits.gz").attrs["offset_max"] == 2.5
+    with fits.open(out / "bg_cube_model_group0_image.fits.gz") as hdul:
+        assert hdul["RATE"].header["OFFMAX"] == 2.5

@@ -11,8 +11,8 @@ Writing (strict)
     and ``(dety, detx, energy)``, i.e. ``TDIM = (nE, ntheta)`` and ``(nE, nx, ny)``. ``FOVALIGN``
     is always written on 3D HDUs. Headers hold no timestamps: the same model gives the same
     bytes, ``.fits.gz`` included (gzip with mtime 0 and no embedded file name). The header cards
-    of :data:`GROUP_CARDS` (zenith range, runs, observation time) and ``CREATOR`` are added;
-    ogadf-schema accepts them, reporting the ones outside its schema with its
+    of :data:`GROUP_CARDS` (zenith range, runs, observation time), ``CREATOR`` and the offset
+    cut :data:`OFFSET_CARD` are added; ogadf-schema accepts them, reporting the ones outside its schema with its
     ``AdditionalHeaderCard`` warning.
 
 Reading (tolerant)
@@ -51,6 +51,7 @@ __all__ = [
     "AXIS_COLUMNS",
     "HDU_SPECS",
     "GROUP_CARDS",
+    "OFFSET_CARD",
     "GadfReadWarning",
     "AxisOrderWarning",
     "FovAlignmentWarning",
@@ -111,6 +112,9 @@ GROUP_CARDS = {
     "ONTIME": ("group_ontime", "[s] total observation time of the runs"),
 }
 
+#: Header card with the model's offset cut (deg), read back as ``offset_max``.
+OFFSET_CARD = "OFFMAX"
+
 _DATA_COLUMNS = ("BKG", "BGD")
 _BKG_CLASSES = ("BKG", "BGD")
 
@@ -162,6 +166,9 @@ def _group_cards(one: xr.Dataset) -> list[tuple]:
         values["ONTIME"] = float(one["group_ontime"].values)
     cards = [("CREATOR", _creator(), "program that wrote this HDU")]
     cards += [(key, values[key], GROUP_CARDS[key][1]) for key in GROUP_CARDS if key in values]
+    offset_max = float(one.attrs.get("offset_max", np.nan))
+    if np.isfinite(offset_max):
+        cards.append((OFFSET_CARD, offset_max, "[deg] offset cut applied to the events"))
     return cards
 
 
@@ -480,7 +487,10 @@ def _fov_alignment(header, kind: str, override, where: str) -> str:
     return value
 
 
-def _offset_max(kind: str, edges: dict) -> float:
+def _offset_max(kind: str, edges: dict, header=None) -> float:
+    """The header's :data:`OFFSET_CARD`, else the largest offset edge (2D) or corner (3D)."""
+    if header is not None and OFFSET_CARD in header:
+        return float(header[OFFSET_CARD])
     if kind == "2d":
         return float(edges["offset"][-1])
     return float(np.hypot(np.abs(edges["detx"]).max(), np.abs(edges["dety"]).max()))
@@ -507,7 +517,7 @@ def _model_from_cubes(rate, kind, edges, header, fov_alignment, provenance, coun
         exposure.reshape(shape) if has_cubes else np.zeros(shape),
         kind=kind, energy_edges=edges["energy"],
         fov_edges={d: edges[d] for d in fov_dims(kind)}, zenith_edges=zen,
-        fov_alignment=fov_alignment, offset_max=_offset_max(kind, edges), provenance=provenance,
+        fov_alignment=fov_alignment, offset_max=_offset_max(kind, edges, header), provenance=provenance,
     )
     if not has_cubes:
         ds = ds.drop_vars(["counts", "exposure", "rate_error"])
@@ -558,8 +568,8 @@ def read_bkg_hdu(hdu, *, fov_alignment: str | None = None) -> xr.Dataset:
     Dataset
         One-group model in the layout of :func:`xbkg.model.assemble_model` holding ``rate``
         only; ``zenith_bounds`` from ``ZEN_LO``/``ZEN_HI`` if present, else ``[0, 90]``;
-        attrs ``kind``, ``fov_alignment``, ``offset_max`` (largest offset edge, or largest
-        ``|det|`` corner distance in 3D).
+        attrs ``kind``, ``fov_alignment``, ``offset_max`` (the ``OFFMAX`` card that xbkg
+        writes; without it the largest offset edge, or largest ``|det|`` corner distance in 3D).
 
     Raises
     ------
