@@ -72,7 +72,8 @@ def _direct_2d(store, obs_ids, e_edges, o_edges):
             ev = hdul["EVENTS"].data
             ra, dec = np.radians(ev["RA"].astype(float)), np.radians(ev["DEC"].astype(float))
             energy = ev["ENERGY"].astype(float)
-        ra0, dec0 = np.radians(float(row["RA_PNT"])), np.radians(float(row["DEC_PNT"]))
+            header = hdul["EVENTS"].header  # the pointing gammapy uses (the index's is float32)
+        ra0, dec0 = np.radians(float(header["RA_PNT"])), np.radians(float(header["DEC_PNT"]))
         cosd = np.sin(dec) * np.sin(dec0) + np.cos(dec) * np.cos(dec0) * np.cos(ra - ra0)
         offset = np.degrees(np.arccos(np.clip(cosd, -1, 1)))
         counts += np.histogram2d(energy, offset, bins=(e_edges, o_edges))[0]

@@ -20,8 +20,8 @@ import xarray as xr
 from .io.fitstable import read_columns, read_header, read_tables
 
 __all__ = ["DEFAULT_COLUMNS", "CANONICAL_UNITS", "read_run_events", "read_run", "describe_run",
-           "open_events", "run_info", "run_infos", "complete_run_info", "fill_from_headers",
-           "RunDataError", "UnitAssumedWarning"]
+           "open_events", "run_info", "run_infos", "POINTING_SOURCES", "complete_run_info",
+           "fill_from_headers", "RunDataError", "UnitAssumedWarning"]
 
 log = logging.getLogger(__name__)
 
@@ -211,9 +211,29 @@ def _header_number(header: dict, card: str) -> float:
     return float(value)
 
 
+#: Where a run's pointing came from (``pointing_source`` of :func:`complete_run_info`).
+POINTING_SOURCES = ("EVENTS header", "obs index")
+
+
 def complete_run_info(info: dict, header: dict) -> dict:
-    """Fill values missing (NaN, empty) in ``info`` from the run's EVENTS header."""
+    """Fill values missing (NaN, empty) in ``info`` from the run's EVENTS header.
+
+    The pointing is taken from the header's RA_PNT/DEC_PNT whenever both are there and valid,
+    as gammapy does (obs indexes may store it in float32, 1e-5 deg off); otherwise from
+    ``info``. ``pointing_source`` says which (one of :data:`POINTING_SOURCES`).
+
+    >>> out = complete_run_info({"ra_pnt": 187.7782, "dec_pnt": 2.0}, {"RA_PNT": 187.77819166,
+    ...                                                               "DEC_PNT": 2.0})
+    >>> out["ra_pnt"], out["pointing_source"]
+    (187.77819166, 'EVENTS header')
+    """
     out = dict(info)
+    ra, dec = _header_number(header, "RA_PNT"), _header_number(header, "DEC_PNT")
+    if np.isfinite(ra) and np.isfinite(dec) and abs(dec) <= 90.0:
+        out["ra_pnt"], out["dec_pnt"] = ra, dec
+        out["pointing_source"] = POINTING_SOURCES[0]
+    else:
+        out["pointing_source"] = POINTING_SOURCES[1]
     for key, card in _HEADER_FALLBACK.items():
         if not np.isfinite(out.get(key, np.nan)):
             out[key] = _header_number(header, card)

@@ -15,7 +15,7 @@ import xarray as xr
 
 from .binning import parse_edges
 from .datastore import open_datastore
-from .events import RunDataError, fill_from_headers, run_infos
+from .events import POINTING_SOURCES, RunDataError, fill_from_headers, run_infos
 from .exclusion import DEFAULT_OVERSAMPLE, attach_plan, exclusion_provenance, plan_exclusion
 from .exposure import annulus_solid_angle, box_solid_angle
 from .grouping import attach_grouping, resolve_grouping
@@ -188,8 +188,9 @@ def make_model(data, *, kind: str = "3d", fov_alignment: str = "altaz", energy_e
     for info, thr in zip(runs, thresholds):
         info["e_threshold"] = float(thr)
     threshold_of = dict(zip(store.obs_id.values.tolist(), thresholds.tolist()))
-    counts, exposure, errors = group_cubes(runs, groups, n_groups, binning, _solid_angle(binning),
-                                           on_error=on_error if compute_now else "raise")
+    counts, exposure, errors, sources = group_cubes(
+        runs, groups, n_groups, binning, _solid_angle(binning),
+        on_error=on_error if compute_now else "raise", pointing=True)
     provenance = {
         "store": str(store.attrs.get("base_dir", "")),
         "selection": selection,
@@ -204,15 +205,16 @@ def make_model(data, *, kind: str = "3d", fov_alignment: str = "altaz", energy_e
                                        ("max_quality", max_quality)) if v is not None},
     }
     if compute_now:
-        counts, exposure, errors = compute(counts, exposure, errors, scheduler=scheduler,
-                                           progress=progress)
-        errors = list(errors)
+        counts, exposure, errors, sources = compute(counts, exposure, errors, sources,
+                                                    scheduler=scheduler, progress=progress)
+        errors, sources = list(errors), np.array(sources, dtype=object)
         failed = np.array([e is not None for e in errors])
         skipped.update({int(o): e for o, e, f in zip(store.obs_id.values, errors, failed) if f})
         if skipped:
             log.warning("skipped %d run(s) that could not be used:\n  %s", len(skipped),
                         "\n  ".join(skipped.values()))
             store, groups, ontime = store.isel(obs_id=~failed), groups[~failed], ontime[~failed]
+            sources = sources[~failed]
             if store.sizes["obs_id"] == 0:
                 raise SelectionError("every selected run failed; first error: "
                                      + next(iter(skipped.values())))
@@ -225,6 +227,10 @@ def make_model(data, *, kind: str = "3d", fov_alignment: str = "altaz", energy_e
                                   {"units": "TeV"})},
         coords={"obs_id": store.obs_id.values},
     )
+    provenance["pointing"] = "RA_PNT/DEC_PNT of the EVENTS header when present, else the obs index"
+    if compute_now:
+        runs_ds["obs_pointing_source"] = ("obs_id", sources.astype(str), {
+            "description": "where the run's pointing came from: " + " or ".join(POINTING_SOURCES)})
     model = assemble_model(counts, exposure, kind=binning.kind, energy_edges=binning.energy_edges,
                            fov_edges=binning.fov_edges, zenith_edges=grouping["zenith_bounds"].values,
                            fov_alignment=binning.fov_alignment, offset_max=binning.offset_max,

@@ -75,7 +75,8 @@ def run_cubes(info: dict, binning: Binning, solid_angle: np.ndarray, on_error: s
     """Counts and exposure cubes of one run (the body of each per-run task).
 
     Returns ``{"counts": int64 cube, "time": int64 cube, "exposure": float64 cube, "error":
-    None or message}``: ``time`` is the exposure time (ONTIME x energy mask x fraction of the
+    None or message, "pointing": where the pointing came from}`` (the EVENTS header's when it
+    has one, see :func:`xbkg.events.complete_run_info`): ``time`` is the exposure time (ONTIME x energy mask x fraction of the
     bin outside exclusion regions) in units of :data:`TIME_QUANTUM`, and ``exposure`` that
     time (s) x :func:`exposure_scale`. Events below the run's threshold are not counted,
     matching its exposure. The run's events and GTI are read once and checked by
@@ -84,6 +85,9 @@ def run_cubes(info: dict, binning: Binning, solid_angle: np.ndarray, on_error: s
     try:
         columns, header, gti = read_run(info)
         full = complete_run_info(info, header)
+        if "altaz_params" in full and (full["ra_pnt"], full["dec_pnt"]) != (info["ra_pnt"],
+                                                                          info["dec_pnt"]):
+            del full["altaz_params"]  # made for the obs index's pointing: redone for the header's
         validate_run_events(columns, header, full, gti=gti)
         # exclusion regions: events inside dropped, FoV exposure fraction (1.0 without regions)
         columns, fov_fraction = apply_exclusion(columns, full, binning, gti=gti)
@@ -100,10 +104,11 @@ def run_cubes(info: dict, binning: Binning, solid_angle: np.ndarray, on_error: s
         shape = binning.shape
         return {"counts": np.zeros(shape, np.int64), "time": np.zeros(shape, np.int64),
                 "exposure": np.zeros(shape), "error": str(exc) if isinstance(exc, RunDataError) else
-                f"run {info['obs_id']} ({info['events_file']}): {exc}"}
+                f"run {info['obs_id']} ({info['events_file']}): {exc}", "pointing": None}
     counts *= mask.astype(np.int64).reshape((-1,) + (1,) * (counts.ndim - 1))
     exposure = time * TIME_QUANTUM * exposure_scale(binning.energy_edges, solid_angle)
-    return {"counts": counts, "time": time, "exposure": exposure, "error": None}
+    return {"counts": counts, "time": time, "exposure": exposure, "error": None,
+            "pointing": full["pointing_source"]}
 
 
 _ALTAZ_KEYS = ("ra_pnt", "dec_pnt", "geolon", "geolat", "altitude", "mjdrefi", "mjdreff",
@@ -138,7 +143,8 @@ def with_altaz_params(runs: list[dict]) -> list[dict]:
 
 def _combine(parts: list, indices=None) -> dict:
     """Sum of run results (``indices``: their run indices) or of partial sums: int64
-    ``counts`` and ``time``, and ``errors`` ``{run index: message}``. Exact: int64 sums."""
+    ``counts`` and ``time``, ``errors`` ``{run index: message}`` and ``pointing`` ``{run
+    index: where its pointing came from}``. Exact: int64 sums."""
     counts = parts[0]["counts"].copy()
     time = parts[0]["time"].copy()
     for part in parts[1:]:
@@ -146,9 +152,11 @@ def _combine(parts: list, indices=None) -> dict:
         time += part["time"]
     if indices is None:
         errors = {k: v for part in parts for k, v in part["errors"].items()}
+        pointing = {k: v for part in parts for k, v in part["pointing"].items()}
     else:
         errors = {i: part["error"] for i, part in zip(indices, parts) if part["error"] is not None}
-    return {"counts": counts, "time": time, "errors": errors}
+        pointing = {i: part.get("pointing") for i, part in zip(indices, parts)}
+    return {"counts": counts, "time": time, "errors": errors, "pointing": pointing}
 
 
 def _field(total, name: str, shape, dtype):
@@ -158,11 +166,12 @@ def _field(total, name: str, shape, dtype):
     return total[name][None]
 
 
-def _errors(totals: list, n_runs: int) -> list:
-    """One entry per run: None, or the run's error message."""
+def _errors(totals: list, n_runs: int, field: str = "errors") -> list:
+    """One entry per run: None, or the run's error message (``field`` "pointing": where the
+    run's pointing came from, None for failed runs)."""
     out = [None] * n_runs
     for total in totals:
-        for i, message in total["errors"].items():
+        for i, message in total[field].items():
             out[i] = message
     return out
 
@@ -265,7 +274,7 @@ def _tree(dsk: dict, name: str, infos: list, indices: list, sizes: list, split_e
 
 def group_cubes(runs: list[dict], groups: np.ndarray, n_groups: int, binning: Binning,
                 solid_angle: np.ndarray, *, on_error: str = "raise",
-                split_every: int | None = None):
+                split_every: int | None = None, pointing: bool = False):
     """Lazy per-group cubes and per-run errors.
 
     The graph is written directly, per group: leaf tasks that each read a few runs one after
@@ -286,6 +295,9 @@ def group_cubes(runs: list[dict], groups: np.ndarray, n_groups: int, binning: Bi
     counts : dask array, int64, shape ``(n_groups,) + binning.shape``
     exposure : dask array, float64, same shape (s MeV sr)
     errors : dask Delayed of a list, one entry per run (None or the error message)
+    pointing_sources : dask Delayed of a list, only with ``pointing=True``
+        One entry per run: where its pointing came from (see
+        :func:`xbkg.events.complete_run_info`), None for runs that failed.
     """
     from dask.delayed import Delayed
     from dask.highlevelgraph import HighLevelGraph
@@ -333,9 +345,13 @@ def group_cubes(runs: list[dict], groups: np.ndarray, n_groups: int, binning: Bi
                  for g in range(n_groups)}
         arrays[name] = da.Array(graph(key, layer), key, dtype=np.int64,
                                 chunks=((1,) * n_groups,) + tuple((n,) for n in shape))
-    err_name = f"xbkg-errors-{token}"
+    err_name, pnt_name = f"xbkg-errors-{token}", f"xbkg-pointing-{token}"
     errors = Delayed(err_name, graph(err_name, {err_name: (
         _errors, [r for r in roots if r is not None], len(runs))}))
     scale = exposure_scale(binning.energy_edges, solid_angle)
     exposure = arrays["time"].astype(np.float64) * TIME_QUANTUM * scale[None]
+    if pointing:
+        sources = Delayed(pnt_name, graph(pnt_name, {pnt_name: (
+            _errors, [r for r in roots if r is not None], len(runs), "pointing")}))
+        return arrays["counts"], exposure, errors, sources
     return arrays["counts"], exposure, errors
