@@ -413,7 +413,8 @@ def altaz_run_params(
     """Per-run constants of the ALTAZ FoV transform (astropy/erfa at the run's mid time).
 
     Uses astropy's Earth orientation (IERS) tables as configured; global astropy settings are
-    not changed.
+    not changed. astropy's default table comes from a binary cache of it (`xbkg.iers_cache`):
+    the same values, without the text parse.
 
     Parameters
     ----------
@@ -477,6 +478,9 @@ def altaz_runs_params(ra_pnt, dec_pnt, *, geolon, geolat, altitude, mjdrefi, mjd
     from astropy.coordinates.erfa_astrom import ErfaAstrom
     from astropy.time import Time, TimeDelta
 
+    from .iers_cache import prefill
+
+    prefill()  # astropy's IERS table from a binary cache instead of its 1.3 s text parse
     names = ("ra_pnt", "dec_pnt", "geolon", "geolat", "altitude", "mjdrefi", "mjdreff", "tstart",
              "tstop")
     given = (ra_pnt, dec_pnt, geolon, geolat, altitude, mjdrefi, mjdreff, tstart, tstop)

@@ -51,31 +51,18 @@ def read_index_table(path: Path, hdu: str | int = 1) -> IndexTable:
     """Read an index table: scalar columns as native-endian arrays (strings stripped).
 
     Columns that are not scalar per row are skipped. Raises ValueError naming the file on
-    unreadable input.
+    unreadable input. Read with :func:`xbkg.io.fitstable.read_whole_table` (the same arrays as
+    astropy.io.fits gives, without its per-file cost).
     """
-    from astropy.io import fits
+    from .fitstable import read_whole_table
 
     path = Path(path)
     try:
-        with fits.open(path, memmap=False) as hdul:
-            table = hdul[hdu]
-            data = table.data
-            header = table.header
-            columns, units = {}, {}
-            if data is None:
-                raise ValueError("no table data")
-            for col in table.columns:
-                arr = np.asarray(data[col.name])
-                if arr.ndim != 1:
-                    continue
-                if arr.dtype.kind in "SU":
-                    arr = np.char.strip(arr.astype(str)).astype(object).astype(str)
-                else:
-                    arr = arr.astype(arr.dtype.newbyteorder("="))
-                columns[col.name.upper()] = arr
-                units[col.name.upper()] = (col.unit or "").strip()
-            meta = {k: _plain(v) for k, v in header.items() if k not in ("COMMENT", "HISTORY", "")}
-    except Exception as exc:  # untrusted bytes: astropy and zlib raise many kinds of errors
+        data, header, units = read_whole_table(path, hdu)
+    except Exception as exc:  # untrusted bytes: the reader, astropy and zlib raise many kinds
         raise ValueError(f"{path}: cannot read index table HDU {hdu!r}: "
                          f"{type(exc).__name__}: {exc}") from exc
+    columns = {name.upper(): arr for name, arr in data.items()}
+    units = {name.upper(): unit for name, unit in units.items()}
+    meta = {k: _plain(v) for k, v in header.items() if k not in ("COMMENT", "HISTORY", "")}
     return IndexTable(columns, units, meta, path)

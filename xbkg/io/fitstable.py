@@ -853,3 +853,136 @@ def read_tables(path, tables: dict) -> dict:
         return {h: (out[h][1], out[h][0], out[h][2]) for h in pending}
 
     return _guarded(path, list(tables), run)
+
+
+# --------------------------------------------------------------------------------------------
+# whole tables of scalar columns (index tables)
+
+
+def _scalar_layout(header: dict, where: str):
+    """{name: (index, code, repeat, offset)} of the columns :func:`read_whole_table` returns, or
+    None when the table needs astropy (TDIMn, types X C M P Q, zero-width or scaled strings,
+    names that differ only in case)."""
+    layout = _columns(header, where)
+    if len({name.upper() for name in layout}) != len(layout) or len(layout) != _int_key(
+            header, "TFIELDS", where):
+        return None
+    keep = {}
+    for name, (i, code, repeat, offset) in layout.items():
+        if f"TDIM{i}" in header:
+            return None
+        if code == "A":
+            if repeat == 0 or f"TSCAL{i}" in header or f"TZERO{i}" in header:
+                return None
+            keep[name] = (i, code, repeat, offset)
+        elif code in _DTYPE and repeat >= 1:
+            if repeat == 1:
+                keep[name] = (i, code, repeat, offset)
+        else:
+            return None
+    return keep
+
+
+def _strings(raw: np.ndarray) -> np.ndarray:
+    """Fixed-width byte strings -> str array without leading or trailing blanks."""
+    return np.char.strip(raw.astype(str)).astype(object).astype(str)
+
+
+def _table_with_astropy(path, hdu, where):
+    from astropy.io import fits
+
+    with fits.open(path, memmap=False) as hdul:
+        h = hdul[hdu]
+        if h.data is None:
+            raise FitsReadError(f"{where}: no table data")
+        cols, units = {}, {}
+        for col in h.columns:
+            arr = np.asarray(h.data[col.name])
+            if arr.ndim != 1:
+                continue
+            if arr.dtype.kind in "SU":
+                arr = _strings(arr)
+            else:
+                arr = arr.astype(arr.dtype.newbyteorder("="))
+            cols[col.name] = arr
+            units[col.name] = (col.unit or "").strip()
+        return _astropy_header(h.header), cols, units
+
+
+def read_whole_table(path, hdu):
+    """Every scalar column of one binary-table HDU: numbers and strings (small tables).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A FITS file, plain or gzip-compressed.
+    hdu : int, str or (str, int)
+        The table HDU, as for :func:`read_header`.
+
+    Returns
+    -------
+    cols : dict[str, numpy.ndarray]
+        Column name (TTYPEn) -> 1-D array: numbers as :func:`read_columns` returns them,
+        character columns as ``str`` arrays with leading and trailing blanks removed. Columns
+        with more than one value per row are left out.
+    header : dict
+        The HDU's header, as :func:`read_header` returns it.
+    units : dict[str, str]
+        TUNITn of each returned column ("" when absent).
+
+    Raises
+    ------
+    FitsReadError, OSError
+        As :func:`read_columns`.
+
+    Tables with multi-dimensional (TDIMn), complex, bit, variable-length or scaled character
+    columns, and ASCII tables, are read with astropy.io.fits, with the same result types.
+
+    >>> import numpy as np, tempfile, os
+    >>> from astropy.io import fits
+    >>> path = os.path.join(tempfile.mkdtemp(), "index.fits")
+    >>> t = fits.BinTableHDU.from_columns([fits.Column("OBS_ID", "K", array=[7, 8]),
+    ...     fits.Column("HDU_TYPE", "6A", array=["events", "gti"]),
+    ...     fits.Column("V", "2E", array=np.zeros((2, 2)))], name="HDU_INDEX")
+    >>> fits.HDUList([fits.PrimaryHDU(), t]).writeto(path)
+    >>> cols, header, units = read_whole_table(path, "HDU_INDEX")
+    >>> cols["OBS_ID"], cols["HDU_TYPE"], sorted(cols), header["EXTNAME"]
+    (array([7, 8]), array(['events', 'gti'], dtype='<U6'), ['HDU_TYPE', 'OBS_ID'], 'HDU_INDEX')
+    >>> import shutil; shutil.rmtree(os.path.dirname(path))
+    """
+    key = _normalise_hdu(hdu, path)
+
+    def run():
+        with (opened := _Open(path)) as src:
+            if src is None:
+                return _table_with_astropy(path, hdu, f"{path}, HDU {hdu!r}")
+            index, header = _locate(src, path, hdu, key)
+            where = f"{path}, {_hdu_label(index, header)}"
+            if str(header.get("XTENSION", "")).strip() != "BINTABLE":
+                return _table_with_astropy(path, index, where)
+            if header.get("BITPIX") != 8 or header.get("NAXIS") != 2 or header.get(
+                    "GCOUNT", 1) != 1:
+                raise FitsReadError(f"{where}: corrupt BINTABLE header (BITPIX, NAXIS or GCOUNT)")
+            layout = _scalar_layout(header, where)
+            if layout is None:
+                return _table_with_astropy(path, index, where)
+            naxis1 = header["NAXIS1"]
+            nrows = _int_key(header, "NAXIS2", where)
+            nbytes = naxis1 * nrows
+            buf = bytes(src.read_scratch(nbytes)) if nbytes else b""
+            if len(buf) < nbytes:
+                raise FitsReadError(
+                    f"{where}: truncated: the table needs {nbytes} bytes ({nrows} rows of "
+                    f"{naxis1}), the file has {len(buf)}")
+            cols, units = {}, {}
+            for name, (i, code, repeat, offset) in layout.items():
+                dtype = np.dtype(f"S{repeat}" if code == "A" else _DTYPE[code])
+                raw = (np.ndarray((nrows,), dtype, buffer=buf, offset=offset, strides=(naxis1,))
+                       if nrows else np.empty(0, dtype))
+                cols[name] = _strings(raw) if code == "A" else _convert(raw, code, header, i,
+                                                                          where)
+                units[name] = str(header.get(f"TUNIT{i}") or "").strip()
+        return header, cols, units
+
+    header, cols, units = _guarded(path, hdu, run)
+    return cols, header, units

@@ -11,6 +11,7 @@ import numpy as np
 import xarray as xr
 
 from ..model import validate_model
+from ..parallel import no_client_lookup
 from .atomic import atomic_path
 
 __all__ = ["write_netcdf", "read_netcdf", "is_netcdf"]
@@ -43,7 +44,7 @@ def write_netcdf(model: xr.Dataset, path, *, overwrite: bool = False) -> Path:
     encoding = {name: {"zlib": True, "complevel": 4} for name in ds.data_vars
                 if ds[name].ndim >= 2}
     path = Path(path)
-    with atomic_path(path, overwrite=overwrite) as tmp:
+    with atomic_path(path, overwrite=overwrite) as tmp, no_client_lookup():
         ds.to_netcdf(tmp, engine="h5netcdf", encoding=encoding, invalid_netcdf=False)
     return path
 
