@@ -47,6 +47,10 @@ def _plain(value):
     return value
 
 
+#: Most bytes of data an index file may declare (a million rows of a wide HDU index).
+MAX_INDEX_BYTES = 1 << 28
+
+
 def read_index_table(path: Path, hdu: str | int = 1) -> IndexTable:
     """Read an index table: scalar columns as native-endian arrays (strings stripped).
 
@@ -55,7 +59,10 @@ def read_index_table(path: Path, hdu: str | int = 1) -> IndexTable:
     """
     from astropy.io import fits
 
+    from .fitstable import check_sizes
+
     path = Path(path)
+    check_sizes(path, MAX_INDEX_BYTES)  # before astropy allocates what the header declares
     try:
         with fits.open(path, memmap=False) as hdul:
             table = hdul[hdu]
