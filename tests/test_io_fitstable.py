@@ -399,8 +399,8 @@ def test_bad_arguments(multi_file):
 
 
 def test_public_names():
-    assert sorted(fitstable.__all__) == ["FitsReadError", "read_columns", "read_header",
-                                        "read_tables"]
+    assert sorted(fitstable.__all__) == ["FitsReadError", "check_sizes", "read_columns",
+                                        "read_header", "read_tables"]
     assert issubclass(FitsReadError, ValueError)
 
 

@@ -47,11 +47,16 @@ def lin_edges(lo: float, hi: float, n: int) -> np.ndarray:
     return np.linspace(lo, hi, int(n) + 1)
 
 
-def parse_edges(spec, *, log: bool = False, name: str = "edges") -> np.ndarray:
+#: Most bins one axis may have (a typo such as ``0.1:100:1000000`` must not allocate gigabytes).
+MAX_BINS = 10_000
+
+
+def parse_edges(spec, *, log: bool = False, name: str = "edges", limits=None) -> np.ndarray:
     """Bin edges from an array-like or a string spec.
 
     Strings are ``"lo:hi:n"`` (``n`` bins, logarithmic when ``log`` is true, else linear) or a
-    comma-separated list of edges. Edges must be finite, strictly increasing and at least two.
+    comma-separated list of edges. Edges must be finite, strictly increasing and at least two,
+    at most :data:`MAX_BINS` bins, and within ``limits`` (``(lo, hi)``) when given.
 
     >>> parse_edges("0:2:4")
     array([0. , 0.5, 1. , 1.5, 2. ])
@@ -70,10 +75,14 @@ def parse_edges(spec, *, log: bool = False, name: str = "edges") -> np.ndarray:
                 lo, hi, n = float(parts[0]), float(parts[1]), int(parts[2])
                 if n < 1:
                     raise ValueError
+                if n > MAX_BINS:
+                    raise ValueError(f"{name}: {n} bins in {spec!r}; at most {MAX_BINS} per axis")
                 edges = log_edges(lo, hi, n) if log else lin_edges(lo, hi, n)
             else:
                 edges = np.array([float(p) for p in text.split(",") if p.strip()])
-        except ValueError:
+        except ValueError as exc:
+            if str(exc).startswith(f"{name}: "):
+                raise
             raise ValueError(
                 f"{name}: cannot parse {spec!r}; use 'lo:hi:n' (n bins) or a comma list 'e0,e1,...'"
             ) from None
@@ -81,12 +90,17 @@ def parse_edges(spec, *, log: bool = False, name: str = "edges") -> np.ndarray:
         edges = np.asarray(spec, dtype=float).ravel()
     if edges.size < 2:
         raise ValueError(f"{name}: need at least two edges, got {edges.size}")
+    if edges.size > MAX_BINS + 1:
+        raise ValueError(f"{name}: {edges.size - 1} bins; at most {MAX_BINS} per axis")
     if not np.all(np.isfinite(edges)):
         raise ValueError(f"{name}: edges must be finite, got {edges}")
     if not np.all(np.diff(edges) > 0):
         raise ValueError(f"{name}: edges must be strictly increasing, got {edges}")
     if log and edges[0] <= 0:
         raise ValueError(f"{name}: logarithmic edges must be positive, got {edges}")
+    if limits is not None and (edges[0] < limits[0] or edges[-1] > limits[1]):
+        raise ValueError(f"{name}: edges must lie within [{limits[0]:g}, {limits[1]:g}], got "
+                         f"{edges[0]:g} to {edges[-1]:g}")
     return edges.astype(float)
 
 

@@ -13,8 +13,10 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
+import threading
 from pathlib import Path
 
 __all__ = ["main", "build_parser"]
@@ -146,6 +148,7 @@ def cmd_make_models(args) -> int:
     from .selection import select_runs
 
     store = open_datastore(args.data_dir)
+    _guard(args.outdir, store, args, ("model.nc",), [args.run_list, args.groups, *(args.exclusion or [])])
     obs_ids = _read_run_list(args.run_list) if args.run_list else None
     n_obs_max = 5 if args.test and args.n_obs_max is None else args.n_obs_max
     cuts, exclusion, select_near = _cuts_and_exclusion(args)
@@ -173,6 +176,15 @@ def cmd_make_models(args) -> int:
     print(f"wrote {model.attrs['kind'].upper()} {model.attrs['fov_alignment']} model from "
           f"{model.sizes['obs_id']} runs in {model.sizes['zenith_group']} group(s) to {out}")
     return 0
+
+
+def _guard(output, store, args, markers, inputs=(), option="OUTDIR") -> None:
+    """Refuse an output that is or holds an input, or (--overwrite) a folder not ours."""
+    from .io.safety import guard_output, store_inputs
+
+    found = store_inputs(store) if store is not None else []
+    guard_output(output, [*found, *inputs], overwrite=getattr(args, "overwrite", False),
+                 markers=markers, option=option)
 
 
 def _add_cuts_and_exclusion(mm: argparse.ArgumentParser, sel) -> None:
@@ -309,6 +321,7 @@ def cmd_simulate(args) -> int:
     from .simulate import simulate_store
 
     zr = parse_edges(args.zenith_range.replace(":", ","), name="--zenith-range")
+    _guard(args.outdir, None, args, ("truth.json", "hdu-index.fits.gz"))
     path = simulate_store(args.outdir, n_runs=args.runs, events_per_run=args.events, seed=args.seed,
                           zenith_range=(zr[0], zr[-1]), compress=args.gzip, n_jobs=args.jobs,
                           overwrite=args.overwrite)
@@ -320,6 +333,7 @@ def cmd_demo(args) -> int:
     from .simulate import simulate_store
 
     out = Path(args.outdir)
+    _guard(out / "store", None, args, ("truth.json",))
     store = simulate_store(out / "store", n_runs=args.runs, events_per_run=20000,
                            zenith_range=(0, 60), overwrite=args.overwrite)
     print(f"simulated {args.runs} runs in {store}")
@@ -407,11 +421,13 @@ def cmd_update_model(args) -> int:
     folder = path.is_dir()
     model = read_netcdf(path / "model.nc" if folder else path)
     store = open_datastore(args.data_dir)
+    out = Path(args.output) if args.output else path
+    _guard(out, store, args, ("model.nc",) if folder else (), [args.run_list],
+           option="--output" if args.output else "MODEL")
     obs_ids = _read_run_list(args.run_list) if args.run_list else None
     updated = update_model(model, store, obs_ids, scheduler=args.scheduler,
                            progress=_progress(args), on_error="raise" if args.strict else "skip",
                            **{k: getattr(args, k) for k in _UPDATE_CHECKS})
-    out = Path(args.output) if args.output else path
     overwrite = args.overwrite or out.resolve() == path.resolve()
     if folder:
         from .io.products import write_products
@@ -508,7 +524,10 @@ def cmd_validate(args) -> int:
     else:
         per_run = None
     reference = args.reference
-    if reference is not None and reference.lower() not in ("dr1", "store"):
+    fixed = reference is not None and reference.lower() not in ("dr1", "store")
+    _guard(args.outdir, None, args, ("validation_summary.json",),
+           [args.data_dir, args.run_list, args.groups, reference if fixed else None])
+    if fixed:
         from .compare import load_model_set
 
         reference = load_model_set(reference)
@@ -537,6 +556,7 @@ def cmd_compare(args) -> int:
     from .compare import compare_models, comparison_summary, load_model_set, rate_consistency
     from .io.reports import comparison_table, write_comparison
 
+    _guard(args.outdir, None, args, ("compare_summary.ecsv",), [args.model_a, args.model_b])
     model_a, model_b = load_model_set(args.model_a), load_model_set(args.model_b)
     comparison = compare_models(model_a, model_b, labels=args.labels)
     out = write_comparison(comparison, args.outdir, overwrite=args.overwrite,
@@ -596,6 +616,8 @@ def main(argv=None) -> int:
             return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("xbkg: interrupted; no partial output was left", file=sys.stderr)
+        if argv is None:  # the command itself: end now, even if a thread is stuck in a read
+            _exit_now(130)
         return 130
     except (CLIError, ValueError, FileNotFoundError, FileExistsError, KeyError, OSError) as exc:
         if args.debug:
@@ -606,7 +628,25 @@ def main(argv=None) -> int:
 
 
 def _interrupt(signum, frame):
+    # should the clean-up itself hang (a stuck file system), end the process in any case
+    watchdog = threading.Timer(_WATCHDOG_SECONDS, _exit_now, (128 + signum,))
+    watchdog.daemon = True
+    watchdog.start()
+    _WATCHDOGS.append(watchdog)
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+#: Seconds the clean-up after SIGTERM/SIGINT may take before the process ends regardless.
+_WATCHDOG_SECONDS = 20.0
+_WATCHDOGS: list = []
+
+
+def _exit_now(status: int) -> None:
+    """Flush and end the process without waiting for worker threads (one may be blocked)."""
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(status)
 
 
 @contextlib.contextmanager
@@ -622,6 +662,8 @@ def _sigterm_interrupts():
     finally:
         if old is not None:
             signal.signal(signal.SIGTERM, old)
+        while _WATCHDOGS:  # the clean-up is done (an in-process caller carries on)
+            _WATCHDOGS.pop().cancel()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -69,6 +69,8 @@ __all__ = [
 
 #: One group covering all zenith angles.
 DEFAULT_ZENITH_EDGES = np.array([0.0, 90.0])
+#: Zenith group edges must lie within these (deg).
+ZENITH_LIMITS = (0.0, 90.0)
 
 #: Default minimum observation time of an adaptive group (s), BAccMod's default.
 DEFAULT_MIN_ONTIME = 3600.0
@@ -297,7 +299,8 @@ def make_grouping(store: xr.Dataset, zenith_edges=None, *, adaptive: bool = Fals
     cell_labels = {name: column_groups(extra[name], extra_edges[name],
                                        period=PERIODIC_COLUMNS.get(name)) for name in by}
     fixed = None if adaptive else parse_edges(DEFAULT_ZENITH_EDGES if zenith_edges is None
-                                              else zenith_edges, name="zenith edges")
+                                              else zenith_edges, name="zenith edges",
+                                              limits=ZENITH_LIMITS)
     zen_bounds, extra_bounds = [], {name: [] for name in by}
     cells = itertools.product(*[range(e.size - 1) for e in extra_edges.values()])
     for cell in cells:

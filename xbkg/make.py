@@ -8,6 +8,7 @@ module of its own (:mod:`~xbkg.datastore`, :mod:`~xbkg.selection`, :mod:`~xbkg.g
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -52,10 +53,10 @@ def make_binning(kind: str = "3d", fov_alignment: str = "altaz", *, energy_edges
     if align not in ("ALTAZ", "RADEC"):
         raise ValueError(f"fov_alignment must be 'altaz' or 'radec', got {fov_alignment!r}")
     energy = parse_edges(DEFAULT_ENERGY_EDGES if energy_edges is None else energy_edges,
-                         log=True, name="energy edges")
+                         log=True, name="energy edges", limits=(1e-6, 1e6))
     if kind == "2d":
         offset = parse_edges(DEFAULT_OFFSET_EDGES if offset_edges is None else offset_edges,
-                             name="offset edges")
+                             name="offset edges", limits=(0, 180))
         if offset[0] < 0:
             raise ValueError(f"offset edges must be >= 0, got {offset}")
         fov = {"offset": offset}
@@ -63,16 +64,33 @@ def make_binning(kind: str = "3d", fov_alignment: str = "altaz", *, energy_edges
     else:
         spec = DEFAULT_FOV_EDGES if fov_edges is None else fov_edges
         if isinstance(spec, dict):
-            fov = {d: parse_edges(spec[d], name=f"{d} edges") for d in ("detx", "dety")}
+            fov = {d: parse_edges(spec[d], name=f"{d} edges", limits=(-90, 90))
+                   for d in ("detx", "dety")}
         else:
-            edges = parse_edges(spec, name="fov edges")
+            edges = parse_edges(spec, name="fov edges", limits=(-90, 90))
             fov = {"detx": edges, "dety": edges}
         default_max = min(min(abs(e[0]), abs(e[-1])) for e in fov.values())
+    _check_cube_size(energy, fov)
     omax = float(default_max if offset_max is None else offset_max)
     if not omax > 0:
         raise ValueError(f"offset_max must be > 0 deg, got {omax}")
     return Binning(kind=kind, fov_alignment=align, energy_edges=energy, fov_edges=fov,
                    offset_max=omax)
+
+
+#: Most bins of one model cube (energy x FoV): 2e7 float64 cells are 160 MB per array and group.
+MAX_CUBE_BINS = 20_000_000
+
+
+def _check_cube_size(energy, fov) -> None:
+    """Refuse a binning whose cube would not fit in memory, before anything is allocated."""
+    shape = [energy.size - 1] + [e.size - 1 for e in fov.values()]
+    cells = math.prod(shape)
+    if cells > MAX_CUBE_BINS:
+        raise ValueError(
+            f"binning of {' x '.join(map(str, shape))} = {cells:.3g} bins would need "
+            f"{cells * 8 / 2**30:.3g} GiB per array and zenith group; at most {MAX_CUBE_BINS:.3g} "
+            "bins: use fewer --energy-edges/--fov-edges bins")
 
 
 def _solid_angle(binning: Binning) -> np.ndarray:

@@ -47,6 +47,10 @@ def _plain(value):
     return value
 
 
+#: Most bytes of data an index file may declare (a million rows of a wide HDU index).
+MAX_INDEX_BYTES = 1 << 28
+
+
 def read_index_table(path: Path, hdu: str | int = 1) -> IndexTable:
     """Read an index table: scalar columns as native-endian arrays (strings stripped).
 
@@ -56,7 +60,10 @@ def read_index_table(path: Path, hdu: str | int = 1) -> IndexTable:
     """
     from .fitstable import read_whole_table
 
+    from .fitstable import check_sizes
+
     path = Path(path)
+    check_sizes(path, MAX_INDEX_BYTES)  # before astropy allocates what the header declares
     try:
         data, header, units = read_whole_table(path, hdu)
     except Exception as exc:  # untrusted bytes: the reader, astropy and zlib raise many kinds

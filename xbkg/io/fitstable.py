@@ -50,6 +50,8 @@ import zlib
 
 import numpy as np
 
+from .safety import require_regular_file
+
 try:  # ISA-L inflates gzip streams faster than zlib; used when the optional "isal" is installed
     from isal import isal_zlib as _inflate_lib
 except ImportError:  # pragma: no cover - depends on the environment
@@ -57,7 +59,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 #: Exceptions of every inflater that may be in use.
 _INFLATE_ERRORS = tuple({zlib.error, _inflate_lib.error})
 
-__all__ = ["FitsReadError", "read_header", "read_columns", "read_tables"]
+__all__ = ["FitsReadError", "read_header", "read_columns", "read_tables", "check_sizes"]
 
 BLOCK = 2880
 CARD = 80
@@ -366,12 +368,12 @@ def _read_raw_header(src, where: str, index: int) -> bytes | None:
                 raise FitsReadError(f"{where}: truncated: the gzip stream ends early, at byte "
                                     f"{start} of the uncompressed data, after HDU {index - 1}")
             return None
+        if not blocks and index == 0 and block[:9] != b"SIMPLE  =":
+            raise FitsReadError(f"{where}: not a FITS file (no SIMPLE card at the start)")
         if len(block) < BLOCK:
             raise FitsReadError(
                 f"{where}: truncated: the header of HDU {index} (at byte {start}) ends after "
                 f"{src.pos - start} bytes without an END card")
-        if not blocks and index == 0 and block[:9] != b"SIMPLE  =":
-            raise FitsReadError(f"{where}: not a FITS file (no SIMPLE card at the start)")
         if block.translate(None, _PRINTABLE):
             if not blocks and index > 0 and not block.strip(b"\x00"):
                 return None  # zero padding after the last HDU
@@ -485,6 +487,7 @@ class _Open:
         self.reason = ""
 
     def __enter__(self):
+        require_regular_file(self.path)  # a FIFO would block open() for ever
         self._f = open(self.path, "rb", buffering=0)  # noqa: SIM115 (closed in __exit__)
         magic = self._f.read(4)
         self._f.seek(0)
@@ -703,6 +706,40 @@ def read_header(path, hdu) -> dict:
         return header
 
     return _guarded(path, hdu, run)
+
+
+def check_sizes(path, max_bytes: int | None = None) -> int | None:
+    """Check that every HDU's declared data is in the file; return the total data bytes.
+
+    The file is streamed once (a gzip file inflated in bounded memory, nothing kept), so a
+    header declaring more rows than the file holds, or more than ``max_bytes`` of data in all,
+    is refused before a reader such as astropy allocates what it declares. Files only astropy
+    reads (bzip2, ...) are not checked: None.
+
+    Raises
+    ------
+    FitsReadError
+        Not FITS, corrupt, truncated (data declared but absent), or over ``max_bytes``.
+    """
+    def run():
+        total = 0
+        with (opened := _Open(path)) as src:
+            if src is None:  # bzip2 and the like: astropy reads those, unchecked
+                return None
+            index = 0
+            while (raw := _read_raw_header(src, str(path), index)) is not None:
+                header = _Keywords(raw, f"{path}, HDU {index}")
+                total += _data_size(header, index, f"{path}, HDU {index}")
+                if max_bytes is not None and total > max_bytes:
+                    raise FitsReadError(
+                        f"{path}: {_hdu_label(index, header)} declares {total} bytes of data, "
+                        f"more than the {max_bytes} allowed for this file: corrupt or hostile")
+                if not _skip_data(src, path, index, header):
+                    break
+                index += 1
+        return total
+
+    return _guarded(path, None, run)
 
 
 def read_columns(path, hdu, columns, *, header: bool = False):

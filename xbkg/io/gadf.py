@@ -587,6 +587,10 @@ def _is_bkg(hdu) -> bool:
     return True
 
 
+#: Most bytes of data a model FITS file may declare in all its HDUs.
+MAX_MODEL_BYTES = 1 << 30
+
+
 def open_bkg_fits(path, hdu=None, *, fov_alignment: str | None = None) -> xr.Dataset:
     """Read a background model from a FITS file (see :func:`read_bkg_hdu`).
 
@@ -606,9 +610,12 @@ def open_bkg_fits(path, hdu=None, *, fov_alignment: str | None = None) -> xr.Dat
     """
     from astropy.io import fits
 
+    from .fitstable import check_sizes
+
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
+    check_sizes(path, MAX_MODEL_BYTES)  # before astropy allocates what the headers declare
     with fits.open(path, memmap=False) as hdul:
         if hdu is None:
             found = [h for h in hdul if _is_bkg(h)]

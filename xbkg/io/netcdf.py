@@ -13,6 +13,7 @@ import xarray as xr
 from ..model import validate_model
 from ..parallel import no_client_lookup
 from .atomic import atomic_path
+from .safety import require_regular_file
 
 __all__ = ["write_netcdf", "read_netcdf", "is_netcdf"]
 
@@ -21,6 +22,7 @@ _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
 def is_netcdf(path) -> bool:
     """True when ``path`` starts with the HDF5 signature (netCDF4 files do)."""
+    require_regular_file(path)
     with open(path, "rb") as fh:
         return fh.read(8) == _HDF5_MAGIC
 
@@ -44,9 +46,28 @@ def write_netcdf(model: xr.Dataset, path, *, overwrite: bool = False) -> Path:
     encoding = {name: {"zlib": True, "complevel": 4} for name in ds.data_vars
                 if ds[name].ndim >= 2}
     path = Path(path)
-    with atomic_path(path, overwrite=overwrite) as tmp, no_client_lookup():
-        ds.to_netcdf(tmp, engine="h5netcdf", encoding=encoding, invalid_netcdf=False)
+    # HDF5 writing to a full disk floods stderr and can crash the process when the file is
+    # closed: the file is made in memory (a model is small) and written with plain Python I/O
+    with no_client_lookup():
+        data = ds.to_netcdf(engine="h5netcdf", encoding=encoding, invalid_netcdf=False)
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        tmp.write_bytes(data)
     return path
+
+
+#: Most bytes the arrays of a model file may declare, whatever the file's size.
+MAX_MODEL_BYTES = 1 << 30
+#: Largest ratio of declared array bytes to file bytes (above it: unwritten or bomb chunks).
+MAX_EXPANSION = 1000
+
+
+def _check_declared_size(ds: xr.Dataset, path: Path) -> None:
+    """Refuse, before reading any array, a file declaring more than it can plausibly hold."""
+    declared = sum(int(v.size) * v.dtype.itemsize for v in ds.variables.values())
+    limit = min(MAX_MODEL_BYTES, (1 << 24) + MAX_EXPANSION * path.stat().st_size)
+    if declared > limit:
+        raise ValueError(f"its arrays declare {declared} bytes, more than the {limit} allowed "
+                         f"for a {path.stat().st_size}-byte file: corrupt or hostile")
 
 
 def read_netcdf(path) -> xr.Dataset:
@@ -54,6 +75,7 @@ def read_netcdf(path) -> xr.Dataset:
     path = Path(path)
     try:
         with xr.open_dataset(path, engine="h5netcdf") as ds:
+            _check_declared_size(ds, path)
             model = ds.load()
     except (OSError, ValueError) as exc:
         raise ValueError(f"{path}: cannot read as an xbkg netCDF model: {exc}") from exc

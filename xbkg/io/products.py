@@ -23,6 +23,7 @@ interrupted run leaves no partial output and an earlier OUTDIR untouched.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -94,8 +95,11 @@ def atomic_dir(outdir, *, overwrite: bool = False):
     tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.tmp-{os.getpid()}-", dir=outdir.parent))
     try:
         yield tmp
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise OSError(exc.errno, f"{outdir}: no space left on the device while writing; "
+                          "nothing was changed") from exc
         raise
     old = None
     if outdir.exists():
