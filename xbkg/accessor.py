@@ -6,6 +6,8 @@ the module that does the work, so everything here is also available without the 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import xarray as xr
 
 __all__ = ["BkgAccessor"]
@@ -147,6 +149,21 @@ class BkgAccessor:
         from .plotting import peek
 
         return peek(self._ds, group=group, **kwargs)
+
+    def __repr__(self) -> str:
+        """Short text summary: what the model is, its binning and groups."""
+        from .summary import summary_text
+
+        return summary_text(self._ds)
+
+    def report(self, path="report.html", *, store=None) -> Path:
+        """Write a self-contained HTML report of the model; see :func:`xbkg.report.write_report`.
+
+        Returns the path of the report (open it in a browser or JupyterLab).
+        """
+        from .report import model_report
+
+        return model_report(self._ds, path, store=store)
 
     def _repr_html_(self) -> str:
         """Rich display in JupyterLab: ``model.bkg`` shows groups, binning and statistics."""

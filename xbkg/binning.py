@@ -50,6 +50,29 @@ def lin_edges(lo: float, hi: float, n: int) -> np.ndarray:
 #: Most bins one axis may have (a typo such as ``0.1:100:1000000`` must not allocate gigabytes).
 MAX_BINS = 10_000
 
+_SPEC_HELP = "use 'lo:hi:n' (n bins) or a comma list 'e0,e1,...'"
+
+
+def _range_edges(text: str, log: bool, name: str) -> np.ndarray:
+    """Edges of a ``'lo:hi:n'`` spec; the ValueError says which part is wrong."""
+    parts = text.split(":")
+    if len(parts) != 3:
+        raise ValueError(f"'lo:hi:n' has three parts, got {len(parts)}")
+    try:
+        lo, hi = float(parts[0]), float(parts[1])
+    except ValueError:
+        raise ValueError(f"lo and hi must be numbers; {_SPEC_HELP}") from None
+    n = parts[2].strip()
+    if not n.isdigit() or int(n) < 1:
+        raise ValueError(f"the number of bins n must be an integer >= 1, got {n!r}")
+    if int(n) > MAX_BINS:
+        raise ValueError(f"{n} bins; at most {MAX_BINS} per axis")
+    if log and lo <= 0:
+        raise ValueError(f"log spacing needs lo > 0 (e.g. '0.1:{parts[1]}:{n}')")
+    if not hi > lo:
+        raise ValueError(f"hi must be larger than lo, got lo {lo:g}, hi {hi:g}")
+    return log_edges(lo, hi, int(n)) if log else lin_edges(lo, hi, int(n))
+
 
 def parse_edges(spec, *, log: bool = False, name: str = "edges", limits=None) -> np.ndarray:
     """Bin edges from an array-like or a string spec.
@@ -69,23 +92,12 @@ def parse_edges(spec, *, log: bool = False, name: str = "edges", limits=None) ->
         text = spec.strip()
         try:
             if ":" in text:
-                parts = text.split(":")
-                if len(parts) != 3:
-                    raise ValueError
-                lo, hi, n = float(parts[0]), float(parts[1]), int(parts[2])
-                if n < 1:
-                    raise ValueError
-                if n > MAX_BINS:
-                    raise ValueError(f"{name}: {n} bins in {spec!r}; at most {MAX_BINS} per axis")
-                edges = log_edges(lo, hi, n) if log else lin_edges(lo, hi, n)
+                edges = _range_edges(text, log, name)
             else:
                 edges = np.array([float(p) for p in text.split(",") if p.strip()])
         except ValueError as exc:
-            if str(exc).startswith(f"{name}: "):
-                raise
-            raise ValueError(
-                f"{name}: cannot parse {spec!r}; use 'lo:hi:n' (n bins) or a comma list 'e0,e1,...'"
-            ) from None
+            reason = str(exc) if ":" in text else _SPEC_HELP
+            raise ValueError(f"{name}: cannot parse {spec!r}; {reason}") from None
     else:
         edges = np.asarray(spec, dtype=float).ravel()
     if edges.size < 2:

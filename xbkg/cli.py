@@ -1,9 +1,9 @@
 """The ``xbkg`` command: a thin layer over the Python API.
 
 Subcommands: ``make-models`` (the seeds' gammapy-make-bg-cube-models), ``update-model`` (add
-runs to a model without re-reading its runs), ``info``, ``simulate`` and ``demo`` (simulate a
-small store and build models from it, no data needed), ``validate`` (k-fold cross-validation
-over runs) and ``compare`` (two model sets side by side).
+runs to a model without re-reading its runs), ``info``, ``report`` (one HTML page of figures),
+``simulate`` and ``demo`` (simulate a small store and build models from it, no data needed),
+``validate`` (k-fold cross-validation over runs) and ``compare`` (two model sets side by side).
 Errors in the input exit with status 2 and one line on stderr (``--debug`` shows the traceback).
 """
 
@@ -14,6 +14,8 @@ import contextlib
 import json
 import logging
 import os
+import re
+import shlex
 import signal
 import sys
 import threading
@@ -26,6 +28,79 @@ log = logging.getLogger("xbkg")
 
 class CLIError(Exception):
     """A user-facing error: printed as one line, exit status 2."""
+
+
+DESCRIPTION = ("Background models for imaging atmospheric Cherenkov telescopes, from GADF DL3 "
+               "stores. Run 'xbkg COMMAND --help' for the options of a command; -v and --debug "
+               "may be given anywhere on the line.")
+
+#: Python argument names that start API error messages, and the options that set them.
+API_TO_FLAG = {"energy edges": "--energy-edges", "offset edges": "--offset-edges",
+               "fov edges": "--fov-edges", "zenith edges": "--zenith-edges",
+               "offset_max": "--offset-max", "n_obs_max": "--n-obs-max",
+               "energy_threshold": "--energy-threshold", "n_runs": "--runs",
+               "events_per_run": "--events", "n_folds": "--folds", "where": "--where",
+               "exclusion regions": "--exclusion"}
+
+
+def cli_message(message: str) -> str:
+    """An API error message with its leading argument name replaced by the command-line option
+    (``"offset_max must be > 0"`` -> ``"--offset-max must be > 0"``)."""
+    for name, flag in API_TO_FLAG.items():
+        if re.match(rf"{re.escape(name)}\b", message):
+            return flag + message[len(name):]
+    return message
+
+
+def _at_least(minimum: int):
+    """argparse type: an integer >= ``minimum``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}")
+        return value
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+_NEGATIVE_VALUE = re.compile(r"^-\.?\d")
+
+
+def join_negative_values(argv: list[str]) -> list[str]:
+    """``['--fov-edges', '-2.5:2.5:25']`` -> ``['--fov-edges=-2.5:2.5:25']``: argparse reads a
+    value starting with '-' as an option unless it is a plain number; no option starts with a
+    digit, so a long option followed by '-<digit>' takes it as its value."""
+    out: list[str] = []
+    for token in argv:
+        previous = out[-1] if out else ""
+        if (_NEGATIVE_VALUE.match(token) and previous.startswith("--") and "=" not in previous
+                and previous != "--"):
+            out[-1] = f"{previous}={token}"
+        else:
+            out.append(token)
+    return out
+
+
+class Parser(argparse.ArgumentParser):
+    """ArgumentParser that reads option values starting with '-<digit>' (edge specs such as
+    ``--fov-edges -2.5:2.5:25``) with or without '='."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = sys.argv[1:] if args is None else list(args)
+        return super().parse_known_args(join_negative_values(args), namespace)
+
+
+def _add_global_flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """-v/--verbose and --debug, on the top-level parser and on each subcommand (so they work
+    anywhere on the line; a subcommand's copy leaves the top-level value alone unless given)."""
+    default = False if top else argparse.SUPPRESS
+    parser.add_argument("--debug", action="store_true", default=default,
+                        help="show tracebacks and debug logs")
+    parser.add_argument("-v", "--verbose", action="store_true", default=default,
+                        help="log progress information (INFO)")
 
 
 def _read_run_list(path) -> list[int]:
@@ -49,9 +124,11 @@ def _read_run_list(path) -> list[int]:
 
 def _add_binning(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("binning (edge specs: 'lo:hi:n' for n bins, or 'e0,e1,...')")
-    g.add_argument("--kind", choices=("2d", "3d"), default="3d", help="model kind (default: 3d)")
+    g.add_argument("--kind", choices=("2d", "3d"), default="3d",
+                   help="model kind: 2d (energy x offset) or 3d (energy x DETY x DETX) "
+                   "(default: 3d)")
     g.add_argument("--fov-alignment", choices=("altaz", "radec"), default="altaz",
-                   help="frame of the 3D FoV axes (default: altaz)")
+                   help="frame of the 3D FoV axes; 2D models have none (default: altaz)")
     g.add_argument("--energy-edges", default=None, help="energy edges in TeV, log-spaced for "
                    "'lo:hi:n' (default: 0.1:100:20)")
     g.add_argument("--offset-edges", default=None, help="2D offset edges in deg (default: 0:2.5:10)")
@@ -68,20 +145,27 @@ def _add_run(p: argparse.ArgumentParser) -> None:
     g.add_argument("--scheduler", default="threads",
                    help="dask scheduler: threads, processes, synchronous, or a scheduler address "
                    "(default: threads)")
-    g.add_argument("--workers", metavar="N", type=int, default=None,
+    g.add_argument("--workers", metavar="N", type=_at_least(1), default=None,
                    help="start a local dask cluster of N worker processes and run on it "
                    "(instead of --scheduler; the way to use several cores)")
     g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show a progress bar (default: when stderr is a terminal)")
-    g.add_argument("--overwrite", action="store_true", help="replace a non-empty OUTDIR")
+    g.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+
+
+SELECTION_HELP = ("which runs to use: 'off' the runs whose TARGET_NAME or OBJECT contains 'off' "
+                  "(any case), 'offplane' the runs pointed at |GLAT_PNT| > 5 deg, 'all' every "
+                  "run (default: off)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="xbkg", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=_version())
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress information")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    """The ``xbkg`` argument parser: every subcommand, option and its help text."""
+    parser = Parser(prog="xbkg", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=_version(),
+                        help="print the xbkg version and exit")
+    _add_global_flags(parser, top=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                title="commands")
 
     mm = sub.add_parser("make-models", help="build background models from a DL3 store",
                         description="Build background models from a GADF DL3 store and write them "
@@ -90,9 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
     mm.add_argument("outdir", metavar="OUTDIR", help="output folder")
     sel = mm.add_argument_group("run selection")
     sel.add_argument("--selection", choices=("off", "offplane", "all"), default="off",
-                     help="which runs to use (default: off)")
-    sel.add_argument("--run-list", metavar="FILE", help="text file of OBS_IDs to use")
-    sel.add_argument("--n-obs-max", type=int, default=None, help="use at most N runs")
+                     help=SELECTION_HELP)
+    sel.add_argument("--run-list", metavar="FILE",
+                     help="text file of OBS_IDs to use, separated by spaces, commas or lines; "
+                     "'#' starts a comment (default: every run of DATA_DIR)")
+    sel.add_argument("--n-obs-max", metavar="N", type=_at_least(1), default=None,
+                     help="use at most N runs (default: no limit)")
     sel.add_argument("--test", action="store_true", help="quick run on a few (5) runs")
     _add_cuts_and_exclusion(mm, sel)
     _add_binning(mm)
@@ -105,30 +192,69 @@ def build_parser() -> argparse.ArgumentParser:
     mm.add_argument("--strict", action="store_true",
                     help="stop at the first run that cannot be used (default: skip it and list it "
                     "in bg_rejected_runs.ecsv)")
+    _add_no_report(mm)
 
-    info = sub.add_parser("info", help="summarise a model file (netCDF or GADF FITS)")
-    info.add_argument("path", metavar="PATH")
-    info.add_argument("--hdu", default=None, help="FITS HDU to read")
+    info = sub.add_parser(
+        "info", help="summarise a model file or a make-models OUTDIR",
+        description="Print what a model is: kind, FoV alignment (3D), binning, zenith groups with "
+        "runs, observation time and counts. Given a make-models OUTDIR, also the runs used and "
+        "rejected (with reasons), the options and provenance of the build and where each file "
+        "is.")
+    info.add_argument("path", metavar="PATH",
+                      help="model.nc, a GADF BKG_2D/BKG_3D FITS file, or a make-models OUTDIR")
+    info.add_argument("--hdu", default=None,
+                      help="FITS only: the HDU to read, by name or number (default: the first "
+                      "background HDU)")
 
-    sim = sub.add_parser("simulate", help="write a simulated GADF store with a known background")
-    sim.add_argument("outdir", metavar="OUTDIR")
-    sim.add_argument("--runs", type=int, default=20, help="number of runs (default: 20)")
-    sim.add_argument("--events", type=int, default=20000,
+    rep_ = sub.add_parser(
+        "report", help="write one HTML page of figures and tables of a make-models OUTDIR",
+        description="Write a self-contained HTML report (figures embedded, no network needed) "
+        "of a make-models OUTDIR: rate over energy x offset per group, FoV maps, zenith "
+        "dependence, counts and exposure statistics, runs used and rejected, the command and "
+        "versions that made it.")
+    rep_.add_argument("outdir", metavar="OUTDIR", help="a make-models output folder")
+    rep_.add_argument("--output", metavar="FILE", default=None,
+                      help="where to write the report (default: OUTDIR/report.html)")
+
+    sim = sub.add_parser(
+        "simulate", help="write a simulated GADF store with a known background",
+        description="Write a GADF DL3 store (obs-index, hdu-index, one EVENTS+GTI file per run) "
+        "whose background is known exactly (truth.json), for tests and closure checks.")
+    sim.add_argument("outdir", metavar="OUTDIR", help="folder for the store (created)")
+    sim.add_argument("--runs", metavar="N", type=_at_least(1), default=20,
+                     help="number of runs (default: 20)")
+    sim.add_argument("--events", metavar="N", type=_at_least(1), default=20000,
                      help="events of a zenith-0 run; sets the truth normalisation (default: 20000)")
-    sim.add_argument("--seed", type=int, default=0)
-    sim.add_argument("--zenith-range", default="0:60", help="run zenith range in deg (default 0:60)")
+    sim.add_argument("--seed", type=int, default=0,
+                     help="random seed: the same seed writes the same store (default: 0)")
+    sim.add_argument("--zenith-range", metavar="LO:HI", default="0:60",
+                     help="zenith range of the runs in deg (default: 0:60)")
     sim.add_argument("--gzip", action="store_true", help="write .fits.gz event files")
-    sim.add_argument("--jobs", type=int, default=1, help="processes (default: 1)")
-    sim.add_argument("--overwrite", action="store_true")
+    sim.add_argument("--jobs", metavar="N", type=_at_least(1), default=1,
+                     help="processes writing runs in parallel (default: 1)")
+    sim.add_argument("--overwrite", action="store_true", help="replace a non-empty OUTDIR")
 
-    demo = sub.add_parser("demo", help="simulate a small store and build models from it")
+    demo = sub.add_parser(
+        "demo", help="simulate a small store, build models from it and write the report",
+        description="Simulate a small store (OUTDIR/store), build 3D models in three zenith "
+        "groups (OUTDIR/models), print their summary and how well they recover the simulated "
+        "truth, and write the HTML report (OUTDIR/models/report.html). No data needed.")
     demo.add_argument("outdir", metavar="OUTDIR", nargs="?", default="xbkg-demo",
                       help="folder for the store and the models (default: ./xbkg-demo)")
-    demo.add_argument("--runs", type=int, default=30)
-    demo.add_argument("--overwrite", action="store_true")
+    demo.add_argument("--runs", metavar="N", type=_at_least(1), default=30,
+                      help="number of simulated runs of 20,000 events (default: 30)")
+    demo.add_argument("--overwrite", action="store_true", help="replace a non-empty OUTDIR")
+    _add_no_report(demo)
     _add_update_parser(sub)
     _add_validate_parsers(sub)
+    for subparser in sub.choices.values():
+        _add_global_flags(subparser, top=False)
     return parser
+
+
+def _add_no_report(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-report", action="store_true",
+                   help="do not write report.html (the HTML report of the models)")
 
 
 def _version() -> str:
@@ -152,8 +278,9 @@ def cmd_make_models(args) -> int:
     obs_ids = _read_run_list(args.run_list) if args.run_list else None
     n_obs_max = 5 if args.test and args.n_obs_max is None else args.n_obs_max
     cuts, exclusion, select_near = _cuts_and_exclusion(args)
-    _, rejected = select_runs(store, args.selection, obs_ids=obs_ids, n_obs_max=n_obs_max,
-                              **cuts, **select_near)
+    with _quiet("xbkg.selection"):  # make_model selects again and logs the result once
+        _, rejected = select_runs(store, args.selection, obs_ids=obs_ids, n_obs_max=n_obs_max,
+                                  **cuts, **select_near)
     model = make_model(
         store, kind=args.kind, fov_alignment=args.fov_alignment, energy_edges=args.energy_edges,
         offset_edges=args.offset_edges, fov_edges=args.fov_edges, zenith_edges=args.zenith_edges,
@@ -170,11 +297,16 @@ def cmd_make_models(args) -> int:
     rejected.update({int(obs_id): message for obs_id, message in skipped.items()})
     for obs_id in set(store.obs_id.values.tolist()) - set(model.obs_id.values.tolist()):
         rejected.setdefault(int(obs_id), "zenith outside the zenith edges")
+    model = _with_command(model, getattr(args, "command_line", None))
     out = write_products(model, store, args.outdir, rejected=rejected, overwrite=args.overwrite,
                          image=not args.no_image, per_run=args.per_run,
                          per_run_method=args.per_run_method, bundle=args.bundle)
-    print(f"wrote {model.attrs['kind'].upper()} {model.attrs['fov_alignment']} model from "
-          f"{model.sizes['obs_id']} runs in {model.sizes['zenith_group']} group(s) to {out}")
+    from .summary import model_label
+
+    print(f"wrote {model_label(model)} from {model.sizes['obs_id']} runs in "
+          f"{model.sizes['zenith_group']} group(s) to {out}")
+    if not args.no_report:
+        print(f"report: {_write_report(out, store)}")
     return 0
 
 
@@ -187,16 +319,45 @@ def _guard(output, store, args, markers, inputs=(), option="OUTDIR") -> None:
                  markers=markers, option=option)
 
 
+@contextlib.contextmanager
+def _quiet(name: str):
+    """Logger ``name`` logs warnings only within the block."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(max(logging.WARNING, logger.getEffectiveLevel()))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _with_command(model, command_line):
+    """The model with the command that made it in its provenance (shown by info and report)."""
+    if not command_line:
+        return model
+    provenance = json.loads(model.attrs.get("provenance", "{}"))
+    provenance["command"] = command_line
+    return model.assign_attrs(provenance=json.dumps(provenance, sort_keys=True))
+
+
+def _write_report(outdir, store=None):
+    from .report import write_report
+
+    return write_report(outdir, store=store)
+
+
 def _add_cuts_and_exclusion(mm: argparse.ArgumentParser, sel) -> None:
     sel.add_argument("--zenith-range", metavar="LO:HI", default=None,
-                     help="keep runs with LO <= zenith <= HI (deg)")
+                     help="keep runs with LO <= zenith <= HI (deg; default: no cut)")
     sel.add_argument("--where", metavar="EXPR", default=None,
                      help="keep runs for which EXPR holds: comparisons of obs-table columns "
-                     "with and/or/not, e.g. \"MUONEFF > 0.7 and N_TELS >= 3\"")
-    sel.add_argument("--min-n-tels", metavar="N", type=int, default=None, help="keep runs with N_TELS >= N")
+                     "with and/or/not, e.g. \"MUONEFF > 0.7 and N_TELS >= 3\" (default: no cut)")
+    sel.add_argument("--min-n-tels", metavar="N", type=int, default=None,
+                     help="keep runs with N_TELS >= N (default: no cut)")
     sel.add_argument("--min-muoneff", metavar="X", type=float, default=None,
-                     help="keep runs with MUONEFF >= X")
-    sel.add_argument("--max-quality", metavar="Q", type=int, default=None, help="keep runs with QUALITY <= Q")
+                     help="keep runs with MUONEFF >= X (default: no cut)")
+    sel.add_argument("--max-quality", metavar="Q", type=int, default=None,
+                     help="keep runs with QUALITY <= Q (default: no cut)")
     g = mm.add_argument_group("excluded sources")
     g.add_argument("--exclusion", metavar="FILE", action="append", default=None,
                    help="excluded sky circles: a table (FITS/ECSV/CSV with RA, DEC, Radius in deg) "
@@ -207,7 +368,7 @@ def _add_cuts_and_exclusion(mm: argparse.ArgumentParser, sel) -> None:
     g.add_argument("--exclusion-distance", metavar="DEG", type=float, default=None,
                    help="runs mode: drop runs pointed within this distance (deg) of a circle's "
                    "edge (default: the offset cut)")
-    g.add_argument("--exclusion-oversample", metavar="N", type=int, default=8,
+    g.add_argument("--exclusion-oversample", metavar="N", type=_at_least(1), default=8,
                    help="sub-grid cells per bin and axis for the exposure fractions (default: 8)")
 
 
@@ -245,20 +406,21 @@ def _add_modelling(mm: argparse.ArgumentParser) -> None:
                    "cos(zenith) merged until each group has --zenith-min-time seconds and "
                    "--zenith-min-runs runs (BAccMod's method)")
     g.add_argument("--zenith-min-time", metavar="SECONDS", type=float, default=None,
-                   help="minimum observation time of an adaptive group (default: 3600; implies "
+                   help="minimum observation time of an adaptive group in s (default: 3600; implies "
                    "--adaptive)")
-    g.add_argument("--zenith-min-runs", metavar="N", type=int, default=None,
+    g.add_argument("--zenith-min-runs", metavar="N", type=_at_least(0), default=None,
                    help="minimum number of runs of an adaptive group (default: 0; implies "
                    "--adaptive)")
     g.add_argument("--cos-zenith-step", metavar="D", type=float, default=0.01,
-                   help="width of the fine cos(zenith) bins of adaptive groups (default: 0.01)")
+                   help="width of the fine cos(zenith) bins of adaptive groups (no unit; "
+                   "default: 0.01)")
     g.add_argument("--group-by", metavar="COLUMN=EDGES", action="append", default=None,
                    help="also group by an obs-table column, e.g. AZ_PNT=-90,90,270 (north/south; "
                    "azimuth is periodic) or MUONEFF=0.6,0.85,1.2; may repeat. 'north-south' is "
                    "short for AZ_PNT=-90,90,270")
     g.add_argument("--groups", metavar="FILE", default=None,
                    help="reuse the groups of a bg_observation_groups.ecsv (runs are assigned by "
-                   "its bounds) instead of deciding new ones")
+                   "its bounds) instead of deciding new ones (default: decide new groups)")
     g.add_argument("--energy-threshold", metavar="POLICY", default="none",
                    help="per-run energy thresholds: a run adds counts and exposure only to "
                    "energy bins above its threshold. 'safe': SAFE_ENERGY_LO of the obs index, "
@@ -275,8 +437,8 @@ def _add_modelling(mm: argparse.ArgumentParser) -> None:
                    help="write one model per run (bg_run_models/), interpolated between the "
                    "groups in cos(zenith), and point each run's bkg row of the HDU index at it")
     g.add_argument("--per-run-method", choices=("log", "linear", "nearest"), default="log",
-                   help="per-run interpolation: in log rate (default), in rate, or the nearest "
-                   "group")
+                   help="per-run interpolation: in log rate, in rate, or the nearest group "
+                   "(default: log)")
 
 
 def _modelling(args) -> dict:
@@ -310,9 +472,20 @@ def _modelling(args) -> dict:
 
 def cmd_info(args) -> int:
     from .io import open_model
-    from .summary import summary_text
+    from .summary import outdir_summary, summary_text
 
-    print(summary_text(open_model(args.path, hdu=args.hdu)))
+    path = Path(args.path)
+    if path.is_dir():
+        print(outdir_summary(path))
+    else:
+        print(summary_text(open_model(path, hdu=args.hdu)))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report import write_report
+
+    print(f"wrote {write_report(args.outdir, output=args.output)}")
     return 0
 
 
@@ -337,14 +510,17 @@ def cmd_demo(args) -> int:
     store = simulate_store(out / "store", n_runs=args.runs, events_per_run=20000,
                            zenith_range=(0, 60), overwrite=args.overwrite)
     print(f"simulated {args.runs} runs in {store}")
-    ns = build_parser().parse_args(["make-models", str(store), str(out / "models"), "--selection",
-                                    "all", "--zenith-edges", "0,30,45,60", "--no-progress"]
-                                   + (["--overwrite"] if args.overwrite else []))
+    line = ["make-models", str(store), str(out / "models"), "--selection", "all",
+            "--zenith-edges", "0,30,45,60", "--no-progress", "--no-report"]
+    ns = build_parser().parse_args(line + (["--overwrite"] if args.overwrite else []))
+    ns.command_line = "xbkg " + shlex.join(line)
     cmd_make_models(ns)
     print(f"summary of {out / 'models' / 'model.nc'}:")
     info = build_parser().parse_args(["info", str(out / "models" / "model.nc")])
     cmd_info(info)
     _print_closure(store, out / "models" / "model.nc")
+    if not args.no_report:
+        print(f"report (open it in a browser): {_write_report(out / 'models', store)}")
     return 0
 
 
@@ -401,13 +577,20 @@ def _add_update_parser(sub) -> None:
     up.add_argument("--run-list", metavar="FILE",
                     help="OBS_IDs to add (default: every run of DATA_DIR not in the model)")
     up.add_argument("--output", metavar="PATH", help="write here (default: replace MODEL)")
-    g = up.add_argument_group("checks: refuse the update unless these describe the model")
-    g.add_argument("--kind", choices=("2d", "3d"), default=None)
-    g.add_argument("--fov-alignment", choices=("altaz", "radec"), default=None)
-    for flag in ("--energy-edges", "--offset-edges", "--fov-edges", "--zenith-edges"):
-        g.add_argument(flag, default=None)
-    g.add_argument("--offset-max", type=float, default=None)
+    g = up.add_argument_group("checks: refuse the update unless these describe the model "
+                              "(default: no check)")
+    g.add_argument("--kind", choices=("2d", "3d"), default=None, help="the model's kind")
+    g.add_argument("--fov-alignment", choices=("altaz", "radec"), default=None,
+                   help="the 3D model's FoV alignment")
+    for flag, what in (("--energy-edges", "energy edges in TeV"),
+                       ("--offset-edges", "2D offset edges in deg"),
+                       ("--fov-edges", "3D DETX and DETY edges in deg"),
+                       ("--zenith-edges", "zenith group edges in deg")):
+        g.add_argument(flag, default=None, help=f"the model's {what} (edge spec)")
+    g.add_argument("--offset-max", type=float, default=None, help="the model's offset cut in deg")
     _add_run(up)
+    up._option_string_actions["--overwrite"].help = (
+        "replace an existing --output (writing over MODEL itself needs no flag)")
     up.add_argument("--no-image", action="store_true", help="do not write the 3D image files")
     up.add_argument("--strict", action="store_true", help="stop at the first unusable run")
 
@@ -472,14 +655,16 @@ def _add_validate_parsers(sub) -> None:
     va.add_argument("outdir", metavar="OUTDIR", help="output folder")
     sel = va.add_argument_group("runs and folds")
     sel.add_argument("--selection", choices=("off", "offplane", "all"), default="off",
-                     help="which runs to validate on (default: off)")
-    sel.add_argument("--run-list", metavar="FILE", help="text file of OBS_IDs to use")
-    sel.add_argument("--folds", type=int, default=5, help="number of folds (default: 5)")
+                     help=SELECTION_HELP)
+    sel.add_argument("--run-list", metavar="FILE",
+                     help="text file of OBS_IDs to use (default: every run of DATA_DIR)")
+    sel.add_argument("--folds", metavar="K", type=_at_least(2), default=5,
+                     help="number of folds (default: 5)")
     sel.add_argument("--seed", type=int, default=0, help="seed of the fold assignment (default: 0)")
     sel.add_argument("--reference", metavar="MODEL", default=None,
                      help="score fixed models instead of k-fold builds: 'dr1' (or 'store') the "
                      "per-run bkg HDUs of DATA_DIR's HDU index, or a model file / make-models "
-                     "OUTDIR used for every run")
+                     "OUTDIR used for every run (default: k-fold builds)")
     sel.add_argument("--no-reverse-lon", action="store_true",
                      help="with --reference dr1: do not mirror DETX of the per-run RADEC models "
                      "(gammapy reads H.E.S.S. DR1 models in a reversed-longitude frame)")
@@ -504,10 +689,12 @@ def _add_validate_parsers(sub) -> None:
         description="Compare model set B with model set A (each a model.nc / GADF file or a "
         "make-models OUTDIR) on A's grid, per zenith group of A (xbkg.compare). Writes "
         "compare_summary.ecsv, compare.nc and PNG plots to OUTDIR and prints the summary.")
-    co.add_argument("model_a", metavar="A")
-    co.add_argument("model_b", metavar="B")
+    co.add_argument("model_a", metavar="A",
+                    help="reference model set: model.nc, a GADF file or a make-models OUTDIR")
+    co.add_argument("model_b", metavar="B", help="model set compared with A (same forms as A)")
     co.add_argument("outdir", metavar="OUTDIR", help="output folder")
-    co.add_argument("--labels", nargs=2, metavar=("LABEL_A", "LABEL_B"), default=("A", "B"))
+    co.add_argument("--labels", nargs=2, metavar=("LABEL_A", "LABEL_B"), default=("A", "B"),
+                    help="names of A and B in tables and plots (default: A B)")
     co.add_argument("--overwrite", action="store_true", help="replace a non-empty OUTDIR")
     co.add_argument("--no-plots", action="store_true", help="do not write the PNG plots")
     co.add_argument("--nested", action="store_true",
@@ -584,7 +771,7 @@ def cmd_compare(args) -> int:
 
 
 COMMANDS = {"make-models": cmd_make_models, "info": cmd_info, "simulate": cmd_simulate,
-            "demo": cmd_demo, "update-model": cmd_update_model}
+            "demo": cmd_demo, "update-model": cmd_update_model, "report": cmd_report}
 COMMANDS.update({"validate": cmd_validate, "compare": cmd_compare})
 
 
@@ -607,7 +794,9 @@ def _workers(args):
 
 def main(argv=None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    args.command_line = "xbkg " + shlex.join(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else
                         logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
@@ -622,7 +811,7 @@ def main(argv=None) -> int:
     except (CLIError, ValueError, FileNotFoundError, FileExistsError, KeyError, OSError) as exc:
         if args.debug:
             raise
-        message = " ".join(str(exc).split())  # one line, whatever the exception says
+        message = cli_message(" ".join(str(exc).split()))  # one line, whatever the exception says
         print(f"xbkg {args.command}: error: {message}", file=sys.stderr)
         return 2
 

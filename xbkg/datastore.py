@@ -14,7 +14,10 @@ still missing are NaN here and are taken from each run's EVENTS header when the 
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +25,8 @@ import xarray as xr
 
 from .io.dl3 import find_index_file, read_index_table
 
-__all__ = ["open_datastore", "resolve_path", "DataStoreError"]
+__all__ = ["open_datastore", "as_datastore", "store_directory", "takes_store", "resolve_path",
+           "DataStoreError"]
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +132,52 @@ def open_datastore(path, *, obs_index: str | Path | None = None,
         ds[key] = ("obs_id", values)
     ds.attrs.update(base_dir=str(base), obs_index=str(obs.path), hdu_index=str(hdu.path))
     return ds
+
+
+def as_datastore(store) -> xr.Dataset:
+    """The observation Dataset of ``store``: a store directory is opened, a Dataset from
+    :func:`open_datastore` is returned as it is."""
+    if isinstance(store, xr.Dataset):
+        return store
+    if isinstance(store, (str, os.PathLike)):
+        return open_datastore(store)
+    raise TypeError(f"store: expected a store directory (str or Path) or the Dataset of "
+                    f"xbkg.open_datastore, got {type(store).__name__}")
+
+
+def store_directory(store) -> Path:
+    """The directory of ``store``: a path as it is, or an opened store's ``base_dir``."""
+    if isinstance(store, xr.Dataset):
+        if "base_dir" not in store.attrs:
+            raise ValueError("store: this observation Dataset has no 'base_dir' attribute; pass "
+                             "the store directory instead")
+        return Path(store.attrs["base_dir"])
+    return Path(store)
+
+
+def takes_store(name: str = "store", *, directory: bool = False):
+    """Decorator: argument ``name`` of the function may be a store directory or an opened store.
+
+    The argument reaches the function as an observation Dataset (:func:`as_datastore`), or as
+    the store's directory with ``directory=True`` (:func:`store_directory`); None is passed on.
+    The wrapper's ``store_argument`` attribute names the argument.
+    """
+    convert = store_directory if directory else as_datastore
+
+    def decorate(func):
+        signature = inspect.signature(func)
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs)
+            if bound.arguments.get(name) is not None:
+                bound.arguments[name] = convert(bound.arguments[name])
+            return func(*bound.args, **bound.kwargs)
+
+        wrapper.store_argument = name
+        return wrapper
+
+    return decorate
 
 
 def _resolve_hdus(base: Path, hdu, obs_ids: np.ndarray) -> dict[str, np.ndarray]:

@@ -17,6 +17,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from .datastore import takes_store
 from .io.fitstable import read_columns, read_header, read_tables
 
 __all__ = ["DEFAULT_COLUMNS", "CANONICAL_UNITS", "read_run_events", "read_run", "describe_run",
@@ -171,6 +172,7 @@ _INFO_TEXT = ("timesys", "events_file", "events_hdu")
 _INFO_OPTIONAL_TEXT = ("gti_file", "gti_hdu")
 
 
+@takes_store("store")
 def run_infos(store: xr.Dataset) -> list[dict]:
     """Plain-Python run parameters (dicts of numbers and strings) of every run of ``store``.
 
@@ -198,6 +200,7 @@ def run_infos(store: xr.Dataset) -> list[dict]:
     return out
 
 
+@takes_store("store")
 def run_info(store: xr.Dataset, obs_id) -> dict:
     """Plain-Python run parameters of one run, for per-run tasks (see :func:`run_infos`)."""
     return run_infos(store.sel(obs_id=[obs_id]))[0]
@@ -242,6 +245,7 @@ def complete_run_info(info: dict, header: dict) -> dict:
     return out
 
 
+@takes_store("store")
 def fill_from_headers(store: xr.Dataset, keys=("ontime", "zenith", "ra_pnt", "dec_pnt"), *,
                       on_error: str = "raise") -> xr.Dataset:
     """Fill NaN values of run-level variables from the EVENTS headers (header-only reads).
@@ -293,6 +297,7 @@ def _read_column_block(path, hdu, columns, obs_id, expected):
     return cols
 
 
+@takes_store("store")
 def open_events(store: xr.Dataset, obs_ids=None, columns=DEFAULT_COLUMNS) -> xr.Dataset:
     """Lazy event Dataset of the given runs (default: all runs of the store).
 

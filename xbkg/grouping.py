@@ -47,6 +47,7 @@ import numpy as np
 import xarray as xr
 
 from .binning import BOUNDS_DIM, parse_edges
+from .datastore import takes_store
 
 __all__ = [
     "DEFAULT_ZENITH_EDGES",
@@ -252,6 +253,7 @@ def _store_column(store: xr.Dataset, name: str) -> np.ndarray:
     return values
 
 
+@takes_store("store")
 def make_grouping(store: xr.Dataset, zenith_edges=None, *, adaptive: bool = False,
                   min_ontime: float = DEFAULT_MIN_ONTIME, min_runs: int = 0,
                   cos_zenith_step: float = 0.01, zenith_range=(0.0, 90.0),
@@ -352,6 +354,7 @@ def _grouping_dataset(obs_ids, groups, zenith, ontime, extra, bounds, n_groups, 
     return ds
 
 
+@takes_store("store")
 def assign_groups(store: xr.Dataset, grouping: xr.Dataset) -> np.ndarray:
     """Group of each run of ``store`` from the bounds of ``grouping`` (a grouping or a model).
 
@@ -362,6 +365,7 @@ def assign_groups(store: xr.Dataset, grouping: xr.Dataset) -> np.ndarray:
     return bounds_groups(values, group_bounds(grouping), PERIODIC_COLUMNS)
 
 
+@takes_store("store")
 def resolve_grouping(store: xr.Dataset, zenith_edges=None, grouping=None) -> xr.Dataset:
     """The grouping of a model build, from :func:`xbkg.make_model`'s ``zenith_edges`` and
     ``grouping`` arguments.

@@ -36,6 +36,7 @@ import numpy as np
 import xarray as xr
 
 from .binning import BOUNDS_DIM, edges_of
+from .datastore import takes_store
 from .grouping import PERIODIC_COLUMNS, bounds_groups, extra_columns, group_bounds
 from .model import fov_dims
 from .reduce import run_energy_mask
@@ -283,6 +284,7 @@ def model_for_observation(model: xr.Dataset, zenith: float, *, method: str = "lo
     return one
 
 
+@takes_store("store")
 def models_for_observations(model: xr.Dataset, store: xr.Dataset, *, method: str = "log",
                             extrapolate: bool = True):
     """Yield ``(obs_id, model_for_observation(...))`` for every run of an observation Dataset

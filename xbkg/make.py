@@ -15,7 +15,7 @@ import numpy as np
 import xarray as xr
 
 from .binning import parse_edges
-from .datastore import open_datastore
+from .datastore import open_datastore, takes_store
 from .events import POINTING_SOURCES, RunDataError, fill_from_headers, run_infos
 from .exclusion import DEFAULT_OVERSAMPLE, attach_plan, exclusion_provenance, plan_exclusion
 from .exposure import annulus_solid_angle, box_solid_angle
@@ -99,6 +99,7 @@ def _solid_angle(binning: Binning) -> np.ndarray:
     return box_solid_angle(binning.fov_edges["detx"], binning.fov_edges["dety"], binning.offset_max)
 
 
+@takes_store("data")
 def make_model(data, *, kind: str = "3d", fov_alignment: str = "altaz", energy_edges=None,
                offset_edges=None, fov_edges=None, zenith_edges=None, obs_ids=None,
                selection: str = "all", n_obs_max: int | None = None, offset_max: float | None = None,

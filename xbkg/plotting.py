@@ -26,6 +26,7 @@ import numpy as np
 import xarray as xr
 
 from .binning import edges_of
+from .datastore import takes_store
 from .evaluate import evaluate_rate, select_group
 from .exposure import annulus_solid_angle, box_solid_angle, energy_widths_mev
 from .model import validate_model
@@ -476,6 +477,7 @@ def plot_fov_maps(model: xr.Dataset, group=0, energies=None, *, fig=None, ncols:
     return fig
 
 
+@takes_store("obs")
 def plot_zenith_dependence(model: xr.Dataset, *, energy: float = 1.0, obs=None, fig=None):
     """How the model changes with zenith: threshold, total rate and rate at one energy.
 

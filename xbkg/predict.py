@@ -25,6 +25,7 @@ import numpy as np
 import xarray as xr
 
 from . import fov
+from .datastore import takes_store
 from .evaluate import _fine_nodes, interpolate_grid, loglog_segment_integrals, model_grid
 from .events import complete_run_info, run_infos
 
@@ -128,6 +129,7 @@ def predict_at(model: xr.Dataset, info: dict, ra, dec, solid_angle, energy_edges
     return integral * np.asarray(solid_angle) * float(info["ontime"])
 
 
+@takes_store("store")
 def predict_counts(model: xr.Dataset, store: xr.Dataset, obs_id: int, *, energy_edges=None,
                    width: float = 5.0, binsz: float = 0.05, group=None, zenith=None,
                    energy_integration: str = "edges", max_rotation: float = 0.25) -> xr.Dataset:

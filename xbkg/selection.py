@@ -33,6 +33,8 @@ import re
 import numpy as np
 import xarray as xr
 
+from .datastore import takes_store
+
 __all__ = ["SELECTIONS", "select_runs", "SelectionError", "WhereError", "parse_where",
            "evaluate_where", "where_mask"]
 
@@ -277,6 +279,7 @@ def _show(node) -> str:
     return repr(node[1]) if node[0] == "str" else str(node[1])
 
 
+@takes_store("store")
 def where_mask(store: xr.Dataset, where: str) -> np.ndarray:
     """Boolean mask over ``store.obs_id`` of the runs for which ``where`` is true."""
     tree = parse_where(where)
@@ -321,6 +324,7 @@ def _quality_cuts(min_n_tels, min_muoneff, max_quality):
     return cuts
 
 
+@takes_store("store")
 def select_runs(store: xr.Dataset, selection: str = "all", *, obs_ids=None, n_obs_max=None,
                 glat_min: float = 5.0, zenith_range=None, min_n_tels=None, min_muoneff=None,
                 max_quality=None, where: str | None = None, exclude_near=None,

@@ -36,6 +36,7 @@ import numpy as np
 
 from . import fov
 from .binning import parse_edges
+from .datastore import takes_store
 from .io.fitswrite import bintable_bytes, file_bytes
 
 __all__ = [
@@ -679,7 +680,8 @@ def _prepare_outdir(outdir: Path, overwrite: bool) -> Path:
         if not outdir.is_dir():
             raise FileExistsError(f"{outdir} exists and is not a directory")
         if any(outdir.iterdir()) and not overwrite:
-            raise FileExistsError(f"{outdir} is not empty; pass overwrite=True to replace it")
+            raise FileExistsError(f"{outdir}: output folder is not empty (use --overwrite, or "
+                                  "overwrite=True in Python)")
     outdir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.tmp-", dir=outdir.parent))
     umask = os.umask(0)
@@ -870,12 +872,14 @@ def simulate_store(outdir, *, n_runs: int = 20, events_per_run: float = 20000,
     return outdir
 
 
+@takes_store("store_dir", directory=True)
 def load_truth(store_dir) -> tuple[TruthModel, dict]:
     """The :class:`TruthModel` of a simulated store and its ``truth.json`` record."""
     record = json.loads((Path(store_dir) / "truth.json").read_text())
     return TruthModel.from_dict(record["truth"]), record
 
 
+@takes_store("store_dir", directory=True)
 def model_truth_counts(store_dir, model) -> np.ndarray:
     """Expected counts in every bin of ``model`` from the truth of the simulated store.
 

@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .datastore import takes_store
+
 __all__ = ["THRESHOLD_POLICIES", "DEFAULT_E0", "DEFAULT_POWER", "zenith_threshold",
            "fit_zenith_rule", "store_zenith_rule", "run_energy_thresholds",
            "threshold_provenance"]
@@ -98,12 +100,14 @@ def _safe_energy_lo(store) -> np.ndarray:
     return np.where(values > 0, values, np.nan)
 
 
+@takes_store("store")
 def store_zenith_rule(store) -> tuple[float, float]:
     """``(e0, power)`` of the zenith rule for the runs of an observation Dataset: fitted to
     their ``SAFE_ENERGY_LO`` (:func:`fit_zenith_rule`), or the defaults."""
     return fit_zenith_rule(np.asarray(store["zenith"].values, dtype=float), _safe_energy_lo(store))
 
 
+@takes_store("store")
 def threshold_provenance(store, policy="none") -> dict:
     """What a model records so that its thresholds can be applied to more runs later
     (:mod:`xbkg.update`): ``energy_threshold_policy`` and, for the "safe" and "zenith"
@@ -119,6 +123,7 @@ def threshold_provenance(store, policy="none") -> dict:
     return out
 
 
+@takes_store("store")
 def run_energy_thresholds(store, policy="none", *, rule=None) -> tuple[np.ndarray, str]:
     """Energy threshold (TeV, NaN for none) of every run of an observation Dataset.
 

@@ -44,6 +44,7 @@ import numpy as np
 import xarray as xr
 
 from .binning import edges_of
+from .datastore import takes_store
 from .model import assemble_model, fov_dims
 
 __all__ = ["UpdateError", "model_options", "check_compatible", "merge_models", "update_model"]
@@ -301,6 +302,7 @@ def _check_expected(model: xr.Dataset, expected: dict) -> None:
         raise UpdateError("the update's options differ from the model's: " + "; ".join(problems))
 
 
+@takes_store("data")
 def update_model(model: xr.Dataset, data, obs_ids=None, *, scheduler=None,
                  progress: bool = False, on_error: str = "skip", **expected) -> xr.Dataset:
     """Add runs of a store to a model, reading only the new runs.

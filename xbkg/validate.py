@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .datastore import takes_store
 from .events import RunDataError, describe_run
 
 __all__ = ["GTI_TOLERANCE", "MEDIAN_OFFSET_MAX", "ENERGY_MEDIAN_RANGE", "validate_run_events",
@@ -127,6 +128,7 @@ def _ontime_problem(ontime: float) -> str | None:
     return f"ONTIME is {ontime} s (missing or <= 0 in the obs index and the EVENTS header)"
 
 
+@takes_store("store")
 def ontime_problems(store) -> dict[int, str]:
     """Runs of an observation Dataset whose ``ontime`` is missing or <= 0: OBS_ID -> message.
 

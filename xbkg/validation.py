@@ -69,6 +69,7 @@ import xarray as xr
 
 from . import fov
 from .binning import axis_coords, edges_of, parse_edges
+from .datastore import takes_store
 from .events import RunDataError, read_run_events
 from .histogram import bin_index, histogram
 
@@ -286,6 +287,7 @@ def mirror_lon(model: xr.Dataset) -> xr.Dataset:
     return out.assign_coords(axis_coords("detx", edges))
 
 
+@takes_store("store")
 def store_run_models(store: xr.Dataset, obs_ids=None, *, reverse_lon: bool = True) -> dict:
     """The per-run background models listed in a store's HDU index (bkg rows), by OBS_ID.
 
@@ -432,6 +434,7 @@ def _thresholds(store, safe_threshold):
     return lo, hi, f"{rule}; upper: SAFE_ENERGY_HI"
 
 
+@takes_store("data")
 def validate(data, *, obs_ids=None, selection: str = "off", n_folds: int = 5, seed: int = 0,
              model_options: dict | None = None, smooth=None, per_run: str | None = None,
              reference=None, reverse_lon: bool = True,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import xarray as xr
 
+from ..datastore import takes_store
 from ..interpolate import models_for_observations
 from .gadf import write_table_file
 
@@ -30,6 +31,7 @@ def run_model_file_name(obs_id) -> str:
     return f"bg_run_model_obs{int(obs_id):06d}.fits.gz"
 
 
+@takes_store("store")
 def write_run_models(model: xr.Dataset, store: xr.Dataset, folder, *, method: str = "log",
                      extrapolate: bool = True) -> list[str]:
     """Write the model of every run of ``store`` into ``folder``; returns the file names.

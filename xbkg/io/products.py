@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from ..datastore import takes_store
 from ..grouping import assign_groups
 from .gadf import write_image_file, write_table_file
 from .groups import groups_table
@@ -90,7 +91,8 @@ def atomic_dir(outdir, *, overwrite: bool = False):
     if outdir.exists() and not outdir.is_dir():
         raise FileExistsError(f"{outdir}: exists and is not a directory")
     if outdir.exists() and any(outdir.iterdir()) and not overwrite:
-        raise FileExistsError(f"{outdir}: output folder is not empty (use overwrite)")
+        raise FileExistsError(f"{outdir}: output folder is not empty (use --overwrite, or "
+                              "overwrite=True in Python)")
     outdir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.tmp-{os.getpid()}-", dir=outdir.parent))
     try:
@@ -119,6 +121,7 @@ def _obs_rows(store: xr.Dataset, obs_ids):
     return table[mask]
 
 
+@takes_store("store")
 def write_products(model: xr.Dataset, store: xr.Dataset, outdir, *, rejected=None,
                    overwrite: bool = False, image: bool = True, per_run: bool = False,
                    per_run_method: str = "log", bundle: bool = False) -> Path:
@@ -176,6 +179,7 @@ def write_products(model: xr.Dataset, store: xr.Dataset, outdir, *, rejected=Non
 BUNDLE_NAME = "bg_models_bundle.fits.gz"
 
 
+@takes_store("store")
 def write_bundle(model: xr.Dataset, store: xr.Dataset, path, groups, *, out_dir) -> Path:
     """One FITS file with HDU_INDEX, OBS_INDEX and one ``BKG<ID>`` HDU per zenith group.
 
