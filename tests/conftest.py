@@ -13,3 +13,33 @@ def hess_dr1() -> Path:
     if not (HESS_DR1 / "obs-index.fits.gz").exists():
         pytest.skip(f"real H.E.S.S. DR1 data not found at {HESS_DR1}")
     return HESS_DR1
+
+
+SHARED_DATA = HESS_DR1.parent
+
+
+@pytest.fixture(scope="session")
+def magic_rad_max() -> Path:
+    """../shared/data/magic-rad-max/data (two MAGIC Crab runs); skips when absent."""
+    path = SHARED_DATA / "magic-rad-max" / "data"
+    if not (path / "obs-index.fits.gz").exists():
+        pytest.skip(f"MAGIC data not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def cta_1dc() -> Path:
+    """../shared/data/cta-1dc (four CTA 1DC runs, index in index/gps); skips when absent."""
+    path = SHARED_DATA / "cta-1dc"
+    if not (path / "index" / "gps" / "obs-index.fits.gz").exists():
+        pytest.skip(f"CTA 1DC data not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def catalogs() -> Path:
+    """../shared/data/catalogs (gamma-cat, HGPS); skips when absent."""
+    path = SHARED_DATA / "catalogs"
+    if not (path / "gammacat" / "gammacat.fits.gz").exists():
+        pytest.skip(f"source catalogs not found at {path}")
+    return path

@@ -182,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="use at most N runs (default: no limit)")
     sel.add_argument("--test", action="store_true", help="quick run on a few (5) runs")
     _add_cuts_and_exclusion(mm, sel)
+    _add_instrument_options(mm)
     _add_binning(mm)
     _add_modelling(mm)
     _add_run(mm)
@@ -273,7 +274,7 @@ def cmd_make_models(args) -> int:
     from .make import make_model
     from .selection import select_runs
 
-    store = open_datastore(args.data_dir)
+    store = open_datastore(args.data_dir, index_dir=args.index_dir)
     _guard(args.outdir, store, args, ("model.nc",), [args.run_list, args.groups, *(args.exclusion or [])])
     obs_ids = _read_run_list(args.run_list) if args.run_list else None
     n_obs_max = 5 if args.test and args.n_obs_max is None else args.n_obs_max
@@ -288,6 +289,7 @@ def cmd_make_models(args) -> int:
         offset_max=args.offset_max, scheduler=args.scheduler, progress=_progress(args),
         **cuts, **exclusion,
         on_error="raise" if args.strict else "skip", **_modelling(args),
+        **_instrument_options(args),
     )
     if args.smooth != "none":
         from .smoothing import smooth_model
@@ -370,6 +372,51 @@ def _add_cuts_and_exclusion(mm: argparse.ArgumentParser, sel) -> None:
                    "edge (default: the offset cut)")
     g.add_argument("--exclusion-oversample", metavar="N", type=_at_least(1), default=8,
                    help="sub-grid cells per bin and axis for the exposure fractions (default: 8)")
+
+
+def _add_instrument_options(mm: argparse.ArgumentParser) -> None:
+    g = mm.add_argument_group("stores of other instruments (MAGIC, VERITAS, CTA, LST), sources")
+    g.add_argument("--index-dir", metavar="DIR", default=None,
+                   help="folder of the index files, relative to DATA_DIR (default: DATA_DIR, "
+                   "else its single index/* subfolder, as CTA 1DC's index/gps)")
+    g.add_argument("--event-filter", metavar="EXPR", default=None,
+                   help="keep only events for which EXPR holds, in the --where language on "
+                   "EVENTS columns, e.g. \"MC_ID == 1\" (CTA simulated background only)")
+    g.add_argument("--exclude-targets", metavar="RADIUS", type=float, default=None,
+                   help="exclude a circle of RADIUS deg around each run's target (RA_OBJ/DEC_OBJ "
+                   "of the obs index or EVENTS header, or OBJECT found in --exclusion-catalog)")
+    g.add_argument("--exclusion-catalog", metavar="FILE", default=None,
+                   help="exclude the sources of a gamma-cat/HGPS-style catalog (FITS or ECSV: "
+                   "position, extension) that reach the runs")
+    g.add_argument("--catalog-min-radius", metavar="DEG", type=float, default=0.35,
+                   help="exclusion radius of point-like catalog sources (default: 0.35)")
+    g.add_argument("--catalog-extension-factor", metavar="K", type=float, default=3.0,
+                   help="exclusion radius of extended catalog sources: K x their extension, at "
+                   "least --catalog-min-radius (default: 3)")
+    g.add_argument("--site", metavar="LON,LAT,HEIGHT", default=None,
+                   help="site of every run (deg east, deg, m), replacing the store's GEOLON, "
+                   "GEOLAT, ALTITUDE (for ALTAZ models)")
+    g.add_argument("--altitude-tolerance", metavar="DEG", type=float, default=10.0,
+                   help="ALTAZ models reject runs whose pointing altitude computed from time, "
+                   "site and RA/Dec is below the horizon or differs from the store's by more "
+                   "(default: 10)")
+
+
+def _instrument_options(args) -> dict:
+    """make_model keyword arguments of :func:`_add_instrument_options`."""
+    site = None
+    if args.site is not None:
+        try:
+            site = tuple(float(v) for v in args.site.split(","))
+        except ValueError:
+            site = ()
+        if len(site) != 3:
+            raise CLIError(f"--site must be LON,LAT,HEIGHT (deg, deg, m), got {args.site!r}")
+    return {"event_filter": args.event_filter, "exclude_targets": args.exclude_targets,
+            "exclusion_catalog": args.exclusion_catalog, "site": site,
+            "catalog_min_radius": args.catalog_min_radius,
+            "catalog_extension_factor": args.catalog_extension_factor,
+            "altitude_tolerance": args.altitude_tolerance}
 
 
 def _cuts_and_exclusion(args):

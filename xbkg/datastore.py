@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from .io.dl3 import find_index_file, read_index_table
+from .io.dl3 import find_index_dir, find_index_file, read_index_table
 
 __all__ = ["open_datastore", "as_datastore", "store_directory", "takes_store", "resolve_path",
            "DataStoreError"]
@@ -66,15 +66,21 @@ def _header_float(meta: dict, key: str) -> float:
 
 
 def open_datastore(path, *, obs_index: str | Path | None = None,
-                   hdu_index: str | Path | None = None) -> xr.Dataset:
+                   hdu_index: str | Path | None = None, index_dir: str | Path | None = None
+                   ) -> xr.Dataset:
     """Open a GADF DL3 store directory as an observation Dataset indexed by ``obs_id``.
 
     Parameters
     ----------
     path : str or Path
-        Store directory holding ``obs-index.fits[.gz]`` and ``hdu-index.fits[.gz]``.
+        Store directory holding ``obs-index.fits[.gz]`` and ``hdu-index.fits[.gz]``, or whose
+        single ``index/*`` subfolder holds them (found automatically, as CTA 1DC's
+        ``index/gps``).
     obs_index, hdu_index : str or Path, optional
         Index files to use instead of the default names.
+    index_dir : str or Path, optional
+        Folder of the index files, relative to ``path`` (or absolute); HDU-index FILE_DIR
+        values are resolved from it. Needed when ``path/index`` holds several.
 
     Returns
     -------
@@ -84,6 +90,8 @@ def open_datastore(path, *, obs_index: str | Path | None = None,
     base = Path(path).expanduser()
     if not base.is_dir():
         raise DataStoreError(f"{base}: not a directory")
+    if obs_index is None or hdu_index is None:
+        base = find_index_dir(base, index_dir)
     obs = read_index_table(obs_index or find_index_file(base, "obs"))
     hdu = read_index_table(hdu_index or find_index_file(base, "hdu"))
     if "OBS_ID" not in obs:

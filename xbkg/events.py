@@ -250,7 +250,7 @@ def fill_from_headers(store: xr.Dataset, keys=("ontime", "zenith", "ra_pnt", "de
                       on_error: str = "raise") -> xr.Dataset:
     """Fill NaN values of run-level variables from the EVENTS headers (header-only reads).
 
-    Only runs with a missing value are read. ``zenith`` comes from ZEN_PNT or 90 - ALT_PNT.
+    Only runs with a missing value and an events file are read. ``zenith`` comes from ZEN_PNT or 90 - ALT_PNT.
     A header that cannot be read raises :class:`RunDataError` (``on_error="raise"``) or is
     logged and leaves the run's values missing (``on_error="skip"``: the run's own task then
     fails and reports the problem).
@@ -259,6 +259,7 @@ def fill_from_headers(store: xr.Dataset, keys=("ontime", "zenith", "ra_pnt", "de
     missing = np.zeros(store.sizes["obs_id"], dtype=bool)
     for key in keys:
         missing |= ~np.isfinite(store[key].values.astype(float))
+    missing &= store["events_file"].values.astype(str) != ""
     for i in np.flatnonzero(missing):
         obs_id = int(store.obs_id[i])
         info = run_info(store, obs_id)
@@ -282,10 +283,15 @@ def fill_from_headers(store: xr.Dataset, keys=("ontime", "zenith", "ra_pnt", "de
 
 
 def _event_count(info: dict, count: int) -> int:
+    """Events of a run: EVENT_COUNT of the obs index, else NAXIS2 of its EVENTS header."""
     if count >= 0:
         return int(count)
-    header = read_header(info["events_file"], info["events_hdu"])
-    return int(header["NAXIS2"])
+    where = describe_run(info["obs_id"], info["events_file"], info["events_hdu"])
+    try:
+        header = read_header(info["events_file"], info["events_hdu"])
+        return int(header["NAXIS2"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise RunDataError(f"{where}: cannot read the EVENTS header: {exc}") from exc
 
 
 def _read_column_block(path, hdu, columns, obs_id, expected):
@@ -302,7 +308,11 @@ def open_events(store: xr.Dataset, obs_ids=None, columns=DEFAULT_COLUMNS) -> xr.
     """Lazy event Dataset of the given runs (default: all runs of the store).
 
     Variables are float64 dask arrays on dimension ``event`` with one chunk per run; the
-    ``obs_id`` coordinate gives each event's run. Nothing is read until computed.
+    ``obs_id`` coordinate gives each event's run. No event data is read until computed; the
+    chunk sizes come from the obs index's EVENT_COUNT, or, for runs without it, from their
+    EVENTS headers (read here, header only: a missing file or unreadable header then raises
+    :class:`RunDataError` naming the run and the file; otherwise the error comes when the
+    run is computed).
     """
     obs_ids = store.obs_id.values if obs_ids is None else np.atleast_1d(obs_ids)
     per_column = {c: [] for c in columns}

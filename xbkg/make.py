@@ -17,14 +17,18 @@ import xarray as xr
 from .binning import parse_edges
 from .datastore import open_datastore, takes_store
 from .events import POINTING_SOURCES, RunDataError, fill_from_headers, run_infos
-from .exclusion import DEFAULT_OVERSAMPLE, attach_plan, exclusion_provenance, plan_exclusion
+from .exclusion import (DEFAULT_OVERSAMPLE, SkyCircles, attach_plan, exclusion_provenance,
+                        plan_exclusion)
 from .exposure import annulus_solid_angle, box_solid_angle
+from .geometry import DEFAULT_ALTITUDE_TOLERANCE, geometry_advice
 from .grouping import attach_grouping, resolve_grouping
 from .histogram import Binning
 from .model import assemble_model
 from .parallel import compute
 from .reduce import group_cubes
-from .selection import SelectionError, select_runs
+from .selection import SelectionError, event_filter_columns, select_runs
+from .sources import (DEFAULT_EXTENSION_FACTOR, DEFAULT_MIN_RADIUS, on_source_runs,
+                      source_exclusions)
 from .thresholds import run_energy_thresholds, threshold_provenance
 from .validate import ontime_problems
 
@@ -99,6 +103,45 @@ def _solid_angle(binning: Binning) -> np.ndarray:
     return box_solid_angle(binning.fov_edges["detx"], binning.fov_edges["dety"], binning.offset_max)
 
 
+def _with_site(store: xr.Dataset, site) -> xr.Dataset:
+    """``store`` with one site (lon deg, lat deg, height m) for every run."""
+    try:
+        lon, lat, height = (float(v) for v in site)
+    except (TypeError, ValueError):
+        raise ValueError(f"site must be (lon deg, lat deg, height m), got {site!r}") from None
+    if not (abs(lat) <= 90 and np.isfinite([lon, height]).all()):
+        raise ValueError(f"site must be (lon deg, lat deg, height m), got {site!r}")
+    n = store.sizes["obs_id"]
+    return store.assign(geolon=("obs_id", np.full(n, lon), {"units": "deg"}),
+                        geolat=("obs_id", np.full(n, lat), {"units": "deg"}),
+                        altitude=("obs_id", np.full(n, height), {"units": "m"}))
+
+
+def _with_sources(excl: dict, store: xr.Dataset, binning: Binning, exclude_targets, catalog,
+                  min_radius, factor, selection, max_header_reads) -> dict:
+    """The exclusion plan plus target and catalog circles for the selected runs (or a warning
+    when ``selection`` is "all", no region is excluded and runs point at sources)."""
+    auto = source_exclusions(store, reach=binning.offset_max, exclude_targets=exclude_targets,
+                             exclusion_catalog=catalog, min_radius=min_radius, factor=factor)
+    if auto is None:
+        on_source = on_source_runs(store, max_header_reads=max_header_reads) \
+            if selection == "all" and excl["circles"] is None else {}
+        if on_source:
+            log.warning("runs point at sources (targets %s, runs %s) and selection 'all' keeps "
+                        "their gamma rays in the background model: exclude them with "
+                        "--exclude-targets RADIUS and/or --exclusion-catalog FILE "
+                        "(exclude_targets=, exclusion_catalog=)",
+                        sorted(set(on_source.values()))[:5], list(on_source)[:10])
+        return excl
+    if excl["mode"] != "regions":
+        raise ValueError("exclude_targets and exclusion_catalog need exclusion_mode 'regions'")
+    if not len(auto):
+        return excl
+    circles = auto if excl["circles"] is None else SkyCircles.concatenate([excl["circles"], auto])
+    return plan_exclusion(circles, "regions", excl["distance"], reach=binning.offset_max,
+                          oversample=excl["oversample"])
+
+
 @takes_store("data")
 def make_model(data, *, kind: str = "3d", fov_alignment: str = "altaz", energy_edges=None,
                offset_edges=None, fov_edges=None, zenith_edges=None, obs_ids=None,
@@ -108,7 +151,11 @@ def make_model(data, *, kind: str = "3d", fov_alignment: str = "altaz", energy_e
                zenith_range=None, where: str | None = None, min_n_tels=None, min_muoneff=None,
                max_quality=None, exclusion=None, exclusion_mode: str = "regions",
                exclusion_distance: float | None = None,
-               exclusion_oversample: int = DEFAULT_OVERSAMPLE) -> xr.Dataset:
+               exclusion_oversample: int = DEFAULT_OVERSAMPLE, event_filter: str | None = None,
+               site=None, altitude_tolerance: float = DEFAULT_ALTITUDE_TOLERANCE,
+               exclude_targets: float | None = None, exclusion_catalog=None,
+               catalog_min_radius: float = DEFAULT_MIN_RADIUS,
+               catalog_extension_factor: float = DEFAULT_EXTENSION_FACTOR) -> xr.Dataset:
     """Build a background model from a GADF DL3 store.
 
     Parameters
@@ -164,6 +211,28 @@ def make_model(data, *, kind: str = "3d", fov_alignment: str = "altaz", energy_e
         For "runs" (default: ``offset_max``).
     exclusion_oversample : int
         Sub-grid cells per bin and axis for the exposure fractions (default 8).
+    exclude_targets : float, deg, optional
+        Exclude a circle of this radius around each run's target (RA_OBJ/DEC_OBJ of the obs
+        index or EVENTS header, or its OBJECT name found in ``exclusion_catalog``), see
+        :mod:`xbkg.sources`. Needs ``exclusion_mode="regions"``.
+    exclusion_catalog : file or xbkg.io.catalogs.SourceCatalog, optional
+        Exclude the sources of a gamma-cat / HGPS-style catalog that reach the runs, each with
+        radius ``max(catalog_min_radius, catalog_extension_factor x extension)`` (defaults 0.35
+        deg and 3). With ``selection="all"`` and neither option, runs whose target is a source
+        get a warning.
+    catalog_min_radius, catalog_extension_factor : float
+        See ``exclusion_catalog``.
+    event_filter : str, optional
+        Keep only the events for which this expression holds: the ``where`` language of
+        :mod:`xbkg.selection` on EVENTS columns, e.g. ``"MC_ID == 1"`` (CTA simulated
+        background). Applied in each run's task when it is read; recorded in the provenance.
+    site : (lon, lat, height), optional
+        Site of every run (deg east, deg, m above the WGS84 ellipsoid), replacing GEOLON,
+        GEOLAT and ALTITUDE of the store (used by ALTAZ models).
+    altitude_tolerance : float, deg
+        ALTAZ models: a run whose pointing, computed at mid-run from time, site and RA/Dec, is
+        below the horizon or differs in altitude from the store's (90 - zenith) by more is
+        rejected (:mod:`xbkg.geometry`). RADEC and 2D models are not checked.
 
     Returns
     -------
@@ -171,6 +240,8 @@ def make_model(data, *, kind: str = "3d", fov_alignment: str = "altaz", energy_e
         The model, laid out as documented in :mod:`xbkg.model`.
     """
     store = data if isinstance(data, xr.Dataset) else open_datastore(data)
+    if event_filter is not None:
+        event_filter_columns(event_filter)  # refuse a bad expression before reading any run
     binning = make_binning(kind, fov_alignment, energy_edges=energy_edges,
                            offset_edges=offset_edges, fov_edges=fov_edges, offset_max=offset_max)
     excl = plan_exclusion(exclusion, exclusion_mode, exclusion_distance, reach=binning.offset_max,
@@ -180,6 +251,11 @@ def make_model(data, *, kind: str = "3d", fov_alignment: str = "altaz", energy_e
                                      min_n_tels=min_n_tels, min_muoneff=min_muoneff,
                                      max_quality=max_quality, **excl["select"])
     store = fill_from_headers(store.sel(obs_id=selected), on_error=on_error)
+    if site is not None:
+        store = _with_site(store, site)
+    excl = _with_sources(excl, store, binning, exclude_targets, exclusion_catalog,
+                         catalog_min_radius, catalog_extension_factor, selection,
+                         5 if compute_now else 0)
     # runs without exposure are skipped (or raise) before they can weigh on the grouping
     skipped = ontime_problems(store)
     if skipped:
@@ -202,6 +278,9 @@ def make_model(data, *, kind: str = "3d", fov_alignment: str = "altaz", energy_e
     ontime = store["ontime"].values.astype(float)
     n_groups = grouping.sizes["zenith_group"]
     runs = run_infos(store)
+    for info in runs:
+        info["event_filter"] = event_filter
+        info["altitude_tolerance"] = float(altitude_tolerance)
     n_runs_excluded = attach_plan(runs, excl, binning.offset_max)  # regions travel with each run
     thresholds, threshold_rule = run_energy_thresholds(store, energy_threshold)
     for info, thr in zip(runs, thresholds):
@@ -219,6 +298,7 @@ def make_model(data, *, kind: str = "3d", fov_alignment: str = "altaz", energy_e
         "energy_threshold": threshold_rule,
         **threshold_provenance(store, energy_threshold),  # lets xbkg.update extend the model
         "exclusion": exclusion_provenance(excl, n_runs_excluded),
+        "event_filter": event_filter,
         "run_cuts": {k: v for k, v in (("zenith_range", zenith_range), ("where", where),
                                        ("min_n_tels", min_n_tels), ("min_muoneff", min_muoneff),
                                        ("max_quality", max_quality)) if v is not None},
@@ -229,6 +309,9 @@ def make_model(data, *, kind: str = "3d", fov_alignment: str = "altaz", energy_e
         errors, sources = list(errors), np.array(sources, dtype=object)
         failed = np.array([e is not None for e in errors])
         skipped.update({int(o): e for o, e, f in zip(store.obs_id.values, errors, failed) if f})
+        advice = geometry_advice(errors, len(errors))
+        if advice:  # one message for a store whose site keywords are all wrong
+            raise SelectionError(advice)
         if skipped:
             log.warning("skipped %d run(s) that could not be used:\n  %s", len(skipped),
                         "\n  ".join(skipped.values()))

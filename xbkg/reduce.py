@@ -20,15 +20,18 @@ import dask
 import dask.array as da
 import numpy as np
 
-from .events import RunDataError, complete_run_info, read_run
+from .events import DEFAULT_COLUMNS, RunDataError, complete_run_info, describe_run, read_run
 from .exclusion import apply_exclusion
 from .exposure import energy_widths_mev
+from .geometry import DEFAULT_ALTITUDE_TOLERANCE, check_run_geometry
 from .histogram import Binning, run_counts
 from .parallel import tune_malloc
+from .selection import event_filter_columns, event_filter_mask
 from .validate import validate_run_events
 
 __all__ = ["ON_ERROR", "TIME_QUANTUM", "EVENTS_PER_TASK", "quantize_time", "exposure_scale",
-           "run_energy_mask", "with_altaz_params", "run_cubes", "leaf_sizes", "group_cubes"]
+           "run_energy_mask", "with_altaz_params", "filter_events", "run_cubes", "leaf_sizes",
+           "group_cubes"]
 
 ON_ERROR = ("raise", "skip")
 
@@ -80,15 +83,20 @@ def run_cubes(info: dict, binning: Binning, solid_angle: np.ndarray, on_error: s
     bin outside exclusion regions) in units of :data:`TIME_QUANTUM`, and ``exposure`` that
     time (s) x :func:`exposure_scale`. Events below the run's threshold are not counted,
     matching its exposure. The run's events and GTI are read once and checked by
-    :func:`xbkg.validate.validate_run_events` first.
+    :func:`xbkg.validate.validate_run_events` first (and, for ALTAZ models, its pointing
+    geometry by :func:`xbkg.geometry.check_run_geometry`); ``info["event_filter"]`` then
+    selects events (:func:`filter_events`).
     """
     try:
-        columns, header, gti = read_run(info)
+        columns, header, gti = read_run(info, _run_columns(info))
         full = complete_run_info(info, header)
         if "altaz_params" in full and (full["ra_pnt"], full["dec_pnt"]) != (info["ra_pnt"],
                                                                           info["dec_pnt"]):
             del full["altaz_params"]  # made for the obs index's pointing: redone for the header's
         validate_run_events(columns, header, full, gti=gti)
+        if binning.kind == "3d" and binning.fov_alignment == "ALTAZ":
+            check_run_geometry(full, full.get("altitude_tolerance", DEFAULT_ALTITUDE_TOLERANCE))
+        columns = filter_events(columns, info)
         # exclusion regions: events inside dropped, FoV exposure fraction (1.0 without regions)
         columns, fov_fraction = apply_exclusion(columns, full, binning, gti=gti)
         counts = run_counts(columns, full, binning)
@@ -109,6 +117,22 @@ def run_cubes(info: dict, binning: Binning, solid_angle: np.ndarray, on_error: s
     exposure = time * TIME_QUANTUM * exposure_scale(binning.energy_edges, solid_angle)
     return {"counts": counts, "time": time, "exposure": exposure, "error": None,
             "pointing": full["pointing_source"]}
+
+
+def _run_columns(info: dict) -> tuple[str, ...]:
+    """Event columns a run task reads: the defaults plus those of its event filter."""
+    extra = event_filter_columns(info["event_filter"]) if info.get("event_filter") else ()
+    return DEFAULT_COLUMNS + tuple(c for c in extra if c.upper() not in DEFAULT_COLUMNS)
+
+
+def filter_events(columns: dict, info: dict) -> dict:
+    """The events of one run that pass ``info["event_filter"]`` (all when it is empty)."""
+    expr = info.get("event_filter")
+    if not expr:
+        return columns
+    where = describe_run(info.get("obs_id"), info.get("events_file"), info.get("events_hdu"))
+    keep = event_filter_mask(expr, columns, where=where)
+    return {name: values[keep] for name, values in columns.items()}
 
 
 _ALTAZ_KEYS = ("ra_pnt", "dec_pnt", "geolon", "geolat", "altitude", "mjdrefi", "mjdreff",

@@ -36,7 +36,7 @@ import xarray as xr
 from .datastore import takes_store
 
 __all__ = ["SELECTIONS", "select_runs", "SelectionError", "WhereError", "parse_where",
-           "evaluate_where", "where_mask"]
+           "evaluate_where", "where_mask", "event_filter_columns", "event_filter_mask"]
 
 log = logging.getLogger(__name__)
 
@@ -289,6 +289,33 @@ def where_mask(store: xr.Dataset, where: str) -> np.ndarray:
         _resolve(name, columns)
     mask = evaluate_where(tree, columns)
     return np.broadcast_to(mask, (store.sizes["obs_id"],)).copy()
+
+
+def event_filter_columns(expr: str) -> tuple[str, ...]:
+    """Event columns an event filter (a ``where`` expression on event columns) reads.
+
+    Parses ``expr`` (raising :class:`WhereError` on bad syntax) so that a build can refuse it
+    before reading any run.
+
+    >>> event_filter_columns("MC_ID == 1 and EVENT_TYPE != 3")
+    ('EVENT_TYPE', 'MC_ID')
+    """
+    return tuple(sorted(_where_columns(parse_where(expr))))
+
+
+def event_filter_mask(expr: str, columns: dict, *, where: str = "events") -> np.ndarray:
+    """Boolean mask of the events of one run (``columns``: name -> array) that pass ``expr``.
+
+    >>> event_filter_mask("MC_ID == 1", {"MC_ID": np.array([1, 2, 1])}).tolist()
+    [True, False, True]
+    """
+    tree = parse_where(expr)
+    n = len(next(iter(columns.values()))) if columns else 0
+    try:
+        mask = evaluate_where(tree, columns)
+    except WhereError as exc:
+        raise WhereError(f"{where}: event filter {expr!r}: {exc}") from None
+    return np.broadcast_to(mask, (n,)).copy()
 
 
 # --------------------------------------------------------------------------------------------

@@ -52,7 +52,7 @@ __all__ = ["UpdateError", "model_options", "check_compatible", "merge_models", "
 log = logging.getLogger(__name__)
 
 #: Provenance entries that must be equal in two models to be merged.
-MERGE_KEYS = ("selection", "run_cuts", "energy_threshold_policy", "zenith_rule")
+MERGE_KEYS = ("selection", "run_cuts", "energy_threshold_policy", "zenith_rule", "event_filter")
 
 
 class UpdateError(ValueError):
@@ -119,6 +119,8 @@ def model_options(model: xr.Dataset) -> dict:
     opts.update(cuts)
     opts["energy_threshold"] = _threshold_option(prov)
     opts.update(_exclusion_options(prov))
+    if prov.get("event_filter"):
+        opts["event_filter"] = prov["event_filter"]
     return opts
 
 

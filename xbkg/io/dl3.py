@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["IndexTable", "find_index_file", "read_index_table"]
+__all__ = ["IndexTable", "find_index_dir", "find_index_file", "read_index_table"]
 
 INDEX_NAMES = {"obs": ("obs-index.fits.gz", "obs-index.fits"),
                "hdu": ("hdu-index.fits.gz", "hdu-index.fits")}
@@ -35,6 +35,38 @@ def find_index_file(base_dir: Path, which: str) -> Path:
             return path
     tried = ", ".join(INDEX_NAMES[which])
     raise FileNotFoundError(f"{base_dir}: no {which} index file (looked for {tried})")
+
+
+def _has_index(folder: Path) -> bool:
+    return any((folder / name).exists() for name in INDEX_NAMES["obs"])
+
+
+def find_index_dir(store_dir: Path, index_dir=None) -> Path:
+    """Folder holding a store's index files (HDU-index FILE_DIR values are relative to it).
+
+    ``index_dir`` (relative to ``store_dir``, or absolute) when given; else ``store_dir`` when
+    it holds an obs index; else the single ``store_dir/index/*`` subfolder that holds one (as
+    CTA 1DC's ``index/gps``). FileNotFoundError names the candidates to pass otherwise.
+    """
+    store_dir = Path(store_dir)
+    if index_dir is not None:
+        folder = store_dir / index_dir
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{store_dir}: index folder {index_dir} not found")
+        return folder
+    if _has_index(store_dir):
+        return store_dir
+    candidates = [sub for parent in (store_dir / "index", store_dir) if parent.is_dir()
+                  for sub in sorted(parent.iterdir()) if sub.is_dir() and _has_index(sub)]
+    if len(candidates) == 1:
+        return candidates[0]
+    tried = ", ".join(INDEX_NAMES["obs"])
+    if candidates:
+        names = ", ".join(str(c.relative_to(store_dir)) for c in candidates)
+        raise FileNotFoundError(f"{store_dir}: several index folders ({names}); choose one with "
+                                "--index-dir (index_dir=)")
+    raise FileNotFoundError(f"{store_dir}: no obs index file (looked for {tried} here and in "
+                            "index/*); give its folder with --index-dir (index_dir=)")
 
 
 def _plain(value):

@@ -392,10 +392,32 @@ def _unit_factor(unit_text, target: str, what: str, where: str) -> float:
     unit = u.Unit(text, format="fits", parse_strict="silent")
     if isinstance(unit, u.UnrecognizedUnit):
         unit = u.Unit(text, parse_strict="silent")
+    if isinstance(unit, u.UnrecognizedUnit):
+        unit = _tolerant_unit(text)
+        if not isinstance(unit, u.UnrecognizedUnit):
+            warnings.warn(f"{where}: {what} unit {text!r} is not a FITS unit string; read as "
+                          f"{unit.to_string('fits')}", GadfReadWarning, stacklevel=5)
     try:
         return float(unit.to(target))
     except (u.UnitConversionError, ValueError, TypeError):
         raise ValueError(f"{where}: {what} unit {text!r} is not convertible to {target}") from None
+
+
+def _tolerant_unit(text: str):
+    """Unit strings that astropy's FITS and generic parsers refuse but that have one meaning:
+    chained divisions as CTA prod3/prod5 IRFs write them (``'1/s/MeV/sr'``), read with the OGIP
+    parser or as ``1 / (s MeV sr)``; an UnrecognizedUnit otherwise.
+
+    >>> _tolerant_unit("1/s/MeV/sr").to_string("fits")
+    'MeV-1 s-1 sr-1'
+    """
+    import astropy.units as u
+
+    unit = u.Unit(text, format="ogip", parse_strict="silent")
+    if isinstance(unit, u.UnrecognizedUnit) and text.count("/") > 1 and "(" not in text:
+        head, *tail = text.split("/")
+        unit = u.Unit(f"{head} / ({' '.join(tail)})", parse_strict="silent")
+    return unit
 
 
 def _bkg_layout(hdu, where: str) -> tuple[str, str]:

@@ -61,7 +61,8 @@ def make_total_index_table(store_hdu_index, bkg_table, *, store_dir, out_dir):
     """
     from astropy.table import Table, vstack
 
-    table = Table.read(store_hdu_index, hdu="HDU_INDEX") if not isinstance(store_hdu_index, Table) \
+    # the first table HDU, as gammapy and xbkg.open_datastore read it (some stores misname it)
+    table = Table.read(store_hdu_index, hdu=1) if not isinstance(store_hdu_index, Table) \
         else store_hdu_index.copy()
     for name in ("HDU_TYPE", "HDU_CLASS", "FILE_DIR", "FILE_NAME", "HDU_NAME"):
         table[name] = np.char.strip(np.asarray(table[name]).astype(str))

@@ -113,10 +113,29 @@ def atomic_dir(outdir, *, overwrite: bool = False):
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _obs_rows(store: xr.Dataset, obs_ids):
+#: Obs-index columns written to the copied obs index from the store's derived values when
+#: the store's own obs index lacks them (MAGIC-style indexes): column -> (variable, unit).
+COMPUTED_COLUMNS = {"ZEN_PNT": ("zenith", "deg"), "ONTIME": ("ontime", "s")}
+
+
+def _obs_index_table(store: xr.Dataset):
+    """The store's obs index plus :data:`COMPUTED_COLUMNS` it lacks (NaN where unknown)."""
     from astropy.table import Table
 
     table = Table.read(store.attrs["obs_index"], hdu=1)
+    position = {int(o): i for i, o in enumerate(store.obs_id.values.tolist())}
+    rows = np.array([position.get(int(o), -1) for o in table["OBS_ID"]], dtype=int)
+    for column, (variable, unit) in COMPUTED_COLUMNS.items():
+        if column in table.colnames or variable not in store:
+            continue
+        values = np.asarray(store[variable].values, dtype=float)
+        table[column] = np.where(rows >= 0, values[rows], np.nan)
+        table[column].unit = unit
+    return table
+
+
+def _obs_rows(store: xr.Dataset, obs_ids):
+    table = _obs_index_table(store)
     mask = np.isin(np.asarray(table["OBS_ID"], dtype="int64"), np.asarray(obs_ids, dtype="int64"))
     return table[mask]
 
@@ -128,7 +147,10 @@ def write_products(model: xr.Dataset, store: xr.Dataset, outdir, *, rejected=Non
     """Write every output file of ``make-models`` into ``outdir`` atomically; returns ``outdir``.
 
     ``store`` is the observation Dataset the model was built from (its obs and HDU index are
-    copied and extended with bkg rows for every store run that falls in a zenith group). With
+    copied and extended with bkg rows for every store run that falls in a zenith group). Zenith
+    angles and ONTIME missing from the obs index are taken from the EVENTS headers (runs of
+    the model keep the model's zenith) and written to the copied obs index
+    (:data:`COMPUTED_COLUMNS`). With
     ``per_run`` each of those runs gets its own model (:mod:`xbkg.io.perrun`, interpolated with
     ``per_run_method``) and its bkg row points at it. With ``bundle``, also
     :data:`BUNDLE_NAME`: the group models (HDUs ``BKG<ID>``), HDU_INDEX and OBS_INDEX in one FITS
@@ -137,6 +159,7 @@ def write_products(model: xr.Dataset, store: xr.Dataset, outdir, *, rejected=Non
     from astropy.table import Table
 
     kind = model.attrs["kind"]
+    store = _complete_store(store, model)
     with atomic_dir(outdir, overwrite=overwrite) as tmp:
         used = model["obs_id"].values
         obs_table = _obs_rows(store, used)
@@ -169,10 +192,24 @@ def write_products(model: xr.Dataset, store: xr.Dataset, outdir, *, rejected=Non
         total = make_total_index_table(store.attrs["hdu_index"], bkg,
                                        store_dir=store.attrs["base_dir"], out_dir=Path(outdir))
         total.write(tmp / "hdu-index.fits.gz")
-        Table.read(store.attrs["obs_index"], hdu=1).write(tmp / "obs-index.fits.gz")
+        _obs_index_table(store).write(tmp / "obs-index.fits.gz")
         if bundle:
             write_bundle(model, store, tmp / BUNDLE_NAME, groups, out_dir=Path(outdir))
     return Path(outdir)
+
+
+def _complete_store(store: xr.Dataset, model: xr.Dataset) -> xr.Dataset:
+    """``store`` with the model's zenith for its runs and header values for the others' gaps."""
+    from ..events import fill_from_headers
+
+    store = store.copy()
+    zenith = np.asarray(store["zenith"].values, dtype=float).copy()
+    position = {int(o): i for i, o in enumerate(store.obs_id.values.tolist())}
+    for obs_id, z in zip(model.obs_id.values.tolist(), model["obs_zenith"].values.tolist()):
+        if int(obs_id) in position:
+            zenith[position[int(obs_id)]] = z
+    store["zenith"] = ("obs_id", zenith, store["zenith"].attrs)
+    return fill_from_headers(store, keys=("zenith", "ontime"), on_error="skip")
 
 
 #: File name of the single-file bundle (models + HDU_INDEX + OBS_INDEX).
@@ -187,7 +224,6 @@ def write_bundle(model: xr.Dataset, store: xr.Dataset, path, groups, *, out_dir)
     the file itself, the store's rows work from ``out_dir`` (the folder the file will be in).
     """
     from astropy.io import fits
-    from astropy.table import Table
 
     from .gadf import bkg_hdu
 
@@ -199,7 +235,7 @@ def write_bundle(model: xr.Dataset, store: xr.Dataset, path, groups, *, out_dir)
                                    store_dir=store.attrs["base_dir"], out_dir=out_dir)
     index = fits.table_to_hdu(total)
     index.name = "HDU_INDEX"
-    obs = fits.table_to_hdu(Table.read(store.attrs["obs_index"], hdu=1))
+    obs = fits.table_to_hdu(_obs_index_table(store))
     obs.name = "OBS_INDEX"
     hdus = [fits.PrimaryHDU(), index, obs]
     hdus += [bkg_hdu(model, int(g), hdu_name=f"BKG{int(g)}") for g in model["zenith_group"].values]
