@@ -328,12 +328,13 @@ def test_exclusion_keeps_the_build_lazy(tmp_path):
     reg.write_text("fk5\ncircle(150.0,-25.0,0.4)\n")
     with dask.config.set(scheduler=_raise_on_compute):
         model = xbkg.make_model(path, kind="3d", fov_alignment="altaz", exclusion=reg,
-                                compute_now=False)
+                                selection="all", compute_now=False)
     assert isinstance(model["exposure"].data, dask.array.Array)
     assert '"n_runs_with_regions": 2' in model.attrs["provenance"]
     # computed together with the same build without regions (distinct graph keys): exposure
     # lost in the runs near the source, no source event kept
-    plain = xbkg.make_model(path, kind="3d", fov_alignment="altaz", compute_now=False)
+    plain = xbkg.make_model(path, kind="3d", fov_alignment="altaz", selection="all",
+                            compute_now=False)
     model, plain = dask.compute(model, plain, scheduler="synchronous")
     assert 0.9 < float(model["exposure"].sum() / plain["exposure"].sum()) < 0.999
     assert int(plain["counts"].sum() - model["counts"].sum()) >= 150

@@ -143,7 +143,8 @@ def test_exclusion_closure(kind, align, store, request):
     store_dir = request.getfixturevalue(store)
     model = xbkg.make_model(store_dir, kind=kind, fov_alignment=align, energy_edges=E_EDGES,
                             offset_edges=O_EDGES, fov_edges=F_EDGES, zenith_edges=ZEN_EDGES,
-                            offset_max=OFFSET_MAX, exclusion=CIRCLES, scheduler="threads")
+                            offset_max=OFFSET_MAX, exclusion=CIRCLES, scheduler="threads",
+                            selection="all")
     assert model.sizes["obs_id"] == N_RUNS
     rate = _true_rate(store_dir, model, kind)
     counts, exposure = model["counts"].values, model["exposure"].values
@@ -167,7 +168,7 @@ def test_runs_mode_drops_the_runs_near_sources(altaz_store):
     """exclusion_mode="runs" (the seed's behaviour) keeps only runs far from every circle."""
     model = xbkg.make_model(altaz_store, kind="2d", energy_edges=E_EDGES, offset_edges=O_EDGES,
                             zenith_edges=ZEN_EDGES, offset_max=OFFSET_MAX, exclusion=CIRCLES,
-                            exclusion_mode="runs", exclusion_distance=1.0)
+                            exclusion_mode="runs", exclusion_distance=1.0, selection="all")
     truth = load_truth(altaz_store)[1]
     near = {r["obs_id"] for r in truth["runs"] if r["pointed_near_source"]}
     assert near and not near & set(model.obs_id.values.tolist())

@@ -31,11 +31,15 @@ def test_policies():
     store = _obs(z, [0.3, 0.4, np.nan, -1.0])
     thr, text = run_energy_thresholds(store, "none")
     assert np.isnan(thr).all() and text == "none"
-    thr, text = run_energy_thresholds(store, "safe")
+    # 2 of 4 runs with a SAFE_ENERGY_LO: the zenith rule for the others comes from the store's
+    # own counts peaks, never from another instrument's fit
+    with pytest.raises(ValueError, match="counts peak"):
+        run_energy_thresholds(store, "safe")
+    peaks = zenith_threshold(z, 0.5, 2.5)
+    thr, text = run_energy_thresholds(store, "safe", peaks=peaks)
     assert thr[:2].tolist() == [0.3, 0.4]
-    # runs without a (positive) SAFE_ENERGY_LO get the default zenith rule (2 runs: no fit)
-    np.testing.assert_allclose(thr[2:], zenith_threshold([50.0, 40.0]))
-    assert "SAFE_ENERGY_LO (2 runs)" in text and "zenith rule" in text
+    np.testing.assert_allclose(thr[2:], peaks[2:], rtol=1e-10)
+    assert "SAFE_ENERGY_LO (2 runs)" in text and "fitted to counts peak of 4 runs" in text
     thr, _ = run_energy_thresholds(store, 0.5)
     assert thr.tolist() == [0.5] * 4
     assert run_energy_thresholds(store, "0.7")[0].tolist() == [0.7] * 4

@@ -123,17 +123,20 @@ def _read_run_list(path) -> list[int]:
 
 
 def _add_binning(p: argparse.ArgumentParser) -> None:
+    from .defaults import DEFAULTS as D
+
     g = p.add_argument_group("binning (edge specs: 'lo:hi:n' for n bins, or 'e0,e1,...')")
-    g.add_argument("--kind", choices=("2d", "3d"), default="3d",
-                   help="model kind: 2d (energy x offset) or 3d (energy x DETY x DETX) "
-                   "(default: 3d)")
-    g.add_argument("--fov-alignment", choices=("altaz", "radec"), default="altaz",
-                   help="frame of the 3D FoV axes; 2D models have none (default: altaz)")
+    g.add_argument("--kind", choices=("2d", "3d"), default=D.kind,
+                   help=f"model kind: 2d (energy x offset) or 3d (energy x DETY x DETX) "
+                   f"(default: {D.kind})")
+    g.add_argument("--fov-alignment", choices=("altaz", "radec"), default=D.fov_alignment,
+                   help=f"frame of the 3D FoV axes; 2D models have none (default: {D.fov_alignment})")
     g.add_argument("--energy-edges", default=None, help="energy edges in TeV, log-spaced for "
-                   "'lo:hi:n' (default: 0.1:100:20)")
-    g.add_argument("--offset-edges", default=None, help="2D offset edges in deg (default: 0:2.5:10)")
+                   f"'lo:hi:n' (default: {D.energy_edges})")
+    g.add_argument("--offset-edges", default=None,
+                   help=f"2D offset edges in deg (default: {D.offset_edges})")
     g.add_argument("--fov-edges", default=None, help="3D DETX and DETY edges in deg "
-                   "(default: -2.5:2.5:25)")
+                   f"(default: {D.fov_edges})")
     g.add_argument("--offset-max", type=float, default=None,
                    help="drop events farther from the pointing (deg; default: edge of the binning)")
     g.add_argument("--zenith-edges", default=None, help="zenith-angle group edges in deg "
@@ -172,8 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "to OUTDIR (FITS per group, model.nc, HDU index for gammapy).")
     mm.add_argument("data_dir", metavar="DATA_DIR", help="GADF DL3 store (obs-index, hdu-index)")
     mm.add_argument("outdir", metavar="OUTDIR", help="output folder")
+    from .defaults import DEFAULTS
+
     sel = mm.add_argument_group("run selection")
-    sel.add_argument("--selection", choices=("off", "offplane", "all"), default="off",
+    sel.add_argument("--selection", choices=("off", "offplane", "all"), default=DEFAULTS.selection,
                      help=SELECTION_HELP)
     sel.add_argument("--run-list", metavar="FILE",
                      help="text file of OBS_IDs to use, separated by spaces, commas or lines; "
@@ -184,6 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cuts_and_exclusion(mm, sel)
     _add_instrument_options(mm)
     _add_binning(mm)
+    mm.add_argument("--fov-extent", metavar="auto|none|DEG", default=DEFAULTS.fov_extent,
+                    help="where the runs' events stop: 'auto' measures it (obs-index OFFSET_MAX, "
+                    "else the largest event offset) and cuts the binning there with a warning; "
+                    "'none' keeps the declared binning; a number declares it in deg "
+                    f"(default: {DEFAULTS.fov_extent})")
     _add_modelling(mm)
     _add_run(mm)
     mm.add_argument("--no-image", action="store_true", help="do not write the 3D image files")
@@ -287,7 +297,7 @@ def cmd_make_models(args) -> int:
         offset_edges=args.offset_edges, fov_edges=args.fov_edges, zenith_edges=args.zenith_edges,
         obs_ids=obs_ids, selection=args.selection, n_obs_max=n_obs_max,
         offset_max=args.offset_max, scheduler=args.scheduler, progress=_progress(args),
-        **cuts, **exclusion,
+        **cuts, **exclusion, fov_extent=args.fov_extent,
         on_error="raise" if args.strict else "skip", **_modelling(args),
         **_instrument_options(args),
     )
@@ -303,10 +313,11 @@ def cmd_make_models(args) -> int:
     out = write_products(model, store, args.outdir, rejected=rejected, overwrite=args.overwrite,
                          image=not args.no_image, per_run=args.per_run,
                          per_run_method=args.per_run_method, bundle=args.bundle)
-    from .summary import model_label
+    from .summary import model_label, provenance_lines
 
     print(f"wrote {model_label(model)} from {model.sizes['obs_id']} runs in "
           f"{model.sizes['zenith_group']} group(s) to {out}")
+    print("\n".join(provenance_lines(model)))
     if not args.no_report:
         print(f"report: {_write_report(out, store)}")
     return 0
@@ -364,7 +375,9 @@ def _add_cuts_and_exclusion(mm: argparse.ArgumentParser, sel) -> None:
     g.add_argument("--exclusion", metavar="FILE", action="append", default=None,
                    help="excluded sky circles: a table (FITS/ECSV/CSV with RA, DEC, Radius in deg) "
                    "or a DS9 region file; may repeat")
-    g.add_argument("--exclusion-mode", choices=("regions", "runs"), default="regions",
+    from .defaults import DEFAULTS
+
+    g.add_argument("--exclusion-mode", choices=("regions", "runs"), default=DEFAULTS.exclusion_mode,
                    help="regions: drop events in the circles and correct the exposure (default); "
                    "runs: drop runs pointed near a circle")
     g.add_argument("--exclusion-distance", metavar="DEG", type=float, default=None,
@@ -468,13 +481,18 @@ def _add_modelling(mm: argparse.ArgumentParser) -> None:
     g.add_argument("--groups", metavar="FILE", default=None,
                    help="reuse the groups of a bg_observation_groups.ecsv (runs are assigned by "
                    "its bounds) instead of deciding new ones (default: decide new groups)")
-    g.add_argument("--energy-threshold", metavar="POLICY", default="none",
+    from .defaults import DEFAULTS
+
+    g.add_argument("--energy-threshold", metavar="POLICY", default=DEFAULTS.energy_threshold,
                    help="per-run energy thresholds: a run adds counts and exposure only to "
                    "energy bins above its threshold. 'safe': SAFE_ENERGY_LO of the obs index, "
-                   "else a zenith rule fitted to the runs that have it; 'zenith': the "
-                   "zenith rule for all runs; 'none': no threshold (default, as in make_model); "
-                   "a number: one threshold in TeV. With thresholds, analyse each run above its "
-                   "own SAFE_ENERGY_LO: below it the model holds placeholders only")
+                   "else a zenith rule E0/cos(z)^a fitted to the store's own runs (to their "
+                   "SAFE_ENERGY_LO, or, when fewer than 3 have it, to the counts peak of their "
+                   "events); 'zenith': the zenith rule for all runs; 'none': no threshold; a "
+                   "number: one threshold in TeV (default: "
+                   f"{DEFAULTS.energy_threshold}). The rule used is printed. With thresholds, "
+                   "analyse each run above its own threshold: below it the model holds "
+                   "placeholders only")
     g.add_argument("--smooth", choices=("none", "gauss", "fit"), default="none",
                    help="smooth the rate (counts and exposure are kept raw): 'gauss' a Gaussian "
                    "kernel in the FoV per energy bin, width adapted to the statistics, each "

@@ -6,7 +6,8 @@ are added with lower-case names so downstream stages never parse the index again
 ``ra_pnt, dec_pnt`` (deg), ``zenith`` (deg; ZEN_PNT, else 90 - ALT_PNT), ``ontime`` (s),
 ``tstart, tstop`` (s since MJDREF), ``event_count`` (-1 when unknown), ``geolon, geolat``
 (deg) and ``altitude`` (m) of the site, ``mjdrefi, mjdreff, timesys`` (time reference),
-``events_file, events_hdu, gti_file, gti_hdu`` (resolved through the HDU index).
+``events_file, events_hdu, gti_file, gti_hdu`` (resolved through the HDU index; also
+``pointing_file, pointing_hdu`` when the HDU index has ``pointing`` rows).
 
 Values missing from the obs index come from its header (site, time reference); values that are
 still missing are NaN here and are taken from each run's EVENTS header when the run is read.
@@ -212,6 +213,15 @@ def _resolve_hdus(base: Path, hdu, obs_ids: np.ndarray) -> dict[str, np.ndarray]
             names[i] = str(hdu["HDU_NAME"][r])
         out[f"{kind}_file"] = paths.astype(str)
         out[f"{kind}_hdu"] = names.astype(str)
+    if np.any(hdu_type == "pointing"):  # lstchain stores: POINTING HDUs (xbkg.pointing)
+        paths = np.full(obs_ids.size, "", dtype=object)
+        names = np.full(obs_ids.size, "", dtype=object)
+        for r in np.flatnonzero(hdu_type == "pointing"):
+            i = position.get(int(hdu["OBS_ID"][r]))
+            if i is not None and not paths[i]:
+                paths[i] = str(resolve_path(base, str(hdu["FILE_DIR"][r]), str(hdu["FILE_NAME"][r])))
+                names[i] = str(hdu["HDU_NAME"][r])
+        out["pointing_file"], out["pointing_hdu"] = paths.astype(str), names.astype(str)
     missing = obs_ids[out["events_file"] == ""]
     if missing.size:
         log.warning("%d runs in the obs index have no events row in %s: %s",

@@ -250,7 +250,9 @@ def fill_from_headers(store: xr.Dataset, keys=("ontime", "zenith", "ra_pnt", "de
                       on_error: str = "raise") -> xr.Dataset:
     """Fill NaN values of run-level variables from the EVENTS headers (header-only reads).
 
-    Only runs with a missing value and an events file are read. ``zenith`` comes from ZEN_PNT or 90 - ALT_PNT.
+    Only runs with a missing value and an events file are read. ``zenith`` comes from ZEN_PNT or
+    90 - ALT_PNT; a pointing RA/Dec missing from the header too comes from the run's POINTING HDU
+    or its Alt/Az (:mod:`xbkg.pointing`, LST-1 stores).
     A header that cannot be read raises :class:`RunDataError` (``on_error="raise"``) or is
     logged and leaves the run's values missing (``on_error="skip"``: the run's own task then
     fails and reports the problem).
@@ -272,6 +274,8 @@ def fill_from_headers(store: xr.Dataset, keys=("ontime", "zenith", "ra_pnt", "de
             log.warning("cannot fill missing values from the EVENTS header: %s", message)
             continue
         full = complete_run_info(info, header)
+        if not (np.isfinite(full["ra_pnt"]) and np.isfinite(full["dec_pnt"])):
+            full["ra_pnt"], full["dec_pnt"] = _pointing_radec(store, i, info, header)
         if not np.isfinite(full["zenith"]):
             full["zenith"] = _header_number(header, "ZEN_PNT")
         if not np.isfinite(full["zenith"]):
@@ -280,6 +284,27 @@ def fill_from_headers(store: xr.Dataset, keys=("ontime", "zenith", "ra_pnt", "de
             if not np.isfinite(store[key].values[i]):
                 store[key].values[i] = full[key]
     return store
+
+
+def _pointing_radec(store: xr.Dataset, i: int, info: dict, header: dict) -> tuple[float, float]:
+    """RA/Dec of run ``i`` from its POINTING HDU or Alt/Az (:mod:`xbkg.pointing`)."""
+    from .pointing import run_pointing_radec
+
+    site = {k: info[k] for k in ("geolon", "geolat", "altitude", "mjdrefi", "mjdreff", "timesys")}
+    where = describe_run(info["obs_id"], info["events_file"], info["events_hdu"])
+    try:
+        ra, dec, source = run_pointing_radec(
+            {**header, **({} if "TSTART" in header else {"TSTART": info["tstart"],
+                                                          "TSTOP": info["tstop"]})},
+            pointing_file=str(store["pointing_file"].values[i]) if "pointing_file" in store else "",
+            pointing_hdu=str(store["pointing_hdu"].values[i]) if "pointing_hdu" in store else "",
+            site=site)
+    except (OSError, ValueError) as exc:
+        log.warning("%s: no pointing RA/Dec: %s", where, exc)
+        return np.nan, np.nan
+    if source:
+        log.info("%s: pointing RA/Dec from the %s", where, source)
+    return ra, dec
 
 
 def _event_count(info: dict, count: int) -> int:

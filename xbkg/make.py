@@ -16,6 +16,7 @@ import xarray as xr
 
 from .binning import parse_edges
 from .datastore import open_datastore, takes_store
+from .defaults import DEFAULTS
 from .events import POINTING_SOURCES, RunDataError, fill_from_headers, run_infos
 from .exclusion import (DEFAULT_OVERSAMPLE, SkyCircles, attach_plan, exclusion_provenance,
                         plan_exclusion)
@@ -29,7 +30,8 @@ from .reduce import group_cubes
 from .selection import SelectionError, event_filter_columns, select_runs
 from .sources import (DEFAULT_EXTENSION_FACTOR, DEFAULT_MIN_RADIUS, on_source_runs,
                       source_exclusions)
-from .thresholds import run_energy_thresholds, threshold_provenance
+from .survey import cut_binning, obs_index_extents, survey_runs
+from .thresholds import needs_counts_peak, run_energy_thresholds, threshold_provenance
 from .validate import ontime_problems
 
 __all__ = ["DEFAULT_ENERGY_EDGES", "DEFAULT_OFFSET_EDGES", "DEFAULT_FOV_EDGES", "make_binning",
@@ -37,13 +39,14 @@ __all__ = ["DEFAULT_ENERGY_EDGES", "DEFAULT_OFFSET_EDGES", "DEFAULT_FOV_EDGES", 
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ENERGY_EDGES = "0.1:100:20"
-DEFAULT_OFFSET_EDGES = "0:2.5:10"
-DEFAULT_FOV_EDGES = "-2.5:2.5:25"
+DEFAULT_ENERGY_EDGES = DEFAULTS.energy_edges
+DEFAULT_OFFSET_EDGES = DEFAULTS.offset_edges
+DEFAULT_FOV_EDGES = DEFAULTS.fov_edges
 
 
-def make_binning(kind: str = "3d", fov_alignment: str = "altaz", *, energy_edges=None,
-                 offset_edges=None, fov_edges=None, offset_max=None) -> Binning:
+def make_binning(kind: str = DEFAULTS.kind, fov_alignment: str = DEFAULTS.fov_alignment, *,
+                 energy_edges=None, offset_edges=None, fov_edges=None,
+                 offset_max=None) -> Binning:
     """Check and complete binning options (edge specs as arrays or ``"lo:hi:n"`` strings).
 
     ``fov_edges`` is one spec for both DETX and DETY or a ``{"detx": ..., "dety": ...}`` dict.
@@ -142,21 +145,90 @@ def _with_sources(excl: dict, store: xr.Dataset, binning: Binning, exclude_targe
                           oversample=excl["oversample"])
 
 
+def _parse_fov_extent(fov_extent):
+    """"auto", "none" or a positive float (deg)."""
+    if isinstance(fov_extent, str) and fov_extent.strip().lower() in ("auto", "none"):
+        return fov_extent.strip().lower()
+    try:
+        value = float(fov_extent)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"fov_extent must be 'auto', 'none' or an offset > 0 deg, got {fov_extent!r}")
+    return value
+
+
+def _survey_step(store, runs, binning, fov_extent, energy_threshold, *, compute_now, scheduler,
+                 progress):
+    """The FoV extent (and counts peaks, when the threshold rule needs them) of the runs, and
+    the binning cut at the extent: ``(binning, extents or None, provenance record, peaks)``."""
+    mode = _parse_fov_extent(fov_extent)
+    n = len(runs)
+    extents, source = None, "not determined"
+    if mode == "none":
+        source = "not used (fov_extent='none')"
+    elif mode != "auto":
+        extents, source = np.full(n, mode), "given"
+    else:
+        extents = obs_index_extents(store)
+        source = "obs index OFFSET_MAX" if extents is not None else source
+    want_peaks = needs_counts_peak(store, energy_threshold)
+    peaks = None
+    if (mode == "auto" and extents is None) or want_peaks:
+        if not compute_now:
+            if want_peaks:
+                raise ValueError(
+                    f"energy_threshold {energy_threshold!r}: fewer than 3 runs have "
+                    "SAFE_ENERGY_LO, so the zenith rule is fitted to the counts peak of the "
+                    "events, which a lazy build (compute_now=False) does not compute; build "
+                    "with compute_now=True, or give a threshold in TeV")
+            source = "not measured (lazy build: give fov_extent to cut the binning)"
+            log.info("FoV extent not measured in a lazy build; the declared binning is kept")
+        else:
+            survey = survey_runs(runs, binning.offset_max, scheduler=scheduler, progress=progress)
+            peaks = survey["peak_energy"]
+            if mode == "auto" and extents is None:
+                extents, source = survey["max_offset"], "largest event offset of each run"
+    record = {"source": source}
+    if extents is not None and np.isfinite(extents).any():
+        extent = float(np.nanmax(extents))
+        record["extent_deg"] = extent
+        binning, cut = cut_binning(binning, extent)
+        if cut:
+            record["cut"] = cut
+            log.warning("the runs' events reach at most %.4g deg from the pointing (%s): the "
+                        "binning stops there: %s. Bins beyond would hold no data. Pass "
+                        "fov_extent='none' (--fov-extent none) to keep the declared binning, or "
+                        "an offset in deg", extent, source, cut)
+        short = np.flatnonzero(extents < binning.offset_max - 0.05)
+        if short.size:
+            log.warning("%d run(s) have a smaller FoV extent than the model's offset cut %.3g "
+                        "deg (%.3g deg and up; e.g. run %d): their exposure is counted to the "
+                        "cut", short.size, binning.offset_max, float(np.nanmin(extents)),
+                        runs[int(short[0])]["obs_id"])
+    return binning, extents, record, peaks
+
+
 @takes_store("data")
-def make_model(data, *, kind: str = "3d", fov_alignment: str = "altaz", energy_edges=None,
-               offset_edges=None, fov_edges=None, zenith_edges=None, obs_ids=None,
-               selection: str = "all", n_obs_max: int | None = None, offset_max: float | None = None,
-               compute_now: bool = True, scheduler=None, progress: bool = False,
-               on_error: str = "skip", grouping=None, energy_threshold="none",
+def make_model(data, *, kind: str = DEFAULTS.kind, fov_alignment: str = DEFAULTS.fov_alignment,
+               energy_edges=None, offset_edges=None, fov_edges=None,
+               zenith_edges=DEFAULTS.zenith_edges, obs_ids=None,
+               selection: str = DEFAULTS.selection, n_obs_max: int | None = None,
+               offset_max: float | None = DEFAULTS.offset_max, compute_now: bool = True,
+               scheduler=None, progress: bool = False, on_error: str = DEFAULTS.on_error,
+               grouping=None, energy_threshold=DEFAULTS.energy_threshold,
                zenith_range=None, where: str | None = None, min_n_tels=None, min_muoneff=None,
-               max_quality=None, exclusion=None, exclusion_mode: str = "regions",
+               max_quality=None, exclusion=None, exclusion_mode: str = DEFAULTS.exclusion_mode,
                exclusion_distance: float | None = None,
                exclusion_oversample: int = DEFAULT_OVERSAMPLE, event_filter: str | None = None,
                site=None, altitude_tolerance: float = DEFAULT_ALTITUDE_TOLERANCE,
                exclude_targets: float | None = None, exclusion_catalog=None,
                catalog_min_radius: float = DEFAULT_MIN_RADIUS,
-               catalog_extension_factor: float = DEFAULT_EXTENSION_FACTOR) -> xr.Dataset:
+               catalog_extension_factor: float = DEFAULT_EXTENSION_FACTOR,
+               fov_extent=DEFAULTS.fov_extent) -> xr.Dataset:
     """Build a background model from a GADF DL3 store.
+
+    Defaults are those of :mod:`xbkg.defaults`, shared with ``xbkg make-models``.
 
     Parameters
     ----------
@@ -170,7 +242,7 @@ def make_model(data, *, kind: str = "3d", fov_alignment: str = "altaz", energy_e
         Declared bins (energy log-spaced in TeV; angles in deg). Defaults: 0.1-100 TeV in 20
         bins, offset 0-2.5 deg in 10, FoV -2.5..2.5 deg in 25x25, one zenith group 0-90 deg.
     obs_ids, selection, n_obs_max
-        Run selection, see :func:`xbkg.selection.select_runs`.
+        Run selection, see :func:`xbkg.selection.select_runs` (default selection: "off").
     offset_max : float, deg
         Events farther from the pointing are dropped (exposure too).
     compute_now : bool
@@ -190,11 +262,13 @@ def make_model(data, *, kind: str = "3d", fov_alignment: str = "altaz", energy_e
         model, or a ``bg_observation_groups.ecsv`` file), whose bounds assign the runs.
     energy_threshold : {"none", "safe", "zenith"} or float
         Per-run energy thresholds (:mod:`xbkg.thresholds`): a run adds counts and exposure only
-        to energy bins whose lower edge is at or above its threshold. "none" (default): no
-        threshold (this function's default; ``xbkg make-models`` defaults to "safe");
-        "safe": SAFE_ENERGY_LO of the obs table, else the zenith rule; "zenith": the zenith
-        rule; a number: one threshold in TeV. Energy slices left without exposure follow the
-        policy of :mod:`xbkg.model`.
+        to energy bins whose lower edge is at or above its threshold. "none" (default, as
+        ``xbkg make-models``): no threshold; "safe": SAFE_ENERGY_LO of the obs table, else the
+        zenith rule; "zenith": the zenith rule. The zenith rule is fitted to the store's own
+        runs: to their SAFE_ENERGY_LO, or, when fewer than three have one, to the counts peak
+        of their events (:mod:`xbkg.survey`; needs ``compute_now=True``). A number: one
+        threshold in TeV. Energy slices left without exposure follow the policy of
+        :mod:`xbkg.model`.
     zenith_range, where, min_n_tels, min_muoneff, max_quality
         More run selection (zenith range in deg, a safe ``where`` expression on obs-table
         columns such as ``"MUONEFF > 0.7"``, quality cuts), see
@@ -233,6 +307,14 @@ def make_model(data, *, kind: str = "3d", fov_alignment: str = "altaz", energy_e
         ALTAZ models: a run whose pointing, computed at mid-run from time, site and RA/Dec, is
         below the horizon or differs in altitude from the store's (90 - zenith) by more is
         rejected (:mod:`xbkg.geometry`). RADEC and 2D models are not checked.
+    fov_extent : "auto", "none" or float (deg)
+        Where the runs' events stop (:mod:`xbkg.survey`). "auto" (default): the obs-index
+        column OFFSET_MAX, else, when ``compute_now``, the largest event offset of the runs
+        (one extra read of RA, DEC, ENERGY per run); a lazy build without OFFSET_MAX keeps the
+        declared binning. A number declares it. When the extent is inside the binning's offset
+        cut, FoV bins wholly beyond it are dropped, ``offset_max`` is lowered to it and a
+        warning says so; "none" keeps the declared binning. Each run's extent is kept as
+        ``obs_fov_extent``.
 
     Returns
     -------
@@ -276,13 +358,17 @@ def make_model(data, *, kind: str = "3d", fov_alignment: str = "altaz", energy_e
     if store.sizes["obs_id"] == 0:
         raise SelectionError("no run left after zenith grouping")
     ontime = store["ontime"].values.astype(float)
+    all_ids = store.obs_id.values.tolist()
     n_groups = grouping.sizes["zenith_group"]
     runs = run_infos(store)
     for info in runs:
         info["event_filter"] = event_filter
         info["altitude_tolerance"] = float(altitude_tolerance)
+    binning, extents, extent_record, peaks = _survey_step(
+        store, runs, binning, fov_extent, energy_threshold, compute_now=compute_now,
+        scheduler=scheduler, progress=progress)
     n_runs_excluded = attach_plan(runs, excl, binning.offset_max)  # regions travel with each run
-    thresholds, threshold_rule = run_energy_thresholds(store, energy_threshold)
+    thresholds, threshold_rule = run_energy_thresholds(store, energy_threshold, peaks=peaks)
     for info, thr in zip(runs, thresholds):
         info["e_threshold"] = float(thr)
     threshold_of = dict(zip(store.obs_id.values.tolist(), thresholds.tolist()))
@@ -296,7 +382,8 @@ def make_model(data, *, kind: str = "3d", fov_alignment: str = "altaz", energy_e
         "n_rejected": len(rejected),
         "on_error": on_error,
         "energy_threshold": threshold_rule,
-        **threshold_provenance(store, energy_threshold),  # lets xbkg.update extend the model
+        **threshold_provenance(store, energy_threshold, peaks=peaks),  # for xbkg.update
+        "fov_extent": extent_record,
         "exclusion": exclusion_provenance(excl, n_runs_excluded),
         "event_filter": event_filter,
         "run_cuts": {k: v for k, v in (("zenith_range", zenith_range), ("where", where),
@@ -333,6 +420,11 @@ def make_model(data, *, kind: str = "3d", fov_alignment: str = "altaz", energy_e
     if compute_now:
         runs_ds["obs_pointing_source"] = ("obs_id", sources.astype(str), {
             "description": "where the run's pointing came from: " + " or ".join(POINTING_SOURCES)})
+    if extents is not None:
+        extent_of = dict(zip(all_ids, extents.tolist()))
+        runs_ds["obs_fov_extent"] = ("obs_id", [extent_of[o] for o in store.obs_id.values.tolist()],
+                                     {"units": "deg", "long_name": "FoV extent of the run "
+                                      "(largest event offset, or obs-index OFFSET_MAX)"})
     model = assemble_model(counts, exposure, kind=binning.kind, energy_edges=binning.energy_edges,
                            fov_edges=binning.fov_edges, zenith_edges=grouping["zenith_bounds"].values,
                            fov_alignment=binning.fov_alignment, offset_max=binning.offset_max,

@@ -12,6 +12,8 @@ Layout (``kind="2d"`` uses ``offset``; ``kind="3d"`` uses ``dety, detx``)::
             exposure   (same)  s MeV sr: sum over runs of ONTIME x energy width x solid angle
             rate       (same)  s-1 MeV-1 sr-1: counts / exposure
             rate_error (same)  s-1 MeV-1 sr-1: Poisson error, see below
+            has_data   (same)  bool: the bin has exposure (some run observed it); False bins
+                               hold placeholder rates only, see below
             obs_group  (obs_id) group of each run;  obs_ontime (obs_id) s;  obs_zenith (obs_id) deg
             obs_energy_threshold (obs_id) TeV, when thresholds were applied (NaN: none)
             group_ontime (zenith_group) s; group_n_obs (zenith_group);
@@ -46,6 +48,13 @@ the lower half of that bin by about 20 % for a spectrum falling as E^-2.7; a flo
 The values below the threshold are a placeholder, not a measurement: predictions there must be
 masked (gammapy's safe mask, with the run's threshold rounded up to a model energy edge). A
 group without any exposure keeps rate 0.
+
+Bins without data are marked, not hidden: ``has_data`` is False wherever no run contributed
+exposure (parts of a 3D FoV box outside ``offset_max``, energy slices below every run's
+threshold, a group without runs). Their ``rate`` is the placeholder described above, kept only
+so that GADF exports have no steps; :mod:`xbkg.plotting` hatches them and never draws them as
+measurements. Bins beyond the runs' FoV extent are not built at all by default
+(:mod:`xbkg.survey`).
 """
 
 from __future__ import annotations
@@ -269,6 +278,10 @@ def assemble_model(
     ds["rate_error"] = xr.Variable(
         dims, err, {"units": RATE_UNIT, "long_name": "Poisson error of the rate"}
     )
+    ds["has_data"] = xr.Variable(
+        dims, ds["exposure"].data > 0,
+        {"long_name": "bin has exposure (False: placeholder rate, no measurement)"},
+    )
     if runs is not None:
         from .grouping import group_summary
 
@@ -318,7 +331,7 @@ def validate_model(ds: xr.Dataset) -> xr.Dataset:
     for name in ("rate",):
         if name not in ds:
             raise ModelSchemaError(f"model has no {name!r} variable")
-    for name in ("counts", "exposure", "rate", "rate_error"):
+    for name in ("counts", "exposure", "rate", "rate_error", "has_data"):
         if name in ds and tuple(ds[name].dims) != dims:
             raise ModelSchemaError(f"model variable {name!r} has dims {ds[name].dims}, expected {dims}")
     for d in dims[1:]:

@@ -8,9 +8,10 @@ calls ``plt.show()``. Two small numpy helpers come with them and need no matplot
 Conventions of the figures:
 
 * energy axes are logarithmic (TeV), rates in s-1 MeV-1 sr-1 on log colour or y scales;
-* bins without exposure are left blank: those with no solid angle inside the model's
-  ``offset_max`` (the corners of a 3D FoV box) and the energy slices below the energy threshold
-  of every run of a group, whose rate is a placeholder (see :mod:`xbkg.model`);
+* bins without data (``has_data`` False: no exposure) are drawn as a grey hatched "no data"
+  background, never as a rate: those with no solid angle inside the model's ``offset_max``
+  (the corners of a 3D FoV box) and the energy slices below the energy threshold of every run
+  of a group, whose rate is a placeholder (see :mod:`xbkg.model`);
 * FoV maps put ``detx`` (GADF DETX = gammapy ``fov_lon``) on the x axis growing to the right and
   ``dety`` (``fov_lat``) upward, in the gammapy sign convention: ``fov_lon`` grows toward lower RA
   (RADEC models) or lower azimuth (ALTAZ models), so a RADEC map looks like a sky image with east
@@ -230,6 +231,16 @@ def _log_norm(values):
     return LogNorm(vmin=good.min(), vmax=max(good.max(), good.min() * 1.0001))
 
 
+def _hatch_no_data(ax, x_edges, y_edges):
+    """A grey hatched rectangle behind the whole mesh: bins left blank (NaN) show it."""
+    from matplotlib.patches import Rectangle
+
+    x0, x1 = float(x_edges[0]), float(x_edges[-1])
+    y0, y1 = float(y_edges[0]), float(y_edges[-1])
+    ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, facecolor="0.92", edgecolor="0.65",
+                           hatch="///", lw=0.0, zorder=0, label="no data"))
+
+
 def _new_axes(ax, figsize=(5.5, 4.0)):
     if ax is not None:
         return ax
@@ -264,7 +275,7 @@ def _fov_labels(model: xr.Dataset) -> tuple[str, str]:
 def plot_rate_energy_offset(model: xr.Dataset, group=0, ax=None, *, n_offset: int | None = None):
     """Rate over energy x offset (log colour scale, log energy axis), the seed notebook's view.
 
-    A 2D model is drawn bin by bin (bins without exposure blank). A 3D model is shown by its
+    A 2D model is drawn bin by bin (bins without exposure hatched). A 3D model is shown by its
     azimuth-averaged rate on
     ``n_offset`` offset rings from 0 to ``offset_max`` (default: half the number of DETX bins),
     each ring evaluated at its centre (see the module docstring).
@@ -299,6 +310,8 @@ def plot_rate_energy_offset(model: xr.Dataset, group=0, ax=None, *, n_offset: in
                                 0.5 * (o_edges[1:] + o_edges[:-1]))
         rate[~_exposed_slices(model)[_index(model, gid)]] = np.nan
     norm = _log_norm(rate)
+    if not np.isfinite(rate).all():
+        _hatch_no_data(ax, e_edges, o_edges)
     mesh = ax.pcolormesh(e_edges, o_edges, _masked_positive(rate).T, norm=norm, shading="flat")
     ax.set_xscale("log")
     ax.set_xlabel(ENERGY_LABEL)
@@ -399,6 +412,8 @@ def _fov_map(model: xr.Dataset, gid: int, ebin: int, ax, log: bool = False):
     rate = np.where(keep, rate, np.nan)
     norm = _log_norm(rate) if log else None
     mesh = None
+    if not keep.all():
+        _hatch_no_data(ax, edges_of(model, "detx"), edges_of(model, "dety"))
     if not keep.any() or (log and norm is None):
         ax.text(0.5, 0.5, "no exposure" if not keep.any() else "no data", ha="center",
                 va="center", transform=ax.transAxes)
@@ -432,7 +447,7 @@ def plot_fov_maps(model: xr.Dataset, group=0, energies=None, *, fig=None, ncols:
     Each panel has its own colour scale and colour bar (rates fall by orders of magnitude
     over the energy range); linear by default, which shows the shape, or logarithmic. ``detx``
     = ``fov_lon`` on x (gammapy sign), ``dety`` = ``fov_lat`` on y; see the module docstring.
-    Bins without exposure (outside ``offset_max``, below every run's threshold) are blank.
+    Bins without exposure (outside ``offset_max``, below every run's threshold) are hatched.
 
     Parameters
     ----------

@@ -41,6 +41,8 @@ from .io.fitswrite import bintable_bytes, file_bytes
 
 __all__ = [
     "SITES",
+    "STYLES",
+    "StoreStyle",
     "NOMINAL_ONTIME",
     "TruthModel",
     "turn_on",
@@ -64,6 +66,83 @@ SITES = {
     "cta-south": {"geolon": -70.3166666666667, "geolat": -24.6833333333333, "altitude": 2150.0},
     "cta-north": {"geolon": -17.8920302, "geolat": 28.7615653, "altitude": 2200.0},
     "veritas": {"geolon": -110.952, "geolat": 31.675, "altitude": 1268.0},
+    "magic": {"geolon": -17.89, "geolat": 28.761944, "altitude": 2231.28},
+    "lst": {"geolon": -17.89149701, "geolat": 28.76152611, "altitude": 2200.0},
+}
+
+
+@dataclass(frozen=True)
+class StoreStyle:
+    """How a simulated store imitates one instrument's DL3 stores (``simulate_store(style=)``).
+
+    Attributes
+    ----------
+    name : str
+    site : str
+        Key of :data:`SITES` where the runs are simulated.
+    offset_max : float
+        Offset (deg) at which the event lists stop.
+    obs_columns : tuple of str or None
+        Obs-index columns written (None: all of the H.E.S.S. set).
+    extra_obs : tuple of str
+        Columns added to the obs index (``NSBLEVEL``).
+    header_drop : tuple of str
+        EVENTS header keywords left out.
+    pointing_hdu : bool
+        A ``POINTING`` HDU (TIME, RA_PNT, DEC_PNT, ALT_PNT, AZ_PNT) in each event file, with its
+        row in the HDU index; ALT_PNT/AZ_PNT are then the run's mid-time pointing.
+    fake_site : dict or None
+        Site keywords written instead of the real ones (non-physical, as CTA 1DC's).
+    mc_id : bool
+        An ``MC_ID`` column per event (1: background, 2 + k: source k).
+    index_dir : str
+        Subfolder of the index files ("" : the store's top folder).
+    target_name : str
+        TARGET_NAME / OBJECT of the runs.
+    """
+
+    name: str
+    site: str
+    offset_max: float = 4.0
+    obs_columns: tuple | None = None
+    extra_obs: tuple = ()
+    header_drop: tuple = ()
+    pointing_hdu: bool = False
+    fake_site: dict | None = None
+    mc_id: bool = False
+    index_dir: str = ""
+    target_name: str = "Off data"
+
+
+#: Store styles by instrument: each reproduces quirks of that instrument's public DL3 stores.
+#: ``hess``: H.E.S.S. DR1-like (every column, SAFE_ENERGY_LO). ``magic``: obs index of OBS_ID,
+#: RA_PNT, DEC_PNT, TSTART, TSTOP, DEADC only (zenith, ONTIME and target in the EVENTS header).
+#: ``veritas``: events stop at 2.0 deg, NSBLEVEL in the obs index, no SAFE_ENERGY_LO.
+#: ``lst``: lstchain-like: pointing RA/Dec in neither the obs index nor the EVENTS header, which
+#: has ALT_PNT/AZ_PNT (mid-time), and a POINTING HDU. ``cta``: CTA 1DC-like: non-physical site
+#: keywords (GEOLON 79.4041, ALTITUDE 2.15, ALT_PNT 90, ZEN_PNT 0), MC_ID per event, index files in
+#: ``index/all``.
+STYLES = {
+    "hess": StoreStyle("hess", "hess"),
+    "magic": StoreStyle("magic", "magic", obs_columns=("OBS_ID", "RA_PNT", "DEC_PNT", "TSTART",
+                                                       "TSTOP", "DEADC"),
+                        target_name="Crab"),
+    "veritas": StoreStyle("veritas", "veritas", offset_max=2.0, extra_obs=("NSBLEVEL",),
+                          obs_columns=("OBS_ID", "RA_PNT", "DEC_PNT", "ZEN_PNT", "ALT_PNT",
+                                       "AZ_PNT", "ONTIME", "LIVETIME", "DEADC", "TSTART",
+                                       "TSTOP", "N_TELS", "QUALITY", "EVENT_COUNT", "OBJECT")),
+    "lst": StoreStyle("lst", "lst", header_drop=("RA_PNT", "DEC_PNT"), pointing_hdu=True,
+                      obs_columns=("OBS_ID", "ZEN_PNT", "ALT_PNT", "AZ_PNT", "ONTIME",
+                                   "LIVETIME", "DEADC", "TSTART", "TSTOP", "N_TELS",
+                                   "EVENT_COUNT", "OBJECT")),
+    "cta": StoreStyle("cta", "cta-south", mc_id=True, index_dir="index/all",
+                      fake_site={"geolon": 79.4041, "geolat": -24.6272, "altitude": 2.15},
+                      obs_columns=tuple(c for c in ("OBS_ID", "RA_PNT", "DEC_PNT", "GLON_PNT",
+                                                    "GLAT_PNT", "ZEN_PNT", "ALT_PNT", "AZ_PNT",
+                                                    "ONTIME", "LIVETIME", "DEADC", "TSTART",
+                                                    "TSTOP", "N_TELS", "OBJECT",
+                                                    "EVENT_COUNT")),
+                      target_name="Galactic Plane Survey"),
 }
 
 #: Nominal run duration (s); each run's ONTIME is drawn within +-60 s of it.
@@ -467,7 +546,8 @@ def plan_runs(n_runs: int, *, seed=0, zenith_range=(0.0, 60.0), site="hess", sou
         Obs-index columns as numpy arrays (``OBS_ID`` ... ``OBJECT``, without ``EVENT_COUNT``
         and the safe energies; ``ZEN_PNT, ALT_PNT, AZ_PNT`` are means over the run), plus
         ``source_index`` (source a run is pointed near, or -1), ``site`` (dict) and
-        ``altaz_params`` (``(n_runs, fov.ALTAZ_PARAMS_SIZE)``, from :func:`fov.altaz_run_params`).
+        ``altaz_params`` (``(n_runs, fov.ALTAZ_PARAMS_SIZE)``, from :func:`fov.altaz_run_params`)
+        and ``alt_mid, az_mid`` (the pointing at each run's mid time, deg).
     """
     from astropy.coordinates import AltAz, EarthLocation, SkyCoord
     from astropy.time import Time
@@ -509,11 +589,13 @@ def plan_runs(n_runs: int, *, seed=0, zenith_range=(0.0, 60.0), site="hess", sou
     with _iers_offline():
         gal = SkyCoord(ra=ra * u.deg, dec=dec * u.deg, frame="icrs").galactic
     alt_pnt, az_pnt = np.empty(n), np.empty(n)
+    alt_mid, az_mid = np.empty(n), np.empty(n)
     params = np.empty((n, fov.ALTAZ_PARAMS_SIZE))
     for i in range(n):
         with _iers_offline():  # astropy/erfa once per run, inside fov.altaz_run_params
             params[i] = _run_params(ra[i], dec[i], site, tstart[i], tstop[i])
         alt, azi = fov.pointing_altaz(np.linspace(tstart[i], tstop[i], 21), params[i])
+        alt_mid[i], az_mid[i] = alt[10], np.mod(azi[10], 360.0)
         alt_pnt[i] = np.mean(alt)
         az_pnt[i] = np.mod(np.degrees(np.arctan2(np.mean(np.sin(np.radians(azi))),
                                                   np.mean(np.cos(np.radians(azi))))), 360.0)
@@ -528,6 +610,7 @@ def plan_runs(n_runs: int, *, seed=0, zenith_range=(0.0, 60.0), site="hess", sou
         "N_TELS": np.full(n, 4, dtype=np.int64), "QUALITY": np.zeros(n, dtype=np.int64),
         "MUONEFF": np.round(rng.uniform(0.75, 0.85, n), 4),
         "TARGET_NAME": target.astype(str), "OBJECT": target.astype(str),
+        "alt_mid": alt_mid, "az_mid": az_mid,
         "source_index": source_index, "site": site, "altaz_params": params,
     }
 
@@ -546,7 +629,7 @@ def _source_events(rng, task):
     """Extra events of the bright point sources near the run's pointing."""
     truth, run, offset_max = task["truth"], task["run"], task["offset_max"]
     parts, n_expected = [], 0.0
-    for src in task["sources"]:
+    for k, src in enumerate(task["sources"]):
         sigma = float(src.get("sigma", 0.1))
         sep = fov.offset_deg(src["ra"], src["dec"], run["RA_PNT"], run["DEC_PNT"])
         if sep > offset_max + 5 * sigma:
@@ -560,7 +643,8 @@ def _source_events(rng, task):
                                    src["ra"], src["dec"])
         time = run["TSTART"] + rng.random(n) * run["ONTIME"]
         keep = fov.offset_deg(ra, dec, run["RA_PNT"], run["DEC_PNT"]) <= offset_max
-        parts.append((time[keep], ra[keep], dec[keep], energy[keep]))
+        parts.append((time[keep], ra[keep], dec[keep], energy[keep],
+                      np.full(int(keep.sum()), 2 + k, dtype=np.int32)))
     return parts, n_expected
 
 
@@ -577,17 +661,19 @@ def _simulate_run(task: dict) -> dict:
         ra, dec = fov.altaz_fov_to_radec(lon, lat, time, task["altaz_params"])
     else:
         ra, dec = fov.fov_to_radec(lon, lat, run["RA_PNT"], run["DEC_PNT"])
-    parts = [(time, ra, dec, energy)]
+    parts = [(time, ra, dec, energy, np.ones(n, dtype=np.int32))]
     n_source_expected = 0.0
     if task["sources"]:
         extra, n_source_expected = _source_events(rng, task)
         parts += extra
+    mc_id = parts[0][4]
     if len(parts) > 1:
-        time, ra, dec, energy = (np.concatenate(c) for c in zip(*parts))
+        time, ra, dec, energy, mc_id = (np.concatenate(c) for c in zip(*parts))
         order = np.argsort(time, kind="stable")
-        time, ra, dec, energy = time[order], ra[order], dec[order], energy[order]
-    columns = {"TIME": time, "RA": ra, "DEC": dec, "ENERGY": energy}
-    data = _events_file_bytes(columns, run, task["site"], task["compress"])
+        time, ra, dec, energy, mc_id = (time[order], ra[order], dec[order], energy[order],
+                                        mc_id[order])
+    columns = {"TIME": time, "RA": ra, "DEC": dec, "ENERGY": energy, "MC_ID": mc_id}
+    data = _events_file_bytes(columns, run, task["site"], task["compress"], task["style"])
     path = Path(task["dir"]) / task["file_name"]
     path.write_bytes(data)
     return {"obs_id": int(run["OBS_ID"]), "n_events": int(time.size),
@@ -619,25 +705,42 @@ def _gadf_cards(extname, clas1, clas2=None):
     return cards + [("CREATOR", _CREATOR, "program that wrote this HDU")]
 
 
-def _events_file_bytes(columns, run, site, compress):
+def _events_file_bytes(columns, run, site, compress, style=None):
+    style = STYLES["hess"] if style is None else style
     n = columns["TIME"].size
     ev_cols = [("EVENT_ID", "K", "", np.arange(1, n + 1, dtype=np.int64)),
                ("TIME", "D", "s", columns["TIME"]),
                ("RA", "E", "deg", np.mod(columns["RA"], 360.0).astype(np.float32) % np.float32(360)),
                ("DEC", "E", "deg", columns["DEC"].astype(np.float32)),
                ("ENERGY", "E", "TeV", columns["ENERGY"].astype(np.float32))]
+    if style.mc_id:
+        ev_cols.append(("MC_ID", "J", "", columns["MC_ID"].astype(np.int32)))
+    pointing = {k: float(run[k]) for k in ("RA_PNT", "DEC_PNT", "ALT_PNT", "AZ_PNT")}
+    if style.pointing_hdu:  # lstchain: the header's Alt/Az is the pointing at the run's middle
+        pointing.update(ALT_PNT=float(run["alt_mid"]), AZ_PNT=float(run["az_mid"]))
+    if style.fake_site is not None:
+        pointing.update(ALT_PNT=90.0, AZ_PNT=0.0)
     run_cards = [("OBS_ID", int(run["OBS_ID"]), "observation number")]
-    run_cards += [(k, float(run[k]), None) for k in
-                  ("ONTIME", "LIVETIME", "DEADC", "RA_PNT", "DEC_PNT", "ALT_PNT", "AZ_PNT")]
+    run_cards += [(k, float(run[k]), None) for k in ("ONTIME", "LIVETIME", "DEADC")]
+    run_cards += [(k, v, None) for k, v in pointing.items() if k not in style.header_drop]
     run_cards += [("RADESYS", "ICRS", None), ("EQUINOX", 2000.0, None),
                   ("OBJECT", str(run["OBJECT"]), None), ("N_TELS", int(run["N_TELS"]), None),
                   ("OBS_MODE", "POINTING", None)]
+    header_site = site if style.fake_site is None else style.fake_site
     events = bintable_bytes(ev_cols, _gadf_cards("EVENTS", "EVENTS") + run_cards + _time_cards(run)
-                        + _site_cards(site))
+                            + _site_cards(header_site))
     gti = bintable_bytes([("START", "D", "s", np.array([run["TSTART"]], dtype=float)),
-                      ("STOP", "D", "s", np.array([run["TSTOP"]], dtype=float))],
-                     _gadf_cards("GTI", "GTI") + _time_cards(run))
-    return file_bytes([events, gti], compress)
+                          ("STOP", "D", "s", np.array([run["TSTOP"]], dtype=float))],
+                         _gadf_cards("GTI", "GTI") + _time_cards(run))
+    hdus = [events, gti]
+    if style.pointing_hdu:
+        mid = 0.5 * (float(run["TSTART"]) + float(run["TSTOP"]))
+        hdus.append(bintable_bytes(
+            [("TIME", "D", "s", np.array([mid]))]
+            + [(k, "D", "deg", np.array([run[k] if k in ("RA_PNT", "DEC_PNT") else v]))
+               for k, v in pointing.items()],
+            _gadf_cards("POINTING", "POINTING") + _time_cards(run) + _site_cards(site)))
+    return file_bytes(hdus, compress)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -658,20 +761,32 @@ def _string_format(values) -> str:
     return f"{max([1] + [len(str(v)) for v in values])}A"
 
 
-def _index_files(runs, file_names, site):
-    obs_cols = [(name, _string_format(runs[name]) if fmt == "A" else fmt, unit, runs[name])
-                for name, fmt, unit in _OBS_COLUMNS]
+def _index_files(runs, file_names, site, style=None):
+    style = STYLES["hess"] if style is None else style
+    columns = [c for c in _OBS_COLUMNS if style.obs_columns is None or c[0] in style.obs_columns]
+    columns += [(name, "D", "") for name in style.extra_obs]
+    values = dict(runs)
+    if style.fake_site is not None:  # CTA 1DC: every run "at zenith"
+        values.update(ZEN_PNT=np.zeros(runs["OBS_ID"].size), ALT_PNT=np.full(runs["OBS_ID"].size, 90.0))
+    if style.pointing_hdu:
+        values.update(ALT_PNT=runs["alt_mid"], AZ_PNT=runs["az_mid"], ZEN_PNT=90.0 - runs["alt_mid"])
+    obs_cols = [(name, _string_format(values[name]) if fmt == "A" else fmt, unit, values[name])
+                for name, fmt, unit in columns]
+    header_site = site if style.fake_site is None else style.fake_site
     obs = bintable_bytes(obs_cols, _gadf_cards("OBS_INDEX", "INDEX", "OBS") + _time_cards()
-                     + _site_cards(site))
+                         + _site_cards(header_site))
     n = runs["OBS_ID"].size
+    kinds = ["events", "gti"] + (["pointing"] if style.pointing_hdu else [])
+    k = len(kinds)
+    file_dir = "/".join([".."] * len(Path(style.index_dir).parts) + ["data"])
     hdu_cols = {
-        "OBS_ID": np.repeat(runs["OBS_ID"], 2),
-        "HDU_TYPE": np.tile(["events", "gti"], n), "HDU_CLASS": np.tile(["events", "gti"], n),
-        "FILE_DIR": np.array(["data"] * (2 * n)), "FILE_NAME": np.repeat(file_names, 2),
-        "HDU_NAME": np.tile(["EVENTS", "GTI"], n),
+        "OBS_ID": np.repeat(runs["OBS_ID"], k),
+        "HDU_TYPE": np.tile(kinds, n), "HDU_CLASS": np.tile(kinds, n),
+        "FILE_DIR": np.array([file_dir] * (k * n)), "FILE_NAME": np.repeat(file_names, k),
+        "HDU_NAME": np.tile([x.upper() for x in kinds], n),
     }
-    hdu = bintable_bytes([(k, "K" if k == "OBS_ID" else _string_format(v), "", v)
-                      for k, v in hdu_cols.items()], _gadf_cards("HDU_INDEX", "INDEX", "HDU"))
+    hdu = bintable_bytes([(key, "K" if key == "OBS_ID" else _string_format(v), "", v)
+                          for key, v in hdu_cols.items()], _gadf_cards("HDU_INDEX", "INDEX", "HDU"))
     return file_bytes([obs], True), file_bytes([hdu], True)
 
 
@@ -749,9 +864,9 @@ def _check_source(k: int, src) -> dict:
 
 def simulate_store(outdir, *, n_runs: int = 20, events_per_run: float = 20000,
                    truth: TruthModel | None = None, seed: int = 0, zenith_range=(0.0, 60.0),
-                   site="hess", compress: bool = False, sources=(), offset_max: float = 4.0,
-                   start="2021-01-01", target_name: str = "Off data", n_jobs: int = 1,
-                   overwrite: bool = False, progress: bool = False) -> Path:
+                   site=None, compress: bool = False, sources=(), offset_max: float | None = None,
+                   start="2021-01-01", target_name: str | None = None, n_jobs: int = 1,
+                   overwrite: bool = False, progress: bool = False, style: str = "hess") -> Path:
     """Write a GADF DL3 store of off runs whose background follows ``truth``.
 
     Parameters
@@ -770,8 +885,9 @@ def simulate_store(outdir, *, n_runs: int = 20, events_per_run: float = 20000,
         Random seed; the same seed gives byte-identical files (whatever ``n_jobs``).
     zenith_range : (float, float)
         Range (deg) over which mean run zeniths are spread (stratified), within [0, 80].
-    site : str or dict
-        A name from :data:`SITES` or a dict with ``geolon, geolat`` (deg) and ``altitude`` (m).
+    site : str or dict, optional
+        A name from :data:`SITES` or a dict with ``geolon, geolat`` (deg) and ``altitude`` (m);
+        default: the style's site.
     compress : bool
         Write ``data/obs_NNNNNN.fits.gz`` (deterministic gzip) instead of ``.fits``.
     sources : sequence of dict
@@ -779,18 +895,22 @@ def simulate_store(outdir, *, n_runs: int = 20, events_per_run: float = 20000,
         (expected events per run) or ``rate_fraction`` (of the run's expected background),
         optional ``sigma`` (deg, default 0.1), ``index`` (default 2.5), ``name``. Every second
         run is then pointed 0.5-1.5 deg from a source. Source events are not part of the truth.
-    offset_max : float
-        Events are drawn within this offset (deg) of the pointing.
+    offset_max : float, optional
+        Events are drawn within this offset (deg) of the pointing (default: the style's, 4.0
+        deg, 2.0 for ``veritas``).
     start : str or astropy.time.Time
         UTC date of the first night.
-    target_name : str
-        TARGET_NAME and OBJECT of the off runs.
+    target_name : str, optional
+        TARGET_NAME and OBJECT of the off runs (default: the style's, "Off data" for ``hess``).
     n_jobs : int
         Processes simulating runs in parallel (spawned pool) when > 1.
     overwrite : bool
         Replace an existing non-empty ``outdir``; otherwise FileExistsError.
     progress : bool
         Print progress to stderr.
+    style : {"hess", "magic", "veritas", "lst", "cta"}
+        Which instrument's store quirks to reproduce (:data:`STYLES`); the events are drawn the
+        same way whatever the style.
 
     Returns
     -------
@@ -814,6 +934,13 @@ def simulate_store(outdir, *, n_runs: int = 20, events_per_run: float = 20000,
     ([1, 2], True)
     """
     outdir = Path(outdir).expanduser().absolute()
+    try:
+        style_d = STYLES[str(style).lower()]
+    except KeyError:
+        raise ValueError(f"unknown style {style!r}; use one of {sorted(STYLES)}") from None
+    site = style_d.site if site is None else site
+    offset_max = style_d.offset_max if offset_max is None else offset_max
+    target_name = style_d.target_name if target_name is None else target_name
     n_runs = int(n_runs)
     if n_runs < 1:
         raise ValueError(f"n_runs must be >= 1, got {n_runs}")
@@ -843,17 +970,22 @@ def simulate_store(outdir, *, n_runs: int = 20, events_per_run: float = 20000,
         (tmp / "data").mkdir()
         tasks = [{"truth": truth, "run": {k: v[i] for k, v in runs.items()}, "seed": seeds[i],
                   "mu": mu[i], "site": site_d, "altaz_params": altaz_params[i], "offset_max": offset_max,
-                  "sources": sources,
+                  "sources": sources, "style": style_d,
                   "compress": compress, "dir": str(tmp / "data"), "file_name": file_names[i]}
                  for i in range(n_runs)]
         results = _run_tasks(tasks, int(n_jobs), progress)
         runs["EVENT_COUNT"] = np.array([r["n_events"] for r in results], dtype=np.int64)
         runs["SAFE_ENERGY_LO"] = np.round(truth.threshold(runs["ZEN_PNT"]), 4)
         runs["SAFE_ENERGY_HI"] = np.full(n_runs, min(100.0, truth.e_max))
-        obs_bytes, hdu_bytes = _index_files(runs, file_names, site_d)
-        (tmp / "obs-index.fits.gz").write_bytes(obs_bytes)
-        (tmp / "hdu-index.fits.gz").write_bytes(hdu_bytes)
-        record = {
+        if "NSBLEVEL" in style_d.extra_obs:
+            runs["NSBLEVEL"] = np.round(np.random.default_rng([int(seed), 1])
+                                        .uniform(3.0, 8.0, n_runs), 3)
+        obs_bytes, hdu_bytes = _index_files(runs, file_names, site_d, style_d)
+        index_dir = tmp / style_d.index_dir
+        index_dir.mkdir(parents=True, exist_ok=True)
+        (index_dir / "obs-index.fits.gz").write_bytes(obs_bytes)
+        (index_dir / "hdu-index.fits.gz").write_bytes(hdu_bytes)
+        record = {"style": style_d.name,
             "truth": truth.to_dict(), "offset_max": offset_max, "seed": int(seed),
             "site": site_d, "sources": sources, "creator": _CREATOR,
             "runs": [{"obs_id": int(r["obs_id"]), "zenith": float(z), "ontime": float(t),

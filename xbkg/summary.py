@@ -13,7 +13,7 @@ from .binning import edges_of
 from .model import fov_dims
 
 __all__ = ["model_label", "summary_text", "summary_html", "rejected_runs", "output_files",
-           "build_options", "outdir_summary"]
+           "build_options", "outdir_summary", "provenance_lines"]
 
 #: What each file of a make-models OUTDIR holds ('*' stands for a group ID).
 OUTPUT_FILES = {
@@ -47,6 +47,38 @@ def _axis_line(model: xr.Dataset, dim: str, unit: str) -> str:
     return f"  {dim:<7s} {e.size - 1:4d} bins  {e[0]:.4g} .. {e[-1]:.4g} {unit}"
 
 
+def provenance_lines(model: xr.Dataset) -> list[str]:
+    """How the energy thresholds and the FoV extent of a model were decided (from its
+    provenance; empty for models without one, e.g. read from plain GADF files).
+
+    >>> m = xr.Dataset(attrs={"provenance": json.dumps({"energy_threshold": "none",
+    ...     "fov_extent": {"source": "given", "extent_deg": 2.0}})})
+    >>> print("\\n".join(provenance_lines(m)))
+    energy thresholds: none
+    FoV extent: 2 deg (given)
+    """
+    try:
+        prov = json.loads(model.attrs.get("provenance", "{}"))
+    except ValueError:
+        return []
+    lines = []
+    if "energy_threshold" in prov:
+        lines.append(f"energy thresholds: {prov['energy_threshold']}")
+    extent = prov.get("fov_extent")
+    if isinstance(extent, dict):
+        text = (f"{extent['extent_deg']:.4g} deg ({extent['source']})" if "extent_deg" in extent
+                else str(extent.get("source", "?")))
+        if extent.get("cut"):
+            text += f"; binning cut there: {extent['cut']}"
+        lines.append(f"FoV extent: {text}")
+    if "has_data" in model and model["has_data"].size:
+        empty = int((~np.asarray(model["has_data"].values, dtype=bool)).sum())
+        if empty:
+            lines.append(f"bins without data (has_data False, placeholder rate): {empty} of "
+                         f"{model['has_data'].size}")
+    return lines
+
+
 def summary_text(model: xr.Dataset) -> str:
     """Kind, alignment, binning, groups (runs, observation time, counts) of a model."""
     kind = model.attrs.get("kind", "?")
@@ -70,6 +102,7 @@ def summary_text(model: xr.Dataset) -> str:
         lines.append(text)
     if "counts" in model:
         lines.append(f"total counts: {int(np.asarray(model['counts']).sum())}")
+    lines += provenance_lines(model)
     return "\n".join(lines)
 
 

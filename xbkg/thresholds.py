@@ -19,12 +19,22 @@ Policies (``make_model(energy_threshold=...)``, ``xbkg make-models --energy-thre
 float
     One threshold (TeV) for every run.
 
-Zenith rule: ``E_thr(z) = e0 / cos(z)**power``. When at least three runs of the store have a
-``SAFE_ENERGY_LO``, ``e0`` and ``power`` are fitted to them (least squares in ``log E`` against
-``log cos z``; only ``e0`` when their zenith angles span less than 0.05 in cos z); otherwise the
-defaults :data:`DEFAULT_E0` = 0.22 TeV and :data:`DEFAULT_POWER` = 3.2 are used, a fit to the
-105 runs of H.E.S.S. DL3 DR1 (scatter of SAFE_ENERGY_LO around it: 15 % rms). The defaults
-describe that instrument; for another one give ``SAFE_ENERGY_LO`` or a number.
+Zenith rule: ``E_thr(z) = e0 / cos(z)**power``, always fitted to the store's own runs (least
+squares in ``log E`` against ``log cos z``; only ``e0`` when their zenith angles span less than
+0.05 in cos z, with ``power`` held at :data:`DEFAULT_POWER`):
+
+1. to their ``SAFE_ENERGY_LO`` when at least three runs (or every run) have one;
+2. otherwise to the **counts peak** of each run's events: the energy at which the counts per
+   log-energy interval within the offset cut peak (gammapy's ``SafeMaskMaker`` "bkg-peak"
+   method, measured on the events by :mod:`xbkg.survey`; runs with fewer than 200 events are
+   left out). Measuring needs the events, so it happens only in a computed build
+   (``make_model(compute_now=True)``); a lazy build raises instead.
+
+No other instrument's rule is ever applied: :data:`DEFAULT_E0` = 0.22 TeV and
+:data:`DEFAULT_POWER` = 3.2 are what the second method gives on H.E.S.S. DL3 DR1 (and the
+first, to 15 % rms), kept as reference values. The rule and what it was fitted to are recorded
+in the model's provenance (``energy_threshold``, ``zenith_rule``, ``zenith_rule_basis``) and
+printed by ``xbkg make-models`` and ``xbkg info``.
 
 Energy slices left without exposure by thresholds follow the model's documented policy
 (:mod:`xbkg.model`): they copy the nearest exposed slice, so no step reaches gammapy.
@@ -37,12 +47,13 @@ import numpy as np
 from .datastore import takes_store
 
 __all__ = ["THRESHOLD_POLICIES", "DEFAULT_E0", "DEFAULT_POWER", "zenith_threshold",
-           "fit_zenith_rule", "store_zenith_rule", "run_energy_thresholds",
-           "threshold_provenance"]
+           "fit_zenith_rule", "store_zenith_rule", "zenith_rule_basis", "needs_counts_peak",
+           "run_energy_thresholds", "threshold_provenance"]
 
 THRESHOLD_POLICIES = ("none", "safe", "zenith")
 
-#: Zenith-rule threshold at zenith 0 (TeV) and its power of 1/cos(z): fit to H.E.S.S. DR1.
+#: Zenith-rule threshold at zenith 0 (TeV) and its power of 1/cos(z) on H.E.S.S. DR1: reference
+#: values only (the power is also the one held fixed when a store's zenith spread is too small).
 DEFAULT_E0 = 0.22
 DEFAULT_POWER = 3.2
 
@@ -62,7 +73,7 @@ def fit_zenith_rule(zenith, threshold, *, min_runs: int = 3) -> tuple[float, flo
     """``(e0, power)`` of the zenith rule fitted to runs with a known threshold (TeV).
 
     Runs with a non-finite or non-positive threshold are ignored. Fewer than ``min_runs`` runs
-    give the defaults; a zenith spread below 0.05 in cos z fits ``e0`` only.
+    raise ValueError; a zenith spread below 0.05 in cos z fits ``e0`` only.
 
     >>> z = np.array([10.0, 30.0, 50.0])
     >>> e0, p = fit_zenith_rule(z, zenith_threshold(z, 0.3, 2.5))
@@ -72,8 +83,9 @@ def fit_zenith_rule(zenith, threshold, *, min_runs: int = 3) -> tuple[float, flo
     zenith = np.asarray(zenith, dtype=float)
     threshold = np.asarray(threshold, dtype=float)
     ok = np.isfinite(zenith) & np.isfinite(threshold) & (threshold > 0) & (np.abs(zenith) < 90)
-    if ok.sum() < min_runs:
-        return DEFAULT_E0, DEFAULT_POWER
+    if ok.sum() < max(int(min_runs), 1):
+        raise ValueError(f"the zenith rule needs {min_runs} runs with a threshold, got "
+                         f"{int(ok.sum())}")
     x = -np.log(np.cos(np.radians(zenith[ok])))
     y = np.log(threshold[ok])
     if np.ptp(np.cos(np.radians(zenith[ok]))) < 0.05:
@@ -100,31 +112,69 @@ def _safe_energy_lo(store) -> np.ndarray:
     return np.where(values > 0, values, np.nan)
 
 
-@takes_store("store")
-def store_zenith_rule(store) -> tuple[float, float]:
-    """``(e0, power)`` of the zenith rule for the runs of an observation Dataset: fitted to
-    their ``SAFE_ENERGY_LO`` (:func:`fit_zenith_rule`), or the defaults."""
-    return fit_zenith_rule(np.asarray(store["zenith"].values, dtype=float), _safe_energy_lo(store))
+def _has_enough_safe(safe: np.ndarray) -> bool:
+    n_safe = int(np.isfinite(safe).sum())
+    return n_safe >= 3 or (n_safe >= 1 and n_safe == safe.size)
+
+
+def needs_counts_peak(store, policy) -> bool:
+    """Whether ``policy`` on ``store`` needs the runs' counts peaks (:mod:`xbkg.survey`): the
+    zenith rule is needed and fewer than three runs (and not every run) have SAFE_ENERGY_LO."""
+    if not isinstance(policy, str) or policy.strip().lower() not in ("safe", "zenith"):
+        return False
+    return not _has_enough_safe(_safe_energy_lo(store))
 
 
 @takes_store("store")
-def threshold_provenance(store, policy="none") -> dict:
+def zenith_rule_basis(store, peaks=None) -> tuple[float, float, str]:
+    """``(e0, power, basis)`` of the zenith rule for the runs of an observation Dataset:
+    fitted to their SAFE_ENERGY_LO, else to their counts ``peaks`` (TeV, one per run); the
+    ``basis`` says which. Raises ValueError when neither is available."""
+    zenith = np.asarray(store["zenith"].values, dtype=float)
+    safe = _safe_energy_lo(store)
+    if _has_enough_safe(safe):
+        e0, power = fit_zenith_rule(zenith, safe, min_runs=1)
+        return e0, power, f"SAFE_ENERGY_LO of {int(np.isfinite(safe).sum())} runs"
+    if peaks is not None:
+        peaks = np.asarray(peaks, dtype=float)
+        n_ok = int((np.isfinite(peaks) & (peaks > 0)).sum())
+        if n_ok:
+            e0, power = fit_zenith_rule(zenith, peaks, min_runs=1)
+            return e0, power, f"counts peak of {n_ok} runs' events"
+    raise ValueError("the zenith rule needs SAFE_ENERGY_LO in the obs index (3 runs or every "
+                     "run) or the counts peak of the runs' events, and neither is available; "
+                     "give a threshold in TeV")
+
+
+@takes_store("store")
+def store_zenith_rule(store, peaks=None) -> tuple[float, float]:
+    """``(e0, power)`` of :func:`zenith_rule_basis`."""
+    return zenith_rule_basis(store, peaks)[:2]
+
+
+@takes_store("store")
+def threshold_provenance(store, policy="none", peaks=None) -> dict:
     """What a model records so that its thresholds can be applied to more runs later
     (:mod:`xbkg.update`): ``energy_threshold_policy`` and, for the "safe" and "zenith"
-    policies, the ``zenith_rule`` ``[e0, power]`` fitted to the runs of ``store`` (or the one
-    of ``policy`` when it is such a record already)."""
-    rule = None
+    policies, the ``zenith_rule`` ``[e0, power]`` fitted to the runs of ``store`` (see
+    :func:`zenith_rule_basis`; or the one of ``policy`` when it is such a record already) and
+    its ``zenith_rule_basis``."""
+    rule, basis = None, None
     if isinstance(policy, dict):
-        policy, rule = policy["energy_threshold_policy"], policy.get("zenith_rule")
+        policy, rule, basis = (policy["energy_threshold_policy"], policy.get("zenith_rule"),
+                               policy.get("zenith_rule_basis"))
     out = {"energy_threshold_policy": policy if isinstance(policy, str) else float(policy)}
     if str(policy).strip().lower() in ("safe", "zenith"):
-        rule = store_zenith_rule(store) if rule is None else rule
+        if rule is None:
+            *rule, basis = zenith_rule_basis(store, peaks)
         out["zenith_rule"] = [float(v) for v in rule]
+        if basis:
+            out["zenith_rule_basis"] = basis
     return out
 
 
 @takes_store("store")
-def run_energy_thresholds(store, policy="none", *, rule=None) -> tuple[np.ndarray, str]:
+def run_energy_thresholds(store, policy="none", *, rule=None, peaks=None) -> tuple[np.ndarray, str]:
     """Energy threshold (TeV, NaN for none) of every run of an observation Dataset.
 
     Parameters
@@ -137,6 +187,9 @@ def run_energy_thresholds(store, policy="none", *, rule=None) -> tuple[np.ndarra
     rule : (float, float), optional
         ``(e0, power)`` of the zenith rule to apply instead of fitting it to ``store``
         (an incremental update keeps the rule of the model it extends).
+    peaks : array, optional
+        Counts-peak energy (TeV) of each run (:func:`xbkg.survey.survey_runs`), to fit the
+        zenith rule to when the store has too few SAFE_ENERGY_LO values.
 
     Returns
     -------
@@ -150,9 +203,11 @@ def run_energy_thresholds(store, policy="none", *, rule=None) -> tuple[np.ndarra
     >>> import xarray as xr
     >>> store = xr.Dataset({"zenith": ("obs_id", [0.0, 60.0]),
     ...                     "SAFE_ENERGY_LO": ("obs_id", [0.5, np.nan], {"units": "TeV"})})
-    >>> thr, text = run_energy_thresholds(store, "safe")
-    >>> thr.round(3).tolist(), text
-    ([0.5, 2.022], 'SAFE_ENERGY_LO (1 runs); zenith rule 0.22 TeV / cos(z)**3.2 (1 runs)')
+    >>> thr, text = run_energy_thresholds(store, "safe", peaks=[0.3, 1.2])
+    >>> thr.round(3).tolist()
+    [0.5, 1.2]
+    >>> text
+    "SAFE_ENERGY_LO (1 runs); zenith rule 0.3 TeV / cos(z)**2 fitted to counts peak of 2 runs' events (1 runs)"
     """
     n = store.sizes["obs_id"]
     zenith = np.asarray(store["zenith"].values, dtype=float)
@@ -174,11 +229,15 @@ def run_energy_thresholds(store, policy="none", *, rule=None) -> tuple[np.ndarra
     if policy == "none":
         return np.full(n, np.nan), "none"
     safe = _safe_energy_lo(store) if policy == "safe" else np.full(n, np.nan)
-    e0, power = store_zenith_rule(store) if rule is None else (float(v) for v in rule)
-    rule = zenith_threshold(zenith, e0, power)
     has = np.isfinite(safe)
-    out = np.where(has, safe, rule)
     parts = [f"SAFE_ENERGY_LO ({int(has.sum())} runs)"] if has.any() else []
-    if (~has).any():
-        parts.append(f"zenith rule {e0:.3g} TeV / cos(z)**{power:.3g} ({int((~has).sum())} runs)")
+    if has.all():
+        return safe, "; ".join(parts)
+    if rule is None:
+        e0, power, basis = zenith_rule_basis(store, peaks)
+        basis = f" fitted to {basis}"
+    else:
+        (e0, power), basis = (float(v) for v in rule), " (the model's)"
+    out = np.where(has, safe, zenith_threshold(zenith, e0, power))
+    parts.append(f"zenith rule {e0:.3g} TeV / cos(z)**{power:.3g}{basis} ({int((~has).sum())} runs)")
     return out, "; ".join(parts)

@@ -542,7 +542,7 @@ def _model_from_cubes(rate, kind, edges, header, fov_alignment, provenance, coun
         fov_alignment=fov_alignment, offset_max=_offset_max(kind, edges, header), provenance=provenance,
     )
     if not has_cubes:
-        ds = ds.drop_vars(["counts", "exposure", "rate_error"])
+        ds = ds.drop_vars(["counts", "exposure", "rate_error", "has_data"])
     ds["rate"] = ds["rate"].copy(data=rate.reshape(shape))
     for key, cast in (("ONTIME", float), ("N_OBS", int), ("ZEN_MEAN", float)):
         if key in header:

@@ -136,7 +136,7 @@ def from_gammapy(bkg, *, zenith_bounds=(0.0, 90.0)) -> xr.Dataset:
                     "fov_alignment": str(getattr(bkg.fov_alignment, "value", align))},
     )
     rate_attrs = dict(ds["rate"].attrs)
-    ds = ds.drop_vars(["counts", "exposure", "rate_error"])
+    ds = ds.drop_vars(["counts", "exposure", "rate_error", "has_data"])
     ds["rate"] = xr.Variable(ds["rate"].dims, rate[None], rate_attrs)
     ds.attrs["empty_bins"] = "rate imported from gammapy; no counts or exposure"
     return ds
