@@ -89,7 +89,8 @@ def make_model(data, *, kind: str = "3d", fov_alignment: str = "altaz", energy_e
                zenith_range=None, where: str | None = None, min_n_tels=None, min_muoneff=None,
                max_quality=None, exclusion=None, exclusion_mode: str = "regions",
                exclusion_distance: float | None = None,
-               exclusion_oversample: int = DEFAULT_OVERSAMPLE) -> xr.Dataset:
+               exclusion_oversample: int = DEFAULT_OVERSAMPLE, conditions=None,
+               smoothness="cv") -> xr.Dataset:
     """Build a background model from a GADF DL3 store.
 
     Parameters
@@ -145,6 +146,12 @@ def make_model(data, *, kind: str = "3d", fov_alignment: str = "altaz", energy_e
         For "runs" (default: ``offset_max``).
     exclusion_oversample : int
         Sub-grid cells per bin and axis for the exposure fractions (default 8).
+    conditions : str or list of str, optional
+        Fit a conditional model (:mod:`xbkg.conditional`) on these run conditions
+        (:mod:`xbkg.conditions`, e.g. ``"zenith,MUONEFF"``): per-run statistics are gathered
+        in the same pass over the events. Needs ``compute_now``.
+    smoothness : float or "cv"
+        Roughness penalty of the conditional terms over energy ("cv": cross-validated).
 
     Returns
     -------
@@ -188,8 +195,11 @@ def make_model(data, *, kind: str = "3d", fov_alignment: str = "altaz", energy_e
     for info, thr in zip(runs, thresholds):
         info["e_threshold"] = float(thr)
     threshold_of = dict(zip(store.obs_id.values.tolist(), thresholds.tolist()))
-    counts, exposure, errors = group_cubes(runs, groups, n_groups, binning, _solid_angle(binning),
-                                           on_error=on_error if compute_now else "raise")
+    cond = _conditional_setup(store, conditions, binning, compute_now)
+    cubes = group_cubes(runs, groups, n_groups, binning, _solid_angle(binning),
+                        on_error=on_error if compute_now else "raise",
+                        fit_bins=None if cond is None else cond["labels"])
+    counts, exposure, errors = cubes[:3]
     provenance = {
         "store": str(store.attrs.get("base_dir", "")),
         "selection": selection,
@@ -204,8 +214,8 @@ def make_model(data, *, kind: str = "3d", fov_alignment: str = "altaz", energy_e
                                        ("max_quality", max_quality)) if v is not None},
     }
     if compute_now:
-        counts, exposure, errors = compute(counts, exposure, errors, scheduler=scheduler,
-                                           progress=progress)
+        counts, exposure, errors, *run_stats = compute(*cubes, scheduler=scheduler,
+                                                       progress=progress)
         errors = list(errors)
         failed = np.array([e is not None for e in errors])
         skipped.update({int(o): e for o, e, f in zip(store.obs_id.values, errors, failed) if f})
@@ -213,6 +223,9 @@ def make_model(data, *, kind: str = "3d", fov_alignment: str = "altaz", energy_e
             log.warning("skipped %d run(s) that could not be used:\n  %s", len(skipped),
                         "\n  ".join(skipped.values()))
             store, groups, ontime = store.isel(obs_id=~failed), groups[~failed], ontime[~failed]
+            if cond is not None:
+                run_stats = [tuple(a[~failed] for a in run_stats[0])]
+                cond["x"] = cond["x"][~failed]
             if store.sizes["obs_id"] == 0:
                 raise SelectionError("every selected run failed; first error: "
                                      + next(iter(skipped.values())))
@@ -229,4 +242,26 @@ def make_model(data, *, kind: str = "3d", fov_alignment: str = "altaz", energy_e
                            fov_edges=binning.fov_edges, zenith_edges=grouping["zenith_bounds"].values,
                            fov_alignment=binning.fov_alignment, offset_max=binning.offset_max,
                            runs=runs_ds, provenance=provenance)
-    return attach_grouping(model, grouping)
+    model = attach_grouping(model, grouping)
+    if cond is not None:
+        from .conditional import attach_conditional
+
+        model = attach_conditional(model, run_stats[0], cond["x"], cond["terms"],
+                                   cond["conditions"], cond["labels"], cond["rings"],
+                                   smoothness=smoothness)
+    return model
+
+
+def _conditional_setup(store, conditions, binning: Binning, compute_now: bool):
+    """Terms and fit bins of a conditional fit (None without ``conditions``)."""
+    if conditions is None:
+        return None
+    from .conditional import fit_bin_labels
+    from .conditions import condition_matrix, parse_conditions
+
+    if not compute_now:
+        raise ValueError("a conditional model (conditions=...) needs compute_now=True")
+    names = parse_conditions(conditions)
+    x, terms = condition_matrix(store, names)
+    labels, rings = fit_bin_labels(binning.kind, binning.fov_edges, binning.offset_max)
+    return {"conditions": names, "terms": terms, "x": x, "labels": labels, "rings": rings}
