@@ -796,7 +796,8 @@ def simulate_store(outdir, *, n_runs: int = 20, events_per_run: float = 20000,
         ``MUONEFF``, ``N_TELS``, ``zenith``, ``azimuth_cos``, ``azimuth_sin`` (coefficients of
         the terms of :mod:`xbkg.conditions`) and ``scatter`` (standard deviation of a per-run
         random ``ln`` level). MUONEFF is then drawn in 0.6-1.0 and N_TELS in {3, 4}. The factor
-        of every run is in ``truth.json`` (``condition_factor``) and in its ``expected_counts``.
+        of every run is in ``truth.json`` (``condition_factor``, its random part
+        ``condition_scatter``) and in its ``expected_counts``.
 
     Returns
     -------
@@ -838,9 +839,9 @@ def simulate_store(outdir, *, n_runs: int = 20, events_per_run: float = 20000,
     site_d = runs.pop("site")
     near_source = runs.pop("source_index") >= 0
     altaz_params = runs.pop("altaz_params")
-    factors = np.ones(n_runs)
+    factors, draws = np.ones(n_runs), np.zeros(n_runs)
     if condition_truth is not None:
-        factors = condition_factors(runs, condition_truth, seed)
+        factors, draws = condition_factors(runs, condition_truth, seed)
     mu = np.array([truth.total_counts(zenith=z, ontime=t, offset_max=offset_max)
                    for z, t in zip(runs["ZEN_PNT"], runs["ONTIME"])]) * factors
     suffix = ".fits.gz" if compress else ".fits"
@@ -868,11 +869,12 @@ def simulate_store(outdir, *, n_runs: int = 20, events_per_run: float = 20000,
             "runs": [{"obs_id": int(r["obs_id"]), "zenith": float(z), "ontime": float(t),
                       "expected_counts": float(m), "n_events": int(r["n_events"]),
                       "pointed_near_source": bool(s),
-                      **({} if condition_truth is None else {"condition_factor": float(f)}),
+                      **({} if condition_truth is None else
+                         {"condition_factor": float(f), "condition_scatter": float(d)}),
                       "n_source_events": int(r["n_source_events"]),
                       "expected_source_counts": float(r["expected_source_counts"])}
-                     for r, z, t, m, s, f in zip(results, runs["ZEN_PNT"], runs["ONTIME"], mu,
-                                                   near_source, factors)],
+                     for r, z, t, m, s, f, d in zip(results, runs["ZEN_PNT"], runs["ONTIME"],
+                                                      mu, near_source, factors, draws)],
         }
         if condition_truth is not None:
             record["condition_truth"] = dict(condition_truth)
@@ -889,7 +891,8 @@ CONDITION_REFERENCE = {"MUONEFF": 0.8, "N_TELS": 4.0}
 
 
 def condition_factors(runs: dict, condition_truth: dict, seed) -> np.ndarray:
-    """Draw MUONEFF and N_TELS into ``runs`` (obs-index columns) and return each run's factor.
+    """Draw MUONEFF and N_TELS into ``runs`` (obs-index columns); return each run's factor and
+    its random part (``scatter * N(0, 1)``, the ``ln`` level no condition explains).
 
     ``factor = exp(a ln(MUONEFF / 0.8) + b ln(N_TELS / 4) + c ln cos z + d cos az + e sin az
     + scatter * N(0, 1))`` with the coefficients of ``condition_truth`` (missing: 0). Its own
@@ -908,9 +911,9 @@ def condition_factors(runs: dict, condition_truth: dict, seed) -> np.ndarray:
     ln_factor = (c["MUONEFF"] * np.log(runs["MUONEFF"] / CONDITION_REFERENCE["MUONEFF"])
                  + c["N_TELS"] * np.log(runs["N_TELS"] / CONDITION_REFERENCE["N_TELS"])
                  + c["zenith"] * np.log(np.cos(np.radians(runs["ZEN_PNT"])))
-                 + c["azimuth_cos"] * np.cos(az) + c["azimuth_sin"] * np.sin(az)
-                 + c["scatter"] * rng.standard_normal(n))
-    return np.exp(ln_factor)
+                 + c["azimuth_cos"] * np.cos(az) + c["azimuth_sin"] * np.sin(az))
+    draws = c["scatter"] * rng.standard_normal(n)
+    return np.exp(ln_factor + draws), draws
 
 
 def load_truth(store_dir) -> tuple[TruthModel, dict]:
