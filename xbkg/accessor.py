@@ -129,6 +129,14 @@ class BkgAccessor:
         return model_for_observation(self._ds, zenith, method=method, extra=extra, obs_id=obs_id,
                                      extrapolate=extrapolate)
 
+    def for_run(self, store, obs_id, *, warn: bool = True):
+        """The model of run ``obs_id`` of an observation Dataset ``store`` (any run, also one
+        not used in the build) from a conditional model; see
+        :func:`xbkg.conditional.model_for_run`."""
+        from .conditional import models_for_runs
+
+        return next(models_for_runs(self._ds, store.sel(obs_id=[int(obs_id)]), warn=warn))[1]
+
     def peek(self, group=None, **kwargs):
         """Quick-look figure of the model; see :func:`xbkg.plotting.peek` (matplotlib).
 

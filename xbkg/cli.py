@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import json
 import logging
+import math
 import os
 import re
 import shlex
@@ -258,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_no_report(demo)
     _add_update_parser(sub)
     _add_validate_parsers(sub)
+    _add_apply_parser(sub)
     for subparser in sub.choices.values():
         _add_global_flags(subparser, top=False)
     return parser
@@ -504,6 +506,14 @@ def _add_modelling(mm: argparse.ArgumentParser) -> None:
     g.add_argument("--per-run-method", choices=("log", "linear", "nearest"), default="log",
                    help="per-run interpolation: in log rate, in rate, or the nearest group "
                    "(default: log)")
+    g.add_argument("--conditions", metavar="NAMES", default=None,
+                   help="fit a conditional model: ln rate as smooth functions of these run "
+                   "conditions, per energy bin (e.g. zenith,MUONEFF,N_TELS,azimuth,time; "
+                   "computed: zenith, azimuth, time, event_rate; else obs-table columns); "
+                   "per-run models then follow each run's conditions")
+    g.add_argument("--smoothness", metavar="LAMBDA", default="cv",
+                   help="roughness penalty of the conditional terms over energy (default: cv, "
+                   "chosen by cross-validation over runs)")
 
 
 def _modelling(args) -> dict:
@@ -532,7 +542,23 @@ def _modelling(args) -> dict:
                     "min_runs": args.zenith_min_runs or 0}
     else:
         grouping = {"by": by} if by else None
-    return {"grouping": grouping, "energy_threshold": args.energy_threshold}
+    out = {"grouping": grouping, "energy_threshold": args.energy_threshold}
+    if getattr(args, "conditions", None):
+        out["conditions"] = args.conditions
+        out["smoothness"] = _smoothness(args.smoothness)
+    return out
+
+
+def _smoothness(text):
+    if str(text).lower() == "cv":
+        return "cv"
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (math.isfinite(value) and value >= 0):
+        raise CLIError(f"--smoothness must be 'cv' or a number >= 0, got {text!r}")
+    return value
 
 
 def cmd_info(args) -> int:
@@ -709,6 +735,42 @@ def _rejected_after_update(folder: Path, model, requested) -> dict:
     return {k: v for k, v in rejected.items() if k not in used}
 
 
+def _add_apply_parser(sub) -> None:
+    ap = sub.add_parser(
+        "apply-model", help="write a conditional model's background for every run of a store",
+        description="One BKG file per run of DATA_DIR (ON runs too), following each run's "
+        "conditions, plus hdu-index.fits.gz and obs-index.fits.gz so that gammapy's "
+        "DataStore.from_dir(OUTDIR).obs(ID).bkg is the run's model and its events, GTI and IRFs "
+        "come from DATA_DIR. Runs outside the fitted conditions are flagged (warning, column "
+        "BKG_OUTSIDE of obs-index).")
+    ap.add_argument("model", metavar="MODEL", help="model.nc of make-models --conditions")
+    ap.add_argument("data_dir", metavar="DATA_DIR", help="GADF DL3 store of the runs")
+    ap.add_argument("outdir", metavar="OUTDIR", help="output folder")
+    ap.add_argument("--run-list", metavar="FILE", help="text file of OBS_IDs (default: all runs)")
+    ap.add_argument("--overwrite", action="store_true", help="replace a non-empty OUTDIR")
+
+
+def cmd_apply_model(args) -> int:
+    from .datastore import open_datastore
+    from .io import open_model
+    from .io.apply import apply_model
+
+    model_path = Path(args.model)
+    if model_path.is_dir():
+        model_path = model_path / "model.nc"
+    model = open_model(model_path)
+    if "cond_coef" not in model:
+        raise CLIError(f"{model_path}: not a conditional model (build it with make-models "
+                       "--conditions)")
+    out = apply_model(model, open_datastore(args.data_dir), args.outdir,
+                      obs_ids=_read_run_list(args.run_list) if args.run_list else None,
+                      overwrite=args.overwrite)
+    print(f"wrote {out['n_runs']} per-run models to {out['outdir']}"
+          + (f" ({len(out['outside'])} outside the fitted conditions: BKG_OUTSIDE)"
+             if out["outside"] else ""))
+    return 0
+
+
 def _add_validate_parsers(sub) -> None:
     va = sub.add_parser(
         "validate", help="k-fold cross-validation of background models over runs",
@@ -800,7 +862,9 @@ def cmd_validate(args) -> int:
     print(f"{s['n_runs']} runs: counts/predicted {s['norm_mean']:.3f} +- {s['norm_std']:.3f} "
           f"(std over runs), tilt {s['tilt_mean']:+.3f} +- {s['tilt_std']:.3f}, per-bin "
           f"significance mean {s['sig_mean']:+.3f} width {s['sig_width']:.3f} (exact model: "
-          f"{s['null_mean']:+.3f} / {s['null_width']:.3f}); wrote {out}")
+          f"{s['null_mean']:+.3f} / {s['null_width']:.3f})"
+          + (f", pulls {s['pull_mean']:+.3f} width {s['pull_width']:.3f}"
+             if math.isfinite(s["pull_width"]) else "") + f"; wrote {out}")
     return 0
 
 
@@ -837,7 +901,8 @@ def cmd_compare(args) -> int:
 
 COMMANDS = {"make-models": cmd_make_models, "info": cmd_info, "simulate": cmd_simulate,
             "demo": cmd_demo, "update-model": cmd_update_model, "report": cmd_report}
-COMMANDS.update({"validate": cmd_validate, "compare": cmd_compare})
+COMMANDS.update({"validate": cmd_validate, "compare": cmd_compare,
+                 "apply-model": cmd_apply_model})
 
 
 @contextlib.contextmanager

@@ -225,7 +225,7 @@ def make_model(data, *, kind: str = DEFAULTS.kind, fov_alignment: str = DEFAULTS
                exclude_targets: float | None = None, exclusion_catalog=None,
                catalog_min_radius: float = DEFAULT_MIN_RADIUS,
                catalog_extension_factor: float = DEFAULT_EXTENSION_FACTOR,
-               fov_extent=DEFAULTS.fov_extent) -> xr.Dataset:
+               fov_extent=DEFAULTS.fov_extent, conditions=None, smoothness="cv") -> xr.Dataset:
     """Build a background model from a GADF DL3 store.
 
     Defaults are those of :mod:`xbkg.defaults`, shared with ``xbkg make-models``.
@@ -315,6 +315,12 @@ def make_model(data, *, kind: str = DEFAULTS.kind, fov_alignment: str = DEFAULTS
         cut, FoV bins wholly beyond it are dropped, ``offset_max`` is lowered to it and a
         warning says so; "none" keeps the declared binning. Each run's extent is kept as
         ``obs_fov_extent``.
+    conditions : str or list of str, optional
+        Fit a conditional model (:mod:`xbkg.conditional`) on these run conditions
+        (:mod:`xbkg.conditions`, e.g. ``"zenith,MUONEFF"``): per-run statistics are gathered
+        in the same pass over the events. Needs ``compute_now``.
+    smoothness : float or "cv"
+        Roughness penalty of the conditional terms over energy ("cv": cross-validated).
 
     Returns
     -------
@@ -372,9 +378,11 @@ def make_model(data, *, kind: str = DEFAULTS.kind, fov_alignment: str = DEFAULTS
     for info, thr in zip(runs, thresholds):
         info["e_threshold"] = float(thr)
     threshold_of = dict(zip(store.obs_id.values.tolist(), thresholds.tolist()))
-    counts, exposure, errors, sources = group_cubes(
-        runs, groups, n_groups, binning, _solid_angle(binning),
-        on_error=on_error if compute_now else "raise", pointing=True)
+    cond = _conditional_setup(store, conditions, binning, compute_now)
+    cubes = group_cubes(runs, groups, n_groups, binning, _solid_angle(binning),
+                        on_error=on_error if compute_now else "raise", pointing=True,
+                        fit_bins=None if cond is None else cond["labels"])
+    counts, exposure, errors, sources = cubes[:4]
     provenance = {
         "store": str(store.attrs.get("base_dir", "")),
         "selection": selection,
@@ -391,8 +399,8 @@ def make_model(data, *, kind: str = DEFAULTS.kind, fov_alignment: str = DEFAULTS
                                        ("max_quality", max_quality)) if v is not None},
     }
     if compute_now:
-        counts, exposure, errors, sources = compute(counts, exposure, errors, sources,
-                                                    scheduler=scheduler, progress=progress)
+        counts, exposure, errors, sources, *run_stats = compute(*cubes, scheduler=scheduler,
+                                                                progress=progress)
         errors, sources = list(errors), np.array(sources, dtype=object)
         failed = np.array([e is not None for e in errors])
         skipped.update({int(o): e for o, e, f in zip(store.obs_id.values, errors, failed) if f})
@@ -404,6 +412,9 @@ def make_model(data, *, kind: str = DEFAULTS.kind, fov_alignment: str = DEFAULTS
                         "\n  ".join(skipped.values()))
             store, groups, ontime = store.isel(obs_id=~failed), groups[~failed], ontime[~failed]
             sources = sources[~failed]
+            if cond is not None:
+                run_stats = [tuple(a[~failed] for a in run_stats[0])]
+                cond["x"] = cond["x"][~failed]
             if store.sizes["obs_id"] == 0:
                 raise SelectionError("every selected run failed; first error: "
                                      + next(iter(skipped.values())))
@@ -429,4 +440,26 @@ def make_model(data, *, kind: str = DEFAULTS.kind, fov_alignment: str = DEFAULTS
                            fov_edges=binning.fov_edges, zenith_edges=grouping["zenith_bounds"].values,
                            fov_alignment=binning.fov_alignment, offset_max=binning.offset_max,
                            runs=runs_ds, provenance=provenance)
-    return attach_grouping(model, grouping)
+    model = attach_grouping(model, grouping)
+    if cond is not None:
+        from .conditional import attach_conditional
+
+        model = attach_conditional(model, run_stats[0], cond["x"], cond["terms"],
+                                   cond["conditions"], cond["labels"], cond["rings"],
+                                   smoothness=smoothness)
+    return model
+
+
+def _conditional_setup(store, conditions, binning: Binning, compute_now: bool):
+    """Terms and fit bins of a conditional fit (None without ``conditions``)."""
+    if conditions is None:
+        return None
+    from .conditional import fit_bin_labels
+    from .conditions import condition_matrix, parse_conditions
+
+    if not compute_now:
+        raise ValueError("a conditional model (conditions=...) needs compute_now=True")
+    names = parse_conditions(conditions)
+    x, terms = condition_matrix(store, names)
+    labels, rings = fit_bin_labels(binning.kind, binning.fov_edges, binning.offset_max)
+    return {"conditions": names, "terms": terms, "x": x, "labels": labels, "rings": rings}

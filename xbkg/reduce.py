@@ -30,7 +30,8 @@ from .selection import event_filter_columns, event_filter_mask
 from .validate import validate_run_events
 
 __all__ = ["ON_ERROR", "TIME_QUANTUM", "EVENTS_PER_TASK", "quantize_time", "exposure_scale",
-           "run_energy_mask", "with_altaz_params", "filter_events", "run_cubes", "leaf_sizes",
+           "run_energy_mask", "with_altaz_params", "filter_events", "run_cubes",
+           "run_fit_statistics", "leaf_sizes",
            "group_cubes"]
 
 ON_ERROR = ("raise", "skip")
@@ -135,6 +136,22 @@ def filter_events(columns: dict, info: dict) -> dict:
     return {name: values[keep] for name, values in columns.items()}
 
 
+def run_fit_statistics(part: dict, fit_bins: np.ndarray, scale: np.ndarray) -> dict:
+    """One run's counts and exposure summed in coarse fit bins (energy x FoV labels).
+
+    ``part`` is a :func:`run_cubes` result, ``fit_bins`` an int label per FoV bin (``-1``: in
+    no fit bin), ``scale`` the :func:`exposure_scale` of the binning. Returns ``{"counts":
+    int64 (E, B), "exposure": float64 (E, B)}`` (s MeV sr), the per-run sufficient statistics
+    of :mod:`xbkg.conditional`, B = ``fit_bins.max() + 1``.
+    """
+    labels = np.asarray(fit_bins).ravel()
+    onehot = (labels[:, None] == np.arange(int(labels.max()) + 1)[None]).astype(np.int64)
+    n_e = part["counts"].shape[0]
+    counts = part["counts"].reshape(n_e, -1) @ onehot
+    exposure = (part["time"] * TIME_QUANTUM * scale).reshape(n_e, -1) @ onehot
+    return {"counts": counts, "exposure": exposure}
+
+
 _ALTAZ_KEYS = ("ra_pnt", "dec_pnt", "geolon", "geolat", "altitude", "mjdrefi", "mjdreff",
                "tstart", "tstop")
 
@@ -180,7 +197,9 @@ def _combine(parts: list, indices=None) -> dict:
     else:
         errors = {i: part["error"] for i, part in zip(indices, parts) if part["error"] is not None}
         pointing = {i: part.get("pointing") for i, part in zip(indices, parts)}
-    return {"counts": counts, "time": time, "errors": errors, "pointing": pointing}
+    stats = {k: v for part in parts for k, v in part.get("runstats", {}).items()}
+    return {"counts": counts, "time": time, "errors": errors, "pointing": pointing,
+            "runstats": stats}
 
 
 def _field(total, name: str, shape, dtype):
@@ -253,8 +272,19 @@ def _altaz_params_list(infos: list) -> list:
         return [None] * len(infos)
 
 
+def _run_stats(totals: list, n_runs: int, n_energy: int, fit_bins: np.ndarray):
+    """Per-run fit statistics ``(counts, exposure)``, each ``(runs, E, B)``; failed runs 0."""
+    n_bins = int(np.max(fit_bins)) + 1
+    counts = np.zeros((n_runs, n_energy, n_bins), np.int64)
+    exposure = np.zeros((n_runs, n_energy, n_bins))
+    for total in totals:
+        for i, st in total["runstats"].items():
+            counts[i], exposure[i] = st["counts"], st["exposure"]
+    return counts, exposure
+
+
 def _run_batch(infos: list, indices: list, binning: Binning, solid_angle: np.ndarray,
-               on_error: str) -> dict:
+               on_error: str, fit_bins=None) -> dict:
     """Summed cubes and errors of a few runs read one after the other (a leaf task).
 
     For a 3D ALTAZ binning the runs' ALTAZ constants are computed first, all in one call
@@ -270,7 +300,10 @@ def _run_batch(infos: list, indices: list, binning: Binning, solid_angle: np.nda
         if p is not None:
             info = dict(info, altaz_params=p)
         part = run_cubes(info, binning, solid_angle, on_error)
+        stats = {} if fit_bins is None or part["error"] is not None else {i: run_fit_statistics(
+            part, fit_bins, exposure_scale(binning.energy_edges, solid_angle))}
         part = _combine([part], [i])
+        part["runstats"] = stats
         total = part if total is None else _combine([total, part])
     return total
 
@@ -298,7 +331,7 @@ def _tree(dsk: dict, name: str, infos: list, indices: list, sizes: list, split_e
 
 def group_cubes(runs: list[dict], groups: np.ndarray, n_groups: int, binning: Binning,
                 solid_angle: np.ndarray, *, on_error: str = "raise",
-                split_every: int | None = None, pointing: bool = False):
+                split_every: int | None = None, pointing: bool = False, fit_bins=None):
     """Lazy per-group cubes and per-run errors.
 
     The graph is written directly, per group: leaf tasks that each read a few runs one after
@@ -322,6 +355,11 @@ def group_cubes(runs: list[dict], groups: np.ndarray, n_groups: int, binning: Bi
     pointing_sources : dask Delayed of a list, only with ``pointing=True``
         One entry per run: where its pointing came from (see
         :func:`xbkg.events.complete_run_info`), None for runs that failed.
+    run_stats : dask Delayed of ``(counts, exposure)``, each ``(runs, E, B)``
+        Only with ``fit_bins`` (an int label per FoV bin, -1 for none): every run's counts and
+        exposure in the coarse fit bins (:func:`run_fit_statistics`), gathered by the same
+        leaf tasks in the same pass over the events (a few numbers per run travel with the
+        partial sums).
     """
     from dask.delayed import Delayed
     from dask.highlevelgraph import HighLevelGraph
@@ -344,14 +382,20 @@ def group_cubes(runs: list[dict], groups: np.ndarray, n_groups: int, binning: Bi
                                [r["events_file"] for r in runs], sizes, split_every,
                                # per-run options that change a run's cubes: their own keys
                                [r.get("e_threshold") for r in runs],
-                               [(i, r["exclusion"]) for i, r in enumerate(runs) if "exclusion" in r])
+                               [(i, r["exclusion"]) for i, r in enumerate(runs) if "exclusion" in r],
+                               fit_bins)
     binning_key, solid_key = f"xbkg-binning-{token}", f"xbkg-solid-angle-{token}"
     # the binning and solid angles are one graph node each, shared by every leaf task
     dsk = {binning_key: binning, solid_key: solid_angle}
+    run_args = (binning_key, solid_key, on_error)
+    if fit_bins is not None:
+        fit_bins = np.asarray(fit_bins, dtype=np.int64).reshape(np.shape(solid_angle))
+        dsk[f"xbkg-fit-bins-{token}"] = fit_bins
+        run_args += (f"xbkg-fit-bins-{token}",)
     roots = []
     for g, m, size in zip(list(range(n_groups)) + [-1], members, sizes):
         roots.append(_tree(dsk, f"xbkg-group{g}-{token}", [runs[i] for i in m], m.tolist(), size,
-                           split_every, (binning_key, solid_key, on_error))
+                           split_every, run_args)
                      if m.size else None)
     zeros = (0,) * len(shape)
     # the tree is one named layer that counts, time and errors all depend on: merged, they
@@ -374,8 +418,13 @@ def group_cubes(runs: list[dict], groups: np.ndarray, n_groups: int, binning: Bi
         _errors, [r for r in roots if r is not None], len(runs))}))
     scale = exposure_scale(binning.energy_edges, solid_angle)
     exposure = arrays["time"].astype(np.float64) * TIME_QUANTUM * scale[None]
+    out = [arrays["counts"], exposure, errors]
     if pointing:
-        sources = Delayed(pnt_name, graph(pnt_name, {pnt_name: (
-            _errors, [r for r in roots if r is not None], len(runs), "pointing")}))
-        return arrays["counts"], exposure, errors, sources
-    return arrays["counts"], exposure, errors
+        out.append(Delayed(pnt_name, graph(pnt_name, {pnt_name: (
+            _errors, [r for r in roots if r is not None], len(runs), "pointing")})))
+    if fit_bins is not None:
+        stats_name = f"xbkg-runstats-{token}"
+        out.append(Delayed(stats_name, graph(stats_name, {stats_name: (
+            _run_stats, [r for r in roots if r is not None], len(runs),
+            len(binning.energy_edges) - 1, fit_bins)})))
+    return tuple(out)

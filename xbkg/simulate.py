@@ -56,6 +56,7 @@ __all__ = [
     "sample_fov",
     "plan_runs",
     "simulate_store",
+    "condition_factors",
     "load_truth",
     "model_truth_counts",
 ]
@@ -866,7 +867,8 @@ def simulate_store(outdir, *, n_runs: int = 20, events_per_run: float = 20000,
                    truth: TruthModel | None = None, seed: int = 0, zenith_range=(0.0, 60.0),
                    site=None, compress: bool = False, sources=(), offset_max: float | None = None,
                    start="2021-01-01", target_name: str | None = None, n_jobs: int = 1,
-                   overwrite: bool = False, progress: bool = False, style: str = "hess") -> Path:
+                   overwrite: bool = False, progress: bool = False, style: str = "hess",
+                   condition_truth: dict | None = None) -> Path:
     """Write a GADF DL3 store of off runs whose background follows ``truth``.
 
     Parameters
@@ -911,6 +913,13 @@ def simulate_store(outdir, *, n_runs: int = 20, events_per_run: float = 20000,
     style : {"hess", "magic", "veritas", "lst", "cta"}
         Which instrument's store quirks to reproduce (:data:`STYLES`); the events are drawn the
         same way whatever the style.
+    condition_truth : dict, optional
+        Make each run's level depend on its conditions (:func:`condition_factors`): keys
+        ``MUONEFF``, ``N_TELS``, ``zenith``, ``azimuth_cos``, ``azimuth_sin`` (coefficients of
+        the terms of :mod:`xbkg.conditions`) and ``scatter`` (standard deviation of a per-run
+        random ``ln`` level). MUONEFF is then drawn in 0.6-1.0 and N_TELS in {3, 4}. The factor
+        of every run is in ``truth.json`` (``condition_factor``, its random part
+        ``condition_scatter``) and in its ``expected_counts``.
 
     Returns
     -------
@@ -959,8 +968,11 @@ def simulate_store(outdir, *, n_runs: int = 20, events_per_run: float = 20000,
     site_d = runs.pop("site")
     near_source = runs.pop("source_index") >= 0
     altaz_params = runs.pop("altaz_params")
+    factors, draws = np.ones(n_runs), np.zeros(n_runs)
+    if condition_truth is not None:
+        factors, draws = condition_factors(runs, condition_truth, seed)
     mu = np.array([truth.total_counts(zenith=z, ontime=t, offset_max=offset_max)
-                   for z, t in zip(runs["ZEN_PNT"], runs["ONTIME"])])
+                   for z, t in zip(runs["ZEN_PNT"], runs["ONTIME"])]) * factors
     suffix = ".fits.gz" if compress else ".fits"
     file_names = np.array([f"obs_{i:06d}{suffix}" for i in runs["OBS_ID"]])
     seeds = np.random.SeedSequence(seed).spawn(n_runs + 1)[1:]
@@ -991,17 +1003,51 @@ def simulate_store(outdir, *, n_runs: int = 20, events_per_run: float = 20000,
             "runs": [{"obs_id": int(r["obs_id"]), "zenith": float(z), "ontime": float(t),
                       "expected_counts": float(m), "n_events": int(r["n_events"]),
                       "pointed_near_source": bool(s),
+                      **({} if condition_truth is None else
+                         {"condition_factor": float(f), "condition_scatter": float(d)}),
                       "n_source_events": int(r["n_source_events"]),
                       "expected_source_counts": float(r["expected_source_counts"])}
-                     for r, z, t, m, s in zip(results, runs["ZEN_PNT"], runs["ONTIME"], mu,
-                                                near_source)],
+                     for r, z, t, m, s, f, d in zip(results, runs["ZEN_PNT"], runs["ONTIME"],
+                                                      mu, near_source, factors, draws)],
         }
+        if condition_truth is not None:
+            record["condition_truth"] = dict(condition_truth)
         (tmp / "truth.json").write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
         _commit(tmp, outdir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return outdir
+
+
+#: Reference values of the simulated conditions: a run there has factor 1 (before scatter).
+CONDITION_REFERENCE = {"MUONEFF": 0.8, "N_TELS": 4.0}
+
+
+def condition_factors(runs: dict, condition_truth: dict, seed) -> np.ndarray:
+    """Draw MUONEFF and N_TELS into ``runs`` (obs-index columns); return each run's factor and
+    its random part (``scatter * N(0, 1)``, the ``ln`` level no condition explains).
+
+    ``factor = exp(a ln(MUONEFF / 0.8) + b ln(N_TELS / 4) + c ln cos z + d cos az + e sin az
+    + scatter * N(0, 1))`` with the coefficients of ``condition_truth`` (missing: 0). Its own
+    random stream (from ``seed``), so stores without conditions are unchanged.
+    """
+    known = {"MUONEFF", "N_TELS", "zenith", "azimuth_cos", "azimuth_sin", "scatter"}
+    unknown = sorted(set(condition_truth) - known)
+    if unknown:
+        raise ValueError(f"condition_truth: unknown keys {unknown}; known: {sorted(known)}")
+    c = {k: float(condition_truth.get(k, 0.0)) for k in known}
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 19]))
+    n = runs["OBS_ID"].size
+    runs["MUONEFF"] = np.round(rng.uniform(0.6, 1.0, n), 4)
+    runs["N_TELS"] = rng.choice(np.array([3, 4], dtype=np.int64), n, p=[0.3, 0.7])
+    az = np.radians(runs["AZ_PNT"])
+    ln_factor = (c["MUONEFF"] * np.log(runs["MUONEFF"] / CONDITION_REFERENCE["MUONEFF"])
+                 + c["N_TELS"] * np.log(runs["N_TELS"] / CONDITION_REFERENCE["N_TELS"])
+                 + c["zenith"] * np.log(np.cos(np.radians(runs["ZEN_PNT"])))
+                 + c["azimuth_cos"] * np.cos(az) + c["azimuth_sin"] * np.sin(az))
+    draws = c["scatter"] * rng.standard_normal(n)
+    return np.exp(ln_factor + draws), draws
 
 
 @takes_store("store_dir", directory=True)
@@ -1032,5 +1078,6 @@ def model_truth_counts(store_dir, model) -> np.ndarray:
     for obs_id, group in zip(model["obs_id"].values, model["obs_group"].values):
         run = runs[int(obs_id)]
         expected[int(group)] += truth.expected_counts(energy, zenith=run["zenith"],
-                                                      ontime=run["ontime"], **bins)
+                                                      ontime=run["ontime"], **bins) \
+            * run.get("condition_factor", 1.0)
     return expected

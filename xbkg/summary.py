@@ -103,6 +103,10 @@ def summary_text(model: xr.Dataset) -> str:
     if "counts" in model:
         lines.append(f"total counts: {int(np.asarray(model['counts']).sum())}")
     lines += provenance_lines(model)
+    if "cond_coef" in model:
+        from .conditional import describe
+
+        lines.append(describe(model))
     return "\n".join(lines)
 
 
@@ -130,8 +134,13 @@ def summary_html(model: xr.Dataset) -> str:
                      if "counts" in model else "")
         body.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>")
     groups = ("<tr>" + "".join(f"<th>{escape(c)}</th>" for c in cols) + "</tr>" + "".join(body))
+    cond = ""
+    if "cond_coef" in model:
+        from .conditional import describe
+
+        cond = f"<pre>{escape(describe(model))}</pre>"
     return (f"<div><b>xbkg background model</b><table>{head}</table>"
-            f"<table>{groups}</table></div>")
+            f"<table>{groups}</table>{cond}</div>")
 
 
 def rejected_runs(outdir) -> dict[int, str]:

@@ -463,7 +463,10 @@ def validate(data, *, obs_ids=None, selection: str = "off", n_folds: int = 5, se
     per_run : {"log", "linear", "nearest"}, optional
         Predict each held-out run with its own model interpolated between the fold model's
         groups in cos(zenith) (:func:`xbkg.interpolate.models_for_observations`); default:
-        the group containing the run's zenith.
+        the group containing the run's zenith. Ignored for conditional models
+        (``model_options`` with ``conditions``): each held-out run gets
+        :func:`xbkg.conditional.model_for_run`, and the result has ``level_error`` and
+        ``pull`` per run.
     reference : None, "store", Dataset or path, optional
         Instead of k-fold builds, score fixed models: ``"store"`` (alias ``"dr1"``) the per-run
         models of the store's HDU index (:func:`store_run_models`), a model Dataset or file one
@@ -528,7 +531,9 @@ def validate(data, *, obs_ids=None, selection: str = "off", n_folds: int = 5, se
     if reference is None:
         fold_models = _models_per_fold(store, folds, model_options, smooth, scheduler, progress)
         models = [fold_models[k] for k in folds]
-        if per_run is not None:
+        if "cond_coef" in fold_models[0]:  # conditional models: every run gets its own
+            models = _conditional_run_models(store, folds, fold_models)
+        elif per_run is not None:
             from .interpolate import models_for_observations
 
             for k, model in enumerate(fold_models):
@@ -562,8 +567,39 @@ def validate(data, *, obs_ids=None, selection: str = "off", n_folds: int = 5, se
              "width": float(width), "binsz": float(binsz), "offset_max": float(offset_max),
              "safe_threshold": threshold_rule, "energy_integration": energy_integration,
              "skipped_runs": {str(k): v for k, v in skipped.items()}}
-    return _result_dataset(store.isel(obs_id=keep), [r for r, _ in results if r is not None],
-                           folds[keep], e_lo[keep], energy_edges, attrs)
+    out = _result_dataset(store.isel(obs_id=keep), [r for r, _ in results if r is not None],
+                          folds[keep], e_lo[keep], energy_edges, attrs)
+    level_error = np.array([_predicted_level_error(m) for m in models])[keep]
+    if np.isfinite(level_error).any():
+        out["level_error"] = ("obs_id", level_error,
+                              {"long_name": "relative uncertainty of the level the model states"})
+        out["pull"] = ("obs_id", (out["norm"].values - 1) / np.hypot(
+            level_error, out["norm_error"].values), {"long_name": "(norm - 1) / uncertainty"})
+    return out
+
+
+def _conditional_run_models(store, folds, fold_models) -> list:
+    """The held-out runs' models of conditional fold models (:mod:`xbkg.conditional`)."""
+    from .conditional import models_for_runs
+
+    models = [None] * len(folds)
+    for k, model in enumerate(fold_models):
+        held_out = np.flatnonzero(folds == k)
+        runs = models_for_runs(model, store.isel(obs_id=held_out), warn=False)
+        for i, (_, run_model) in zip(held_out, runs):
+            models[i] = run_model
+    return models
+
+
+def _predicted_level_error(model) -> float:
+    """Relative uncertainty a per-run model states for its level (NaN when it states none):
+    its systematic scatter and the statistical error of its level, in quadrature."""
+    import json
+
+    info = json.loads(model.attrs.get("per_run", "{}") or "{}")
+    if "sys_scatter" not in info:
+        return float("nan")
+    return float(np.hypot(info["sys_scatter"], info.get("stat_error", 0.0)))
 
 
 def _describe_models(reference, model_options, smooth, n_folds, reverse_lon) -> dict:
@@ -649,7 +685,9 @@ def summarise(result: xr.Dataset) -> dict:
     normalisations; ``norm_total``: all counts over all predictions; ``tilt_mean/std`` likewise;
     ``sig_mean``/``sig_width``: mean and standard deviation of the per-bin significances of all
     runs, ``null_mean``/``null_width`` what they would be for an exact model (module docstring);
-    ``residual_map_rms``: rms of the stacked residual map's significances.
+    ``residual_map_rms``: rms of the stacked residual map's significances; ``pull_mean``/
+    ``pull_width``: of ``(norm - 1) / sqrt(level_error**2 + norm_error**2)`` over runs, for
+    models that state the uncertainty of a run's level (conditional models), else NaN.
     """
     import json
 
@@ -687,6 +725,8 @@ def summarise(result: xr.Dataset) -> dict:
         "null_width": null_width,
         "deviance_per_bin": float((sig ** 2).mean()) if sig.size else float("nan"),
         "residual_map_rms": float(np.sqrt(np.mean(map_sig ** 2))) if map_sig.size else float("nan"),
+        "pull_mean": stat(np.mean, result["pull"].values) if "pull" in result else float("nan"),
+        "pull_width": stat(_std, result["pull"].values) if "pull" in result else float("nan"),
         "evaluation": {"energy_edges_tev": edges_of(result, "energy").tolist(),
                        "width_deg": float(result.attrs["width"]),
                        "binsz_deg": float(result.attrs["binsz"]),

@@ -214,8 +214,50 @@ def _table_hdu(model: xr.Dataset, group, which: str, hdu_name: str | None = None
     )
     header = fits.Header(_fixed_cards(spec["cards"], kind, model.attrs["fov_alignment"])
                          + _group_cards(one))
-    return fits.BinTableHDU.from_columns(_edge_columns(one, kind) + [column], header=header,
-                                         name=hdu_name or spec["extname"])
+    extra, cards = _uncertainty_parts(model, one, axes) if which == "bkg" else ([], [])
+    for card in cards:
+        header.append(card)
+    return fits.BinTableHDU.from_columns(_edge_columns(one, kind) + [column] + extra,
+                                         header=header, name=hdu_name or spec["extname"])
+
+
+#: Header keywords of a conditional model's uncertainties (gammapy ignores them).
+UNCERTAINTY_CARDS = {
+    "BKG_SYS": "rel. per-run level scatter (cross-validated)",
+    "BKG_STAT": "rel. statistical error of the run level",
+    "BKG_OUTR": "run conditions outside the fitted range",
+    "BKG_COND": "model conditions",
+}
+
+
+def _uncertainty_parts(model: xr.Dataset, one: xr.Dataset, axes) -> tuple[list, list]:
+    """Extra ``BKG_ERR`` column and :data:`UNCERTAINTY_CARDS` of a conditional model (a
+    per-run model of :func:`xbkg.conditional.model_for_run`, or the fitted model); none
+    otherwise."""
+    import json
+
+    from astropy.io import fits
+
+    info = json.loads(model.attrs.get("per_run", "{}") or "{}")
+    if "sys_scatter" not in info and "conditional" in model.attrs:
+        whole = json.loads(model.attrs["conditional"])
+        info = {"sys_scatter": whole["sys_scatter"], "terms": whole["conditions"]}
+    if "sys_scatter" not in info:
+        return [], []
+    values = {"BKG_SYS": round(float(np.nan_to_num(info["sys_scatter"], nan=-1.0)), 6),
+              "BKG_COND": ",".join(info.get("terms", []))[:48]}
+    if "stat_error" in info:
+        values["BKG_STAT"] = round(float(info["stat_error"]), 6)
+        values["BKG_OUTR"] = bool(info.get("outside_range"))
+    cards = [(k, values[k], UNCERTAINTY_CARDS[k]) for k in UNCERTAINTY_CARDS if k in values]
+    columns = []
+    if "rate_error" in one:
+        err = np.nan_to_num(one["rate_error"].transpose(*axes[::-1]).values, nan=0.0)
+        err = err.astype(">f8")
+        columns.append(fits.Column(
+            name="BKG_ERR", format=f"{err.size}D", unit=HDU_SPECS["bkg"]["unit"] or None,
+            dim="(" + ",".join(str(n) for n in err.shape[::-1]) + ")", array=err[np.newaxis]))
+    return columns, cards
 
 
 def _check_rate(rate: np.ndarray, group) -> None:

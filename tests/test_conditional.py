@@ -1,0 +1,204 @@
+"""The conditional background model (xbkg.conditional) on simulated stores with a known truth."""
+
+import dataclasses
+import json
+import logging
+import warnings
+
+import numpy as np
+import pytest
+
+from xbkg.binning import edges_of
+from xbkg.cli import main
+from xbkg.conditional import ConditionRangeWarning, model_for_run, models_for_runs, run_terms
+from xbkg.conditions import condition_matrix
+from xbkg.datastore import open_datastore
+from xbkg.exposure import annulus_solid_angle, energy_widths_mev
+from xbkg.interpolate import models_for_observations
+from xbkg.io import open_model, save_model
+from xbkg.make import make_model
+from xbkg.simulate import TruthModel, load_truth, simulate_store
+
+#: Known coefficients (terms of xbkg.conditions) and per-run scatter of ln level.
+TRUTH = {"MUONEFF": 1.5, "N_TELS": 1.0, "zenith": 1.5, "azimuth_cos": 0.1, "azimuth_sin": -0.05,
+         "scatter": 0.08}
+CONDITIONS = "zenith,MUONEFF,N_TELS,azimuth"
+OFFSET_MAX = 2.5
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    base = TruthModel(norm=1.0, zenith_norm_slope=0.0)
+    mu0 = base.total_counts(zenith=0.0, ontime=1680.0, offset_max=3.0)
+    truth = dataclasses.replace(base, norm=4000.0 / mu0)
+    return simulate_store(tmp_path_factory.mktemp("cond") / "store", n_runs=100, truth=truth,
+                          seed=3, zenith_range=(0, 50), offset_max=3.0, condition_truth=TRUTH)
+
+
+@pytest.fixture(scope="module")
+def model(store):
+    return make_model(store, kind="2d", energy_threshold="safe", conditions=CONDITIONS,
+                      offset_max=OFFSET_MAX, scheduler="sync")
+
+
+def _weighted_coefficient(model, term, e_min=1.0):
+    """Counts-weighted mean over energies >= e_min of d ln rate / d term, and its error."""
+    k = list(model["cond_term"].values).index(term)
+    n_e, n_k = model["cond_coef"].shape
+    w = model["obs_fit_counts"].sum(("obs_id", "fit_bin")).values.astype(float)
+    w = np.where(model["energy"].values >= e_min, w, 0.0)
+    w /= w.sum()
+    scale = float(model["cond_scale"].values[k])
+    grad = np.zeros((n_e, n_k))
+    grad[:, k] = w / scale
+    value = float(grad.ravel() @ model["cond_coef"].values.ravel())
+    error = float(np.sqrt(grad.ravel() @ model["cond_cov"].values @ grad.ravel()))
+    return value, error
+
+
+@pytest.mark.parametrize("term", ["MUONEFF", "N_TELS", "azimuth_cos", "azimuth_sin"])
+def test_coefficients_recovered_within_two_sigma(model, term):
+    value, error = _weighted_coefficient(model, term)
+    assert 0 < error < 0.5 * max(abs(TRUTH[term]), 0.2)
+    assert abs(value - TRUTH[term]) < 2 * error, (value, error)
+
+
+def test_zenith_coefficient_above_threshold_region(model):
+    # the threshold turn-on adds zenith dependence near threshold: look well above it
+    value, error = _weighted_coefficient(model, "zenith", e_min=3.0)
+    assert abs(value - TRUTH["zenith"]) < 2 * error, (value, error)
+
+
+def test_scatter_recovered_within_20_percent(model):
+    info = json.loads(model.attrs["conditional"])
+    assert abs(info["sys_scatter"] / TRUTH["scatter"] - 1) < 0.2, info["sys_scatter"]
+    # a model without the conditions sees far more scatter
+    assert info["sys_scatter_insample"] <= info["sys_scatter"] * 1.05
+
+
+def test_run_statistics_come_from_the_same_pass(model):
+    """The per-run ring statistics add up to the model's own counts within offset_max."""
+    per_energy = model["obs_fit_counts"].sum(("obs_id", "fit_bin")).values
+    offset = edges_of(model, "offset")
+    inside = offset[1:] <= OFFSET_MAX + 1e-9
+    assert np.array_equal(per_energy, model["counts"].values[0][:, inside].sum(axis=1))
+    exposure = model["obs_fit_exposure"].sum(("obs_id", "fit_bin")).values
+    np.testing.assert_allclose(exposure, model["exposure"].values[0][:, inside].sum(axis=1),
+                               rtol=1e-9)
+
+
+def _truth_and_predictions(store, models, obs_ids):
+    """Per run: truth and predicted counts summed over the bins above its threshold."""
+    truth, record = load_truth(store)
+    runs = {r["obs_id"]: r for r in record["runs"]}
+    ds = open_datastore(store)
+    out = []
+    for obs_id, one in zip(obs_ids, models):
+        run = runs[int(obs_id)]
+        energy, offset = edges_of(one, "energy"), edges_of(one, "offset")
+        thr = float(ds["SAFE_ENERGY_LO"].sel(obs_id=obs_id))
+        emask = energy[:-1] >= thr * (1 - 1e-6)
+        expected = truth.expected_counts(energy, offset_edges=offset, zenith=run["zenith"],
+                                         ontime=run["ontime"]) * run["condition_factor"]
+        scale = energy_widths_mev(energy)[:, None] * annulus_solid_angle(offset, OFFSET_MAX)
+        pred = one["rate"].values[0] * scale * run["ontime"]
+        out.append((expected[emask].sum(), pred[emask].sum(), run["condition_scatter"]))
+    return np.array(out)
+
+
+def test_per_run_models_closer_to_truth_than_zenith_models(store, model):
+    ds = open_datastore(store)
+    obs_ids = ds.obs_id.values
+    cond = [m for _, m in models_for_runs(model, ds, warn=False)]
+    zen = make_model(store, kind="2d", energy_threshold="safe", offset_max=OFFSET_MAX,
+                     zenith_edges="0,20,30,40,50", scheduler="sync")
+    per_run = [m for _, m in models_for_observations(zen, ds)]
+    groups = [zen.sel(zenith_group=[int(g)]) for g in zen["obs_group"].values]
+    rms, floor = {}, {}
+    for name, models in (("conditional", cond), ("zenith per-run", per_run),
+                         ("zenith groups", groups)):
+        t = _truth_and_predictions(store, models, obs_ids)
+        rms[name] = float(np.sqrt(np.mean(np.log(t[:, 1] / t[:, 0]) ** 2)))
+        # against the predictable truth: without each run's random level
+        floor[name] = float(np.sqrt(np.mean((np.log(t[:, 1] / t[:, 0]) + t[:, 2]) ** 2)))
+    assert rms["conditional"] < 0.6 * rms["zenith per-run"], rms
+    assert rms["conditional"] < 0.6 * rms["zenith groups"], rms
+    # the unpredictable random level is the floor: the conditional model reaches it
+    assert rms["conditional"] < 1.2 * TRUTH["scatter"], rms
+    assert floor["conditional"] < 0.04 < floor["zenith per-run"], floor
+
+
+def test_model_nc_and_gadf_keep_the_uncertainties(model, tmp_path):
+    from astropy.io import fits
+    from ogadf_schema.irfs import BKG_2D
+
+    path = save_model(model, tmp_path / "model.nc")
+    back = open_model(path)
+    for name in ("cond_coef", "cond_cov", "cond_center", "obs_fit_counts",
+                 "cond_reference_factor"):
+        np.testing.assert_array_equal(back[name].values, model[name].values)
+    assert json.loads(back.attrs["conditional"])["terms"] == json.loads(
+        model.attrs["conditional"])["terms"]
+    ds = open_datastore(json.loads(model.attrs["provenance"])["store"])
+    one = model_for_run(back, run_terms(back, ds)[0], zenith=float(ds["zenith"][0]),
+                        obs_id=int(ds.obs_id[0]))
+    from xbkg.io.gadf import bkg_hdu
+
+    from fits_schema.exceptions import AdditionalHeaderCard
+
+    hdu = bkg_hdu(one)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        BKG_2D.validate_hdu(hdu)  # raises on a violation
+    for w in caught:  # only our documented extra cards (and column) may be remarked on
+        assert issubclass(w.category, AdditionalHeaderCard) or "BKG_ERR" in str(w.message), \
+            str(w.message)
+    info = json.loads(one.attrs["per_run"])
+    assert hdu.header["BKG_SYS"] == pytest.approx(info["sys_scatter"], abs=1e-6)
+    assert hdu.header["BKG_STAT"] == pytest.approx(info["stat_error"], abs=1e-6)
+    assert hdu.header["BKG_OUTR"] is False
+    err = hdu.data["BKG_ERR"][0]
+    assert err.shape == hdu.data["BKG"][0].shape and (err >= 0).all() and err.max() > 0
+    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(tmp_path / "one.fits")
+
+
+def test_runs_outside_the_fitted_range_are_flagged(store, tmp_path, caplog):
+    low = make_model(store, kind="2d", energy_threshold="safe", conditions="MUONEFF",
+                     offset_max=OFFSET_MAX, scheduler="sync", where="MUONEFF < 0.75")
+    ds = open_datastore(store)
+    x, _ = condition_matrix(ds, ["MUONEFF"])
+    far = int(np.argmax(x[:, 0]))
+    with pytest.warns(ConditionRangeWarning, match="MUONEFF"):
+        one = model_for_run(low, x[far], zenith=float(ds["zenith"][far]), obs_id=1)
+    assert json.loads(one.attrs["per_run"])["outside_range"] == ["MUONEFF"]
+    from astropy.table import Table
+
+    from xbkg.io.apply import apply_model
+
+    with caplog.at_level(logging.WARNING, logger="xbkg.io.apply"):
+        apply_model(low, ds, tmp_path / "out")
+    obs = Table.read(tmp_path / "out" / "obs-index.fits.gz")
+    muon = np.asarray(obs["MUONEFF"], float)
+    lo, hi = float(low["cond_min"][0]), float(low["cond_max"][0])  # ln MUONEFF
+    assert np.exp(hi) < 0.75
+    expect = np.log(muon) > hi + 0.1 * (hi - lo)
+    assert expect.any() and np.array_equal(np.asarray(obs["BKG_OUTSIDE"]), expect)
+    assert "outside the conditions" in caplog.text
+
+
+def test_cli_make_info_apply(store, tmp_path, capsys):
+    out = tmp_path / "models"
+    assert main(["make-models", str(store), str(out), "--kind", "2d", "--energy-threshold",
+                 "safe", "--conditions", "zenith,MUONEFF", "--no-progress"]) == 0
+    assert main(["info", str(out / "model.nc")]) == 0
+    text = capsys.readouterr().out
+    assert "conditional model: conditions zenith, MUONEFF" in text
+    assert "d ln rate / d MUONEFF" in text
+    applied = tmp_path / "applied"
+    assert main(["apply-model", str(out), str(store), str(applied)]) == 0
+    assert len(list((applied / "bg_run_models").iterdir())) == 100
+    assert main(["apply-model", str(out / "bg_observation_groups.ecsv"), str(store),
+                 str(tmp_path / "x")]) == 2
+    assert main(["make-models", str(store), str(tmp_path / "bad"), "--conditions", "NOPE"]) == 2
+    err = capsys.readouterr().err
+    assert "condition 'NOPE'" in err and "Traceback" not in err
