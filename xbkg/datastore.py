@@ -15,6 +15,7 @@ still missing are NaN here and are taken from each run's EVENTS header when the 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +131,19 @@ def open_datastore(path, *, obs_index: str | Path | None = None,
     return ds
 
 
+def _refuse_shared_events(index_path, obs_ids, files, hdus) -> None:
+    """One events HDU listed for two runs would be counted twice: DataStoreError naming both."""
+    seen = {}
+    for obs_id, file, name in zip(obs_ids.tolist(), files.tolist(), hdus.tolist()):
+        if not file:
+            continue
+        key = (os.path.realpath(file), name.strip().upper())
+        if key in seen:
+            raise DataStoreError(f"{index_path}: runs {seen[key]} and {obs_id} list the same "
+                                 f"events HDU ({file}, {name}): it would be counted twice")
+        seen[key] = obs_id
+
+
 def _resolve_hdus(base: Path, hdu, obs_ids: np.ndarray) -> dict[str, np.ndarray]:
     """EVENTS and GTI files and HDU names per run from the HDU index ('' when absent)."""
     for col in ("OBS_ID", "HDU_TYPE", "FILE_DIR", "FILE_NAME", "HDU_NAME"):
@@ -154,6 +168,7 @@ def _resolve_hdus(base: Path, hdu, obs_ids: np.ndarray) -> dict[str, np.ndarray]
             names[i] = str(hdu["HDU_NAME"][r])
         out[f"{kind}_file"] = paths.astype(str)
         out[f"{kind}_hdu"] = names.astype(str)
+    _refuse_shared_events(hdu.path, obs_ids, out["events_file"], out["events_hdu"])
     missing = obs_ids[out["events_file"] == ""]
     if missing.size:
         log.warning("%d runs in the obs index have no events row in %s: %s",

@@ -47,6 +47,20 @@ def _plain(value):
     return value
 
 
+def _utf8(arr: np.ndarray, where: str) -> np.ndarray:
+    """Decode a bytes column as UTF-8, naming the first undecodable row."""
+    try:
+        return np.char.decode(arr, "utf-8")
+    except UnicodeDecodeError:
+        for row, value in enumerate(arr):
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ValueError(f"{where} row {row}: {value!r} is not text (ASCII or "
+                                 "UTF-8)") from None
+        raise
+
+
 #: Most bytes of data an index file may declare (a million rows of a wide HDU index).
 MAX_INDEX_BYTES = 1 << 28
 
@@ -60,10 +74,12 @@ def read_index_table(path: Path, hdu: str | int = 1) -> IndexTable:
     from astropy.io import fits
 
     from .fitstable import check_sizes
+    from .safety import require_regular_file
 
     path = Path(path)
-    check_sizes(path, MAX_INDEX_BYTES)  # before astropy allocates what the header declares
+    require_regular_file(path)
     try:
+        check_sizes(path, MAX_INDEX_BYTES)  # before astropy allocates what the header declares
         with fits.open(path, memmap=False) as hdul:
             table = hdul[hdu]
             data = table.data
@@ -75,6 +91,8 @@ def read_index_table(path: Path, hdu: str | int = 1) -> IndexTable:
                 arr = np.asarray(data[col.name])
                 if arr.ndim != 1:
                     continue
+                if arr.dtype.kind == "S":  # UTF-8 (ASCII is a subset): non-ASCII paths work
+                    arr = _utf8(arr, f"column {col.name}")
                 if arr.dtype.kind in "SU":
                     arr = np.char.strip(arr.astype(str)).astype(object).astype(str)
                 else:
