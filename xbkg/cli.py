@@ -105,8 +105,11 @@ def _add_global_flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
 
 
 def _read_run_list(path) -> list[int]:
+    from .io.safety import require_regular_file
+
     ids = []
     try:
+        require_regular_file(path)
         text = Path(path).read_text()
     except OSError as exc:
         raise CLIError(f"--run-list {path}: {exc.strerror}") from None
@@ -691,7 +694,10 @@ def cmd_update_model(args) -> int:
     from .io.netcdf import read_netcdf, write_netcdf
     from .update import update_model
 
+    from .io.atomic import recover
+
     path = Path(args.model)
+    recover(path)  # a make-models or update-model killed while it replaced MODEL
     folder = path.is_dir()
     model = read_netcdf(path / "model.nc" if folder else path)
     store = open_datastore(args.data_dir)
@@ -933,6 +939,9 @@ def main(argv=None) -> int:
     try:
         with _sigterm_interrupts(), _workers(args):
             return COMMANDS[args.command](args)
+    except BrokenPipeError:  # the reader went away (``xbkg info ... | head``): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("xbkg: interrupted; no partial output was left", file=sys.stderr)
         if argv is None:  # the command itself: end now, even if a thread is stuck in a read

@@ -187,6 +187,17 @@ def takes_store(name: str = "store", *, directory: bool = False):
         return wrapper
 
     return decorate
+def _refuse_shared_events(index_path, obs_ids, files, hdus) -> None:
+    """One events HDU listed for two runs would be counted twice: DataStoreError naming both."""
+    seen = {}
+    for obs_id, file, name in zip(obs_ids.tolist(), files.tolist(), hdus.tolist()):
+        if not file:
+            continue
+        key = (os.path.realpath(file), name.strip().upper())
+        if key in seen:
+            raise DataStoreError(f"{index_path}: runs {seen[key]} and {obs_id} list the same "
+                                 f"events HDU ({file}, {name}): it would be counted twice")
+        seen[key] = obs_id
 
 
 def _resolve_hdus(base: Path, hdu, obs_ids: np.ndarray) -> dict[str, np.ndarray]:
@@ -222,6 +233,7 @@ def _resolve_hdus(base: Path, hdu, obs_ids: np.ndarray) -> dict[str, np.ndarray]
                 paths[i] = str(resolve_path(base, str(hdu["FILE_DIR"][r]), str(hdu["FILE_NAME"][r])))
                 names[i] = str(hdu["HDU_NAME"][r])
         out["pointing_file"], out["pointing_hdu"] = paths.astype(str), names.astype(str)
+    _refuse_shared_events(hdu.path, obs_ids, out["events_file"], out["events_hdu"])
     missing = obs_ids[out["events_file"] == ""]
     if missing.size:
         log.warning("%d runs in the obs index have no events row in %s: %s",

@@ -77,6 +77,7 @@ __all__ = [
     "fill_unexposed",
     "assemble_model",
     "validate_model",
+    "check_model_values",
     "ModelSchemaError",
     "zenith_edges",
 ]
@@ -341,4 +342,26 @@ def validate_model(ds: xr.Dataset) -> xr.Dataset:
             raise ModelSchemaError(str(exc)) from None
         if edges.size != ds.sizes[d] + 1:
             raise ModelSchemaError(f"axis {d!r}: {edges.size} edges for {ds.sizes[d]} bins")
+        if not (np.all(np.isfinite(edges)) and np.all(np.diff(edges) > 0)):
+            raise ModelSchemaError(f"axis {d!r}: edges must be finite and increasing, got "
+                                   f"{edges[0]:g} ... {edges[-1]:g}")
+    return ds
+
+
+def check_model_values(ds: xr.Dataset) -> xr.Dataset:
+    """Check a loaded model's numbers (reading a file, not building: this computes): ``rate``,
+    ``counts`` and ``exposure`` finite and >= 0, ``offset_max`` a positive number. Returns
+    ``ds`` or raises ModelSchemaError naming the variable."""
+    omax = ds.attrs.get("offset_max")
+    if omax is not None and (isinstance(omax, (str, bytes, bool))
+                             or not np.ndim(omax) == 0 or not float(omax) > 0):
+        raise ModelSchemaError(f"model attr 'offset_max' must be a positive number, got {omax!r}")
+    for name in ("rate", "counts", "exposure"):
+        if name not in ds:
+            continue
+        values = np.asarray(ds[name].values, dtype=float)
+        bad = ~np.isfinite(values) | (values < 0)
+        if bad.any():
+            raise ModelSchemaError(f"model variable {name!r} has {int(bad.sum())} NaN, infinite "
+                                   f"or negative value(s), e.g. {values[bad][0]!r}")
     return ds

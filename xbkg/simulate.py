@@ -25,10 +25,7 @@ import contextlib
 import dataclasses
 import json
 import math
-import os
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +34,7 @@ import numpy as np
 from . import fov
 from .binning import parse_edges
 from .datastore import takes_store
+from .io.atomic import atomic_dir
 from .io.fitswrite import bintable_bytes, file_bytes
 
 __all__ = [
@@ -791,32 +789,6 @@ def _index_files(runs, file_names, site, style=None):
     return file_bytes([obs], True), file_bytes([hdu], True)
 
 
-def _prepare_outdir(outdir: Path, overwrite: bool) -> Path:
-    if outdir.exists():
-        if not outdir.is_dir():
-            raise FileExistsError(f"{outdir} exists and is not a directory")
-        if any(outdir.iterdir()) and not overwrite:
-            raise FileExistsError(f"{outdir}: output folder is not empty (use --overwrite, or "
-                                  "overwrite=True in Python)")
-    outdir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.tmp-", dir=outdir.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the store gets ordinary permissions
-    return tmp
-
-
-def _commit(tmp: Path, outdir: Path) -> None:
-    """Move the finished store ``tmp`` to ``outdir`` (replacing an existing one)."""
-    old = None
-    if outdir.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.old-", dir=outdir.parent))
-        os.rename(outdir, old / "store")
-    os.rename(tmp, outdir)
-    if old is not None:
-        shutil.rmtree(old)
-
-
 def _process_pool(n_jobs: int):
     """A process pool: forked workers (instant start) when the parent runs no other Python
     thread and fork is available, else spawned ones (each imports xbkg, a few seconds)."""
@@ -977,8 +949,7 @@ def simulate_store(outdir, *, n_runs: int = 20, events_per_run: float = 20000,
     file_names = np.array([f"obs_{i:06d}{suffix}" for i in runs["OBS_ID"]])
     seeds = np.random.SeedSequence(seed).spawn(n_runs + 1)[1:]
 
-    tmp = _prepare_outdir(outdir, overwrite)
-    try:
+    with atomic_dir(outdir, overwrite=overwrite) as tmp:
         (tmp / "data").mkdir()
         tasks = [{"truth": truth, "run": {k: v[i] for k, v in runs.items()}, "seed": seeds[i],
                   "mu": mu[i], "site": site_d, "altaz_params": altaz_params[i], "offset_max": offset_max,
@@ -1013,10 +984,6 @@ def simulate_store(outdir, *, n_runs: int = 20, events_per_run: float = 20000,
         if condition_truth is not None:
             record["condition_truth"] = dict(condition_truth)
         (tmp / "truth.json").write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
-        _commit(tmp, outdir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return outdir
 
 

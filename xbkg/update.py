@@ -59,11 +59,34 @@ class UpdateError(ValueError):
     """A model cannot be updated with these runs or merged with that model."""
 
 
+#: Run-cut keywords of make_model a model's provenance may record (nothing else is passed on).
+RUN_CUT_KEYS = ("where", "min_n_tels", "min_muoneff", "max_quality", "zenith_range")
+#: Type of each provenance entry this module reads.
+_PROVENANCE_TYPES = {"selection": str, "run_cuts": dict, "exclusion": dict,
+                     "energy_threshold_policy": (str, dict, int, float), "skipped_runs": dict}
+
+
 def _provenance(model: xr.Dataset) -> dict:
     try:
-        return json.loads(model.attrs.get("provenance", "{}") or "{}")
-    except json.JSONDecodeError as exc:
+        prov = json.loads(model.attrs.get("provenance", "{}") or "{}")
+    except (json.JSONDecodeError, TypeError) as exc:
         raise UpdateError(f"the model's provenance is not JSON: {exc}") from None
+    return _check_provenance(prov)
+
+
+def _check_provenance(prov) -> dict:
+    """The provenance record if it has the expected shape, else UpdateError saying what is off."""
+    if not isinstance(prov, dict):
+        raise UpdateError(f"the model's provenance is a JSON {type(prov).__name__}, not an object")
+    for key, kind in _PROVENANCE_TYPES.items():
+        if prov.get(key) is not None and not isinstance(prov[key], kind):
+            raise UpdateError(f"the model's provenance entry {key!r} has the wrong type "
+                              f"({type(prov[key]).__name__})")
+    unknown = sorted(set(prov.get("run_cuts") or {}) - set(RUN_CUT_KEYS))
+    if unknown:
+        raise UpdateError(f"the model's provenance run_cuts has unknown keys {unknown} (known: "
+                          f"{list(RUN_CUT_KEYS)})")
+    return prov
 
 
 def _threshold_option(prov: dict):

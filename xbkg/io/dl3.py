@@ -90,13 +90,13 @@ def read_index_table(path: Path, hdu: str | int = 1) -> IndexTable:
     unreadable input. Read with :func:`xbkg.io.fitstable.read_whole_table` (the same arrays as
     astropy.io.fits gives, without its per-file cost).
     """
-    from .fitstable import read_whole_table
-
-    from .fitstable import check_sizes
+    from .fitstable import check_sizes, read_whole_table
+    from .safety import require_regular_file
 
     path = Path(path)
-    check_sizes(path, MAX_INDEX_BYTES)  # before astropy allocates what the header declares
+    require_regular_file(path)
     try:
+        check_sizes(path, MAX_INDEX_BYTES)  # before anything allocates what the header declares
         data, header, units = read_whole_table(path, hdu)
     except Exception as exc:  # untrusted bytes: the reader, astropy and zlib raise many kinds
         raise ValueError(f"{path}: cannot read index table HDU {hdu!r}: "

@@ -921,8 +921,18 @@ def _scalar_layout(header: dict, where: str):
 
 
 def _strings(raw: np.ndarray) -> np.ndarray:
-    """Fixed-width byte strings -> str array without leading or trailing blanks."""
-    return np.char.strip(raw.astype(str)).astype(object).astype(str)
+    """Fixed-width byte strings (ASCII or UTF-8) -> str array without leading or trailing
+    blanks; ValueError naming the first row that is not text."""
+    try:
+        text = np.char.decode(raw, "utf-8")
+    except UnicodeDecodeError:
+        for row, value in enumerate(raw):
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ValueError(f"row {row}: {value!r} is not text (ASCII or UTF-8)") from None
+        raise
+    return np.char.strip(text).astype(object).astype(str)
 
 
 def _table_with_astropy(path, hdu, where):

@@ -13,7 +13,7 @@ import gzip
 import numpy as np
 
 __all__ = ["FITS_BLOCK", "card", "bintable_bytes", "hdu_bytes", "primary_bytes", "file_bytes",
-           "gzip_bytes"]
+           "gzip_bytes", "utf8_strings", "write_fits"]
 
 FITS_BLOCK = 2880
 _DTYPES = {"K": ">i8", "J": ">i4", "I": ">i2", "D": ">f8", "E": ">f4"}
@@ -80,3 +80,32 @@ def file_bytes(tables, compress: bool, level: int = 1) -> bytes:
     """A FITS file: empty primary HDU + HDU bytes; gzipped deterministically when asked."""
     data = primary_bytes() + b"".join(tables)
     return gzip_bytes(data, level) if compress else data
+
+
+def utf8_strings(table):
+    """``table``, with its text columns that are not pure ASCII as UTF-8 bytes (FITS holds
+    bytes; astropy refuses to encode non-ASCII text, and reads UTF-8 back as text)."""
+    out = table
+    for name in table.colnames:
+        column = np.asarray(table[name])
+        if column.dtype.kind == "U" and not all(str(v).isascii() for v in column.ravel()):
+            if out is table:
+                out = table.copy(copy_data=False)
+            out[name] = np.char.encode(column, "utf-8")
+    return out
+
+
+def write_fits(content, path) -> None:
+    """Write an astropy ``Table`` (after an empty primary HDU) or ``HDUList`` to ``path``,
+    gzipped deterministically when the name ends in ``.gz`` (astropy stamps the time)."""
+    import io
+
+    from astropy.io import fits
+
+    if not isinstance(content, fits.HDUList):
+        content = fits.HDUList([fits.PrimaryHDU(), fits.table_to_hdu(utf8_strings(content))])
+    buffer = io.BytesIO()
+    content.writeto(buffer)
+    data = buffer.getvalue()
+    with open(path, "wb") as fh:
+        fh.write(gzip_bytes(data) if str(path).endswith(".gz") else data)

@@ -39,7 +39,8 @@ import numpy as np
 import xarray as xr
 
 from ..binning import edges_of
-from ..model import FOV_ALIGNMENTS, RATE_UNIT, assemble_model, fov_dims, validate_model
+from ..model import (FOV_ALIGNMENTS, RATE_UNIT, assemble_model, check_model_values, fov_dims,
+                     validate_model)
 from .atomic import atomic_path
 from .fitswrite import gzip_bytes, hdu_bytes
 
@@ -698,5 +699,9 @@ def open_bkg_fits(path, hdu=None, *, fov_alignment: str | None = None) -> xr.Dat
                  if HDU_SPECS[which]["extname"] in names}
         if len(extra) != 2 or chosen.name != HDU_SPECS["bkg"]["extname"]:
             extra = {}
-        return _read_bkg(chosen, fov_alignment, _where(chosen, path), extra)
+        model = _read_bkg(chosen, fov_alignment, _where(chosen, path), extra)
+    try:
+        return check_model_values(model)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
 

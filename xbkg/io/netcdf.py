@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from ..model import validate_model
+from ..model import check_model_values, validate_model
 from ..parallel import no_client_lookup
 from .atomic import atomic_path
 from .safety import require_regular_file
@@ -85,6 +85,6 @@ def read_netcdf(path) -> xr.Dataset:
             var.encoding.pop(key, None)
     model.encoding = {}
     try:
-        return validate_model(model)
+        return check_model_values(validate_model(model))
     except ValueError as exc:
         raise ValueError(f"{path}: not an xbkg model: {exc}") from exc

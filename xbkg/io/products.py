@@ -22,12 +22,6 @@ interrupted run leaves no partial output and an earlier OUTDIR untouched.
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import os
-import re
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +29,8 @@ import xarray as xr
 
 from ..datastore import takes_store
 from ..grouping import assign_groups
+from .atomic import atomic_dir
+from .fitswrite import utf8_strings, write_fits
 from .gadf import write_image_file, write_table_file
 from .groups import groups_table
 from .hduindex import make_bkg_index_table, make_total_index_table
@@ -49,68 +45,6 @@ def model_file_name(kind: str, group: int, fmt: str = "table") -> str:
     if kind == "2d":
         return f"bg_offset_model_group{int(group)}_{fmt}.fits.gz"
     return f"bg_cube_model_group{int(group)}_{fmt}.fits.gz"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
-def _clean_stale(outdir: Path) -> None:
-    """Remove the ``.OUTDIR.tmp-PID-*`` and ``.OUTDIR.old-PID`` siblings of processes that are
-    gone (killed); an ``.old`` folder is moved back to ``outdir`` if that is missing."""
-    if not outdir.parent.is_dir():
-        return
-    pattern = re.compile(rf"\.{re.escape(outdir.name)}\.(tmp|old)-(\d+)(-.*)?")
-    for path in sorted(outdir.parent.iterdir(), key=lambda p: p.name):
-        match = pattern.fullmatch(path.name)
-        if not match or not path.is_dir() or _pid_alive(int(match.group(2))):
-            continue
-        if match.group(1) == "old" and not outdir.exists():
-            os.replace(path, outdir)  # killed between the two renames: restore the old OUTDIR
-        else:
-            shutil.rmtree(path, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def atomic_dir(outdir, *, overwrite: bool = False):
-    """Yield a fresh temporary folder that replaces ``outdir`` when the block succeeds.
-
-    Refuses (FileExistsError) a non-empty ``outdir`` unless ``overwrite``. On error or
-    KeyboardInterrupt the temporary folder is removed and ``outdir`` is left as it was. A
-    process killed outright (SIGKILL) can leave a hidden ``.OUTDIR.tmp-PID-*`` sibling, never
-    a partial ``outdir``; such leftovers of dead processes are removed by the next call.
-    """
-    outdir = Path(outdir).resolve()
-    _clean_stale(outdir)
-    if outdir.exists() and not outdir.is_dir():
-        raise FileExistsError(f"{outdir}: exists and is not a directory")
-    if outdir.exists() and any(outdir.iterdir()) and not overwrite:
-        raise FileExistsError(f"{outdir}: output folder is not empty (use --overwrite, or "
-                              "overwrite=True in Python)")
-    outdir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.tmp-{os.getpid()}-", dir=outdir.parent))
-    try:
-        yield tmp
-    except BaseException as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise OSError(exc.errno, f"{outdir}: no space left on the device while writing; "
-                          "nothing was changed") from exc
-        raise
-    old = None
-    if outdir.exists():
-        old = outdir.parent / f".{outdir.name}.old-{os.getpid()}"
-        os.replace(outdir, old)
-    os.replace(tmp, outdir)
-    os.chmod(outdir, 0o755)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 #: Obs-index columns written to the copied obs index from the store's derived values when
@@ -163,10 +97,10 @@ def write_products(model: xr.Dataset, store: xr.Dataset, outdir, *, rejected=Non
     with atomic_dir(outdir, overwrite=overwrite) as tmp:
         used = model["obs_id"].values
         obs_table = _obs_rows(store, used)
-        obs_table.write(tmp / "bg_observation_table.fits.gz")
+        write_fits(obs_table, tmp / "bg_observation_table.fits.gz")
         group_of = dict(zip(used.tolist(), model["obs_group"].values.tolist()))
         obs_table["GROUP_ID"] = np.array([group_of[int(o)] for o in obs_table["OBS_ID"]], dtype="int64")
-        obs_table.write(tmp / "bg_observation_table_grouped.fits.gz")
+        write_fits(obs_table, tmp / "bg_observation_table_grouped.fits.gz")
         groups_table(model).write(tmp / "bg_observation_groups.ecsv")
         rej = Table({"OBS_ID": np.array(sorted(rejected or {}), dtype="int64"),
                      "REASON": np.array([(rejected or {})[k] for k in sorted(rejected or {})], dtype=str)})
@@ -191,8 +125,8 @@ def write_products(model: xr.Dataset, store: xr.Dataset, outdir, *, rejected=Non
             bkg = make_bkg_index_table(store.obs_id.values[has_group], names, kind=kind)
         total = make_total_index_table(store.attrs["hdu_index"], bkg,
                                        store_dir=store.attrs["base_dir"], out_dir=Path(outdir))
-        total.write(tmp / "hdu-index.fits.gz")
-        _obs_index_table(store).write(tmp / "obs-index.fits.gz")
+        write_fits(total, tmp / "hdu-index.fits.gz")
+        write_fits(_obs_index_table(store), tmp / "obs-index.fits.gz")
         if bundle:
             write_bundle(model, store, tmp / BUNDLE_NAME, groups, out_dir=Path(outdir))
     return Path(outdir)
@@ -233,11 +167,11 @@ def write_bundle(model: xr.Dataset, store: xr.Dataset, path, groups, *, out_dir)
                                hdu_name=np.array([f"BKG{g}" for g in groups[has_group]]))
     total = make_total_index_table(store.attrs["hdu_index"], bkg,
                                    store_dir=store.attrs["base_dir"], out_dir=out_dir)
-    index = fits.table_to_hdu(total)
+    index = fits.table_to_hdu(utf8_strings(total))
     index.name = "HDU_INDEX"
     obs = fits.table_to_hdu(_obs_index_table(store))
     obs.name = "OBS_INDEX"
     hdus = [fits.PrimaryHDU(), index, obs]
     hdus += [bkg_hdu(model, int(g), hdu_name=f"BKG{int(g)}") for g in model["zenith_group"].values]
-    fits.HDUList(hdus).writeto(path)
+    write_fits(fits.HDUList(hdus), path)
     return Path(path)

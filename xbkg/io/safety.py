@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -97,13 +98,10 @@ def guard_output(output, inputs, *, overwrite: bool, markers=(), option: str = "
 
 def require_regular_file(path) -> None:
     """Raise ValueError unless ``path`` is a regular file (after symbolic links); a missing
-    path raises FileNotFoundError and a folder IsADirectoryError, both naming it."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such file") from None
+    path raises FileNotFoundError and a folder IsADirectoryError, as ``open`` would."""
+    mode = os.stat(path).st_mode  # FileNotFoundError, PermissionError: as open() would say
     if stat.S_ISDIR(mode):
-        raise IsADirectoryError(f"{path}: is a directory, not a file")
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
     if not stat.S_ISREG(mode):
         kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
                 else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not regular")
