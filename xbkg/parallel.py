@@ -64,7 +64,8 @@ def tune_malloc() -> bool:
 
 def warm_up() -> None:
     """Do the one-time work of a process's first build: imports (dask imports distributed at
-    its first compute), astropy's Earth orientation table (about 2 s in all) and
+    its first compute), astropy's Earth orientation table (from :mod:`xbkg.iers_cache` after
+    the first process; about 2 s in all without it) and
     :func:`tune_malloc`. :func:`local_cluster` runs it on its workers as they start, so that
     the first tasks do not stall."""
     from . import fov, reduce  # noqa: F401
