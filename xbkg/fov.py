@@ -413,8 +413,9 @@ def altaz_run_params(
     """Per-run constants of the ALTAZ FoV transform (astropy/erfa at the run's mid time).
 
     Uses astropy's Earth orientation (IERS) tables as configured; global astropy settings are
-    not changed. astropy's default table comes from a binary cache of it (`xbkg.iers_cache`):
-    the same values, without the text parse.
+    not changed. With astropy's default table, the ERFA calls are made by
+    `xbkg.erfa_context` on a binary cache of that table (`xbkg.iers_cache`), without
+    importing astropy.coordinates (the same contexts to rounding).
 
     Parameters
     ----------

@@ -6,7 +6,9 @@ polar motion that change only when astropy-iers-data is updated. :func:`prefill`
 parsed table as one uncompressed ``.npz`` file (about 5 MB) and, in later processes, hands the
 same table to astropy (``IERS_Auto.iers_table``, astropy's own lazily filled class cache) in a
 few milliseconds. The table is the one astropy builds, column by column (values, units, masks,
-metadata): transformations give the same numbers bit for bit.
+metadata): astropy's transformations give the same numbers bit for bit.
+:func:`cached_table` gives its Earth orientation columns to :mod:`xbkg.erfa_context`, which
+computes the ALTAZ run constants without astropy.
 
 The cache is used only when astropy would read its default table: no table set with
 ``earth_orientation_table.set``, none loaded yet, and no ``finals2000A.all`` in the current
