@@ -636,7 +636,7 @@ def _events_file_bytes(columns, run, site, compress):
     gti = bintable_bytes([("START", "D", "s", np.array([run["TSTART"]], dtype=float)),
                       ("STOP", "D", "s", np.array([run["TSTOP"]], dtype=float))],
                      _gadf_cards("GTI", "GTI") + _time_cards(run))
-    return file_bytes([events, gti], bool(compress), level=1 if compress is True else compress)
+    return file_bytes([events, gti], compress)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -770,9 +770,8 @@ def simulate_store(outdir, *, n_runs: int = 20, events_per_run: float = 20000,
         Range (deg) over which mean run zeniths are spread (stratified), within [0, 80].
     site : str or dict
         A name from :data:`SITES` or a dict with ``geolon, geolat`` (deg) and ``altitude`` (m).
-    compress : bool or int
-        Write ``data/obs_NNNNNN.fits.gz`` (deterministic gzip) instead of ``.fits``: True at
-        gzip level 1, an integer 1-9 at that level (9: as the H.E.S.S. DR1 files).
+    compress : bool
+        Write ``data/obs_NNNNNN.fits.gz`` (deterministic gzip) instead of ``.fits``.
     sources : sequence of dict
         Bright point sources added as extra events: keys ``ra, dec`` (deg), ``counts``
         (expected events per run) or ``rate_fraction`` (of the run's expected background),
@@ -833,8 +832,6 @@ def simulate_store(outdir, *, n_runs: int = 20, events_per_run: float = 20000,
     altaz_params = runs.pop("altaz_params")
     mu = np.array([truth.total_counts(zenith=z, ontime=t, offset_max=offset_max)
                    for z, t in zip(runs["ZEN_PNT"], runs["ONTIME"])])
-    if not isinstance(compress, bool) and compress not in range(1, 10):
-        raise ValueError(f"compress must be True, False or a gzip level 1-9, got {compress!r}")
     suffix = ".fits.gz" if compress else ".fits"
     file_names = np.array([f"obs_{i:06d}{suffix}" for i in runs["OBS_ID"]])
     seeds = np.random.SeedSequence(seed).spawn(n_runs + 1)[1:]

@@ -107,17 +107,6 @@ def atomic_dir(outdir, *, overwrite: bool = False):
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _copy_gzipped(src, dst) -> None:
-    """Copy a FITS file as it is (gzip-compressed deterministically if it is not)."""
-    from .fitswrite import gzip_bytes
-
-    with open(src, "rb") as f:
-        if f.read(2) == b"\x1f\x8b":
-            shutil.copyfile(src, dst)
-            return
-    Path(dst).write_bytes(gzip_bytes(Path(src).read_bytes()))
-
-
 def _obs_rows(store: xr.Dataset, obs_ids):
     from astropy.table import Table
 
@@ -173,7 +162,7 @@ def write_products(model: xr.Dataset, store: xr.Dataset, outdir, *, rejected=Non
         total = make_total_index_table(store.attrs["hdu_index"], bkg,
                                        store_dir=store.attrs["base_dir"], out_dir=Path(outdir))
         total.write(tmp / "hdu-index.fits.gz")
-        _copy_gzipped(store.attrs["obs_index"], tmp / "obs-index.fits.gz")
+        Table.read(store.attrs["obs_index"], hdu=1).write(tmp / "obs-index.fits.gz")
         if bundle:
             write_bundle(model, store, tmp / BUNDLE_NAME, groups, out_dir=Path(outdir))
     return Path(outdir)
