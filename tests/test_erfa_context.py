@@ -58,3 +58,8 @@ def test_falls_back_to_astropy_when_it_might_differ(cached, monkeypatch):
     monkeypatch.setenv("XBKG_CACHE_DIR", "off")
     monkeypatch.setattr(iers_cache, "_arrays", None)
     assert erfa_context.altaz_contexts(mjdref, inside, "tt", HESS) is None
+
+
+def test_all_names_exist():
+    assert erfa_context.__all__ == ["altaz_contexts"]
+    assert all(hasattr(erfa_context, name) for name in erfa_context.__all__)
