@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -91,11 +92,14 @@ def cold_cli(store, repeat: int = 5) -> dict:
                               str(work / "o3"), "--kind", "3d", "--selection", "all",
                               "--overwrite", "--no-progress"],
     }
-    _timed_process(commands["xbkg 3D ALTAZ all"], env)  # fills caches (IERS table, files)
-    times = {k: [] for k in commands}
-    for _ in range(repeat):
-        for name, cmd in commands.items():
-            times[name].append(_timed_process(cmd, env))
+    try:
+        _timed_process(commands["xbkg 3D ALTAZ all"], env)  # fills caches (IERS table, files)
+        times = {k: [] for k in commands}
+        for _ in range(repeat):
+            for name, cmd in commands.items():
+                times[name].append(_timed_process(cmd, env))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return {name: {"wall": statistics.median(w for w, _ in t),
                    "cpu": statistics.median(c for _, c in t), "repeat": repeat}
             for name, t in times.items()}
