@@ -322,6 +322,22 @@ def test_deterministic_bytes_and_parallel(tmp_path):
     assert (c / "data" / "obs_000001.fits.gz").read_bytes() != (a / "data" / "obs_000001.fits.gz").read_bytes()
 
 
+def test_gzip_level_as_dr1(tmp_path):
+    """compress=9 writes the maximum-compression gzip of the DR1 files, with the same events."""
+    import gzip
+
+    kwargs = dict(n_runs=2, events_per_run=500, seed=5)
+    fast = simulate_store(tmp_path / "fast", compress=True, **kwargs)
+    best = simulate_store(tmp_path / "best", compress=9, **kwargs)
+    for name in ("obs_000001.fits.gz", "obs_000002.fits.gz"):
+        a, b = (fast / "data" / name).read_bytes(), (best / "data" / name).read_bytes()
+        assert gzip.decompress(a) == gzip.decompress(b)
+        assert b[8] == 2 and a[8] == 4  # gzip XFL: maximum / fastest compression
+        assert len(b) < len(a)
+    with pytest.raises(ValueError, match="compress"):
+        simulate_store(tmp_path / "bad", compress=10, **kwargs)
+
+
 @pytest.mark.slow
 def test_spawned_workers_give_the_same_bytes(tmp_path, monkeypatch):
     """The pool spawns (instead of forking) when the parent runs other threads."""

@@ -413,8 +413,9 @@ def altaz_run_params(
     """Per-run constants of the ALTAZ FoV transform (astropy/erfa at the run's mid time).
 
     Uses astropy's Earth orientation (IERS) tables as configured; global astropy settings are
-    not changed. astropy's default table comes from a binary cache of it (`xbkg.iers_cache`):
-    the same values, without the text parse.
+    not changed. With astropy's default table, the ERFA calls are made by
+    `xbkg.erfa_context` on a binary cache of that table (`xbkg.iers_cache`), without
+    importing astropy.coordinates (the same contexts to rounding).
 
     Parameters
     ----------
@@ -473,14 +474,8 @@ def altaz_runs_params(ra_pnt, dec_pnt, *, geolon, geolat, altitude, mjdrefi, mjd
     ValueError
         As `altaz_run_params`; the message names the run (its index).
     """
-    import astropy.units as u
-    from astropy.coordinates import GCRS, AltAz, EarthLocation
-    from astropy.coordinates.erfa_astrom import ErfaAstrom
-    from astropy.time import Time, TimeDelta
+    from .erfa_context import altaz_contexts
 
-    from .iers_cache import prefill
-
-    prefill()  # astropy's IERS table from a binary cache instead of its 1.3 s text parse
     names = ("ra_pnt", "dec_pnt", "geolon", "geolat", "altitude", "mjdrefi", "mjdreff", "tstart",
              "tstop")
     given = (ra_pnt, dec_pnt, geolon, geolat, altitude, mjdrefi, mjdreff, tstart, tstop)
@@ -510,20 +505,34 @@ def altaz_runs_params(ra_pnt, dec_pnt, *, geolon, geolat, altitude, mjdrefi, mjd
         for site in np.unique(keys[scales == scale], axis=0):
             idx = np.flatnonzero((scales == scale) & np.all(keys == site, axis=1))
             t0 = 0.5 * (columns["tstart"][idx] + columns["tstop"][idx])
-            obstime = Time(columns["mjdrefi"][idx, None], columns["mjdreff"][idx, None],
-                           format="mjd", scale=scale)
-            obstime = obstime + TimeDelta(t0[:, None] + np.array([0.0, -_DRIFT_STEP, _DRIFT_STEP]),
-                                          format="sec")
-            obstime = obstime.ravel()
-            location = EarthLocation.from_geodetic(site[0] * u.deg, site[1] * u.deg, site[2] * u.m)
-            # astropy's own context for ICRS -> AltAz (its v includes the Earth-rotation
-            # velocity and diurab is 0) and the geocentric one (annual aberration alone), at
-            # t0 and t0 -+ step of each run
-            astroms = ErfaAstrom.apco(AltAz(obstime=obstime, location=location, pressure=0 * u.hPa))
-            geos = ErfaAstrom.apcs(GCRS(obstime=obstime))
+            mjdref = (columns["mjdrefi"][idx], columns["mjdreff"][idx])
+            seconds = t0[:, None] + np.array([0.0, -_DRIFT_STEP, _DRIFT_STEP])
+            # the context of ICRS -> AltAz (its v includes the Earth-rotation velocity and
+            # diurab is 0) and the geocentric one (annual aberration alone), at t0 and
+            # t0 -+ step of each run: ERFA's, as astropy computes them
+            astroms, geos = (altaz_contexts(mjdref, seconds, str(scale), site)
+                             or _astropy_contexts(mjdref, seconds, str(scale), site))
             out[idx] = _runs_params({name: columns[name][idx] for name in names}, str(scale),
                                     astroms.reshape(-1, 3), geos.reshape(-1, 3))
     return out
+
+
+def _astropy_contexts(mjdref, seconds, scale, site):
+    """astropy's ``ErfaAstrom.apco`` (AltAz, pressure 0) and ``apcs`` (GCRS) contexts at
+    MJDREF + seconds (shape (n, k)), raveled: what `xbkg.erfa_context` reproduces."""
+    import astropy.units as u
+    from astropy.coordinates import GCRS, AltAz, EarthLocation
+    from astropy.coordinates.erfa_astrom import ErfaAstrom
+    from astropy.time import Time, TimeDelta
+
+    from .iers_cache import prefill
+
+    prefill()  # astropy's IERS table from a binary cache instead of its 1.3 s text parse
+    obstime = Time(mjdref[0][:, None], mjdref[1][:, None], format="mjd", scale=scale)
+    obstime = (obstime + TimeDelta(seconds, format="sec")).ravel()
+    location = EarthLocation.from_geodetic(site[0] * u.deg, site[1] * u.deg, site[2] * u.m)
+    return (ErfaAstrom.apco(AltAz(obstime=obstime, location=location, pressure=0 * u.hPa)),
+            ErfaAstrom.apcs(GCRS(obstime=obstime)))
 
 
 def _rot_z(angle):

@@ -6,7 +6,9 @@ polar motion that change only when astropy-iers-data is updated. :func:`prefill`
 parsed table as one uncompressed ``.npz`` file (about 5 MB) and, in later processes, hands the
 same table to astropy (``IERS_Auto.iers_table``, astropy's own lazily filled class cache) in a
 few milliseconds. The table is the one astropy builds, column by column (values, units, masks,
-metadata): transformations give the same numbers bit for bit.
+metadata): astropy's transformations give the same numbers bit for bit.
+:func:`cached_table` gives its Earth orientation columns to :mod:`xbkg.erfa_context`, which
+computes the ALTAZ run constants without astropy.
 
 The cache is used only when astropy would read its default table: no table set with
 ``earth_orientation_table.set``, none loaded yet, and no ``finals2000A.all`` in the current
@@ -29,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["cache_dir", "prefill"]
+__all__ = ["cache_dir", "cached_table", "prefill"]
 
 _FORMAT = 1
 _lock = threading.Lock()
@@ -114,6 +116,43 @@ def _load(path: Path):
     return iers.IERS_Auto(cols, names=names, meta=meta, copy=False)
 
 
+_UNITS = {"MJD": "d", "UT1_UTC": "s", "PM_x": "arcsec", "PM_y": "arcsec"}
+_arrays = None
+
+
+def cached_table() -> dict | None:
+    """The columns of the cached table that Alt/Az transforms use, without astropy.
+
+    Returns
+    -------
+    dict or None
+        ``MJD`` (d), ``UT1_UTC`` (s), ``PM_x``, ``PM_y`` (arcsec) as float64 arrays and
+        ``predictive_mjd`` (the first predicted date), or None when there is no valid cache
+        (turned off, not written yet, another astropy or IERS data version).
+    """
+    global _arrays
+    if _arrays is not None:
+        return _arrays
+    folder = cache_dir()
+    if folder is None or os.path.exists("finals2000A.all"):
+        return None
+    try:
+        with np.load(folder / f"iers-auto-{_key()}.npz") as z:
+            header = json.loads(str(z["header"]))
+            columns = {name: (i, unit) for i, (name, _, unit) in enumerate(header["columns"])}
+            arrays = {}
+            for name, unit in _UNITS.items():
+                i, got = columns[name]
+                if got != unit:
+                    return None
+                arrays[name] = np.asarray(z[f"c{i}"], dtype=np.float64)
+        arrays["predictive_mjd"] = float(header["meta"]["predictive_mjd"])
+    except Exception:  # no cache, or a damaged or foreign one
+        return None
+    _arrays = arrays
+    return arrays
+
+
 def prefill() -> bool:
     """Give astropy its default IERS table from the cache, building the cache if needed.
 
@@ -138,12 +177,15 @@ def prefill() -> bool:
             return False
         if path.exists():
             try:
-                iers.IERS_Auto.iers_table = _load(path)
+                table = _load(path)
+                table._xbkg_cached = True  # the same table as astropy's (xbkg.erfa_context)
+                iers.IERS_Auto.iers_table = table
                 _done = True
                 return True
             except Exception:  # a damaged or foreign file: rebuild it below
                 pass
         table = iers.IERS_Auto.open()  # astropy parses its text tables once
+        table._xbkg_cached = True
         try:
             _save(table, path)
         except OSError:

@@ -64,7 +64,8 @@ def tune_malloc() -> bool:
 
 def warm_up() -> None:
     """Do the one-time work of a process's first build: imports (dask imports distributed at
-    its first compute), astropy's Earth orientation table (about 2 s in all) and
+    its first compute), astropy's Earth orientation table (from :mod:`xbkg.iers_cache` after
+    the first process; about 2 s in all without it) and
     :func:`tune_malloc`. :func:`local_cluster` runs it on its workers as they start, so that
     the first tasks do not stall."""
     from . import fov, reduce  # noqa: F401
@@ -123,14 +124,28 @@ def _local_get(scheduler):
 
 @contextlib.contextmanager
 def no_client_lookup():
-    """Within the block, dask's default scheduler is :func:`_local_get`'s: code that asks dask
-    for its scheduler (xarray's ``to_netcdf`` does) does not import distributed to look for a
-    Client that cannot exist. A no-op once distributed is imported or a scheduler is set."""
+    """Within the block, code that asks dask for its scheduler does not import distributed to
+    look for a Client that cannot exist (about 0.3 s).
+
+    xarray's ``to_netcdf`` asks dask for the scheduler and then imports
+    ``dask.distributed`` to compare it with a Client, even for in-memory data. While
+    distributed is not imported, the block sets dask's default scheduler to
+    :func:`_local_get`'s and makes ``import dask.distributed`` fail (xarray then takes the
+    threaded scheduler, which is what it would find). A no-op once distributed is imported
+    or a scheduler is configured. For short, single-threaded blocks (file writes).
+    """
     if "distributed" in sys.modules or dask.config.get("scheduler", None) is not None:
         yield
         return
-    with dask.config.set(scheduler=_local_get(None)):
-        yield
+    blocked = "dask.distributed" not in sys.modules
+    if blocked:
+        sys.modules["dask.distributed"] = None  # import raises ImportError
+    try:
+        with dask.config.set(scheduler=_local_get(None)):
+            yield
+    finally:
+        if blocked and sys.modules.get("dask.distributed", 0) is None:
+            del sys.modules["dask.distributed"]
 
 
 def compute(*objs, scheduler=None, progress: bool = False):

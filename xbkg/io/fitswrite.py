@@ -76,9 +76,16 @@ def gzip_bytes(content: bytes, level: int = 6) -> bytes:
     return gzip.compress(content, compresslevel=level, mtime=0)
 
 
-def file_bytes(tables, compress: bool, level: int = 1) -> bytes:
-    """A FITS file: empty primary HDU + HDU bytes; gzipped deterministically when asked."""
+def file_bytes(tables, compress, level: int = 1) -> bytes:
+    """A FITS file: empty primary HDU + HDU bytes; gzipped deterministically when asked.
+
+    ``compress``: False, True (gzip at ``level``) or a gzip level 1-9 (which wins).
+    """
     data = primary_bytes() + b"".join(tables)
+    if compress is not True and compress is not False:
+        if compress not in range(1, 10):
+            raise ValueError(f"compress must be True, False or a gzip level 1-9, got {compress!r}")
+        level = int(compress)
     return gzip_bytes(data, level) if compress else data
 
 
