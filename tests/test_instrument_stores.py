@@ -253,7 +253,7 @@ def test_1dc_mc_background_matches_the_irf(cta_1dc):
     assert int(everything["counts"].sum()) > 1.2 * observed  # the filter did remove events
 
 
-def test_1dc_irf_background_opens_with_a_warning(cta_1dc):
+def test_1dc_irf_background_opens_with_a_warning(cta_1dc, capsys):
     from astropy.io import fits
 
     with pytest.warns(GadfReadWarning, match="'1/s/MeV/sr' is not a FITS unit string"):
@@ -262,6 +262,11 @@ def test_1dc_irf_background_opens_with_a_warning(cta_1dc):
     assert model.sizes["energy"] == 21 and model.sizes["detx"] == 36
     np.testing.assert_allclose(np.sort(model["rate"].values.ravel()), np.sort(raw.ravel()),
                                rtol=1e-6)
+    with warnings.catch_warnings(record=True) as seen:  # also: no FOVALIGN, ALTAZ assumed
+        warnings.simplefilter("always")
+        assert main(["info", str(cta_1dc / IRF)]) == 0
+    assert any("'1/s/MeV/sr' is not a FITS unit string" in str(w.message) for w in seen)
+    assert "3D, FoV alignment ALTAZ" in capsys.readouterr().out
 
 
 # --------------------------------------------------------------------------------------------
@@ -337,3 +342,17 @@ def test_cli_and_api_defaults_agree():
     for name in ("event_filter", "exclude_targets", "exclusion_catalog", "catalog_min_radius",
                  "catalog_extension_factor", "altitude_tolerance", "site"):
         assert getattr(args, name) == params[name].default, name
+
+
+def test_new_modules_export_their_public_names():
+    import inspect
+
+    from xbkg import geometry, sources
+    from xbkg.io import catalogs
+
+    for module in (geometry, sources, catalogs):
+        assert len(module.__all__) == len(set(module.__all__))
+        assert all(hasattr(module, name) for name in module.__all__)
+        public = {n for n, f in vars(module).items() if inspect.isfunction(f)
+                  and f.__module__ == module.__name__ and not n.startswith("_")}
+        assert public <= set(module.__all__)

@@ -195,12 +195,14 @@ def make_model(data, *, kind: str = "3d", fov_alignment: str = "altaz", energy_e
     exclude_targets : float, deg, optional
         Exclude a circle of this radius around each run's target (RA_OBJ/DEC_OBJ of the obs
         index or EVENTS header, or its OBJECT name found in ``exclusion_catalog``), see
-        :mod:`xbkg.sources`. Needs ``exclusion_mode="regions"``.
+        :mod:`xbkg.sources`; the EVENTS headers of runs whose obs index lacks the target are
+        read (header only) when the model is built.
     exclusion_catalog : file or xbkg.io.catalogs.SourceCatalog, optional
         Exclude the sources of a gamma-cat / HGPS-style catalog that reach the runs, each with
         radius ``max(catalog_min_radius, catalog_extension_factor x extension)`` (defaults 0.35
-        deg and 3). With ``selection="all"`` and neither option, runs whose target is a source
-        get a warning.
+        deg and 3). Both options need ``exclusion_mode="regions"``. With ``selection="all"``,
+        no exclusion and runs whose target is a source (obs index, else the EVENTS headers of
+        up to 5 runs in an eager build), a warning names them.
     catalog_min_radius, catalog_extension_factor : float
         See ``exclusion_catalog``.
     event_filter : str, optional
@@ -279,6 +281,8 @@ def make_model(data, *, kind: str = "3d", fov_alignment: str = "altaz", energy_e
         **threshold_provenance(store, energy_threshold),  # lets xbkg.update extend the model
         "exclusion": exclusion_provenance(excl, n_runs_excluded),
         "event_filter": event_filter,
+        **({"site": [float(v) for v in site]} if site is not None else {}),
+        **({"exclude_targets": float(exclude_targets)} if exclude_targets is not None else {}),
         "run_cuts": {k: v for k, v in (("zenith_range", zenith_range), ("where", where),
                                        ("min_n_tels", min_n_tels), ("min_muoneff", min_muoneff),
                                        ("max_quality", max_quality)) if v is not None},
