@@ -102,7 +102,7 @@ def test_magic_exclude_targets_removes_the_crab(magic_rad_max, caplog):
     assert (np.abs(with_targets) < 3).all(), with_targets
 
 
-def test_magic_catalog_exclusion_uses_nearby_sources_only(magic_rad_max, catalogs):
+def test_magic_catalog_exclusion_uses_nearby_sources_only(magic_rad_max, catalogs, tmp_path):
     catalog = read_source_catalog(catalogs / "gammacat" / "gammacat.fits.gz")
     assert len(catalog) > 100
     store = xbkg.open_datastore(magic_rad_max)
@@ -112,6 +112,13 @@ def test_magic_catalog_exclusion_uses_nearby_sources_only(magic_rad_max, catalog
     assert circles.radius[crab] == pytest.approx(0.35)  # point-like: the minimum radius
     model = xbkg.make_model(store, kind="2d", selection="all", exclusion_catalog=catalog)
     assert "Crab nebula" in json.loads(model.attrs["provenance"])["exclusion"]["regions"]["names"]
+    out = tmp_path / "out"
+    assert main(["make-models", str(magic_rad_max), str(out), "--selection", "all", "--kind",
+                 "2d", "--exclusion-catalog", str(catalogs / "gammacat" / "gammacat.fits.gz"),
+                 "--catalog-min-radius", "0.3"]) == 0
+    regions = json.loads(xbkg.open_model(out / "model.nc").attrs["provenance"])["exclusion"]
+    crab = regions["regions"]["names"].index("Crab nebula")
+    assert regions["regions"]["radius"][crab] == pytest.approx(0.3)
 
 
 # --------------------------------------------------------------------------------------------
@@ -280,7 +287,8 @@ def test_event_filter_selects_events_lazily_and_updates_keep_it(tmp_path, capsys
     with pytest.raises(WhereError):
         xbkg.make_model(path, kind="2d", event_filter="MC_ID ==")
     rc = main(["make-models", str(path), str(tmp_path / "o"), "--event-filter", "MC_ID =="])
-    assert rc == 2 and "--event-filter" not in capsys.readouterr().out
+    err = capsys.readouterr().err
+    assert rc == 2 and "error: event filter (--event-filter" in err and len(err.splitlines()) == 1
     with pytest.raises(SelectionError, match=r"every selected run failed.*run 1 .*NO_SUCH"):
         xbkg.make_model(path, kind="2d", event_filter="NO_SUCH == 1")
     kept = xbkg.make_model(path, kind="2d", event_filter="ENERGY > 1", energy_edges="0.1:100:3")

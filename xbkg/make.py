@@ -25,7 +25,7 @@ from .histogram import Binning
 from .model import assemble_model
 from .parallel import compute
 from .reduce import group_cubes
-from .selection import SelectionError, event_filter_columns, select_runs
+from .selection import SelectionError, WhereError, event_filter_columns, select_runs
 from .sources import (DEFAULT_EXTENSION_FACTOR, DEFAULT_MIN_RADIUS, on_source_runs,
                       source_exclusions)
 from .thresholds import run_energy_thresholds, threshold_provenance
@@ -223,8 +223,11 @@ def make_model(data, *, kind: str = "3d", fov_alignment: str = "altaz", energy_e
         The model, laid out as documented in :mod:`xbkg.model`.
     """
     store = data if isinstance(data, xr.Dataset) else open_datastore(data)
-    if event_filter is not None:
-        event_filter_columns(event_filter)  # refuse a bad expression before reading any run
+    if event_filter is not None:  # refuse a bad expression before reading any run
+        try:
+            event_filter_columns(event_filter)
+        except WhereError as exc:
+            raise WhereError(f"event filter (--event-filter, event_filter=): {exc}") from None
     binning = make_binning(kind, fov_alignment, energy_edges=energy_edges,
                            offset_edges=offset_edges, fov_edges=fov_edges, offset_max=offset_max)
     excl = plan_exclusion(exclusion, exclusion_mode, exclusion_distance, reach=binning.offset_max,
