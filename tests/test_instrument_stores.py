@@ -364,3 +364,23 @@ def test_new_modules_export_their_public_names():
         public = {n for n, f in vars(module).items() if inspect.isfunction(f)
                   and f.__module__ == module.__name__ and not n.startswith("_")}
         assert public <= set(module.__all__)
+
+
+def _raise_on_compute(dsk, keys, **kwargs):
+    raise AssertionError("something was computed")
+
+
+def test_filtered_altaz_build_stays_lazy(tmp_path):
+    import dask
+
+    from xbkg.simulate import simulate_store
+
+    path = simulate_store(tmp_path / "s", n_runs=3, events_per_run=200, seed=5)
+    store = xbkg.open_datastore(path)
+    with dask.config.set(scheduler=_raise_on_compute):
+        lazy = xbkg.make_model(store, kind="3d", fov_alignment="altaz", compute_now=False,
+                               event_filter="ENERGY > 1", zenith_edges=[0, 90])
+    assert isinstance(lazy["counts"].data, dask.array.Array)
+    eager = xbkg.make_model(store, kind="3d", fov_alignment="altaz", event_filter="ENERGY > 1",
+                            zenith_edges=[0, 90])
+    np.testing.assert_array_equal(lazy["counts"].compute().values, eager["counts"].values)
