@@ -69,8 +69,6 @@ def _reflected_excess(store, radius):
     """Per run: significance of the counts near the Crab (within radius + 0.2 deg, outside
     the excluded circle) against the point-mirrored bins of the same run (same offset, other
     side of the FoV: the wobble's reflected region), scaled by exposure."""
-    x = np.linspace(-1.45, 1.45, 30)
-    X, Y = np.meshgrid(x, x, indexing="ij")
     out = []
     for obs_id in store.obs_id.values:
         m = xbkg.make_model(store, obs_ids=[obs_id], kind="3d", fov_alignment="radec",
@@ -78,6 +76,8 @@ def _reflected_excess(store, radius):
                             exclude_targets=radius)
         c, e = (m[v].sum(("zenith_group", "energy")).transpose("detx", "dety").values
                 for v in ("counts", "exposure"))
+        X, Y = np.meshgrid(m["detx"].values, m["dety"].values, indexing="ij")
+        np.testing.assert_allclose(X, -X[::-1, ::-1], atol=1e-9)  # the mirror is a bin
         run = store.sel(obs_id=obs_id)
         t = np.ravel(radec_to_fov(np.array([CRAB[0]]), np.array([CRAB[1]]), float(run.ra_pnt),
                                   float(run.dec_pnt)))
@@ -180,7 +180,7 @@ def test_exclude_targets_needs_region_mode(tmp_path):
     path = simulate_store(tmp_path / "s", n_runs=2, events_per_run=200, seed=3,
                           target_name="Crab")
     with pytest.raises(ValueError, match="exclusion_mode 'regions'"):
-        xbkg.make_model(path, kind="2d", exclude_targets=0.3, exclusion_mode="runs",
+        xbkg.make_model(path, kind="2d", selection="all", exclude_targets=0.3, exclusion_mode="runs",
                         exclusion=[SkyCircles([0.0], [0.0], [0.1])])
 
 
@@ -228,7 +228,8 @@ def test_1dc_mc_background_matches_the_irf(cta_1dc):
 
     store = xbkg.open_datastore(cta_1dc)
     model = xbkg.make_model(store, kind="3d", fov_alignment="radec", energy_edges="0.5:32:12",
-                            fov_edges="-3:3:12", offset_max=3.0, event_filter="MC_ID == 1")
+                            fov_edges="-3:3:12", offset_max=3.0, event_filter="MC_ID == 1",
+                            selection="all")
     observed = int(model["counts"].sum())
     assert json.loads(model.attrs["provenance"])["event_filter"] == "MC_ID == 1"
     direct = 0  # the same count straight from the files
@@ -256,7 +257,7 @@ def test_1dc_mc_background_matches_the_irf(cta_1dc):
     print(f"1DC MC_ID 1: observed {observed}, predicted {predicted:.1f}")
     assert observed / predicted == pytest.approx(1.0, abs=0.03)
     everything = xbkg.make_model(store, kind="3d", fov_alignment="radec", energy_edges="0.5:32:12",
-                                 fov_edges="-3:3:12", offset_max=3.0)
+                                 fov_edges="-3:3:12", offset_max=3.0, selection="all")
     assert int(everything["counts"].sum()) > 1.2 * observed  # the filter did remove events
 
 
