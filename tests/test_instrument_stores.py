@@ -180,8 +180,8 @@ def test_exclude_targets_needs_region_mode(tmp_path):
     path = simulate_store(tmp_path / "s", n_runs=2, events_per_run=200, seed=3,
                           target_name="Crab")
     with pytest.raises(ValueError, match="exclusion_mode 'regions'"):
-        xbkg.make_model(path, kind="2d", selection="all", exclude_targets=0.3, exclusion_mode="runs",
-                        exclusion=[SkyCircles([0.0], [0.0], [0.1])])
+        xbkg.make_model(path, kind="2d", selection="all", exclude_targets=0.3,
+                        exclusion_mode="runs", exclusion=[SkyCircles([0.0], [0.0], [0.1])])
 
 
 # --------------------------------------------------------------------------------------------
@@ -320,7 +320,8 @@ def test_altaz_geometry_rejects_one_run_with_reason(tmp_path):
                  "--zenith-edges", "0,90"]) == 0
     rejected = Table.read(out / "bg_rejected_runs.ecsv")
     assert rejected["OBS_ID"].tolist() == [2]
-    assert "Alt/Az geometry" in rejected["REASON"][0] and "by more than 10 deg" in rejected["REASON"][0]
+    reason = rejected["REASON"][0]
+    assert "Alt/Az geometry" in reason and "by more than 10 deg" in reason
     assert main(["make-models", str(path), str(tmp_path / "radec"), "--selection", "all",
                  "--fov-alignment", "radec", "--zenith-edges", "0,90"]) == 0
     assert len(Table.read(tmp_path / "radec" / "bg_rejected_runs.ecsv")) == 0

@@ -226,7 +226,8 @@ def fill_from_headers(store: xr.Dataset, keys=("ontime", "zenith", "ra_pnt", "de
                       on_error: str = "raise") -> xr.Dataset:
     """Fill NaN values of run-level variables from the EVENTS headers (header-only reads).
 
-    Only runs with a missing value and an events file are read. ``zenith`` comes from ZEN_PNT or 90 - ALT_PNT.
+    Only runs with a missing value and an events file are read. ``zenith`` comes from ZEN_PNT
+    or 90 - ALT_PNT.
     A header that cannot be read raises :class:`RunDataError` (``on_error="raise"``) or is
     logged and leaves the run's values missing (``on_error="skip"``: the run's own task then
     fails and reports the problem).
