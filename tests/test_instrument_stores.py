@@ -69,8 +69,6 @@ def _reflected_excess(store, radius):
     """Per run: significance of the counts near the Crab (within radius + 0.2 deg, outside
     the excluded circle) against the point-mirrored bins of the same run (same offset, other
     side of the FoV: the wobble's reflected region), scaled by exposure."""
-    x = np.linspace(-1.45, 1.45, 30)
-    X, Y = np.meshgrid(x, x, indexing="ij")
     out = []
     for obs_id in store.obs_id.values:
         m = xbkg.make_model(store, obs_ids=[obs_id], kind="3d", fov_alignment="radec",
@@ -78,6 +76,8 @@ def _reflected_excess(store, radius):
                             exclude_targets=radius)
         c, e = (m[v].sum(("zenith_group", "energy")).transpose("detx", "dety").values
                 for v in ("counts", "exposure"))
+        X, Y = np.meshgrid(m["detx"].values, m["dety"].values, indexing="ij")
+        np.testing.assert_allclose(X, -X[::-1, ::-1], atol=1e-9)  # the mirror is a bin
         run = store.sel(obs_id=obs_id)
         t = np.ravel(radec_to_fov(np.array([CRAB[0]]), np.array([CRAB[1]]), float(run.ra_pnt),
                                   float(run.dec_pnt)))
@@ -102,7 +102,7 @@ def test_magic_exclude_targets_removes_the_crab(magic_rad_max, caplog):
     assert (np.abs(with_targets) < 3).all(), with_targets
 
 
-def test_magic_catalog_exclusion_uses_nearby_sources_only(magic_rad_max, catalogs):
+def test_magic_catalog_exclusion_uses_nearby_sources_only(magic_rad_max, catalogs, tmp_path):
     catalog = read_source_catalog(catalogs / "gammacat" / "gammacat.fits.gz")
     assert len(catalog) > 100
     store = xbkg.open_datastore(magic_rad_max)
@@ -112,6 +112,13 @@ def test_magic_catalog_exclusion_uses_nearby_sources_only(magic_rad_max, catalog
     assert circles.radius[crab] == pytest.approx(0.35)  # point-like: the minimum radius
     model = xbkg.make_model(store, kind="2d", selection="all", exclusion_catalog=catalog)
     assert "Crab nebula" in json.loads(model.attrs["provenance"])["exclusion"]["regions"]["names"]
+    out = tmp_path / "out"
+    assert main(["make-models", str(magic_rad_max), str(out), "--selection", "all", "--kind",
+                 "2d", "--exclusion-catalog", str(catalogs / "gammacat" / "gammacat.fits.gz"),
+                 "--catalog-min-radius", "0.3"]) == 0
+    regions = json.loads(xbkg.open_model(out / "model.nc").attrs["provenance"])["exclusion"]
+    crab = regions["regions"]["names"].index("Crab nebula")
+    assert regions["regions"]["radius"][crab] == pytest.approx(0.3)
 
 
 # --------------------------------------------------------------------------------------------
@@ -173,8 +180,8 @@ def test_exclude_targets_needs_region_mode(tmp_path):
     path = simulate_store(tmp_path / "s", n_runs=2, events_per_run=200, seed=3,
                           target_name="Crab")
     with pytest.raises(ValueError, match="exclusion_mode 'regions'"):
-        xbkg.make_model(path, kind="2d", exclude_targets=0.3, exclusion_mode="runs",
-                        exclusion=[SkyCircles([0.0], [0.0], [0.1])])
+        xbkg.make_model(path, kind="2d", selection="all", exclude_targets=0.3,
+                        exclusion_mode="runs", exclusion=[SkyCircles([0.0], [0.0], [0.1])])
 
 
 # --------------------------------------------------------------------------------------------
@@ -221,7 +228,8 @@ def test_1dc_mc_background_matches_the_irf(cta_1dc):
 
     store = xbkg.open_datastore(cta_1dc)
     model = xbkg.make_model(store, kind="3d", fov_alignment="radec", energy_edges="0.5:32:12",
-                            fov_edges="-3:3:12", offset_max=3.0, event_filter="MC_ID == 1")
+                            fov_edges="-3:3:12", offset_max=3.0, event_filter="MC_ID == 1",
+                            selection="all")
     observed = int(model["counts"].sum())
     assert json.loads(model.attrs["provenance"])["event_filter"] == "MC_ID == 1"
     direct = 0  # the same count straight from the files
@@ -249,11 +257,11 @@ def test_1dc_mc_background_matches_the_irf(cta_1dc):
     print(f"1DC MC_ID 1: observed {observed}, predicted {predicted:.1f}")
     assert observed / predicted == pytest.approx(1.0, abs=0.03)
     everything = xbkg.make_model(store, kind="3d", fov_alignment="radec", energy_edges="0.5:32:12",
-                                 fov_edges="-3:3:12", offset_max=3.0)
+                                 fov_edges="-3:3:12", offset_max=3.0, selection="all")
     assert int(everything["counts"].sum()) > 1.2 * observed  # the filter did remove events
 
 
-def test_1dc_irf_background_opens_with_a_warning(cta_1dc):
+def test_1dc_irf_background_opens_with_a_warning(cta_1dc, capsys):
     from astropy.io import fits
 
     with pytest.warns(GadfReadWarning, match="'1/s/MeV/sr' is not a FITS unit string"):
@@ -262,6 +270,11 @@ def test_1dc_irf_background_opens_with_a_warning(cta_1dc):
     assert model.sizes["energy"] == 21 and model.sizes["detx"] == 36
     np.testing.assert_allclose(np.sort(model["rate"].values.ravel()), np.sort(raw.ravel()),
                                rtol=1e-6)
+    with warnings.catch_warnings(record=True) as seen:  # also: no FOVALIGN, ALTAZ assumed
+        warnings.simplefilter("always")
+        assert main(["info", str(cta_1dc / IRF)]) == 0
+    assert any("'1/s/MeV/sr' is not a FITS unit string" in str(w.message) for w in seen)
+    assert "3D, FoV alignment ALTAZ" in capsys.readouterr().out
 
 
 # --------------------------------------------------------------------------------------------
@@ -275,7 +288,8 @@ def test_event_filter_selects_events_lazily_and_updates_keep_it(tmp_path, capsys
     with pytest.raises(WhereError):
         xbkg.make_model(path, kind="2d", event_filter="MC_ID ==")
     rc = main(["make-models", str(path), str(tmp_path / "o"), "--event-filter", "MC_ID =="])
-    assert rc == 2 and "--event-filter" not in capsys.readouterr().out
+    err = capsys.readouterr().err
+    assert rc == 2 and "error: event filter (--event-filter" in err and len(err.splitlines()) == 1
     with pytest.raises(SelectionError, match=r"every selected run failed.*run 1 .*NO_SUCH"):
         xbkg.make_model(path, kind="2d", event_filter="NO_SUCH == 1")
     kept = xbkg.make_model(path, kind="2d", event_filter="ENERGY > 1", energy_edges="0.1:100:3")
@@ -306,7 +320,8 @@ def test_altaz_geometry_rejects_one_run_with_reason(tmp_path):
                  "--zenith-edges", "0,90"]) == 0
     rejected = Table.read(out / "bg_rejected_runs.ecsv")
     assert rejected["OBS_ID"].tolist() == [2]
-    assert "Alt/Az geometry" in rejected["REASON"][0] and "by more than 10 deg" in rejected["REASON"][0]
+    reason = rejected["REASON"][0]
+    assert "Alt/Az geometry" in reason and "by more than 10 deg" in reason
     assert main(["make-models", str(path), str(tmp_path / "radec"), "--selection", "all",
                  "--fov-alignment", "radec", "--zenith-edges", "0,90"]) == 0
     assert len(Table.read(tmp_path / "radec" / "bg_rejected_runs.ecsv")) == 0
@@ -337,3 +352,37 @@ def test_cli_and_api_defaults_agree():
     for name in ("event_filter", "exclude_targets", "exclusion_catalog", "catalog_min_radius",
                  "catalog_extension_factor", "altitude_tolerance", "site"):
         assert getattr(args, name) == params[name].default, name
+
+
+def test_new_modules_export_their_public_names():
+    import inspect
+
+    from xbkg import geometry, sources
+    from xbkg.io import catalogs
+
+    for module in (geometry, sources, catalogs):
+        assert len(module.__all__) == len(set(module.__all__))
+        assert all(hasattr(module, name) for name in module.__all__)
+        public = {n for n, f in vars(module).items() if inspect.isfunction(f)
+                  and f.__module__ == module.__name__ and not n.startswith("_")}
+        assert public <= set(module.__all__)
+
+
+def _raise_on_compute(dsk, keys, **kwargs):
+    raise AssertionError("something was computed")
+
+
+def test_filtered_altaz_build_stays_lazy(tmp_path):
+    import dask
+
+    from xbkg.simulate import simulate_store
+
+    path = simulate_store(tmp_path / "s", n_runs=3, events_per_run=200, seed=5)
+    store = xbkg.open_datastore(path)
+    with dask.config.set(scheduler=_raise_on_compute):
+        lazy = xbkg.make_model(store, kind="3d", fov_alignment="altaz", compute_now=False,
+                               event_filter="ENERGY > 1", zenith_edges=[0, 90])
+    assert isinstance(lazy["counts"].data, dask.array.Array)
+    eager = xbkg.make_model(store, kind="3d", fov_alignment="altaz", event_filter="ENERGY > 1",
+                            zenith_edges=[0, 90])
+    np.testing.assert_array_equal(lazy["counts"].compute().values, eager["counts"].values)

@@ -26,7 +26,7 @@ from .histogram import Binning
 from .model import assemble_model
 from .parallel import compute
 from .reduce import group_cubes
-from .selection import SelectionError, event_filter_columns, select_runs
+from .selection import SelectionError, WhereError, event_filter_columns, select_runs
 from .sources import (DEFAULT_EXTENSION_FACTOR, DEFAULT_MIN_RADIUS, on_source_runs,
                       source_exclusions)
 from .survey import cut_binning, obs_index_extents, survey_runs
@@ -287,12 +287,14 @@ def make_model(data, *, kind: str = DEFAULTS.kind, fov_alignment: str = DEFAULTS
     exclude_targets : float, deg, optional
         Exclude a circle of this radius around each run's target (RA_OBJ/DEC_OBJ of the obs
         index or EVENTS header, or its OBJECT name found in ``exclusion_catalog``), see
-        :mod:`xbkg.sources`. Needs ``exclusion_mode="regions"``.
+        :mod:`xbkg.sources`; the EVENTS headers of runs whose obs index lacks the target are
+        read (header only) when the model is built.
     exclusion_catalog : file or xbkg.io.catalogs.SourceCatalog, optional
         Exclude the sources of a gamma-cat / HGPS-style catalog that reach the runs, each with
         radius ``max(catalog_min_radius, catalog_extension_factor x extension)`` (defaults 0.35
-        deg and 3). With ``selection="all"`` and neither option, runs whose target is a source
-        get a warning.
+        deg and 3). Both options need ``exclusion_mode="regions"``. With ``selection="all"``,
+        no exclusion and runs whose target is a source (obs index, else the EVENTS headers of
+        up to 5 runs in an eager build), a warning names them.
     catalog_min_radius, catalog_extension_factor : float
         See ``exclusion_catalog``.
     event_filter : str, optional
@@ -327,8 +329,11 @@ def make_model(data, *, kind: str = DEFAULTS.kind, fov_alignment: str = DEFAULTS
         The model, laid out as documented in :mod:`xbkg.model`.
     """
     store = data if isinstance(data, xr.Dataset) else open_datastore(data)
-    if event_filter is not None:
-        event_filter_columns(event_filter)  # refuse a bad expression before reading any run
+    if event_filter is not None:  # refuse a bad expression before reading any run
+        try:
+            event_filter_columns(event_filter)
+        except WhereError as exc:
+            raise WhereError(f"event filter (--event-filter, event_filter=): {exc}") from None
     binning = make_binning(kind, fov_alignment, energy_edges=energy_edges,
                            offset_edges=offset_edges, fov_edges=fov_edges, offset_max=offset_max)
     excl = plan_exclusion(exclusion, exclusion_mode, exclusion_distance, reach=binning.offset_max,
@@ -393,6 +398,8 @@ def make_model(data, *, kind: str = DEFAULTS.kind, fov_alignment: str = DEFAULTS
         "fov_extent": extent_record,
         "exclusion": exclusion_provenance(excl, n_runs_excluded),
         "event_filter": event_filter,
+        **({"site": [float(v) for v in site]} if site is not None else {}),
+        **({"exclude_targets": float(exclude_targets)} if exclude_targets is not None else {}),
         "run_cuts": {k: v for k, v in (("zenith_range", zenith_range), ("where", where),
                                        ("min_n_tels", min_n_tels), ("min_muoneff", min_muoneff),
                                        ("max_quality", max_quality)) if v is not None},

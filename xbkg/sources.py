@@ -175,10 +175,10 @@ def source_exclusions(store: xr.Dataset, *, reach: float, exclude_targets=None,
     """
     if exclude_targets is None and exclusion_catalog is None:
         return None
-    catalog = exclusion_catalog
-    if catalog is not None and not hasattr(catalog, "find"):
-        from .io.catalogs import read_source_catalog
+    from .io.catalogs import SourceCatalog, read_source_catalog
 
+    catalog = exclusion_catalog
+    if catalog is not None and not isinstance(catalog, SourceCatalog):
         catalog = read_source_catalog(catalog)
     parts = []
     if exclude_targets is not None:

@@ -23,7 +23,10 @@ What an update does not redo, by design (each would change what the old runs con
   rebuild with ``grouping=model`` gives the same model);
 * the zenith rule of the "safe"/"zenith" threshold policies is not refitted: new runs get
   the model's rule (a rebuild refitting it on all runs can move the old runs' thresholds);
-* ``n_obs_max`` is not applied to the new runs.
+* ``n_obs_max`` is not applied to the new runs;
+* target and catalog exclusions (``exclude_targets``, ``exclusion_catalog``) are not looked up
+  again: the new runs get the model's circles, so a new run on a target the model does not
+  know keeps its source (build a new model, or pass the target's circle to a rebuild).
 
 A smoothed model (attribute ``smoothing``) is smoothed again after the merge with the
 recorded method and options (:func:`xbkg.smoothing.smooth_model`).
@@ -144,6 +147,8 @@ def model_options(model: xr.Dataset) -> dict:
     opts.update(_exclusion_options(prov))
     if prov.get("event_filter"):
         opts["event_filter"] = prov["event_filter"]
+    if prov.get("site"):
+        opts["site"] = tuple(prov["site"])
     return opts
 
 

@@ -83,7 +83,8 @@ def _deg(col, where: str) -> np.ndarray:
         try:
             values = (values * u.Unit(unit)).to_value(u.deg)
         except (ValueError, u.UnitConversionError):
-            raise ValueError(f"{where}: column {col.name} has unit {unit!s}, not an angle") from None
+            raise ValueError(f"{where}: column {col.name} has unit {unit!s}, "
+                             "not an angle") from None
     return np.asarray(values, dtype=float)
 
 
