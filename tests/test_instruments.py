@@ -64,6 +64,15 @@ def test_styles_reproduce_their_quirks(stores):
     assert 1.99 < offset.max() <= 2.0
 
 
+def test_simulate_cli_style(tmp_path, capsys):
+    assert main(["simulate", str(tmp_path / "v"), "--style", "veritas", "--runs", "2",
+                 "--events", "300"]) == 0
+    assert "veritas-style store of 2 runs" in capsys.readouterr().out
+    assert json.loads((tmp_path / "v" / "truth.json").read_text())["offset_max"] == 2.0
+    with pytest.raises(ValueError, match="unknown style"):
+        simulate_store(tmp_path / "x", n_runs=1, events_per_run=10, style="fermi")
+
+
 def test_lst_pointing_from_altaz_or_pointing_hdu(stores):
     """Runs whose RA/Dec is in neither the obs index nor the EVENTS header get it from the
     POINTING HDU, or from the header's Alt/Az at mid time, site and time reference."""
