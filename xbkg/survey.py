@@ -123,8 +123,9 @@ def run_survey(info: dict, offset_max: float, edges=PEAK_EDGES) -> dict:
                             full["ra_pnt"], full["dec_pnt"])
     except (OSError, ValueError) as exc:
         where = describe_run(info.get("obs_id"), info["events_file"], info["events_hdu"])
+        message = str(exc) if isinstance(exc, RunDataError) else f"{where}: {exc}"
         return {"max_offset": float("nan"), "energy_hist": np.zeros(len(edges) - 1),
-                "error": f"{where}: {exc}"}
+                "error": message}
     energy = np.asarray(cols["ENERGY"], dtype=float)
     hist = np.histogram(energy[offset <= offset_max], bins=edges)[0].astype(float)
     return {"max_offset": robust_max_offset(offset),
