@@ -59,19 +59,22 @@ STRAY_GAP = 0.5
 
 
 def robust_max_offset(offset, gap: float = STRAY_GAP, max_fraction: float = 1e-3) -> float:
-    """Largest offset (deg), ignoring up to ``max(3, max_fraction x n)`` stray events that lie
-    more than ``gap`` beyond the rest (NaN without events).
+    """Largest offset (deg), ignoring up to ``k = max(3, max_fraction x n)`` stray events that
+    lie more than ``gap`` beyond the rest (NaN without events). Runs of fewer than ``10 (k + 1)``
+    events are too small to call any event a stray: their largest offset is returned.
 
+    >>> robust_max_offset(np.r_[np.linspace(0.0, 2.0, 100), 25.0, 30.0])
+    2.0
     >>> robust_max_offset([0.1, 1.5, 1.99, 30.0])
-    1.99
-    >>> robust_max_offset(np.linspace(0, 5, 101))
-    5.0
+    30.0
     """
     off = np.asarray(offset, dtype=float)
     off = off[np.isfinite(off)]
     if not off.size:
         return float("nan")
-    k = min(off.size, max(3, int(max_fraction * off.size)) + 1)
+    k = max(3, int(max_fraction * off.size)) + 1
+    if off.size < 10 * k:
+        return float(off.max())
     top = np.sort(np.partition(off, off.size - k)[off.size - k:])
     jumps = np.flatnonzero(np.diff(top) > gap)
     return float(top[jumps[0]] if jumps.size else top[-1])
