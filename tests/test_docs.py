@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-PAGES = ["index", "getting_started", "user_guide", "plots", "formats", "pitfalls", "cli", "api"]
+PAGES = ["index", "getting_started", "user_guide", "instruments", "plots", "formats", "pitfalls",
+         "cli", "api"]
 FIGURES = ["peek_2d.png", "peek_3d.png", "fov_maps.png", "rate_vs_energy.png",
            "zenith_dependence.png"]
 
@@ -79,6 +80,21 @@ def test_pitfalls_page_has_the_dr1_recipe(html):
     text = _text(html, "pitfalls")
     assert "REVERSE_LON_RADEC" in text and "respect_fov_alignment(obs)" in text
     assert "FOVALIGN" in text and "pickle" in text
+
+
+def test_instruments_page_has_every_instrument_and_style(html):
+    from xbkg.simulate import STYLES
+
+    text = _text(html, "instruments")
+    for section in ("H.E.S.S.", "MAGIC", "VERITAS", "LST-1", "CTA (1DC)",
+                    "Options from the other half of issue 20"):
+        assert section in text, section
+    assert "xbkg simulate OUTDIR --style STYLE" in text
+    for style in STYLES:
+        assert style in text, style
+    for flag in ("--fov-extent", "--energy-threshold safe", "--event-filter EXPR",
+                 "--exclude-targets RADIUS", "--exclusion-catalog FILE", "--index-dir DIR"):
+        assert flag in text, flag
 
 
 def test_escape_bars():

@@ -64,6 +64,15 @@ def test_styles_reproduce_their_quirks(stores):
     assert 1.99 < offset.max() <= 2.0
 
 
+def test_simulate_cli_style(tmp_path, capsys):
+    assert main(["simulate", str(tmp_path / "v"), "--style", "veritas", "--runs", "2",
+                 "--events", "300"]) == 0
+    assert "veritas-style store of 2 runs" in capsys.readouterr().out
+    assert json.loads((tmp_path / "v" / "truth.json").read_text())["offset_max"] == 2.0
+    with pytest.raises(ValueError, match="unknown style"):
+        simulate_store(tmp_path / "x", n_runs=1, events_per_run=10, style="fermi")
+
+
 def test_lst_pointing_from_altaz_or_pointing_hdu(stores):
     """Runs whose RA/Dec is in neither the obs index nor the EVENTS header get it from the
     POINTING HDU, or from the header's Alt/Az at mid time, site and time reference."""
@@ -245,6 +254,15 @@ def test_cli_prints_the_threshold_rule_and_extent(stores, tmp_path, capsys):
 # one set of defaults
 
 
+def test_new_modules_export_their_public_names():
+    from xbkg import defaults, pointing, survey
+
+    for module in (defaults, pointing, survey):
+        public = {n for n, f in vars(module).items() if inspect.isfunction(f)
+                  and f.__module__ == module.__name__ and not n.startswith("_")}
+        assert public <= set(module.__all__) and all(hasattr(module, n) for n in module.__all__)
+
+
 def test_cli_and_api_defaults_are_the_same():
     args = vars(build_parser().parse_args(["make-models", "IN", "OUT"]))
     signature = inspect.signature(xbkg.make_model).parameters
@@ -260,3 +278,21 @@ def test_cli_and_api_defaults_are_the_same():
     assert signature["on_error"].default == DEFAULTS.on_error  # CLI: --strict flips it
     binning = make_binning()
     assert binning.kind == DEFAULTS.kind and binning.fov_edges["detx"].size == 26
+
+
+def test_counts_peak_rule_on_dr1_is_close_to_safe_energy_lo(hess_dr1):
+    """On H.E.S.S. DR1 the rule fitted to the counts peaks (0.215 TeV / cos(z)^2.90) is 0.95,
+    0.91 and 0.84 times the one fitted to SAFE_ENERGY_LO (0.222 TeV / cos(z)^3.23) at 20, 35
+    and 50 deg: within 20 %."""
+    from xbkg.events import fill_from_headers, run_infos
+    from xbkg.survey import survey_runs
+    from xbkg.thresholds import fit_zenith_rule, zenith_rule_basis, zenith_threshold
+
+    store = fill_from_headers(xbkg.open_datastore(hess_dr1))
+    survey = survey_runs(run_infos(store), 2.5, scheduler="threads")
+    assert np.nanmin(survey["max_offset"]) > 5  # no FoV cut: the events reach far out
+    peak_rule = fit_zenith_rule(store["zenith"].values, survey["peak_energy"])
+    safe_rule = zenith_rule_basis(store)[:2]
+    z = np.array([20.0, 35.0, 50.0])
+    ratio = zenith_threshold(z, *peak_rule) / zenith_threshold(z, *safe_rule)
+    assert np.all(np.abs(ratio - 1) < 0.2), ratio

@@ -244,6 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="random seed: the same seed writes the same store (default: 0)")
     sim.add_argument("--zenith-range", metavar="LO:HI", default="0:60",
                      help="zenith range of the runs in deg (default: 0:60)")
+    sim.add_argument("--style", choices=("hess", "magic", "veritas", "lst", "cta"), default="hess",
+                     help="reproduce an instrument's store quirks: hess (every obs-index column), "
+                     "magic (obs index without ZEN_PNT/ONTIME/target), veritas (events stop at "
+                     "2.0 deg, NSBLEVEL), lst (pointing as ALT/AZ and a POINTING HDU), cta (1DC: "
+                     "non-physical site keywords, MC_ID, index files in index/all) (default: hess)")
     sim.add_argument("--gzip", action="store_true", help="write .fits.gz event files")
     sim.add_argument("--jobs", metavar="N", type=_at_least(1), default=1,
                      help="processes writing runs in parallel (default: 1)")
@@ -591,8 +596,8 @@ def cmd_simulate(args) -> int:
     _guard(args.outdir, None, args, ("truth.json", "hdu-index.fits.gz"))
     path = simulate_store(args.outdir, n_runs=args.runs, events_per_run=args.events, seed=args.seed,
                           zenith_range=(zr[0], zr[-1]), compress=args.gzip, n_jobs=args.jobs,
-                          overwrite=args.overwrite)
-    print(f"wrote a simulated store of {args.runs} runs to {path}")
+                          overwrite=args.overwrite, style=args.style)
+    print(f"wrote a simulated {args.style}-style store of {args.runs} runs to {path}")
     return 0
 
 

@@ -251,8 +251,9 @@ def fill_from_headers(store: xr.Dataset, keys=("ontime", "zenith", "ra_pnt", "de
     """Fill NaN values of run-level variables from the EVENTS headers (header-only reads).
 
     Only runs with a missing value and an events file are read. ``zenith`` comes from ZEN_PNT or
-    90 - ALT_PNT; a pointing RA/Dec missing from the header too comes from the run's POINTING HDU
-    or its Alt/Az (:mod:`xbkg.pointing`, LST-1 stores).
+    90 - ALT_PNT; a pointing with neither RA nor Dec in the header either comes from the run's
+    POINTING HDU or its Alt/Az (:mod:`xbkg.pointing`, LST-1 stores; only one of them missing is
+    a broken run).
     A header that cannot be read raises :class:`RunDataError` (``on_error="raise"``) or is
     logged and leaves the run's values missing (``on_error="skip"``: the run's own task then
     fails and reports the problem).
@@ -274,7 +275,7 @@ def fill_from_headers(store: xr.Dataset, keys=("ontime", "zenith", "ra_pnt", "de
             log.warning("cannot fill missing values from the EVENTS header: %s", message)
             continue
         full = complete_run_info(info, header)
-        if not (np.isfinite(full["ra_pnt"]) and np.isfinite(full["dec_pnt"])):
+        if not (np.isfinite(full["ra_pnt"]) or np.isfinite(full["dec_pnt"])):  # neither: LST-1
             full["ra_pnt"], full["dec_pnt"] = _pointing_radec(store, i, info, header)
         if not np.isfinite(full["zenith"]):
             full["zenith"] = _header_number(header, "ZEN_PNT")

@@ -311,7 +311,7 @@ def make_model(data, *, kind: str = DEFAULTS.kind, fov_alignment: str = DEFAULTS
     fov_extent : "auto", "none" or float (deg)
         Where the runs' events stop (:mod:`xbkg.survey`). "auto" (default): the obs-index
         column OFFSET_MAX, else, when ``compute_now``, the largest event offset of the runs
-        (one extra read of RA, DEC, ENERGY per run); a lazy build without OFFSET_MAX keeps the
+        (strays ignored; one extra read of RA, DEC, ENERGY per run); a lazy build without OFFSET_MAX keeps the
         declared binning. A number declares it. When the extent is inside the binning's offset
         cut, FoV bins wholly beyond it are dropped, ``offset_max`` is lowered to it and a
         warning says so; "none" keeps the declared binning. Each run's extent is kept as

@@ -8,7 +8,8 @@ gives them:
   cut would hold bins with exposure but no events, i.e. rates of zero (then floors) that look
   like measurements. A run's extent is the obs-index column ``OFFSET_MAX`` (deg; an xbkg
   convention, no public store has it yet) when present, else the largest offset of its events
-  from the pointing.
+  from the pointing, ignoring stray events: up to ``max(3, 0.1 %)`` of the events lying more
+  than 0.5 deg beyond all others (:func:`robust_max_offset`).
 * **Counts peak.** The energy at which a run's counts per log-energy interval peak (gammapy's
   ``SafeMaskMaker`` ``"bkg-peak"`` method, on the events): below it the instrument is losing
   efficiency. :mod:`xbkg.thresholds` fits its zenith rule to these peaks when a store has no
@@ -35,10 +36,10 @@ import numpy as np
 
 from .events import RunDataError, complete_run_info, describe_run
 from .histogram import Binning
-from .io.fitstable import read_columns
 
-__all__ = ["EXTENT_COLUMN", "EXTENT_TOLERANCE", "PEAK_EDGES", "MIN_PEAK_EVENTS", "run_survey",
-           "survey_runs", "obs_index_extents", "counts_peak", "cut_binning"]
+__all__ = ["EXTENT_COLUMN", "EXTENT_TOLERANCE", "PEAK_EDGES", "MIN_PEAK_EVENTS", "STRAY_GAP",
+           "robust_max_offset", "run_survey", "survey_runs", "obs_index_extents", "counts_peak",
+           "cut_binning"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,32 @@ EXTENT_TOLERANCE = 0.01
 PEAK_EDGES = np.logspace(-2, 3, 101)
 #: Runs with fewer events within the offset cut give no counts peak (NaN).
 MIN_PEAK_EVENTS = 200
+
+
+#: Events separated from all others by more than this (deg) at the outer edge are strays.
+STRAY_GAP = 0.5
+
+
+def robust_max_offset(offset, gap: float = STRAY_GAP, max_fraction: float = 1e-3) -> float:
+    """Largest offset (deg), ignoring up to ``k = max(3, max_fraction x n)`` stray events that
+    lie more than ``gap`` beyond the rest (NaN without events). Runs of fewer than ``10 (k + 1)``
+    events are too small to call any event a stray: their largest offset is returned.
+
+    >>> robust_max_offset(np.r_[np.linspace(0.0, 2.0, 100), 25.0, 30.0])
+    2.0
+    >>> robust_max_offset([0.1, 1.5, 1.99, 30.0])
+    30.0
+    """
+    off = np.asarray(offset, dtype=float)
+    off = off[np.isfinite(off)]
+    if not off.size:
+        return float("nan")
+    k = max(3, int(max_fraction * off.size)) + 1
+    if off.size < 10 * k:
+        return float(off.max())
+    top = np.sort(np.partition(off, off.size - k)[off.size - k:])
+    jumps = np.flatnonzero(np.diff(top) > gap)
+    return float(top[jumps[0]] if jumps.size else top[-1])
 
 
 def counts_peak(hist, edges=PEAK_EDGES, min_events: int = MIN_PEAK_EVENTS) -> float:
@@ -81,16 +108,17 @@ def counts_peak(hist, edges=PEAK_EDGES, min_events: int = MIN_PEAK_EVENTS) -> fl
 
 
 def run_survey(info: dict, offset_max: float, edges=PEAK_EDGES) -> dict:
-    """One run's ``max_offset`` (deg, largest event offset; NaN without events) and
+    """One run's ``max_offset`` (deg, :func:`robust_max_offset`; NaN without events) and
     ``energy_hist`` (counts within ``offset_max`` on the log-energy ``edges``).
 
     An unreadable run gives NaN and an empty histogram plus its ``error`` (the build reports it).
     """
+    from .events import read_run_events
     from .fov import offset_deg
 
     try:
-        cols, header, _ = read_columns(info["events_file"], info["events_hdu"],
-                                       ["RA", "DEC", "ENERGY"], header=True)
+        cols, header = read_run_events(info["events_file"], info["events_hdu"],
+                                       ("RA", "DEC", "ENERGY"), obs_id=info.get("obs_id"))
         full = complete_run_info(info, header)
         if not (np.isfinite(full["ra_pnt"]) and np.isfinite(full["dec_pnt"])):
             raise RunDataError("no pointing RA/Dec")
@@ -98,11 +126,12 @@ def run_survey(info: dict, offset_max: float, edges=PEAK_EDGES) -> dict:
                             full["ra_pnt"], full["dec_pnt"])
     except (OSError, ValueError) as exc:
         where = describe_run(info.get("obs_id"), info["events_file"], info["events_hdu"])
+        message = str(exc) if isinstance(exc, RunDataError) else f"{where}: {exc}"
         return {"max_offset": float("nan"), "energy_hist": np.zeros(len(edges) - 1),
-                "error": f"{where}: {exc}"}
-    energy = np.asarray(cols["ENERGY"], dtype=float)  # TeV for GADF; the peak is a guide only
+                "error": message}
+    energy = np.asarray(cols["ENERGY"], dtype=float)
     hist = np.histogram(energy[offset <= offset_max], bins=edges)[0].astype(float)
-    return {"max_offset": float(offset.max()) if offset.size else float("nan"),
+    return {"max_offset": robust_max_offset(offset),
             "energy_hist": hist, "error": None}
 
 
@@ -110,7 +139,9 @@ def survey_runs(runs: list[dict], offset_max: float, *, scheduler=None,
                 progress: bool = False) -> dict:
     """:func:`run_survey` of every run, computed now (one task per run on ``scheduler``).
 
-    Returns ``{"max_offset": (R,) deg, "peak_energy": (R,) TeV, "errors": [str | None]}``.
+    Returns ``{"max_offset": (R,) deg, "peak_energy": (R,) TeV, "errors": [str | None]}``;
+    offsets are rounded up to 0.001 deg (the largest event lies just inside a hard cut; a
+    store written in other units gives the same value).
     """
     from .parallel import compute
 
@@ -118,7 +149,8 @@ def survey_runs(runs: list[dict], offset_max: float, *, scheduler=None,
                                                  dask_key_name=f"survey-{info['obs_id']}")
              for info in runs]
     results = compute(*tasks, scheduler=scheduler, progress=progress) if tasks else ()
-    return {"max_offset": np.array([r["max_offset"] for r in results], dtype=float),
+    max_offset = np.array([r["max_offset"] for r in results], dtype=float)
+    return {"max_offset": np.ceil(np.round(max_offset * 1e3, 6)) / 1e3,
             "peak_energy": np.array([counts_peak(r["energy_hist"]) for r in results], dtype=float),
             "errors": [r["error"] for r in results]}
 
