@@ -498,7 +498,8 @@ def cmd_demo(args) -> int:
     print(f"simulated {args.runs} runs in {store}")
     line = ["make-models", str(store), str(out / "models"), "--selection", "all",
             "--zenith-edges", "0,30,45,60", "--no-progress", "--no-report"]
-    ns = build_parser().parse_args(line + (["--overwrite"] if args.overwrite else []))
+    line += ["--overwrite"] if args.overwrite else []
+    ns = build_parser().parse_args(line)
     ns.command_line = "xbkg " + shlex.join(line)
     cmd_make_models(ns)
     print(f"summary of {out / 'models' / 'model.nc'}:")

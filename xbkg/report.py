@@ -21,6 +21,7 @@ import numpy as np
 import xarray as xr
 
 from .binning import edges_of
+from .datastore import takes_store
 from .summary import build_options, model_label, output_files, rejected_runs, summary_html
 
 __all__ = ["write_report", "model_report", "report_html", "STYLE"]
@@ -241,6 +242,7 @@ def _versions() -> list[list[str]]:
     return rows
 
 
+@takes_store("store")
 def report_html(model: xr.Dataset, *, store=None, rejected: dict | None = None,
                 files=None, folder: Path | None = None, title: str | None = None) -> str:
     """The HTML page of a model (a string; see the module docstring for its sections).
@@ -262,9 +264,7 @@ def report_html(model: xr.Dataset, *, store=None, rejected: dict | None = None,
     """
     import matplotlib
 
-    from .datastore import as_datastore
-
-    obs = as_datastore(store) if store is not None else None
+    obs = store
     options = build_options(model)
     command = options.pop("command", None)
     sections = [f"<h1>{html.escape(title or 'xbkg background model')}</h1>",
@@ -308,6 +308,7 @@ def _write_text(path: Path, text: str) -> Path:
     return path
 
 
+@takes_store("store")
 def model_report(model: xr.Dataset, path="report.html", *, store=None) -> Path:
     """Write the HTML report of a model (``model.bkg.report(path)``); returns its path."""
     return _write_text(Path(path), report_html(model, store=store))
@@ -326,6 +327,7 @@ def _store_of(model: xr.Dataset):
         return None
 
 
+@takes_store("store")
 def write_report(outdir, *, output=None, store=None) -> Path:
     """Write ``report.html`` (or ``output``) for a make-models OUTDIR; returns its path.
 
