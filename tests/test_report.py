@@ -65,7 +65,7 @@ def test_make_models_writes_a_self_contained_report(built, capsys):
                     "Counts and exposure", "Runs", "Closure against the simulated truth",
                     "Command, options and versions", "Files"):
         assert f"<h2>{section}" in text, section
-    assert "hatched bins have exposure but no counts" in text
+    assert "crossed bins (x) have exposure but no counts" in text
     assert "xbkg make-models " in text and "--fov-edges -2:2:10" in text
     assert "numpy" in text and xbkg.__version__ in text
     # every run used is listed, and nothing is loaded from elsewhere
