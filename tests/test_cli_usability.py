@@ -141,6 +141,8 @@ WRONG = [
     (["make-models", "{store}", "{out}", "--n-obs-max", "0"], ["--n-obs-max", ">= 1"]),
     (["make-models", "{store}", "{out}", "--workers", "0"], ["--workers", ">= 1"]),
     (["make-models", "{store}", "{out}", "--kind", "4d"], ["--kind", "choose from", "'2d'"]),
+    (["make-models", "{store}", "{out}", "--scheduler", "nosuch"],
+     ["--scheduler", "threads, processes, synchronous", "tcp://host:8786"]),
     (["make-models", "{store}", "{out}", "--energy-threshold", "abc"],
      ["--energy-threshold", "'safe'", "a number (TeV)"]),
     (["make-models", "{store}", "{out}", "--run-list", "{tmp}/nope.txt"],
@@ -158,7 +160,7 @@ def _run(argv):
                           cwd=ROOT, timeout=300)
 
 
-@pytest.mark.slow  # 16 subprocesses, 4 at a time: about 20 s on one idle core
+@pytest.mark.slow  # 17 subprocesses, 4 at a time: about 20 s on one idle core
 def test_wrong_invocations_exit_2_with_a_message_that_says_what_works(store, outdir, tmp_path):
     values = {"store": str(store), "full": str(outdir), "out": str(tmp_path / "new"),
               "tmp": str(tmp_path)}

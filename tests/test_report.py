@@ -61,7 +61,7 @@ def test_make_models_writes_a_self_contained_report(built, capsys):
     store, out = built
     text = (out / "report.html").read_text(encoding="utf-8")
     model = xbkg.open_model(out / "model.nc")
-    for section in ("Rate over energy x offset", "FoV maps per energy band", "Zenith dependence",
+    for section in ("Rate over energy x offset", "FoV maps per energy band", "Zenith and condition dependence",
                     "Counts and exposure", "Runs", "Closure against the simulated truth",
                     "Command, options and versions", "Files"):
         assert f"<h2>{section}" in text, section
@@ -72,8 +72,8 @@ def test_make_models_writes_a_self_contained_report(built, capsys):
     for obs_id in model["obs_id"].values:
         assert f"<td>{int(obs_id)}</td>" in text
     assert not re.search(r"""(src|href)=["']?(https?:|//|file:)""", text)
-    # rate, one FoV figure per group, zenith, counts, closure
-    assert text.count('src="data:image/png;base64,') == 1 + model.sizes["zenith_group"] + 3
+    # rate, one FoV figure per group, zenith, rate vs energy, counts, closure
+    assert text.count('src="data:image/png;base64,') == 1 + model.sizes["zenith_group"] + 4
     # rerun from the folder alone
     (out / "report.html").unlink()
     assert main(["report", str(out)]) == 0
@@ -94,13 +94,19 @@ def test_report_statistics_count_the_empty_bins(built):
 
 
 def test_model_bkg_report_from_python(tmp_path):
-    store = simulate_store(tmp_path / "s", n_runs=3, events_per_run=1500, seed=1)
-    model = xbkg.make_model(store, kind="2d", scheduler="synchronous")
+    """A 2D model grouped by azimuth too: the report shows the groups' AZ_PNT bounds."""
+    store = simulate_store(tmp_path / "s", n_runs=4, events_per_run=1500, seed=1)
+    model = xbkg.make_model(store, kind="2d", scheduler="synchronous",
+                            grouping={"by": {"AZ_PNT": "-90,90,270"}})
     path = model.bkg.report(tmp_path / "r" / "model.html")
     text = path.read_text(encoding="utf-8")
     assert path == tmp_path / "r" / "model.html"
     assert "2D model (energy x offset)" in text and "FoV maps" not in text
-    assert text.count("data:image/png;base64,") == 3  # rate, zenith, counts
+    assert text.count("data:image/png;base64,") == 4  # rate, zenith, rate vs energy, counts
+    assert "<th>AZ_PNT</th><th>counts per hour</th>" in text
+    for g in model["zenith_group"].values:
+        lo, hi = model["AZ_PNT_bounds"].sel(zenith_group=g).values
+        assert f"<td>{lo:g} - {hi:g}</td>" in text
 
 
 @needs_chromium

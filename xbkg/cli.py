@@ -64,6 +64,16 @@ def _at_least(minimum: int):
     return parse
 
 
+def _scheduler(text: str) -> str:
+    """argparse type of --scheduler: a local dask scheduler name or an address (host:port)."""
+    from .parallel import LOCAL_SCHEDULERS
+
+    if text in LOCAL_SCHEDULERS or ":" in text:
+        return text
+    raise argparse.ArgumentTypeError(f"must be threads, processes, synchronous or a scheduler "
+                                     f"address such as tcp://host:8786, got {text!r}")
+
+
 _NEGATIVE_VALUE = re.compile(r"^-\.?\d")
 
 
@@ -140,7 +150,7 @@ def _add_binning(p: argparse.ArgumentParser) -> None:
 
 def _add_run(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("execution")
-    g.add_argument("--scheduler", default="threads",
+    g.add_argument("--scheduler", type=_scheduler, default="threads",
                    help="dask scheduler: threads, processes, synchronous, or a scheduler address "
                    "(default: threads)")
     g.add_argument("--workers", metavar="N", type=_at_least(1), default=None,

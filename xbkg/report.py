@@ -2,7 +2,7 @@
 
 What a person checks first, drawn with :mod:`xbkg.plotting` and embedded as base64 PNG (no
 network, no other file): the rate over energy x offset per group, FoV maps per energy band (3D),
-the zenith dependence, counts and exposure statistics, the runs used and rejected, closure
+the zenith and condition dependence (groups by other obs-table columns), counts and exposure statistics, the runs used and rejected, closure
 against the truth of a simulated store and any PNG figure of the folder, and the command and
 versions that made the model. In every map, grey bins have no exposure and crossed bins have
 exposure but no counts: their rate is the model's placeholder, not a measurement.
@@ -156,6 +156,27 @@ def _zenith_figure(model: xr.Dataset, obs) -> str:
     return _png(plot_zenith_dependence(model, energy=energy, obs=obs))
 
 
+def _conditions(model: xr.Dataset) -> str:
+    """Rate versus energy per group and, for groups by other obs-table columns (``group_by``),
+    their bounds with each group's counts per hour."""
+    from .plotting import plot_rate_vs_energy
+
+    ax = plot_rate_vs_energy(model, offset=min(0.5, float(model.attrs["offset_max"])))
+    ax.figure.set_size_inches(6.0, 3.8)
+    out = _png(ax.figure)
+    columns = [c for c in str(model.attrs.get("group_by", "")).split(",") if c]
+    if not columns or "counts" not in model or "group_ontime" not in model:
+        return out
+    rows = []
+    for gid in model["zenith_group"].values:
+        row = [int(gid)] + [" - ".join(f"{v:g}" for v in model[f"{c}_bounds"].sel(
+            zenith_group=gid).values) for c in ["zenith"] + columns]
+        hours = float(model["group_ontime"].sel(zenith_group=gid)) / 3600
+        counts = int(model["counts"].sel(zenith_group=gid).sum())
+        rows.append(row + [f"{counts / hours:.4g}" if hours > 0 else "-"])
+    return out + _table(["group", "zenith (deg)"] + columns + ["counts per hour"], rows)
+
+
 def _statistics(model: xr.Dataset) -> str:
     """Counts and exposure per group: bins with exposure, without counts, with few counts."""
     if "counts" not in model or "exposure" not in model:
@@ -294,7 +315,8 @@ def report_html(model: xr.Dataset, *, store=None, rejected: dict | None = None,
             sections.append("<h2>FoV maps per energy band</h2>")
             for gid in model["zenith_group"].values:
                 sections.append(_fov_figure(model, int(gid)))
-        sections += ["<h2>Zenith dependence</h2>", _zenith_figure(model, obs),
+        sections += ["<h2>Zenith and condition dependence</h2>", _zenith_figure(model, obs),
+                     _conditions(model),
                      "<h2>Counts and exposure</h2>", _statistics(model), _counts_figure(model),
                      "<h2>Runs</h2>", _runs_tables(model, rejected), _closure(model, obs),
                      _pngs_of(folder)]
