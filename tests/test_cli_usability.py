@@ -306,3 +306,18 @@ def test_readme_quickstart_demo_ends_with_the_report(tmp_path):
     report = tmp_path / "xbkg-demo" / "models" / "report.html"
     assert last.endswith(str(Path("xbkg-demo") / "models" / "report.html")), last
     assert report.stat().st_size > 50_000
+
+
+@pytest.mark.slow
+def test_readme_python_block_runs(hess_dr1, tmp_path, monkeypatch):
+    """The README's Python block, on the DR1 store (a 3D model of the off runs)."""
+    readme = (ROOT / "README.md").read_text()
+    code = readme.split("```python", 1)[1].split("```", 1)[0]
+    assert code.count('"path/to/store"') == 1
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(code.replace('"path/to/store"', repr(str(hess_dr1))), "README.md", "exec"),
+         namespace)
+    assert float(namespace["npred"]["npred"].sum()) > 0
+    assert (tmp_path / "report.html").stat().st_size > 50_000
+    assert type(namespace["bkg3d"]).__name__ == "Background3D"

@@ -19,7 +19,7 @@ import signal
 import sys
 from pathlib import Path
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "Parser", "cli_message", "join_negative_values"]
 
 log = logging.getLogger("xbkg")
 
