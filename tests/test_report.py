@@ -61,7 +61,8 @@ def test_make_models_writes_a_self_contained_report(built, capsys):
     store, out = built
     text = (out / "report.html").read_text(encoding="utf-8")
     model = xbkg.open_model(out / "model.nc")
-    for section in ("Rate over energy x offset", "FoV maps per energy band", "Zenith and condition dependence",
+    for section in ("Rate over energy x offset", "FoV maps per energy band",
+                    "Zenith and condition dependence",
                     "Counts and exposure", "Runs", "Closure against the simulated truth",
                     "Command, options and versions", "Files"):
         assert f"<h2>{section}" in text, section

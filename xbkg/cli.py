@@ -404,8 +404,8 @@ def _add_modelling(mm: argparse.ArgumentParser) -> None:
                    "cos(zenith) merged until each group has --zenith-min-time seconds and "
                    "--zenith-min-runs runs (BAccMod's method)")
     g.add_argument("--zenith-min-time", metavar="SECONDS", type=float, default=None,
-                   help="minimum observation time of an adaptive group in s (default: 3600; implies "
-                   "--adaptive)")
+                   help="minimum observation time of an adaptive group in s (default: 3600; "
+                   "implies --adaptive)")
     g.add_argument("--zenith-min-runs", metavar="N", type=_at_least(0), default=None,
                    help="minimum number of runs of an adaptive group (default: 0; implies "
                    "--adaptive)")
