@@ -262,7 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_no_report(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-report", action="store_true",
-                   help="do not write report.html (the HTML report of the models)")
+                   help="do not write report.html (the HTML report of the models; written only "
+                   "into a make-models OUTDIR)")
 
 
 def _version() -> str:
@@ -590,6 +591,7 @@ def _add_update_parser(sub) -> None:
         "replace an existing --output (writing over MODEL itself needs no flag)")
     up.add_argument("--no-image", action="store_true", help="do not write the 3D image files")
     up.add_argument("--strict", action="store_true", help="stop at the first unusable run")
+    _add_no_report(up)
 
 
 def cmd_update_model(args) -> int:
@@ -618,6 +620,8 @@ def cmd_update_model(args) -> int:
         write_netcdf(updated, out, overwrite=overwrite)
     print(f"added {updated.sizes['obs_id'] - model.sizes['obs_id']} run(s): the model now has "
           f"{updated.sizes['obs_id']} runs, written to {out}")
+    if folder and not args.no_report:
+        print(f"report: {_write_report(out, store)}")
     return 0
 
 
