@@ -42,8 +42,13 @@ API_TO_FLAG = {"energy edges": "--energy-edges", "offset edges": "--offset-edges
 
 
 def cli_message(message: str) -> str:
-    """An API error message with its leading argument name replaced by the command-line option
-    (``"offset_max must be > 0"`` -> ``"--offset-max must be > 0"``)."""
+    """An API error message with its leading argument name replaced by the command-line option.
+
+    >>> cli_message("offset_max must be > 0 deg, got -1.0")
+    '--offset-max must be > 0 deg, got -1.0'
+    >>> cli_message("run 3: no events")
+    'run 3: no events'
+    """
     for name, flag in API_TO_FLAG.items():
         if re.match(rf"{re.escape(name)}\b", message):
             return flag + message[len(name):]
@@ -80,7 +85,11 @@ _NEGATIVE_VALUE = re.compile(r"^-\.?\d")
 def join_negative_values(argv: list[str]) -> list[str]:
     """``['--fov-edges', '-2.5:2.5:25']`` -> ``['--fov-edges=-2.5:2.5:25']``: argparse reads a
     value starting with '-' as an option unless it is a plain number; no option starts with a
-    digit, so a long option followed by '-<digit>' takes it as its value."""
+    digit, so a long option followed by '-<digit>' takes it as its value.
+
+    >>> join_negative_values(["--fov-edges", "-2.5:2.5:25", "--kind", "3d", "-v"])
+    ['--fov-edges=-2.5:2.5:25', '--kind', '3d', '-v']
+    """
     out: list[str] = []
     for token in argv:
         previous = out[-1] if out else ""
