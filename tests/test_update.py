@@ -166,6 +166,7 @@ def test_cli_update_model(store_dir, tmp_path, capsys):
 
     assert len(Table.read(out / "bg_observation_table.fits.gz")) == N_RUNS
     assert len(Table.read(out / "bg_rejected_runs.ecsv")) == 0
+    assert f"<p>{N_RUNS} runs used.</p>" in (out / "report.html").read_text()  # rewritten too
     # refusals exit with status 2 and one line
     assert main(["update-model", str(out), str(store_dir), "--run-list",
                  str(tmp_path / "dup.txt")]) == 2

@@ -22,7 +22,7 @@ import sys
 import threading
 from pathlib import Path
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "Parser", "cli_message", "join_negative_values"]
 
 log = logging.getLogger("xbkg")
 
@@ -45,8 +45,13 @@ API_TO_FLAG = {"energy edges": "--energy-edges", "offset edges": "--offset-edges
 
 
 def cli_message(message: str) -> str:
-    """An API error message with its leading argument name replaced by the command-line option
-    (``"offset_max must be > 0"`` -> ``"--offset-max must be > 0"``)."""
+    """An API error message with its leading argument name replaced by the command-line option.
+
+    >>> cli_message("offset_max must be > 0 deg, got -1.0")
+    '--offset-max must be > 0 deg, got -1.0'
+    >>> cli_message("run 3: no events")
+    'run 3: no events'
+    """
     for name, flag in API_TO_FLAG.items():
         if re.match(rf"{re.escape(name)}\b", message):
             return flag + message[len(name):]
@@ -67,13 +72,27 @@ def _at_least(minimum: int):
     return parse
 
 
+def _scheduler(text: str) -> str:
+    """argparse type of --scheduler: a local dask scheduler name or an address (host:port)."""
+    from .parallel import LOCAL_SCHEDULERS
+
+    if text in LOCAL_SCHEDULERS or ":" in text:
+        return text
+    raise argparse.ArgumentTypeError(f"must be threads, processes, synchronous or a scheduler "
+                                     f"address such as tcp://host:8786, got {text!r}")
+
+
 _NEGATIVE_VALUE = re.compile(r"^-\.?\d")
 
 
 def join_negative_values(argv: list[str]) -> list[str]:
     """``['--fov-edges', '-2.5:2.5:25']`` -> ``['--fov-edges=-2.5:2.5:25']``: argparse reads a
     value starting with '-' as an option unless it is a plain number; no option starts with a
-    digit, so a long option followed by '-<digit>' takes it as its value."""
+    digit, so a long option followed by '-<digit>' takes it as its value.
+
+    >>> join_negative_values(["--fov-edges", "-2.5:2.5:25", "--kind", "3d", "-v"])
+    ['--fov-edges=-2.5:2.5:25', '--kind', '3d', '-v']
+    """
     out: list[str] = []
     for token in argv:
         previous = out[-1] if out else ""
@@ -149,7 +168,7 @@ def _add_binning(p: argparse.ArgumentParser) -> None:
 
 def _add_run(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("execution")
-    g.add_argument("--scheduler", default="threads",
+    g.add_argument("--scheduler", type=_scheduler, default="threads",
                    help="dask scheduler: threads, processes, synchronous, or a scheduler address "
                    "(default: threads)")
     g.add_argument("--workers", metavar="N", type=_at_least(1), default=None,
@@ -275,7 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_no_report(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-report", action="store_true",
-                   help="do not write report.html (the HTML report of the models)")
+                   help="do not write report.html (the HTML report of the models; written only "
+                   "into a make-models OUTDIR)")
 
 
 def _version() -> str:
@@ -476,8 +496,8 @@ def _add_modelling(mm: argparse.ArgumentParser) -> None:
                    "cos(zenith) merged until each group has --zenith-min-time seconds and "
                    "--zenith-min-runs runs (BAccMod's method)")
     g.add_argument("--zenith-min-time", metavar="SECONDS", type=float, default=None,
-                   help="minimum observation time of an adaptive group in s (default: 3600; implies "
-                   "--adaptive)")
+                   help="minimum observation time of an adaptive group in s (default: 3600; "
+                   "implies --adaptive)")
     g.add_argument("--zenith-min-runs", metavar="N", type=_at_least(0), default=None,
                    help="minimum number of runs of an adaptive group (default: 0; implies "
                    "--adaptive)")
@@ -611,7 +631,8 @@ def cmd_demo(args) -> int:
     print(f"simulated {args.runs} runs in {store}")
     line = ["make-models", str(store), str(out / "models"), "--selection", "all",
             "--zenith-edges", "0,30,45,60", "--no-progress", "--no-report"]
-    ns = build_parser().parse_args(line + (["--overwrite"] if args.overwrite else []))
+    line += ["--overwrite"] if args.overwrite else []
+    ns = build_parser().parse_args(line)
     ns.command_line = "xbkg " + shlex.join(line)
     cmd_make_models(ns)
     print(f"summary of {out / 'models' / 'model.nc'}:")
@@ -692,6 +713,7 @@ def _add_update_parser(sub) -> None:
         "replace an existing --output (writing over MODEL itself needs no flag)")
     up.add_argument("--no-image", action="store_true", help="do not write the 3D image files")
     up.add_argument("--strict", action="store_true", help="stop at the first unusable run")
+    _add_no_report(up)
 
 
 def cmd_update_model(args) -> int:
@@ -725,6 +747,8 @@ def cmd_update_model(args) -> int:
         write_netcdf(updated, out, overwrite=overwrite)
     print(f"added {updated.sizes['obs_id'] - model.sizes['obs_id']} run(s): the model now has "
           f"{updated.sizes['obs_id']} runs, written to {out}")
+    if folder and not args.no_report:
+        print(f"report: {_write_report(out, store)}")
     return 0
 
 

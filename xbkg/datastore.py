@@ -92,7 +92,8 @@ def open_datastore(path, *, obs_index: str | Path | None = None,
     """
     base = Path(path).expanduser()
     if not base.is_dir():
-        raise DataStoreError(f"{base}: not a directory")
+        raise DataStoreError(f"{base}: not a directory (expected a GADF DL3 store folder with "
+                             "obs-index and hdu-index files)")
     if obs_index is None or hdu_index is None:
         base = find_index_dir(base, index_dir)
     obs = read_index_table(obs_index or find_index_file(base, "obs"))

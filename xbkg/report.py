@@ -2,9 +2,9 @@
 
 What a person checks first, drawn with :mod:`xbkg.plotting` and embedded as base64 PNG (no
 network, no other file): the rate over energy x offset per group, FoV maps per energy band (3D),
-the zenith dependence, counts and exposure statistics, the runs used and rejected, closure
+the zenith and condition dependence (groups by other obs-table columns), counts and exposure statistics, the runs used and rejected, closure
 against the truth of a simulated store and any PNG figure of the folder, and the command and
-versions that made the model. In every map, grey bins have no exposure and hatched bins have
+versions that made the model. In every map, grey bins have no exposure and crossed bins have
 exposure but no counts: their rate is the model's placeholder, not a measurement.
 """
 
@@ -21,6 +21,7 @@ import numpy as np
 import xarray as xr
 
 from .binning import edges_of
+from .datastore import takes_store
 from .summary import build_options, model_label, output_files, rejected_runs, summary_html
 
 __all__ = ["write_report", "model_report", "report_html", "STYLE"]
@@ -32,7 +33,7 @@ STYLE = ("body{font-family:sans-serif;max-width:1150px;margin:1em auto;padding:0
          "margin:.5em 0}h2{border-bottom:1px solid #ccc;margin-top:1.5em}.note{color:#555}"
          "code{background:#f4f4f4;padding:1px 3px;word-break:break-all}")
 NO_DATA_NOTE = ("Grey bins have no exposure (outside the offset cut, or below the energy threshold "
-                "of every run); hatched bins have exposure but no counts, so their rate is the "
+                "of every run); crossed bins (x) have exposure but no counts, so their rate is the "
                 "model's placeholder floor, not a measurement.")
 _MAX_FOV_PANELS = 8  # energy bands per group in the FoV maps
 _DPI = 72
@@ -56,18 +57,16 @@ def _table(header, rows) -> str:
     return f"<table><tr>{cells}</tr>{body}</table>"
 
 
-def _mark_bins(ax, x_edges, y_edges, empty) -> None:
-    """Grey axes background (shows through bins left blank) and hatching over ``empty`` bins,
+def _mark_bins(ax, x_edges, y_edges, empty, *, log_x: bool = False) -> None:
+    """Grey axes background (shows through bins left blank) and a cross on each ``empty`` bin,
     shape ``(len(y_edges) - 1, len(x_edges) - 1)``."""
-    from matplotlib.collections import PatchCollection
-    from matplotlib.patches import Rectangle
-
     ax.set_facecolor("0.85")
-    rects = [Rectangle((x_edges[i], y_edges[j]), x_edges[i + 1] - x_edges[i],
-                       y_edges[j + 1] - y_edges[j]) for j, i in zip(*np.nonzero(empty))]
-    if rects:
-        ax.add_collection(PatchCollection(rects, facecolor="none", edgecolor="0.3", hatch="////",
-                                          linewidth=0))
+    x_edges, y_edges = np.asarray(x_edges), np.asarray(y_edges)
+    xc = np.sqrt(x_edges[1:] * x_edges[:-1]) if log_x else 0.5 * (x_edges[1:] + x_edges[:-1])
+    yc = 0.5 * (y_edges[1:] + y_edges[:-1])
+    j, i = np.nonzero(empty)
+    if j.size:
+        ax.scatter(xc[i], yc[j], marker="x", s=9, c="0.25", linewidths=0.6)
 
 
 def _group_values(model: xr.Dataset, var: str, gid: int) -> np.ndarray:
@@ -95,12 +94,29 @@ def _rate_figure(model: xr.Dataset) -> str:
         ax.remove()
     for ax, gid in zip(axes, ids):
         plot_rate_energy_offset(model, gid, ax=ax)
-        if model.attrs["kind"] == "2d":
-            _mark_bins(ax, edges_of(model, "energy"), edges_of(model, "offset"),
-                       _empty(model, gid).T)
-        else:
-            ax.set_facecolor("0.85")
+        _mark_bins(ax, edges_of(model, "energy"), *_empty_rings(model, gid), log_x=True)
     return _png(fig)
+
+
+def _empty_rings(model: xr.Dataset, gid: int):
+    """Offset edges of :func:`xbkg.plotting.plot_rate_energy_offset` and its empty bins, shape
+    ``(offset, energy)``: exposure and no counts (3D: summed over the FoV bins whose centres
+    fall in each ring)."""
+    empty = _empty(model, gid)
+    if model.attrs["kind"] == "2d":
+        return edges_of(model, "offset"), empty.T
+    n = max(model.sizes["detx"] // 2, 1)
+    rings = np.linspace(0.0, float(model.attrs["offset_max"]), n + 1)
+    if "counts" not in model or "exposure" not in model:
+        return rings, np.zeros((n, model.sizes["energy"]), dtype=bool)
+    offset = np.hypot(*np.meshgrid(model["detx"].values, model["dety"].values))  # (Y, X)
+    ring = np.digitize(offset, rings) - 1
+    counts, exposure = (_group_values(model, v, gid) for v in ("counts", "exposure"))
+    out = np.zeros((n, model.sizes["energy"]), dtype=bool)
+    for k in range(n):
+        inside = ring == k
+        out[k] = (exposure[:, inside].sum(axis=1) > 0) & (counts[:, inside].sum(axis=1) == 0)
+    return rings, out
 
 
 def _fov_bands(model: xr.Dataset, gid: int) -> list[int]:
@@ -140,6 +156,27 @@ def _zenith_figure(model: xr.Dataset, obs) -> str:
     return _png(plot_zenith_dependence(model, energy=energy, obs=obs))
 
 
+def _conditions(model: xr.Dataset) -> str:
+    """Rate versus energy per group and, for groups by other obs-table columns (``group_by``),
+    their bounds with each group's counts per hour."""
+    from .plotting import plot_rate_vs_energy
+
+    ax = plot_rate_vs_energy(model, offset=min(0.5, float(model.attrs["offset_max"])))
+    ax.figure.set_size_inches(6.0, 3.8)
+    out = _png(ax.figure)
+    columns = [c for c in str(model.attrs.get("group_by", "")).split(",") if c]
+    if not columns or "counts" not in model or "group_ontime" not in model:
+        return out
+    rows = []
+    for gid in model["zenith_group"].values:
+        row = [int(gid)] + [" - ".join(f"{v:g}" for v in model[f"{c}_bounds"].sel(
+            zenith_group=gid).values) for c in ["zenith"] + columns]
+        hours = float(model["group_ontime"].sel(zenith_group=gid)) / 3600
+        counts = int(model["counts"].sel(zenith_group=gid).sum())
+        rows.append(row + [f"{counts / hours:.4g}" if hours > 0 else "-"])
+    return out + _table(["group", "zenith (deg)"] + columns + ["counts per hour"], rows)
+
+
 def _statistics(model: xr.Dataset) -> str:
     """Counts and exposure per group: bins with exposure, without counts, with few counts."""
     if "counts" not in model or "exposure" not in model:
@@ -156,7 +193,7 @@ def _statistics(model: xr.Dataset) -> str:
                      int((exposed & (n > 0) & (n < 10)).sum()),
                      f"{np.median(n[exposed]):.3g}" if exposed.any() else "-"])
     header = ["group", "runs", "time (h)", "counts", "bins", "bins with exposure",
-              "... without counts (hatched)", "... with 1-9 counts", "median counts per bin"]
+              "... without counts (x)", "... with 1-9 counts", "median counts per bin"]
     return _table(header, rows)
 
 
@@ -241,6 +278,7 @@ def _versions() -> list[list[str]]:
     return rows
 
 
+@takes_store("store")
 def report_html(model: xr.Dataset, *, store=None, rejected: dict | None = None,
                 files=None, folder: Path | None = None, title: str | None = None) -> str:
     """The HTML page of a model (a string; see the module docstring for its sections).
@@ -262,9 +300,7 @@ def report_html(model: xr.Dataset, *, store=None, rejected: dict | None = None,
     """
     import matplotlib
 
-    from .datastore import as_datastore
-
-    obs = as_datastore(store) if store is not None else None
+    obs = store
     options = build_options(model)
     command = options.pop("command", None)
     sections = [f"<h1>{html.escape(title or 'xbkg background model')}</h1>",
@@ -273,12 +309,14 @@ def report_html(model: xr.Dataset, *, store=None, rejected: dict | None = None,
     with matplotlib.rc_context({"figure.max_open_warning": 0}):
         sections += ["<h2>Rate over energy x offset, per group</h2>",
                      '<p class="note">3D models: the rate averaged over rings of offset '
-                     '(gammapy\'s interpolation).</p>', _rate_figure(model)]
+                     '(gammapy\'s interpolation); a ring is crossed when its FoV bins hold no '
+                     'counts.</p>', _rate_figure(model)]
         if model.attrs["kind"] == "3d":
             sections.append("<h2>FoV maps per energy band</h2>")
             for gid in model["zenith_group"].values:
                 sections.append(_fov_figure(model, int(gid)))
-        sections += ["<h2>Zenith dependence</h2>", _zenith_figure(model, obs),
+        sections += ["<h2>Zenith and condition dependence</h2>", _zenith_figure(model, obs),
+                     _conditions(model),
                      "<h2>Counts and exposure</h2>", _statistics(model), _counts_figure(model),
                      "<h2>Runs</h2>", _runs_tables(model, rejected), _closure(model, obs),
                      _pngs_of(folder)]
@@ -308,6 +346,7 @@ def _write_text(path: Path, text: str) -> Path:
     return path
 
 
+@takes_store("store")
 def model_report(model: xr.Dataset, path="report.html", *, store=None) -> Path:
     """Write the HTML report of a model (``model.bkg.report(path)``); returns its path."""
     return _write_text(Path(path), report_html(model, store=store))
@@ -326,6 +365,7 @@ def _store_of(model: xr.Dataset):
         return None
 
 
+@takes_store("store")
 def write_report(outdir, *, output=None, store=None) -> Path:
     """Write ``report.html`` (or ``output``) for a make-models OUTDIR; returns its path.
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..datastore import takes_store
+
 __all__ = ["make_bkg_index_table", "make_total_index_table", "HDU_INDEX_META"]
 
 HDU_INDEX_META = {
@@ -53,6 +55,7 @@ def make_bkg_index_table(obs_ids, file_names, *, kind: str, file_dir: str = ".",
     return table
 
 
+@takes_store("store_dir", directory=True)
 def make_total_index_table(store_hdu_index, bkg_table, *, store_dir, out_dir):
     """The store's HDU index without its bkg rows, plus ``bkg_table``, usable from ``out_dir``.
 
