@@ -97,16 +97,10 @@ def test_lst_pointing_from_altaz_or_pointing_hdu(stores):
 # ---------------------------------------------------------------------------------------------
 # round trip through make-models and gammapy, per style
 
-MISSING = {
-    "magic": "bkg rows for runs whose obs index lacks ZEN_PNT (the MAGIC half of issue 20)",
-    "cta": "index files in a subfolder (--index-dir or detection, the CTA half of issue 20)",
-}
 
 
 @pytest.mark.gammapy
-@pytest.mark.parametrize("style", [
-    pytest.param(s, marks=pytest.mark.xfail(strict=True, reason=MISSING[s])) if s in MISSING
-    else s for s in STYLES])
+@pytest.mark.parametrize("style", STYLES)
 def test_style_round_trips_through_make_models_and_gammapy(style, stores, tmp_path):
     out = tmp_path / "models"
     args = ["make-models", str(stores[style]), str(out), "--selection", "all", "--no-progress",

@@ -923,6 +923,8 @@ def _scalar_layout(header: dict, where: str):
 def _strings(raw: np.ndarray) -> np.ndarray:
     """Fixed-width byte strings (ASCII or UTF-8) -> str array without leading or trailing
     blanks; ValueError naming the first row that is not text."""
+    if raw.dtype.kind == "U":
+        return np.char.strip(raw).astype(object).astype(str)
     try:
         text = np.char.decode(raw, "utf-8")
     except UnicodeDecodeError:
