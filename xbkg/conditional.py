@@ -422,7 +422,8 @@ def run_terms(model: xr.Dataset, store: xr.Dataset) -> np.ndarray:
     """Raw condition terms ``(runs, K)`` of the runs of an observation Dataset."""
     from .conditions import condition_matrix
 
-    x, names = condition_matrix(store, _info(model)["conditions"])
+    x, names = condition_matrix(store, _info(model)["conditions"],
+                                outer_offset=float(model.attrs["offset_max"]))
     if names != list(model["cond_term"].values):
         raise ValueError(f"terms {names} differ from the model's {list(model['cond_term'].values)}")
     return x

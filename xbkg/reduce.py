@@ -86,6 +86,7 @@ def run_cubes(info: dict, binning: Binning, solid_angle: np.ndarray, on_error: s
         columns, header, gti = read_run(info)
         full = complete_run_info(info, header)
         validate_run_events(columns, header, full, gti=gti)
+        n_outer = _outer_events(columns, full)
         # exclusion regions: events inside dropped, FoV exposure fraction (1.0 without regions)
         columns, fov_fraction = apply_exclusion(columns, full, binning, gti=gti)
         counts = run_counts(columns, full, binning)
@@ -104,7 +105,18 @@ def run_cubes(info: dict, binning: Binning, solid_angle: np.ndarray, on_error: s
                 f"run {info['obs_id']} ({info['events_file']}): {exc}"}
     counts *= mask.astype(np.int64).reshape((-1,) + (1,) * (counts.ndim - 1))
     exposure = time * TIME_QUANTUM * exposure_scale(binning.energy_edges, solid_angle)
-    return {"counts": counts, "time": time, "exposure": exposure, "error": None}
+    return {"counts": counts, "time": time, "exposure": exposure, "error": None,
+            "n_outer": n_outer}
+
+
+def _outer_events(columns: dict, info: dict) -> int:
+    """Events farther than ``info["outer_offset"]`` (deg) from the pointing (-1: not asked)."""
+    if "outer_offset" not in info:
+        return -1
+    from .fov import offset_deg
+
+    offset = offset_deg(columns["RA"], columns["DEC"], info["ra_pnt"], info["dec_pnt"])
+    return int(np.count_nonzero(offset > info["outer_offset"]))
 
 
 def run_fit_statistics(part: dict, fit_bins: np.ndarray, scale: np.ndarray) -> dict:
@@ -113,14 +125,15 @@ def run_fit_statistics(part: dict, fit_bins: np.ndarray, scale: np.ndarray) -> d
     ``part`` is a :func:`run_cubes` result, ``fit_bins`` an int label per FoV bin (``-1``: in
     no fit bin), ``scale`` the :func:`exposure_scale` of the binning. Returns ``{"counts":
     int64 (E, B), "exposure": float64 (E, B)}`` (s MeV sr), the per-run sufficient statistics
-    of :mod:`xbkg.conditional`, B = ``fit_bins.max() + 1``.
+    of :mod:`xbkg.conditional`, B = ``fit_bins.max() + 1``, and ``n_outer``: the run's events
+    beyond ``outer_offset`` (for the ``outer_rate`` condition; -1 when not asked).
     """
     labels = np.asarray(fit_bins).ravel()
     onehot = (labels[:, None] == np.arange(int(labels.max()) + 1)[None]).astype(np.int64)
     n_e = part["counts"].shape[0]
     counts = part["counts"].reshape(n_e, -1) @ onehot
     exposure = (part["time"] * TIME_QUANTUM * scale).reshape(n_e, -1) @ onehot
-    return {"counts": counts, "exposure": exposure}
+    return {"counts": counts, "exposure": exposure, "n_outer": part.get("n_outer", -1)}
 
 
 _ALTAZ_KEYS = ("ra_pnt", "dec_pnt", "geolon", "geolat", "altitude", "mjdrefi", "mjdreff",
@@ -239,14 +252,16 @@ def _altaz_params_list(infos: list) -> list:
 
 
 def _run_stats(totals: list, n_runs: int, n_energy: int, fit_bins: np.ndarray):
-    """Per-run fit statistics ``(counts, exposure)``, each ``(runs, E, B)``; failed runs 0."""
+    """Per-run fit statistics ``(counts, exposure, n_outer)``: ``(runs, E, B)`` twice and
+    ``(runs,)``; failed runs 0 (``n_outer`` -1)."""
     n_bins = int(np.max(fit_bins)) + 1
     counts = np.zeros((n_runs, n_energy, n_bins), np.int64)
     exposure = np.zeros((n_runs, n_energy, n_bins))
+    n_outer = np.full(n_runs, -1, np.int64)
     for total in totals:
         for i, st in total["runstats"].items():
-            counts[i], exposure[i] = st["counts"], st["exposure"]
-    return counts, exposure
+            counts[i], exposure[i], n_outer[i] = st["counts"], st["exposure"], st["n_outer"]
+    return counts, exposure, n_outer
 
 
 def _run_batch(infos: list, indices: list, binning: Binning, solid_angle: np.ndarray,
@@ -318,7 +333,7 @@ def group_cubes(runs: list[dict], groups: np.ndarray, n_groups: int, binning: Bi
     counts : dask array, int64, shape ``(n_groups,) + binning.shape``
     exposure : dask array, float64, same shape (s MeV sr)
     errors : dask Delayed of a list, one entry per run (None or the error message)
-    run_stats : dask Delayed of ``(counts, exposure)``, each ``(runs, E, B)``
+    run_stats : dask Delayed of ``(counts, exposure, n_outer)``: ``(runs, E, B)`` twice, ``(runs,)``
         Only with ``fit_bins`` (an int label per FoV bin, -1 for none): every run's counts and
         exposure in the coarse fit bins (:func:`run_fit_statistics`), gathered by the same
         leaf tasks in the same pass over the events (a few numbers per run travel with the
@@ -346,7 +361,7 @@ def group_cubes(runs: list[dict], groups: np.ndarray, n_groups: int, binning: Bi
                                # per-run options that change a run's cubes: their own keys
                                [r.get("e_threshold") for r in runs],
                                [(i, r["exclusion"]) for i, r in enumerate(runs) if "exclusion" in r],
-                               fit_bins)
+                               fit_bins, [r.get("outer_offset") for r in runs])
     binning_key, solid_key = f"xbkg-binning-{token}", f"xbkg-solid-angle-{token}"
     # the binning and solid angles are one graph node each, shared by every leaf task
     dsk = {binning_key: binning, solid_key: solid_angle}
