@@ -202,3 +202,38 @@ def test_cli_make_info_apply(store, tmp_path, capsys):
     assert main(["make-models", str(store), str(tmp_path / "bad"), "--conditions", "NOPE"]) == 2
     err = capsys.readouterr().err
     assert "condition 'NOPE'" in err and "Traceback" not in err
+
+
+def test_update_refits_on_stored_statistics(store, model, tmp_path):
+    """Adding runs to a conditional model refits on old and new runs' statistics: the same
+    fit as a build from all runs at once."""
+    from xbkg.update import UpdateError, update_model
+
+    first = make_model(store, kind="2d", energy_threshold="safe", conditions=CONDITIONS,
+                       offset_max=OFFSET_MAX, scheduler="sync", obs_ids=list(range(1, 61)))
+    updated = update_model(first, store, list(range(61, 101)), scheduler="sync")
+    assert updated.sizes["obs_id"] == 100
+    np.testing.assert_array_equal(updated["obs_fit_counts"].values, model["obs_fit_counts"].values)
+    np.testing.assert_allclose(updated["cond_coef"].values, model["cond_coef"].values,
+                               rtol=1e-6, atol=1e-9)
+    with pytest.raises(UpdateError, match="differ from the model"):
+        update_model(first, store, [70], conditions="zenith", scheduler="sync")
+    plain = make_model(store, kind="2d", energy_threshold="safe", offset_max=OFFSET_MAX,
+                       scheduler="sync", obs_ids=list(range(1, 11)))
+    with pytest.raises(UpdateError, match="rebuild"):
+        update_model(plain, store, [70], conditions="zenith", scheduler="sync")
+
+
+def test_partial_residuals_and_plot(model):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from xbkg.conditional import partial_residuals, plot_conditions
+
+    parts = partial_residuals(model)
+    value, resid, effect = parts["MUONEFF"]
+    # the fitted effect of ln MUONEFF has the simulated slope (about 1.5) across runs
+    slope = np.polyfit(value, resid, 1)[0]
+    assert abs(slope - TRUTH["MUONEFF"]) < 0.3
+    fig = plot_conditions(model)
+    assert len(fig.axes) == len(parts) == 5

@@ -421,6 +421,9 @@ def _add_update_parser(sub) -> None:
     g.add_argument("--offset-max", type=float, default=None)
     _add_run(up)
     up.add_argument("--no-image", action="store_true", help="do not write the 3D image files")
+    up.add_argument("--conditions", metavar="NAMES", default=None,
+                    help="check that a conditional model has these conditions (it is refitted "
+                    "on the old runs' stored statistics and the new runs' either way)")
     up.add_argument("--strict", action="store_true", help="stop at the first unusable run")
 
 
@@ -436,6 +439,7 @@ def cmd_update_model(args) -> int:
     obs_ids = _read_run_list(args.run_list) if args.run_list else None
     updated = update_model(model, store, obs_ids, scheduler=args.scheduler,
                            progress=_progress(args), on_error="raise" if args.strict else "skip",
+                           conditions=args.conditions,
                            **{k: getattr(args, k) for k in _UPDATE_CHECKS})
     out = Path(args.output) if args.output else path
     overwrite = args.overwrite or out.resolve() == path.resolve()

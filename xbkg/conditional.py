@@ -65,8 +65,9 @@ from .model import fov_dims
 
 __all__ = ["RING_WIDTH", "SMOOTHNESS_GRID", "RANGE_MARGIN", "ConditionRangeWarning",
            "ring_edges", "fit_bin_labels", "standardise", "profile_objective", "fit_coefficients",
-           "predict_counts", "cross_validate", "fit_conditional", "attach_conditional",
-           "is_conditional", "run_terms", "model_for_run", "models_for_runs", "describe"]
+           "predict_counts", "norm_scatter", "cross_validate", "fit_conditional", "attach_conditional",
+           "is_conditional", "strip_conditional", "merge_conditional", "run_terms", "model_for_run", "models_for_runs", "partial_residuals",
+           "plot_conditions", "describe"]
 
 log = logging.getLogger(__name__)
 
@@ -414,6 +415,40 @@ def attach_conditional(model: xr.Dataset, run_stats, x_raw: np.ndarray, terms: l
     return out
 
 
+#: Variables and coordinates a conditional fit adds to a model (:func:`attach_conditional`).
+_COND_VARS = ("cond_coef", "cond_coef_error", "cond_cov", "cond_cov_poisson", "cond_center",
+              "cond_scale", "cond_min", "cond_max", "cond_reference_factor", "cond_fit_bin",
+              "obs_cond_terms", "obs_fit_counts", "obs_fit_exposure", "obs_cond_norm",
+              "obs_cond_norm_cv")
+
+
+def strip_conditional(model: xr.Dataset) -> xr.Dataset:
+    """``model`` without its conditional fit (variables, coordinates and attribute)."""
+    out = model.drop_vars([v for v in _COND_VARS if v in model])
+    out = out.drop_vars([c for c in ("cond_term", "fit_bin_bounds") if c in out.coords])
+    out.attrs = {k: v for k, v in model.attrs.items() if k != "conditional"}
+    return out
+
+
+def merge_conditional(old: xr.Dataset, new: xr.Dataset, merged: xr.Dataset) -> xr.Dataset:
+    """Refit the conditional terms of ``merged`` (the plain merge of ``old`` and ``new``, runs
+    sorted by OBS_ID) on the per-run statistics both models carry: no event is read again."""
+    info = _info(old)
+    if _info(new)["terms"] != info["terms"]:
+        raise ValueError(f"the new runs' conditional terms {_info(new)['terms']} differ from "
+                         f"the model's {info['terms']}")
+    order = np.argsort(np.concatenate([old.obs_id.values, new.obs_id.values]), kind="stable")
+
+    def cat(name):
+        return np.concatenate([old[name].values, new[name].values])[order]
+
+    rings = old["fit_bin_bounds"].values
+    return attach_conditional(merged, (cat("obs_fit_counts"), cat("obs_fit_exposure")),
+                              cat("obs_cond_terms"), info["terms"], info["conditions"],
+                              old["cond_fit_bin"].values,
+                              np.append(rings[:, 0], rings[-1, 1]), smoothness="cv")
+
+
 def _info(model) -> dict:
     return json.loads(model.attrs["conditional"])
 
@@ -538,6 +573,44 @@ def models_for_runs(model: xr.Dataset, store: xr.Dataset, *, warn: bool = True):
     for i, obs_id in enumerate(store.obs_id.values):
         yield int(obs_id), model_for_run(model, x[i], zenith=zenith[i], group=int(groups[i]),
                                          obs_id=int(obs_id), warn=warn)
+
+
+def partial_residuals(model: xr.Dataset) -> dict:
+    """Per term: the runs' raw values, their partial residuals and the fitted effect.
+
+    The effect of term ``k`` on a run is its counts-weighted mean over energies of
+    ``beta[e, k] * x_k`` (standardised); the partial residual is that effect plus the run's
+    in-sample ``ln(counts / fitted)``. Returns ``{term: (values, residuals, effect)}``.
+    """
+    w = model["obs_fit_counts"].sum(("obs_id", "fit_bin")).values.astype(float)
+    w = w / w.sum()
+    slope = w @ model["cond_coef"].values  # (K,) per standardised unit
+    raw = model["obs_cond_terms"].values
+    x = (raw - model["cond_center"].values) / model["cond_scale"].values
+    resid = np.log(model["obs_cond_norm"].values)
+    return {str(t): (raw[:, k], resid + slope[k] * x[:, k], slope[k] * x[:, k])
+            for k, t in enumerate(model["cond_term"].values)}
+
+
+def plot_conditions(model: xr.Dataset, *, figsize=None):
+    """Figure: for each term, the runs' partial residuals (points) and the fitted effect (line)
+    against the term's value (matplotlib, imported here). Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    parts = partial_residuals(model)
+    n = len(parts)
+    fig, axes = plt.subplots(1, n, figsize=figsize or (3.2 * n, 3.0), squeeze=False)
+    for ax, (term, (value, resid, effect)) in zip(axes[0], parts.items()):
+        order = np.argsort(value)
+        ax.plot(value, resid, "o", ms=3, alpha=0.7, label="runs")
+        ax.plot(value[order], effect[order], "-", color="C3", label="fit")
+        ax.set_xlabel(term)
+        ax.set_ylabel("ln rate effect")
+    axes[0][0].legend(fontsize="small")
+    fig.suptitle(f"conditional terms (per-run level scatter "
+                 f"{_info(model)['sys_scatter']:.3f}, cross-validated)", fontsize="medium")
+    fig.tight_layout()
+    return fig
 
 
 def describe(model: xr.Dataset) -> str:
