@@ -140,12 +140,17 @@ def _penalty_matrix(n_energy: int, n_terms: int, smoothness: float) -> np.ndarra
     return np.kron(smoothness * d2.T @ d2 + _RIDGE * np.eye(n_energy), np.eye(n_terms))
 
 
+def _group_sum(onehot, values):
+    """Sums over the runs of each group: ``(G, ...)`` from ``(R, ...)`` (one matrix product)."""
+    return (onehot @ values.reshape(values.shape[0], -1)).reshape((-1,) + values.shape[1:])
+
+
 def _cells(counts, exposure, groups, n_groups, eta):
     """``N_geb``, ``D_geb`` and the fitted ``mu_reb`` for linear predictors ``eta (R, E)``."""
     onehot = (np.asarray(groups)[None, :] == np.arange(n_groups)[:, None]).astype(float)
     w = exposure * np.exp(eta)[:, :, None]
-    n_cell = np.einsum("gr,reb->geb", onehot, counts)
-    d_cell = np.einsum("gr,reb->geb", onehot, w)
+    n_cell = _group_sum(onehot, counts)
+    d_cell = _group_sum(onehot, w)
     with np.errstate(divide="ignore", invalid="ignore"):
         level = np.where(d_cell > 0, n_cell / d_cell, 0.0)
     mu = w * level[groups]
@@ -166,10 +171,11 @@ def profile_objective(beta_flat, counts, exposure, groups, n_groups, x, penalty)
     value = np.sum(n_cell[used] * np.log(d_cell[used])) - np.sum(counts.sum(axis=2) * eta)
     mu_re = mu.sum(axis=2)
     grad = ((mu_re - counts.sum(axis=2)).T @ x).ravel()
-    s_cell = np.einsum("gr,reb,rk->gebk", onehot, mu, x)
+    s_cell = _group_sum(onehot, mu[..., None] * x[:, None, None, :])  # (G, E, B, K)
     with np.errstate(divide="ignore", invalid="ignore"):
         inv_n = np.where(used, 1.0 / n_cell, 0.0)
-    blocks = (np.einsum("re,rk,rl->ekl", mu_re, x, x)
+    outer = (x[:, :, None] * x[:, None, :]).reshape(len(x), -1)  # (R, K K)
+    blocks = ((mu_re.T @ outer).reshape(n_energy, n_terms, n_terms)
               - np.einsum("gebk,gebl,geb->ekl", s_cell, s_cell, inv_n))
     hess = np.zeros((n_energy * n_terms,) * 2)
     for e in range(n_energy):
@@ -190,8 +196,17 @@ def fit_coefficients(counts, exposure, groups, n_groups, x, smoothness) -> dict:
     n_energy, n_terms = counts.shape[1], x.shape[1]
     penalty = _penalty_matrix(n_energy, n_terms, float(smoothness))
     args = (counts, exposure, np.asarray(groups), int(n_groups), x, penalty)
-    res = minimize(lambda b: profile_objective(b, *args)[:2], np.zeros(n_energy * n_terms),
-                   jac=True, hess=lambda b: profile_objective(b, *args)[2], method="trust-exact",
+    cache = {}
+
+    def evaluate(b):  # scipy asks for the value, gradient and Hessian at the same points
+        key = b.tobytes()
+        if key not in cache:
+            cache.clear()
+            cache[key] = profile_objective(b, *args)
+        return cache[key]
+
+    res = minimize(lambda b: evaluate(b)[:2], np.zeros(n_energy * n_terms), jac=True,
+                   hess=lambda b: evaluate(b)[2], method="trust-exact",
                    options={"gtol": 1e-6 * max(1.0, counts.sum() ** 0.5), "maxiter": 200})
     if not res.success and np.max(np.abs(res.jac)) > 1e-3 * max(1.0, counts.sum() ** 0.5):
         raise RuntimeError(f"conditional fit did not converge: {res.message}")
@@ -217,7 +232,7 @@ def _sandwich(counts, exposure, groups, n_groups, x, beta, hess_inv) -> np.ndarr
     """Cluster-robust covariance (runs as clusters) of ``beta``: ``H^-1 M H^-1``."""
     eta = x @ beta.T
     onehot, n_cell, _, mu = _cells(counts, exposure, groups, n_groups, eta)
-    s_cell = np.einsum("gr,reb,rk->gebk", onehot, mu, x)
+    s_cell = _group_sum(onehot, mu[..., None] * x[:, None, None, :])
     with np.errstate(divide="ignore", invalid="ignore"):
         xbar = np.where(n_cell[..., None] > 0, s_cell / n_cell[..., None], 0.0)
     # efficient score of each run: sum_b (mu - n) (x_r - mean x of the cell)
@@ -351,8 +366,8 @@ def _reference_factor(model, fit, counts, exposure, groups, labels):
     n_groups = model.sizes["zenith_group"]
     onehot = (groups[None, :] == np.arange(n_groups)[:, None]).astype(float)
     w = exposure * np.exp(fit["x"] @ fit["beta"].T)[:, :, None]
-    plain = np.einsum("gr,reb->geb", onehot, exposure)
-    weighted = np.einsum("gr,reb->geb", onehot, w)
+    plain = _group_sum(onehot, exposure)
+    weighted = _group_sum(onehot, w)
     with np.errstate(divide="ignore", invalid="ignore"):
         factor = np.where(plain > 0, weighted / plain, np.nan)
         whole = np.where(plain.sum(2) > 0, weighted.sum(2) / plain.sum(2), np.nan)
