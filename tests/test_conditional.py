@@ -237,3 +237,25 @@ def test_partial_residuals_and_plot(model):
     assert abs(slope - TRUTH["MUONEFF"]) < 0.3
     fig = plot_conditions(model)
     assert len(fig.axes) == len(parts) == 5
+
+
+def test_validate_conditional_on_the_simulator(store, tmp_path):
+    """k-fold validation of conditional models: held-out norms scatter as the truth's random
+    level (0.08) plus Poisson, and the stated uncertainties give pulls of width about 1."""
+    from astropy.table import Table
+
+    from xbkg.io.reports import write_validation
+    from xbkg.validation import summarise, validate
+
+    result = validate(store, n_folds=5, selection="all",
+                      model_options={"kind": "2d", "energy_threshold": "safe",
+                                     "offset_max": OFFSET_MAX, "conditions": CONDITIONS})
+    s = summarise(result)
+    poisson = float(np.sqrt(np.mean(result["norm_error"].values ** 2)))
+    expected = np.hypot(TRUTH["scatter"], poisson)
+    assert abs(s["norm_mean"] - 1) < 0.03, s["norm_mean"]
+    assert abs(s["norm_std"] / expected - 1) < 0.25, (s["norm_std"], expected)
+    assert 0.8 < s["pull_width"] < 1.2, s["pull_width"]
+    write_validation(result, tmp_path / "v", plots=False)
+    table = Table.read(tmp_path / "v" / "validation_runs.ecsv")
+    assert "PULL" in table.colnames and np.isfinite(table["LEVEL_ERROR"]).all()
