@@ -60,7 +60,7 @@ import warnings
 import numpy as np
 import xarray as xr
 
-from .binning import BOUNDS_DIM, edges_of
+from .binning import BOUNDS_DIM
 from .model import fov_dims
 
 __all__ = ["RING_WIDTH", "SMOOTHNESS_GRID", "RANGE_MARGIN", "ConditionRangeWarning",

@@ -277,12 +277,13 @@ def _run_batch(infos: list, indices: list, binning: Binning, solid_angle: np.nda
     if binning.kind == "3d" and binning.fov_alignment == "ALTAZ":
         params = _altaz_params_list(infos)
     total = None
+    scale = None if fit_bins is None else exposure_scale(binning.energy_edges, solid_angle)
     for info, i, p in zip(infos, indices, params):
         if p is not None:
             info = dict(info, altaz_params=p)
         part = run_cubes(info, binning, solid_angle, on_error)
-        stats = {} if fit_bins is None or part["error"] is not None else {i: run_fit_statistics(
-            part, fit_bins, exposure_scale(binning.energy_edges, solid_angle))}
+        stats = {} if fit_bins is None or part["error"] is not None else {
+            i: run_fit_statistics(part, fit_bins, scale)}
         part = _combine([part], [i])
         part["runstats"] = stats
         total = part if total is None else _combine([total, part])
