@@ -296,3 +296,15 @@ def test_conditional_build_reads_every_run_once(store, monkeypatch, split_every)
     ds = open_datastore(store).sel(obs_id=built.obs_id.values)
     x, _ = condition_matrix(ds, ["outer_rate"], outer_offset=OFFSET_MAX)
     np.testing.assert_allclose(built["obs_cond_terms"].values[:, 1], x[:, 0], rtol=1e-12)
+
+
+def test_accessor_for_run_and_html(store, model):
+    import xbkg.accessor  # noqa: F401  (registers the .bkg accessor)
+
+    ds = open_datastore(store)
+    one = model.bkg.for_run(ds, 7)
+    same = dict(models_for_runs(model, ds.sel(obs_id=[7]), warn=False))[7]
+    np.testing.assert_array_equal(one["rate"].values, same["rate"].values)
+    assert json.loads(one.attrs["per_run"])["obs_id"] == 7
+    html = model.bkg._repr_html_()
+    assert "conditional model: conditions zenith, MUONEFF, N_TELS, azimuth" in html
