@@ -308,3 +308,18 @@ def test_accessor_for_run_and_html(store, model):
     assert json.loads(one.attrs["per_run"])["obs_id"] == 7
     html = model.bkg._repr_html_()
     assert "conditional model: conditions zenith, MUONEFF, N_TELS, azimuth" in html
+
+
+def test_zenith_groups_with_conditions(store):
+    """Zenith groups as a step in cos z under the smooth terms: each run gets its group's
+    template and still reaches the predictable truth."""
+    grouped = make_model(store, kind="2d", energy_threshold="safe", conditions=CONDITIONS,
+                         offset_max=OFFSET_MAX, zenith_edges="0,25,50", scheduler="sync")
+    ds = open_datastore(store)
+    runs = dict(models_for_runs(grouped, ds, warn=False))
+    groups = dict(zip(grouped.obs_id.values.tolist(), grouped["obs_group"].values.tolist()))
+    assert {json.loads(m.attrs["per_run"])["source_group"] == groups[o]
+            for o, m in runs.items()} == {True}
+    t = _truth_and_predictions(store, list(runs.values()), list(runs))
+    floor = float(np.sqrt(np.mean((np.log(t[:, 1] / t[:, 0]) + t[:, 2]) ** 2)))
+    assert floor < 0.04, floor
