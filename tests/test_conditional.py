@@ -361,3 +361,16 @@ def test_dr1_all_runs_with_exclusions_agree_with_off_runs_raw(hess_dr1):
     assert c.attrs["ndf"] >= 200 and control.attrs["ndf"] >= 200
     assert c.attrs["chi2_ndf"] < 1.2 * control.attrs["chi2_ndf"], (c.attrs, control.attrs)
     assert c.attrs["chi2_ndf"] < 0.2 * plain.attrs["chi2_ndf"]
+
+
+def test_make_models_per_run_files_are_conditional(store, tmp_path):
+    from xbkg.io import open_model
+
+    out = tmp_path / "models"
+    assert main(["make-models", str(store), str(out), "--kind", "2d", "--energy-threshold",
+                 "safe", "--conditions", "zenith,MUONEFF", "--per-run", "--no-progress"]) == 0
+    model = open_model(out / "model.nc")
+    one = open_model(out / "bg_run_models" / "bg_run_model_obs000007.fits.gz")
+    ds = open_datastore(store)
+    expected = dict(models_for_runs(model, ds.sel(obs_id=[7]), warn=False))[7]
+    np.testing.assert_allclose(one["rate"].values, expected["rate"].values, rtol=1e-12)
