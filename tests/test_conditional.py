@@ -202,6 +202,15 @@ def test_cli_make_info_apply(store, tmp_path, capsys):
     assert main(["make-models", str(store), str(tmp_path / "bad"), "--conditions", "NOPE"]) == 2
     err = capsys.readouterr().err
     assert "condition 'NOPE'" in err and "Traceback" not in err
+    plain = tmp_path / "plain"
+    assert main(["make-models", str(store), str(plain), "--kind", "2d", "--no-progress"]) == 0
+    assert main(["apply-model", str(plain), str(store), str(tmp_path / "y")]) == 2
+    assert "not a conditional model" in capsys.readouterr().err
+    (tmp_path / "runs.txt").write_text("5\n999\n")
+    assert main(["apply-model", str(out), str(store), str(tmp_path / "z"), "--run-list",
+                 str(tmp_path / "runs.txt")]) == 2
+    err = capsys.readouterr().err
+    assert "999" in err and len(err.strip().splitlines()) == 1
 
 
 def test_update_refits_on_stored_statistics(store, model, tmp_path):

@@ -270,7 +270,8 @@ def _run_batch(infos: list, indices: list, binning: Binning, solid_angle: np.nda
 
     For a 3D ALTAZ binning the runs' ALTAZ constants are computed first, all in one call
     (:func:`with_altaz_params`). Tunes this process's malloc first
-    (:func:`xbkg.parallel.tune_malloc`).
+    (:func:`xbkg.parallel.tune_malloc`). With ``fit_bins`` each run's
+    :func:`run_fit_statistics` travel with the sums (``runstats``).
     """
     tune_malloc()
     params = [None] * len(infos)
