@@ -712,6 +712,9 @@ def _add_update_parser(sub) -> None:
     up._option_string_actions["--overwrite"].help = (
         "replace an existing --output (writing over MODEL itself needs no flag)")
     up.add_argument("--no-image", action="store_true", help="do not write the 3D image files")
+    up.add_argument("--conditions", metavar="NAMES", default=None,
+                    help="check that a conditional model has these conditions (it is refitted "
+                    "on the old runs' stored statistics and the new runs' either way)")
     up.add_argument("--strict", action="store_true", help="stop at the first unusable run")
     _add_no_report(up)
 
@@ -734,6 +737,7 @@ def cmd_update_model(args) -> int:
     obs_ids = _read_run_list(args.run_list) if args.run_list else None
     updated = update_model(model, store, obs_ids, scheduler=args.scheduler,
                            progress=_progress(args), on_error="raise" if args.strict else "skip",
+                           conditions=args.conditions,
                            **{k: getattr(args, k) for k in _UPDATE_CHECKS})
     overwrite = args.overwrite or out.resolve() == path.resolve()
     if folder:

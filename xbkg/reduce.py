@@ -98,6 +98,7 @@ def run_cubes(info: dict, binning: Binning, solid_angle: np.ndarray, on_error: s
         if binning.kind == "3d" and binning.fov_alignment == "ALTAZ":
             check_run_geometry(full, full.get("altitude_tolerance", DEFAULT_ALTITUDE_TOLERANCE))
         columns = filter_events(columns, info)
+        n_outer = _outer_events(columns, full)
         # exclusion regions: events inside dropped, FoV exposure fraction (1.0 without regions)
         columns, fov_fraction = apply_exclusion(columns, full, binning, gti=gti)
         counts = run_counts(columns, full, binning)
@@ -117,7 +118,7 @@ def run_cubes(info: dict, binning: Binning, solid_angle: np.ndarray, on_error: s
     counts *= mask.astype(np.int64).reshape((-1,) + (1,) * (counts.ndim - 1))
     exposure = time * TIME_QUANTUM * exposure_scale(binning.energy_edges, solid_angle)
     return {"counts": counts, "time": time, "exposure": exposure, "error": None,
-            "pointing": full["pointing_source"]}
+            "pointing": full["pointing_source"], "n_outer": n_outer}
 
 
 def _run_columns(info: dict) -> tuple[str, ...]:
@@ -135,6 +136,15 @@ def filter_events(columns: dict, info: dict) -> dict:
     keep = event_filter_mask(expr, columns, where=where)
     return {name: values[keep] for name, values in columns.items()}
 
+def _outer_events(columns: dict, info: dict) -> int:
+    """Events farther than ``info["outer_offset"]`` (deg) from the pointing (-1: not asked)."""
+    if "outer_offset" not in info:
+        return -1
+    from .fov import offset_deg
+
+    offset = offset_deg(columns["RA"], columns["DEC"], info["ra_pnt"], info["dec_pnt"])
+    return int(np.count_nonzero(offset > info["outer_offset"]))
+
 
 def run_fit_statistics(part: dict, fit_bins: np.ndarray, scale: np.ndarray) -> dict:
     """One run's counts and exposure summed in coarse fit bins (energy x FoV labels).
@@ -142,14 +152,15 @@ def run_fit_statistics(part: dict, fit_bins: np.ndarray, scale: np.ndarray) -> d
     ``part`` is a :func:`run_cubes` result, ``fit_bins`` an int label per FoV bin (``-1``: in
     no fit bin), ``scale`` the :func:`exposure_scale` of the binning. Returns ``{"counts":
     int64 (E, B), "exposure": float64 (E, B)}`` (s MeV sr), the per-run sufficient statistics
-    of :mod:`xbkg.conditional`, B = ``fit_bins.max() + 1``.
+    of :mod:`xbkg.conditional`, B = ``fit_bins.max() + 1``, and ``n_outer``: the run's events
+    beyond ``outer_offset`` (for the ``outer_rate`` condition; -1 when not asked).
     """
     labels = np.asarray(fit_bins).ravel()
     onehot = (labels[:, None] == np.arange(int(labels.max()) + 1)[None]).astype(np.int64)
     n_e = part["counts"].shape[0]
     counts = part["counts"].reshape(n_e, -1) @ onehot
     exposure = (part["time"] * TIME_QUANTUM * scale).reshape(n_e, -1) @ onehot
-    return {"counts": counts, "exposure": exposure}
+    return {"counts": counts, "exposure": exposure, "n_outer": part.get("n_outer", -1)}
 
 
 _ALTAZ_KEYS = ("ra_pnt", "dec_pnt", "geolon", "geolat", "altitude", "mjdrefi", "mjdreff",
@@ -273,14 +284,16 @@ def _altaz_params_list(infos: list) -> list:
 
 
 def _run_stats(totals: list, n_runs: int, n_energy: int, fit_bins: np.ndarray):
-    """Per-run fit statistics ``(counts, exposure)``, each ``(runs, E, B)``; failed runs 0."""
+    """Per-run fit statistics ``(counts, exposure, n_outer)``: ``(runs, E, B)`` twice and
+    ``(runs,)``; failed runs 0 (``n_outer`` -1)."""
     n_bins = int(np.max(fit_bins)) + 1
     counts = np.zeros((n_runs, n_energy, n_bins), np.int64)
     exposure = np.zeros((n_runs, n_energy, n_bins))
+    n_outer = np.full(n_runs, -1, np.int64)
     for total in totals:
         for i, st in total["runstats"].items():
-            counts[i], exposure[i] = st["counts"], st["exposure"]
-    return counts, exposure
+            counts[i], exposure[i], n_outer[i] = st["counts"], st["exposure"], st["n_outer"]
+    return counts, exposure, n_outer
 
 
 def _run_batch(infos: list, indices: list, binning: Binning, solid_angle: np.ndarray,
@@ -289,19 +302,21 @@ def _run_batch(infos: list, indices: list, binning: Binning, solid_angle: np.nda
 
     For a 3D ALTAZ binning the runs' ALTAZ constants are computed first, all in one call
     (:func:`with_altaz_params`). Tunes this process's malloc first
-    (:func:`xbkg.parallel.tune_malloc`).
+    (:func:`xbkg.parallel.tune_malloc`). With ``fit_bins`` each run's
+    :func:`run_fit_statistics` travel with the sums (``runstats``).
     """
     tune_malloc()
     params = [None] * len(infos)
     if binning.kind == "3d" and binning.fov_alignment == "ALTAZ":
         params = _altaz_params_list(infos)
     total = None
+    scale = None if fit_bins is None else exposure_scale(binning.energy_edges, solid_angle)
     for info, i, p in zip(infos, indices, params):
         if p is not None:
             info = dict(info, altaz_params=p)
         part = run_cubes(info, binning, solid_angle, on_error)
-        stats = {} if fit_bins is None or part["error"] is not None else {i: run_fit_statistics(
-            part, fit_bins, exposure_scale(binning.energy_edges, solid_angle))}
+        stats = {} if fit_bins is None or part["error"] is not None else {
+            i: run_fit_statistics(part, fit_bins, scale)}
         part = _combine([part], [i])
         part["runstats"] = stats
         total = part if total is None else _combine([total, part])
@@ -355,7 +370,7 @@ def group_cubes(runs: list[dict], groups: np.ndarray, n_groups: int, binning: Bi
     pointing_sources : dask Delayed of a list, only with ``pointing=True``
         One entry per run: where its pointing came from (see
         :func:`xbkg.events.complete_run_info`), None for runs that failed.
-    run_stats : dask Delayed of ``(counts, exposure)``, each ``(runs, E, B)``
+    run_stats : dask Delayed of ``(counts, exposure, n_outer)``: ``(runs, E, B)`` twice, ``(runs,)``
         Only with ``fit_bins`` (an int label per FoV bin, -1 for none): every run's counts and
         exposure in the coarse fit bins (:func:`run_fit_statistics`), gathered by the same
         leaf tasks in the same pass over the events (a few numbers per run travel with the
@@ -383,7 +398,7 @@ def group_cubes(runs: list[dict], groups: np.ndarray, n_groups: int, binning: Bi
                                # per-run options that change a run's cubes: their own keys
                                [r.get("e_threshold") for r in runs],
                                [(i, r["exclusion"]) for i, r in enumerate(runs) if "exclusion" in r],
-                               fit_bins)
+                               fit_bins, [r.get("outer_offset") for r in runs])
     binning_key, solid_key = f"xbkg-binning-{token}", f"xbkg-solid-angle-{token}"
     # the binning and solid angles are one graph node each, shared by every leaf task
     dsk = {binning_key: binning, solid_key: solid_angle}
