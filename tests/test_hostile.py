@@ -335,6 +335,19 @@ def test_full_disk(work, small_disk, how, free_kb):
     assert snapshot(small_disk) == before
 
 
+def test_read_only_output_folder_is_refused_before_the_build(work, capsys):
+    disk = work / "ro"
+    disk.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(disk)],
+                          capture_output=True)
+    if done.returncode != 0:
+        pytest.skip("cannot mount a tmpfs")
+    try:
+        expect_refused(_mm(work, disk / "out"), capsys, work, r"ro/out: the folder .* not writable")
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
 # ------------------------------------------------------------------------------------------
 # 4. declared sizes: checked against the file and sane limits before allocating
 
