@@ -9,6 +9,7 @@ time limit, an address-space limit (so a regression cannot take the machine down
 RSS measured with ``os.wait4``.
 """
 
+import contextlib
 import gzip
 import hashlib
 import json
@@ -282,12 +283,12 @@ def test_sigterm_ends_the_process_whatever_a_thread_is_blocked_on(tmp_path):
 # 3. a full disk: exit 2, one line, the previous output intact, nothing left behind
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 5 MB tmpfs (skipped where mounting is not allowed)."""
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=5m", "tmpfs", str(mnt)],
+@contextlib.contextmanager
+def tmpfs(mnt: Path, options: str = "size=5m"):
+    """A tmpfs mounted on ``mnt`` (created) for the block; skips the test where mounting is
+    not allowed (not root, a container without the capability)."""
+    mnt.mkdir(exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mnt)],
                           capture_output=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs: {done.stderr.decode().strip()}")
@@ -295,6 +296,13 @@ def small_disk(tmp_path):
         yield mnt
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 5 MB tmpfs."""
+    with tmpfs(tmp_path / "disk") as mnt:
+        yield mnt
 
 
 def _fill(disk: Path, free_kb: int) -> None:
@@ -336,16 +344,8 @@ def test_full_disk(work, small_disk, how, free_kb):
 
 
 def test_read_only_output_folder_is_refused_before_the_build(work, capsys):
-    disk = work / "ro"
-    disk.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(disk)],
-                          capture_output=True)
-    if done.returncode != 0:
-        pytest.skip("cannot mount a tmpfs")
-    try:
+    with tmpfs(work / "ro", "size=1m,ro") as disk:
         expect_refused(_mm(work, disk / "out"), capsys, work, r"ro/out: the folder .* not writable")
-    finally:
-        subprocess.run(["umount", str(disk)], check=True)
 
 
 # ------------------------------------------------------------------------------------------
@@ -575,17 +575,9 @@ def test_update_model_file_cleans_its_temporary_folder(work, caplog):
 
 def test_final_rename_failing_keeps_the_old_outdir(work, capsys):
     """OUTDIR is a mount point: it cannot be renamed away; nothing is left behind."""
-    out = work / "out"
-    out.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=5m", "tmpfs", str(out)],
-                          capture_output=True)
-    if done.returncode != 0:
-        pytest.skip("cannot mount a tmpfs")
-    try:
+    with tmpfs(work / "out") as out:
         expect_refused(_mm(work, out, "--overwrite", "--no-image"), capsys, work,
                        r"out: cannot move the new output into place")
-    finally:
-        subprocess.run(["umount", str(out)], check=True)
 
 
 # ------------------------------------------------------------------------------------------
