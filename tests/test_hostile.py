@@ -580,6 +580,33 @@ def test_final_rename_failing_keeps_the_old_outdir(work, capsys):
                        r"out: cannot move the new output into place")
 
 
+def test_another_writer_between_the_two_renames(tmp_path, monkeypatch):
+    """A concurrent writer's OUTDIR appears after ours was moved aside: ours gives way with a
+    clear error, its output is kept and no .old/.tmp folder is left ("Directory not empty")."""
+    from xbkg.io.atomic import atomic_dir
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "model.nc").write_text("old")
+    rename = os.replace
+    calls = []
+
+    def racing_replace(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:  # between moving OUTDIR aside and moving ours in
+            os.mkdir(out)
+            (out / "model.nc").write_text("theirs")
+        return rename(src, dst)
+
+    with pytest.raises(OSError, match="cannot move the new output into place"):
+        with atomic_dir(out, overwrite=True) as tmp:
+            (tmp / "model.nc").write_text("ours")
+            monkeypatch.setattr(os, "replace", racing_replace)
+    monkeypatch.undo()
+    assert (out / "model.nc").read_text() == "theirs"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
 # ------------------------------------------------------------------------------------------
 # 8. garbage models and stores are refused
 
