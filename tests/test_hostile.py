@@ -115,25 +115,32 @@ def _limits():
     resource.setrlimit(resource.RLIMIT_AS, (AS_BYTES, AS_BYTES))
 
 
-def run_cli(args, *, timeout=120.0, signal_after=None, code=None) -> Run:
+def _signal_when(proc, ready, stop: threading.Event) -> None:
+    while not stop.wait(0.05):
+        if ready():
+            proc.send_signal(signal.SIGTERM)
+            return
+
+
+def run_cli(args, *, timeout=120.0, signal_when=None, code=None) -> Run:
     """``python -m xbkg ARGS`` in a subprocess: exit code, stdout, stderr, peak RSS (MB) and
-    wall time; killed after ``timeout`` s (code -9). ``signal_after`` sends SIGTERM then."""
+    wall time; killed after ``timeout`` s (code -9). SIGTERM is sent as soon as
+    ``signal_when()`` is true."""
     env = dict(os.environ, PYTHONPATH=str(REPO), MPLBACKEND="Agg")
     cmd = [sys.executable, "-c", code] if code else [sys.executable, "-m", "xbkg"]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.monotonic()
         proc = subprocess.Popen(cmd + [str(a) for a in args], stdout=out, stderr=err, env=env,
                                 preexec_fn=_limits)
-        timers = [threading.Timer(timeout, proc.kill)]
-        if signal_after is not None:
-            timers.append(threading.Timer(signal_after, proc.send_signal, (signal.SIGTERM,)))
-        for t in timers:
-            t.start()
+        killer, stop = threading.Timer(timeout, proc.kill), threading.Event()
+        killer.start()
+        if signal_when is not None:
+            threading.Thread(target=_signal_when, args=(proc, signal_when, stop)).start()
         try:
             _, status, usage = os.wait4(proc.pid, 0)
         finally:
-            for t in timers:
-                t.cancel()
+            killer.cancel()
+            stop.set()
         proc.returncode = os.waitstatus_to_exitcode(status)
         seconds = time.monotonic() - start
         out.seek(0)
@@ -272,9 +279,17 @@ sys.exit(main())
 def test_sigterm_ends_the_process_whatever_a_thread_is_blocked_on(tmp_path):
     fifo = _fifo(tmp_path / "stuck")
     args = [fifo, "simulate", tmp_path / "big", "--runs", "400", "--events", "20000"]
-    run = run_cli(args, code=STUCK, timeout=60, signal_after=8)
+    started = []
+
+    def writing():  # the command is under way: its temporary output folder exists
+        if any(p.name.startswith(".big.tmp-") for p in tmp_path.iterdir()):
+            started.append(time.monotonic())
+        return bool(started)
+
+    run = run_cli(args, code=STUCK, timeout=90, signal_when=writing)
+    assert started, "the command never started writing"
     assert run.code == 130, (run.code, run.err[-2000:])
-    assert run.seconds < 30
+    assert time.monotonic() - started[0] < 20  # SIGTERM to exit, with the clean-up
     assert "interrupted" in run.err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["stuck"]
 
@@ -484,17 +499,18 @@ def test_where_with_400_chained_comparisons(work, capsys):
     pytest.param("--where=" + "(" * 300 + "ZEN_PNT < 80" + ")" * 300, r"where.*nesting",
                  id="where-deep"),
     pytest.param("--where=__import__('os').system('true')", r"where", id="where-injection"),
-    pytest.param("--fov-edges=__import__('os').system('true')", r"fov edges", id="edges-code"),
-    pytest.param("--energy-edges=0.1:100:1000000", r"energy edges.*at most", id="energy-1e6"),
+    pytest.param("--fov-edges=__import__('os').system('true')", r"fov.edges", id="edges-code"),
+    pytest.param("--energy-edges=0.1:100:1000000", r"energy.edges.*at most", id="energy-1e6"),
     pytest.param("--fov-edges=-2.5:2.5:5000", r"bins would need", id="fov-cube-too-big"),
-    pytest.param("--fov-edges=-1e300:1e300:4", r"fov edges.*within", id="fov-absurd"),
-    pytest.param("--zenith-edges=0,500,1000", r"zenith edges.*within", id="zenith-500"),
-    pytest.param("--zenith-edges=-90,0,90", r"zenith edges.*within", id="zenith-negative"),
-    pytest.param("--energy-edges=1:0.1:5", r"energy edges", id="energy-descending"),
+    pytest.param("--fov-edges=-1e300:1e300:4", r"fov.edges.*within", id="fov-absurd"),
+    pytest.param("--zenith-edges=0,500,1000", r"zenith.edges.*within", id="zenith-500"),
+    pytest.param("--zenith-edges=-90,0,90", r"zenith.edges.*within", id="zenith-negative"),
+    pytest.param("--energy-edges=1:0.1:5", r"energy.edges", id="energy-descending"),
     pytest.param("--zenith-range=a:b", r"--zenith-range", id="zenith-range-text"),
     pytest.param("--run-list=/nonexistent/runs.txt", r"--run-list", id="run-list-missing"),
 ])
 def test_bad_option_is_one_line(work, capsys, option, match):
+    # "fov.edges": the message may name the option (--fov-edges) or the edges (fov edges)
     expect_refused(_mm(work, work / "out", option), capsys, work, match)
 
 
