@@ -132,6 +132,8 @@ def _read_run_list(path) -> list[int]:
         text = Path(path).read_text()
     except OSError as exc:
         raise CLIError(f"--run-list {path}: {exc.strerror}") from None
+    except ValueError as exc:  # a FIFO or device
+        raise CLIError(f"--run-list {exc}") from None
     for n, line in enumerate(text.splitlines(), 1):
         line = line.split("#", 1)[0].strip()
         if not line:
@@ -971,7 +973,9 @@ def main(argv=None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         with _sigterm_interrupts(), _workers(args):
-            return COMMANDS[args.command](args)
+            code = COMMANDS[args.command](args)
+            sys.stdout.flush()  # a closed pipe (``| head``) shows here, not at exit
+            return code
     except BrokenPipeError:  # the reader went away (``xbkg info ... | head``): not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

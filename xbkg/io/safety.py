@@ -15,8 +15,8 @@ import os
 import stat
 from pathlib import Path
 
-__all__ = ["UnsafeOutputError", "check_output", "check_replaceable", "guard_output",
-           "require_regular_file", "store_inputs"]
+__all__ = ["UnsafeOutputError", "check_output", "check_replaceable", "check_writable",
+           "guard_output", "require_regular_file", "store_inputs"]
 
 
 class UnsafeOutputError(ValueError):
@@ -94,6 +94,17 @@ def guard_output(output, inputs, *, overwrite: bool, markers=(), option: str = "
     check_output(output, inputs, option=option)
     if overwrite and markers:
         check_replaceable(output, markers, option=option)
+    check_writable(output, option=option)
+
+
+def check_writable(output, *, option: str = "OUTDIR") -> None:
+    """Refuse, before any work, an output whose folder cannot be written (permissions, a
+    read-only file system): the nearest existing folder of ``output``'s parent is checked."""
+    folder = _real(output).parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UnsafeOutputError(f"{option} {output}: the folder {folder} is not writable")
 
 
 def require_regular_file(path) -> None:
