@@ -799,11 +799,13 @@ def cmd_apply_model(args) -> int:
     model_path = Path(args.model)
     if model_path.is_dir():
         model_path = model_path / "model.nc"
+    store = open_datastore(args.data_dir)
+    _guard(args.outdir, store, args, ("hdu-index.fits.gz",), [model_path, args.run_list])
     model = open_model(model_path)
     if "cond_coef" not in model:
         raise CLIError(f"{model_path}: not a conditional model (build it with make-models "
                        "--conditions)")
-    out = apply_model(model, open_datastore(args.data_dir), args.outdir,
+    out = apply_model(model, store, args.outdir,
                       obs_ids=_read_run_list(args.run_list) if args.run_list else None,
                       overwrite=args.overwrite)
     print(f"wrote {out['n_runs']} per-run models to {out['outdir']}"
