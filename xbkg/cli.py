@@ -196,7 +196,8 @@ def _add_cuts_and_exclusion(mm: argparse.ArgumentParser, sel) -> None:
                    help="runs mode: drop runs pointed within this distance (deg) of a circle's "
                    "edge (default: the offset cut)")
     g.add_argument("--exclusion-oversample", metavar="N", type=int, default=8,
-                   help="sub-grid cells per bin and axis for the exposure fractions (default: 8)")
+                   help="ALTAZ exposure fractions: time samples close enough that regions move "
+                   "at most 1/N of a bin between them (fractions are exact; default: 8)")
 
 
 def _cuts_and_exclusion(args):

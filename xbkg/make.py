@@ -144,7 +144,8 @@ def make_model(data, *, kind: str = "3d", fov_alignment: str = "altaz", energy_e
     exclusion_distance : float, deg
         For "runs" (default: ``offset_max``).
     exclusion_oversample : int
-        Sub-grid cells per bin and axis for the exposure fractions (default 8).
+        ALTAZ time sampling of the exact exposure fractions: regions move by at most
+        1/exclusion_oversample of a bin between samples (default 8).
 
     Returns
     -------
