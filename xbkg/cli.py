@@ -262,7 +262,8 @@ def _add_modelling(mm: argparse.ArgumentParser) -> None:
                    "plus a FoV gradient in 3D) fitted with a Poisson likelihood (default: none)")
     g.add_argument("--per-run", action="store_true",
                    help="write one model per run (bg_run_models/), interpolated between the "
-                   "groups in cos(zenith), and point each run's bkg row of the HDU index at it")
+                   "groups in cos(zenith), and point each run's bkg row of the HDU index at it "
+                   "(add --smooth when groups have many bins with few counts)")
     g.add_argument("--per-run-method", choices=("log", "linear", "nearest"), default="log",
                    help="per-run interpolation: in log rate (default), in rate, or the nearest "
                    "group")
