@@ -137,9 +137,17 @@ def chi2_ndf_partial(model, reference, full_exposure, min_expected=25):
     counts, exposure = model["counts"].values[0], model["exposure"].values[0]
     with np.errstate(invalid="ignore", divide="ignore"):
         expected = reference[0] / reference[1] * exposure
-    partial = (reference[1] < full_exposure * (1 - 1e-6)) & (reference[1] > 0)
+    partial = (reference[1] < full_exposure * (1 - 1e-3)) & (reference[1] > 0)
     partial = partial.all(axis=0)
     c, e = counts.sum(axis=0)[partial], np.nansum(expected, axis=0)[partial]
     sel = e >= min_expected
     pulls = (c[sel] - e[sel]) / np.sqrt(e[sel])
     return float(np.mean(pulls**2)), int(sel.sum())
+
+
+def exposure_error(model, reference, min_expected=25):
+    """Largest ``|model exposure / reference exposure - 1|`` over the bins with at least
+    ``min_expected`` expected counts (no Poisson noise: the exposure itself)."""
+    exposure = model["exposure"].values[0]
+    sel = reference[0] >= min_expected
+    return float(np.max(np.abs(exposure[sel] / reference[1][sel] - 1)))

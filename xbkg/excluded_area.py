@@ -20,7 +20,7 @@ computed in closed form and used as breakpoints: bin edges, the circles' extents
 measure behaves like a square root), the points where a circle crosses a bin edge, the offset
 cut or another circle. Between breakpoints Gauss-Legendre quadrature after the substitution
 ``t = a + (b - a)(1 - cos(pi s)) / 2`` (which smooths square-root ends) converges
-geometrically: with :data:`NODES` nodes the areas agree with brute force to ~1e-9 of a bin.
+fast: with :data:`NODES` nodes the areas agree with brute force to ~1e-6 of a bin (8 nodes: 1e-8).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import numpy as np
 __all__ = ["NODES", "excluded_box_area", "excluded_annulus_area"]
 
 #: Gauss-Legendre nodes per piece between breakpoints.
-NODES = 8
+NODES = 6
 _TINY = 1e-13  # rad: pieces shorter than this are dropped
 
 

@@ -8,7 +8,7 @@ A run near excluded regions (known gamma-ray sources) still contributes to a bac
 
 Fractions are exact: the solid angle of each bin ∩ offset cut ∩ union of the regions is
 integrated exactly over one coordinate and by Gauss-Legendre quadrature between closed-form
-breakpoints over the other (:mod:`xbkg.excluded_area`; ~1e-9 of a bin), and divided by the
+breakpoints over the other (:mod:`xbkg.excluded_area`; ~1e-6 of a bin), and divided by the
 bin's exact solid angle inside the cut (:mod:`xbkg.exposure`). Overlapping regions count once
 (their union). A region is handled in the FoV frame, where distances are those on the sky: its
 centre is taken to FoV coordinates, and it is the spherical circle of its radius there.
@@ -370,7 +370,7 @@ def outside_fraction(binning, centres, cos_radius, time_weight=None) -> np.ndarr
     >>> from xbkg.make import make_binning
     >>> binning = make_binning("2d", offset_edges=[0.0, 1.0, 2.0])
     >>> centre = np.array([[[1.0, 0.0, 0.0]]])  # a circle of 1 deg on the FoV centre
-    >>> outside_fraction(binning, centre, np.cos(np.radians([1.0]))).round(9).tolist()
+    >>> outside_fraction(binning, centre, np.cos(np.radians([1.0]))).round(6).tolist()
     [0.0, 1.0]
     """
     edges = _fov_edges_rad(binning)
