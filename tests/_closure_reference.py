@@ -75,15 +75,14 @@ def expected_counts(store_dir, model, *, f_edges, offset_edges, offset_max, circ
     box = (row[:, None] * nb + row[None, :]).ravel()
     ring = np.digitize(offset, offset_edges).ravel() - 1
     ring_ok = (ring >= 0) & (ring < len(offset_edges) - 1)
-    index = fits.open(store_dir / "obs-index.fits.gz")[1].data if (
-        store_dir / "obs-index.fits.gz").exists() else fits.open(store_dir / "obs-index.fits")[1].data
+    index = fits.getdata(next(store_dir.glob("obs-index.fits*")), 1)
     zenith = dict(zip(index["OBS_ID"].tolist(), index["ZEN_PNT"].tolist()))
     energy_edges = np.asarray(model["energy_bounds"].values[:, 0].tolist()
                               + [model["energy_bounds"].values[-1, 1]])
     de = np.diff(energy_edges) * 1e6
     out = {k: np.zeros((2, energy_edges.size - 1, n)) for k, n in
            (("3d", nb * nb), ("2d", len(offset_edges) - 1))}
-    hdu_index = fits.open(next(store_dir.glob("hdu-index.fits*")))[1].data
+    hdu_index = fits.getdata(next(store_dir.glob("hdu-index.fits*")), 1)
     files = {(int(o), t.strip()): Path(d.strip()) / f.strip() for o, t, d, f in zip(
         hdu_index["OBS_ID"], hdu_index["HDU_TYPE"], hdu_index["FILE_DIR"], hdu_index["FILE_NAME"])}
     for obs_id in model.obs_id.values.tolist():

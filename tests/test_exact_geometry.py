@@ -183,3 +183,10 @@ def test_annulus_exclusion_fractions_vs_dense_grid():
     brute = 1 - inside.reshape(edges.size - 1, -1).mean(axis=1)
     assert np.abs(frac - brute).max() < 1e-3
     assert frac[0] < 0.9 and frac[-1] < 1
+
+
+def test_public_names():
+    from xbkg import excluded_area, exposure
+
+    for module in (excluded_area, exposure):
+        assert all(hasattr(module, name) for name in module.__all__)
