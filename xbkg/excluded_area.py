@@ -215,7 +215,16 @@ def excluded_box_area(x_edges, y_edges, offset_max, centres, cos_radius, weights
     row = first[node] + (np.arange(node.size) - np.repeat(np.cumsum(count) - count, count))
     lo = np.maximum(y[row], -cap[node])
     hi = np.maximum(np.minimum(y[row + 1], cap[node]), lo)
-    covered = _union_measure(starts[node], ends[node], lo, hi, np.sin)
+    covered = np.empty(node.size)
+    n_hit = hit.sum(axis=1)[node]
+    one = n_hit == 1  # one circle at this longitude (most nodes): no union to take
+    k = np.argmax(hit, axis=1)[node[one]]
+    s1 = np.clip(starts[node[one], k], lo[one], hi[one])
+    e1 = np.clip(ends[node[one], k], lo[one], hi[one])
+    covered[one] = np.sin(e1) - np.sin(s1)
+    many = ~one
+    covered[many] = _union_measure(starts[node[many]], ends[node[many]], lo[many], hi[many],
+                                   np.sin)
     out += np.bincount(row * nx + col[node], covered * w[node], minlength=ny * nx)
     return out.reshape(ny, nx)
 
