@@ -217,12 +217,20 @@ def excluded_box_area(x_edges, y_edges, offset_max, centres, cos_radius, weights
     hi = np.maximum(np.minimum(y[row + 1], cap[node]), lo)
     covered = np.empty(node.size)
     n_hit = hit.sum(axis=1)[node]
-    one = n_hit == 1  # one circle at this longitude (most nodes): no union to take
-    k = np.argmax(hit, axis=1)[node[one]]
-    s1 = np.clip(starts[node[one], k], lo[one], hi[one])
-    e1 = np.clip(ends[node[one], k], lo[one], hi[one])
-    covered[one] = np.sin(e1) - np.sin(s1)
-    many = ~one
+    # one or two circles at this longitude (most nodes): the union directly
+    order = np.argsort(~hit, axis=1, kind="stable")[:, :2]  # the first two circles hit
+    for n in (1, 2):
+        sel = np.flatnonzero(n_hit == n)
+        k = order[node[sel]]
+        l_, h_ = lo[sel, None], hi[sel, None]
+        s2 = np.clip(starts[node[sel, None], k[:, :n]], l_, h_)
+        e2 = np.clip(ends[node[sel, None], k[:, :n]], s2, h_)
+        total = (np.sin(e2) - np.sin(s2)).sum(axis=1)
+        if n == 2:  # minus the overlap
+            a, b = s2.max(axis=1), e2.min(axis=1)
+            total -= np.where(b > a, np.sin(b) - np.sin(a), 0.0)
+        covered[sel] = total
+    many = n_hit > 2
     covered[many] = _union_measure(starts[node[many]], ends[node[many]], lo[many], hi[many],
                                    np.sin)
     out += np.bincount(row * nx + col[node], covered * w[node], minlength=ny * nx)
