@@ -35,6 +35,8 @@ __all__ = ["NODES", "excluded_box_area", "excluded_annulus_area"]
 #: Gauss-Legendre nodes per piece between breakpoints.
 NODES = 6
 _TINY = 1e-13  # rad: pieces shorter than this are dropped
+#: Pieces shorter than this (rad, 0.01 deg) get NODES // 2 nodes.
+SHORT = 1.75e-4
 
 
 @functools.lru_cache(maxsize=4)
@@ -45,11 +47,19 @@ def _legendre(n: int):
 
 
 def _nodes(a: np.ndarray, b: np.ndarray, n: int = NODES):
-    """Nodes ``(P, n)`` and weights of pieces ``[a, b]`` (Gauss-Legendre in s, with
-    ``t = a + (b - a)(1 - cos(pi s)) / 2``)."""
-    u, du = _legendre(n)
-    d = (b - a)[:, None]
-    return a[:, None] + d * u, d * du
+    """Nodes and weights (flat) of pieces ``[a, b]`` and the piece of each node
+    (Gauss-Legendre in s, with ``t = a + (b - a)(1 - cos(pi s)) / 2``); pieces shorter than
+    :data:`SHORT` rad get half the nodes (their error falls like length**(2 n))."""
+    out_t, out_w, out_p = [], [], []
+    short = (b - a) < SHORT
+    for mask, k in ((~short, n), (short, max(2, n // 2))):
+        idx = np.flatnonzero(mask)
+        u, du = _legendre(k)
+        d = (b[idx] - a[idx])[:, None]
+        out_t.append((a[idx, None] + d * u).ravel())
+        out_w.append((d * du).ravel())
+        out_p.append(np.repeat(idx, k))
+    return np.concatenate(out_t), np.concatenate(out_w), np.concatenate(out_p)
 
 
 def _pieces(points: np.ndarray, inside):
@@ -183,10 +193,9 @@ def excluded_box_area(x_edges, y_edges, offset_max, centres, cos_radius, weights
     out = np.zeros(ny * nx)
     if not a.size:
         return out.reshape(ny, nx)
-    lam, w = _nodes(a, b)
-    w = w * tw[owner][:, None]
-    owner = np.repeat(owner, lam.shape[1])
-    lam, w = lam.ravel(), w.ravel()
+    lam, w, piece = _nodes(a, b)
+    owner = owner[piece]
+    w = w * tw[owner]
     col = np.clip(np.searchsorted(x, lam) - 1, 0, nx - 1)
     c = centres[owner]  # (N, R, 3)
     cl, sl = np.cos(lam), np.sin(lam)
@@ -263,10 +272,9 @@ def excluded_annulus_area(edges, offset_max, centres, cos_radius, weights=None):
     n = e.size - 1
     if not a.size:
         return np.zeros(n)
-    rho, w = _nodes(a, b)
-    w = w * tw[owner][:, None]
-    owner = np.repeat(owner, rho.shape[1])
-    rho, w = rho.ravel(), w.ravel()
+    rho, w, piece = _nodes(a, b)
+    owner = owner[piece]
+    w = w * tw[owner]
     c = centres[owner]  # (N, R, 3)
     sd = np.hypot(c[..., 1], c[..., 2])
     psi = np.arctan2(c[..., 1], c[..., 2])
