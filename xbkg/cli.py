@@ -416,7 +416,8 @@ def _add_cuts_and_exclusion(mm: argparse.ArgumentParser, sel) -> None:
                    help="runs mode: drop runs pointed within this distance (deg) of a circle's "
                    "edge (default: the offset cut)")
     g.add_argument("--exclusion-oversample", metavar="N", type=_at_least(1), default=8,
-                   help="sub-grid cells per bin and axis for the exposure fractions (default: 8)")
+                   help="ALTAZ exposure fractions: time samples close enough that regions move "
+                   "at most 1/N of a bin between them (fractions are exact; default: 8)")
 
 
 def _add_instrument_options(mm: argparse.ArgumentParser) -> None:
@@ -532,7 +533,8 @@ def _add_modelling(mm: argparse.ArgumentParser) -> None:
                    "plus a FoV gradient in 3D) fitted with a Poisson likelihood (default: none)")
     g.add_argument("--per-run", action="store_true",
                    help="write one model per run (bg_run_models/), interpolated between the "
-                   "groups in cos(zenith), and point each run's bkg row of the HDU index at it")
+                   "groups in cos(zenith), and point each run's bkg row of the HDU index at it "
+                   "(add --smooth when groups have many bins with few counts)")
     g.add_argument("--per-run-method", choices=("log", "linear", "nearest"), default="log",
                    help="per-run interpolation: in log rate, in rate, or the nearest group "
                    "(default: log)")

@@ -283,7 +283,8 @@ def make_model(data, *, kind: str = DEFAULTS.kind, fov_alignment: str = DEFAULTS
     exclusion_distance : float, deg
         For "runs" (default: ``offset_max``).
     exclusion_oversample : int
-        Sub-grid cells per bin and axis for the exposure fractions (default 8).
+        ALTAZ time sampling of the exact exposure fractions: regions move by at most
+        1/exclusion_oversample of a bin between samples (default 8).
     exclude_targets : float, deg, optional
         Exclude a circle of this radius around each run's target (RA_OBJ/DEC_OBJ of the obs
         index or EVENTS header, or its OBJECT name found in ``exclusion_catalog``), see

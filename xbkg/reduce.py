@@ -21,6 +21,7 @@ import dask.array as da
 import numpy as np
 
 from .events import DEFAULT_COLUMNS, RunDataError, complete_run_info, describe_run, read_run
+from .io.fitstable import read_header
 from .exclusion import apply_exclusion
 from .exposure import energy_widths_mev
 from .geometry import DEFAULT_ALTITUDE_TOLERANCE, check_run_geometry
@@ -91,9 +92,9 @@ def run_cubes(info: dict, binning: Binning, solid_angle: np.ndarray, on_error: s
     try:
         columns, header, gti = read_run(info, _run_columns(info))
         full = complete_run_info(info, header)
-        if "altaz_params" in full and (full["ra_pnt"], full["dec_pnt"]) != (info["ra_pnt"],
-                                                                          info["dec_pnt"]):
-            del full["altaz_params"]  # made for the obs index's pointing: redone for the header's
+        made_for = info.get("altaz_pointing", (info["ra_pnt"], info["dec_pnt"]))
+        if "altaz_params" in full and (full["ra_pnt"], full["dec_pnt"]) != tuple(made_for):
+            del full["altaz_params"]  # made for another pointing: redone for the header's
         validate_run_events(columns, header, full, gti=gti)
         if binning.kind == "3d" and binning.fov_alignment == "ALTAZ":
             check_run_geometry(full, full.get("altitude_tolerance", DEFAULT_ALTITUDE_TOLERANCE))
@@ -275,10 +276,25 @@ def leaf_sizes(infos: list, runs_per_task: int | None = None,
     return sizes
 
 
-def _altaz_params_list(infos: list) -> list:
-    """ALTAZ constants of these runs (None: left to the run's own task), one astropy call."""
+def _header_pointing(info: dict) -> dict:
+    """``info`` with the pointing its run will use (:func:`xbkg.events.complete_run_info`):
+    one header-only read (well under a ms); unchanged when the header cannot be read (the
+    run's task reports it)."""
     try:
-        return [r.get("altaz_params") for r in with_altaz_params(infos)]
+        header = read_header(info["events_file"], info["events_hdu"])
+    except (OSError, ValueError):
+        return info
+    full = complete_run_info(info, header)
+    return dict(info, ra_pnt=full["ra_pnt"], dec_pnt=full["dec_pnt"])
+
+
+def _altaz_params_list(infos: list) -> list:
+    """ALTAZ constants of these runs at their EVENTS-header pointing (None: left to the run's
+    own task), one astropy call."""
+    try:
+        runs = with_altaz_params([_header_pointing(info) for info in infos])
+        return [(r["altaz_params"], (r["ra_pnt"], r["dec_pnt"])) if "altaz_params" in r
+                else None for r in runs]
     except Exception:  # noqa: BLE001 - any failure: each run's task computes and reports its own
         return [None] * len(infos)
 
@@ -300,7 +316,8 @@ def _run_batch(infos: list, indices: list, binning: Binning, solid_angle: np.nda
                on_error: str, fit_bins=None) -> dict:
     """Summed cubes and errors of a few runs read one after the other (a leaf task).
 
-    For a 3D ALTAZ binning the runs' ALTAZ constants are computed first, all in one call
+    For a 3D ALTAZ binning the runs' ALTAZ constants are computed first, at their EVENTS
+    header pointing (header-only reads, well under a ms each), all in one call
     (:func:`with_altaz_params`). Tunes this process's malloc first
     (:func:`xbkg.parallel.tune_malloc`). With ``fit_bins`` each run's
     :func:`run_fit_statistics` travel with the sums (``runstats``).
@@ -313,7 +330,7 @@ def _run_batch(infos: list, indices: list, binning: Binning, solid_angle: np.nda
     scale = None if fit_bins is None else exposure_scale(binning.energy_edges, solid_angle)
     for info, i, p in zip(infos, indices, params):
         if p is not None:
-            info = dict(info, altaz_params=p)
+            info = dict(info, altaz_params=p[0], altaz_pointing=p[1])
         part = run_cubes(info, binning, solid_angle, on_error)
         stats = {} if fit_bins is None or part["error"] is not None else {
             i: run_fit_statistics(part, fit_bins, scale)}
