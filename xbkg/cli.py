@@ -357,7 +357,8 @@ def cmd_make_models(args) -> int:
 
 def _guard(output, store, args, markers, inputs=(), option="OUTDIR") -> None:
     """Refuse an output that is or holds an input, or (--overwrite) a folder not ours."""
-    from .io.safety import guard_output, store_inputs
+    from .datastore import store_inputs
+    from .io.safety import guard_output
 
     found = store_inputs(store) if store is not None else []
     guard_output(output, [*found, *inputs], overwrite=getattr(args, "overwrite", False),

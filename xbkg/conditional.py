@@ -62,6 +62,7 @@ import xarray as xr
 
 from .binning import BOUNDS_DIM
 from .model import fov_dims
+from .datastore import takes_store
 
 __all__ = ["RING_WIDTH", "SMOOTHNESS_GRID", "RANGE_MARGIN", "ConditionRangeWarning",
            "ring_edges", "fit_bin_labels", "standardise", "profile_objective", "fit_coefficients",
@@ -468,6 +469,7 @@ def _info(model) -> dict:
     return json.loads(model.attrs["conditional"])
 
 
+@takes_store("store")
 def run_terms(model: xr.Dataset, store: xr.Dataset) -> np.ndarray:
     """Raw condition terms ``(runs, K)`` of the runs of an observation Dataset."""
     from .conditions import condition_matrix
@@ -575,6 +577,7 @@ def model_for_run(model: xr.Dataset, x_raw, *, zenith: float, group=None, obs_id
     return one
 
 
+@takes_store("store")
 def models_for_runs(model: xr.Dataset, store: xr.Dataset, *, warn: bool = True):
     """Yield ``(obs_id, model_for_run(...))`` for every run of an observation Dataset."""
     from .grouping import assign_groups

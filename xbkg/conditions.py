@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 import xarray as xr
+from .datastore import takes_store
 
 __all__ = ["COMPUTED", "LOG_COLUMNS", "parse_conditions", "term_names", "outer_event_counts",
            "condition_matrix"]
@@ -91,6 +92,7 @@ def _start_mjd(store: xr.Dataset) -> np.ndarray:
     return ref + _column(store, "tstart") / 86400.0
 
 
+@takes_store("store")
 def outer_event_counts(store: xr.Dataset, outer_offset: float) -> np.ndarray:
     """Events of each run farther than ``outer_offset`` (deg) from its pointing (reads RA, DEC
     of every run; the pointing as :func:`xbkg.events.fill_from_headers` completes it)."""
@@ -129,6 +131,7 @@ def _values(store: xr.Dataset, name: str, outer=None) -> list[np.ndarray]:
     return [values]
 
 
+@takes_store("store")
 def condition_matrix(store: xr.Dataset, conditions, *, outer_counts=None,
                      outer_offset=None) -> tuple[np.ndarray, list[str]]:
     """Term values of every run of ``store``: array ``(runs, terms)`` and the term names.

@@ -16,7 +16,7 @@ import stat
 from pathlib import Path
 
 __all__ = ["UnsafeOutputError", "check_output", "check_replaceable", "check_writable",
-           "guard_output", "require_regular_file", "store_inputs"]
+           "guard_output", "require_regular_file"]
 
 
 class UnsafeOutputError(ValueError):
@@ -61,15 +61,6 @@ def check_output(output, inputs, *, option: str = "OUTDIR") -> None:
             raise UnsafeOutputError(
                 f"{option} {output} {how} the input {given}: refusing to write there (it "
                 "could replace or delete the input)")
-
-
-def store_inputs(store) -> list[str]:
-    """The folders and index files of an observation Dataset (``xbkg.open_datastore``)."""
-    paths = {store.attrs.get("base_dir"), store.attrs.get("obs_index"), store.attrs.get("hdu_index")}
-    for key in ("events_file", "gti_file"):
-        if key in store:
-            paths.update(os.path.dirname(p) for p in store[key].values.tolist() if p)
-    return sorted(p for p in paths if p)
 
 
 def check_replaceable(outdir, markers, *, option: str = "OUTDIR") -> None:
