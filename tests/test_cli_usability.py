@@ -275,7 +275,8 @@ def test_readme_use_commands_run(store, tmp_path):
     assert len(commands) >= 4
     names = {"DATA_DIR": str(store), "OUTDIR": str(tmp_path / "OUTDIR"),
              "STORE": str(tmp_path / "STORE"), "OFF_OUTDIR": str(tmp_path / "OUTDIR"),
-             "ALL_OUTDIR": str(tmp_path / "OUTDIR"), "CMP": str(tmp_path / "CMP")}
+             "ALL_OUTDIR": str(tmp_path / "OUTDIR"), "CMP": str(tmp_path / "CMP"),
+             "COND_OUTDIR": str(tmp_path / "COND"), "RUNS_OUTDIR": str(tmp_path / "RUNS")}
     for command in commands:
         argv = [names.get(word.split("/")[0], word.split("/")[0]) + word[len(word.split("/")[0]):]
                 for word in command.split()[1:]]
@@ -289,6 +290,7 @@ def test_readme_use_commands_run(store, tmp_path):
         assert main(argv + ["--no-progress"] * (argv[0] == "make-models")) == 0, command
     assert (tmp_path / "OUTDIR" / "report.html").exists()
     assert json.loads(xbkg.open_model(tmp_path / "OUTDIR" / "model.nc").attrs["provenance"])
+    assert (tmp_path / "RUNS" / "hdu-index.fits.gz").exists()  # apply-model of the conditional
 
 
 @pytest.mark.slow

@@ -87,14 +87,28 @@ def test_instruments_page_has_every_instrument_and_style(html):
 
     text = _text(html, "instruments")
     for section in ("H.E.S.S.", "MAGIC", "VERITAS", "LST-1", "CTA (1DC)",
-                    "Options from the other half of issue 20"):
+                    "Options for stores without off runs, simulated events and odd layouts"):
         assert section in text, section
     assert "xbkg simulate OUTDIR --style STYLE" in text
     for style in STYLES:
         assert style in text, style
     for flag in ("--fov-extent", "--energy-threshold safe", "--event-filter EXPR",
-                 "--exclude-targets RADIUS", "--exclusion-catalog FILE", "--index-dir DIR"):
+                 "--exclude-targets RADIUS", "--exclusion-catalog FILE", "--index-dir DIR",
+                 "--altitude-tolerance DEG", "--site LON,LAT,HEIGHT"):
         assert flag in text, flag
+    # what to pass for each instrument
+    for command in ("--selection all --exclude-targets 0.3", '--event-filter "MC_ID == 1"',
+                    "--index-dir index/gps", "--fov-alignment radec"):
+        assert command in text, command
+    assert "being added in parallel" not in text
+
+
+def test_instrument_options_are_described_once(html):
+    """The instrument options live on the instruments page; the user guide links to them."""
+    guide = _text(html, "user_guide")
+    for measured in ("15,337", "+16.9", "GEOLON 79.4041"):
+        assert measured in _text(html, "instruments"), measured
+        assert measured not in guide, measured
 
 
 def test_escape_bars():

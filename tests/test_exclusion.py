@@ -278,6 +278,10 @@ def test_region_tables(tmp_path):
     t.write(tmp_path / "arcmin.ecsv")
     np.testing.assert_allclose(read_exclusion_regions(tmp_path / "arcmin.ecsv").radius,
                                [0.005, 0.4 / 60])
+    t["Radius"].unit = "s"
+    t.write(tmp_path / "seconds.ecsv")
+    with pytest.raises(ValueError, match="seconds.ecsv: column Radius has unit s, not an angle"):
+        read_exclusion_regions(tmp_path / "seconds.ecsv")
     Table({"RA": [1.0], "DEC": [2.0]}).write(tmp_path / "noradius.csv")
     with pytest.raises(ValueError, match="noradius.csv: no Radius column"):
         read_exclusion_regions(tmp_path / "noradius.csv")

@@ -26,7 +26,7 @@ from xbkg.sources import catalog_circles, on_source_runs, target_circles
 no_gti_unit = pytest.mark.filterwarnings(f"ignore::{UnitAssumedWarning.__module__}."
                                          f"{UnitAssumedWarning.__name__}")
 
-#: Exclusion radius the docs recommend for MAGIC (deg), see docs/user_guide.rst.
+#: Exclusion radius the docs recommend for MAGIC (deg), see docs/instruments.rst.
 MAGIC_TARGET_RADIUS = 0.3
 CRAB = (83.63333, 22.01444)
 IRF = "caldb/data/cta/1dc/bcf/South_z20_50h/irf_file.fits"
@@ -172,6 +172,14 @@ def test_catalog_reader_errors(tmp_path):
         tmp_path / "d.ecsv")
     cat = read_source_catalog(tmp_path / "d.ecsv")
     assert cat.find("crab") == 0 and cat.extension[0] == 0.5
+    t = Table({"RA": [83.6], "DEC": [22.0], "extension": [30.0]})
+    t["extension"].unit = "arcmin"
+    t.write(tmp_path / "arcmin.ecsv")
+    assert read_source_catalog(tmp_path / "arcmin.ecsv").extension.tolist() == [0.5]
+    t["extension"].unit = "m"
+    t.write(tmp_path / "metres.ecsv")
+    with pytest.raises(ValueError, match=r"metres.ecsv: column extension has unit m, not an angle"):
+        read_source_catalog(tmp_path / "metres.ecsv")
 
 
 def test_exclude_targets_needs_region_mode(tmp_path):

@@ -81,13 +81,18 @@ class XbkgCliDirective(Directive):
 #: Modules in pipeline order (STYLE.md: the folder reads like the pipeline); modules not named
 #: here follow alphabetically, so a new module is documented without editing the docs.
 PIPELINE_ORDER = [
-    "xbkg", "xbkg.datastore", "xbkg.events", "xbkg.validate", "xbkg.fov", "xbkg.selection",
-    "xbkg.exclusion", "xbkg.grouping", "xbkg.thresholds", "xbkg.binning", "xbkg.histogram",
-    "xbkg.reduce", "xbkg.exposure", "xbkg.model", "xbkg.smoothing", "xbkg.make",
-    "xbkg.parallel", "xbkg.evaluate", "xbkg.interpolate", "xbkg.predict", "xbkg.accessor",
-    "xbkg.summary", "xbkg.plotting", "xbkg.simulate", "xbkg.cli", "xbkg.io", "xbkg.io.netcdf",
-    "xbkg.io.gadf", "xbkg.io.hduindex", "xbkg.io.products", "xbkg.io.groups",
-    "xbkg.io.regions", "xbkg.io.gammapy", "xbkg.io.dl3", "xbkg.io.fitstable", "xbkg.io.atomic",
+    "xbkg", "xbkg.defaults", "xbkg.datastore", "xbkg.events", "xbkg.survey", "xbkg.pointing",
+    "xbkg.validate", "xbkg.geometry", "xbkg.fov", "xbkg.erfa_context", "xbkg.iers_cache",
+    "xbkg.selection", "xbkg.sources", "xbkg.exclusion", "xbkg.excluded_area", "xbkg.grouping",
+    "xbkg.thresholds", "xbkg.binning", "xbkg.histogram", "xbkg.reduce", "xbkg.exposure",
+    "xbkg.model", "xbkg.smoothing", "xbkg.make", "xbkg.update", "xbkg.conditions",
+    "xbkg.conditional", "xbkg.parallel", "xbkg.evaluate", "xbkg.interpolate", "xbkg.predict",
+    "xbkg.accessor", "xbkg.summary", "xbkg.plotting", "xbkg.report", "xbkg.compare",
+    "xbkg.validation", "xbkg.validation_plots", "xbkg.simulate", "xbkg.cli", "xbkg.io",
+    "xbkg.io.netcdf", "xbkg.io.gadf", "xbkg.io.hduindex", "xbkg.io.products", "xbkg.io.perrun",
+    "xbkg.io.apply", "xbkg.io.groups", "xbkg.io.regions", "xbkg.io.catalogs", "xbkg.io.reports",
+    "xbkg.io.gammapy", "xbkg.io.dl3", "xbkg.io.fitstable", "xbkg.io.fitswrite", "xbkg.io.atomic",
+    "xbkg.io.safety",
 ]
 _SKIP = {"xbkg.__main__", "xbkg._version"}
 

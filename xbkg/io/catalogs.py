@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .regions import angle_deg
+
 __all__ = ["SourceCatalog", "read_source_catalog", "normalise_name"]
 
 _POSITIONS = (("ra", "dec"), ("raj2000", "dej2000"), ("ra_j2000", "dec_j2000"))
@@ -75,16 +77,8 @@ def _column(table, name: str):
 
 
 def _deg(col, where: str) -> np.ndarray:
-    import astropy.units as u
-
     values = np.ma.filled(np.ma.asarray(col, dtype=float), np.nan)
-    unit = getattr(col, "unit", None)
-    if unit is not None and str(unit) not in ("", "deg"):
-        try:
-            values = (values * u.Unit(unit)).to_value(u.deg)
-        except (ValueError, u.UnitConversionError):
-            raise ValueError(f"{where}: column {col.name} has unit {unit!s}, "
-                             "not an angle") from None
+    values = angle_deg(values, getattr(col, "unit", None), f"{where}: column {col.name}")
     return np.asarray(values, dtype=float)
 
 

@@ -19,7 +19,8 @@ import numpy as np
 
 from ..exclusion import SkyCircles
 
-__all__ = ["read_exclusion_regions", "read_region_table", "read_ds9_circles", "circles_from_table"]
+__all__ = ["read_exclusion_regions", "read_region_table", "read_ds9_circles", "circles_from_table",
+           "angle_deg"]
 
 _NAME_COLUMNS = ("name", "source_name", "source", "target_name")
 
@@ -87,8 +88,6 @@ def read_region_table(path) -> SkyCircles:
 
 
 def _column_deg(table, name: str, where: str) -> np.ndarray:
-    import astropy.units as u
-
     matches = [c for c in table.colnames if c.lower() == name.lower()]
     if not matches:
         raise ValueError(f"exclusion regions: {where}: no {name} column (columns: "
@@ -98,14 +97,31 @@ def _column_deg(table, name: str, where: str) -> np.ndarray:
         values = np.asarray(col, dtype=float)
     except (TypeError, ValueError):
         raise ValueError(f"exclusion regions: {where}: column {matches[0]} is not numeric") from None
-    unit = getattr(col, "unit", None)
-    if unit is not None and str(unit) not in ("", "deg"):
-        try:
-            values = (values * u.Unit(unit)).to_value(u.deg)
-        except (ValueError, u.UnitConversionError):
-            raise ValueError(f"exclusion regions: {where}: column {matches[0]} has unit "
-                             f"{unit!s}, not an angle") from None
-    return values
+    return angle_deg(values, getattr(col, "unit", None),
+                     f"exclusion regions: {where}: column {matches[0]}")
+
+
+def angle_deg(values: np.ndarray, unit, where: str) -> np.ndarray:
+    """Angle column ``values`` in ``unit`` (None, '' or 'deg': as is) converted to deg.
+
+    ValueError naming ``where`` (the file and column) if the unit is not an angle.
+
+    >>> import numpy as np
+    >>> angle_deg(np.array([60.0]), "arcmin", "t.ecsv: column Radius")
+    array([1.])
+    >>> angle_deg(np.array([1.0]), "m", "t.ecsv: column Radius")
+    Traceback (most recent call last):
+    ...
+    ValueError: t.ecsv: column Radius has unit m, not an angle
+    """
+    import astropy.units as u
+
+    if unit is None or str(unit) in ("", "deg"):
+        return values
+    try:
+        return (values * u.Unit(unit)).to_value(u.deg)
+    except (ValueError, u.UnitConversionError):
+        raise ValueError(f"{where} has unit {unit!s}, not an angle") from None
 
 
 def circles_from_table(table, *, where: str = "table") -> SkyCircles:
