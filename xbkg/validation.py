@@ -61,6 +61,7 @@ the DR1 per-run models in a reversed-longitude RADEC frame (REFERENCE.md); ``rev
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 
@@ -532,15 +533,15 @@ def validate(data, *, obs_ids=None, selection: str = "off", n_folds: int = 5, se
         fold_models = _models_per_fold(store, folds, model_options, smooth, scheduler, progress)
         models = [fold_models[k] for k in folds]
         if "cond_coef" in fold_models[0]:  # conditional models: every run gets its own
-            models = _conditional_run_models(store, folds, fold_models)
+            from .conditional import models_for_runs
+
+            models = _held_out_run_models(store, folds, fold_models, models, functools.partial(
+                models_for_runs, warn=False))
         elif per_run is not None:
             from .interpolate import models_for_observations
 
-            for k, model in enumerate(fold_models):
-                held_out = np.flatnonzero(folds == k)
-                runs = models_for_observations(model, store.isel(obs_id=held_out), method=per_run)
-                for i, (_, run_model) in zip(held_out, runs):
-                    models[i] = run_model
+            models = _held_out_run_models(store, folds, fold_models, models, functools.partial(
+                models_for_observations, method=per_run))
     elif isinstance(reference, str) and reference.lower() in ("store", "dr1"):
         per_run = store_run_models(store, reverse_lon=reverse_lon)
         models = [per_run[int(o)] for o in store.obs_id.values]
@@ -578,15 +579,14 @@ def validate(data, *, obs_ids=None, selection: str = "off", n_folds: int = 5, se
     return out
 
 
-def _conditional_run_models(store, folds, fold_models) -> list:
-    """The held-out runs' models of conditional fold models (:mod:`xbkg.conditional`)."""
-    from .conditional import models_for_runs
-
-    models = [None] * len(folds)
+def _held_out_run_models(store, folds, fold_models, models, run_models) -> list:
+    """``models`` with each run's entry replaced by its own model, made by
+    ``run_models(fold_model, held_out_runs)`` (an iterable of ``(obs_id, model)``) from the model
+    of the fold that held the run out."""
+    models = list(models)
     for k, model in enumerate(fold_models):
         held_out = np.flatnonzero(folds == k)
-        runs = models_for_runs(model, store.isel(obs_id=held_out), warn=False)
-        for i, (_, run_model) in zip(held_out, runs):
+        for i, (_, run_model) in zip(held_out, run_models(model, store.isel(obs_id=held_out))):
             models[i] = run_model
     return models
 
