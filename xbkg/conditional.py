@@ -220,7 +220,7 @@ def fit_coefficients(counts, exposure, groups, n_groups, x, smoothness) -> dict:
                    options={"gtol": 1e-6 * max(1.0, counts.sum() ** 0.5), "maxiter": 200})
     if not res.success and np.max(np.abs(res.jac)) > 1e-3 * max(1.0, counts.sum() ** 0.5):
         raise RuntimeError(f"conditional fit did not converge: {res.message}")
-    _, _, hess = profile_objective(res.x, *args)
+    hess = evaluate(res.x)[2]  # usually the last point scipy evaluated
     return {"beta": res.x.reshape(n_energy, n_terms), "hessian": hess,
             "n_iterations": int(res.nit)}
 
