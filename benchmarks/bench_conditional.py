@@ -37,9 +37,10 @@ CONDITIONS = "zenith,MUONEFF,azimuth"
 RATIO_TARGET = 1.2
 
 
-def refit_seconds(model, repeat: int = 2) -> float:
-    """Best time of :func:`xbkg.conditional.fit_conditional` on a conditional model's stored
-    per-run statistics (the whole fit: penalty by cross-validation, covariances, scatter)."""
+def refit_seconds(model, repeat: int = 2) -> tuple[float, float]:
+    """Best wall and CPU time of :func:`xbkg.conditional.fit_conditional` on a conditional
+    model's stored per-run statistics (the whole fit: penalty by cross-validation,
+    covariances, scatter)."""
     import numpy as np
 
     from xbkg.conditional import fit_conditional
@@ -47,26 +48,30 @@ def refit_seconds(model, repeat: int = 2) -> float:
     args = (model["obs_fit_counts"].values, model["obs_fit_exposure"].values,
             model["obs_group"].values, model.sizes["zenith_group"],
             model["obs_cond_terms"].values, model["obs_ontime"].values)
-    best = np.inf
+    best, cpu = np.inf, np.inf
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fit_conditional(*args)
         best = min(best, time.perf_counter() - t0)
-    return float(best)
+        cpu = min(cpu, time.process_time() - c0)
+    return float(best), float(cpu)
 
 
 def task_conditional(store_dir, args) -> dict:
     """One 3D ALTAZ build on one core, with ``args.conditions`` (empty: plain), after the
-    once-per-process warm-up; with conditions also the time of the fit alone."""
+    once-per-process warm-up, its wall and CPU time (this process); with conditions also the
+    times of the fit alone."""
     from run_all import _build  # benchmarks/ is on sys.path as a script
 
     from xbkg.parallel import warm_up
 
     warm_up()
     conditions = args.conditions or None
+    c0 = time.process_time()
     model, out = _build(store_dir, "3d", "altaz", "synchronous", conditions=conditions)
+    out["build_cpu_seconds"] = time.process_time() - c0
     if conditions:
-        out["fit_seconds"] = refit_seconds(model)
+        out["fit_seconds"], out["fit_cpu_seconds"] = refit_seconds(model)
         out["fit_runs"] = int(model.sizes["obs_id"])
         out["terms"] = [str(t) for t in model["cond_term"].values]
         out["conditions"] = conditions
@@ -76,28 +81,32 @@ def task_conditional(store_dir, args) -> dict:
 def report_conditional(plain: dict, cond: dict) -> str:
     """Markdown section: times, ratio and peak memory of the two builds, the fit alone."""
     ratio = cond["seconds"] / plain["seconds"]
-    cpu_ratio = cond["cpu_seconds"] / plain["cpu_seconds"]
+    cpu_ratio = cond["build_cpu_seconds"] / plain["build_cpu_seconds"]
+    pass_ratio = (cond["build_cpu_seconds"] - cond["fit_cpu_seconds"]) / plain["build_cpu_seconds"]
     mem_ratio = cond["peak_rss_mb"] / plain["peak_rss_mb"]
     lines = [
         "", f"Conditional model (`conditions=\"{cond.get('conditions', CONDITIONS)}\"`, terms "
         f"{', '.join(cond.get('terms', []))}), 3D ALTAZ, one core, {cond['runs']:,} runs, "
         f"{cond['events']:,} events:", "",
-        "| build | time (s) | CPU (s) | peak RSS (MB) | other jobs (cores) |",
+        "| build | time (s) | CPU of the build (s) | peak RSS (MB) | other jobs (cores) |",
         "|---|---|---|---|---|",
-        f"| plain | {plain['seconds']:.1f} | {plain['cpu_seconds']:.1f} | "
+        f"| plain | {plain['seconds']:.1f} | {plain['build_cpu_seconds']:.1f} | "
         f"{plain['peak_rss_mb']:.0f} | {plain['other_jobs_cores']:.1f} |",
         f"| with per-run statistics and the fit | {cond['seconds']:.1f} | "
-        f"{cond['cpu_seconds']:.1f} | {cond['peak_rss_mb']:.0f} | "
+        f"{cond['build_cpu_seconds']:.1f} | {cond['peak_rss_mb']:.0f} | "
         f"{cond['other_jobs_cores']:.1f} |",
         "",
         f"* {'met' if ratio <= RATIO_TARGET else 'NOT met'}: the build with the per-run "
         f"statistics (fit included) within {RATIO_TARGET}x of the plain build: {ratio:.2f}x "
-        f"(CPU time {cpu_ratio:.2f}x)",
+        f"(CPU time of the build {cpu_ratio:.2f}x; without the fit, the pass with the "
+        f"statistics: {pass_ratio:.2f}x)",
         f"* the fit of {cond['fit_runs']:,} runs alone (penalty chosen by 5-fold "
         f"cross-validation, covariances, scatter): {cond['fit_seconds']:.1f} s "
+        f"(CPU {cond['fit_cpu_seconds']:.1f} s) "
         f"({'met' if cond['fit_seconds'] < 60 else 'NOT met'}: seconds, not minutes)",
         f"* peak resident memory {mem_ratio:.2f}x the plain build's "
-        f"({cond['peak_rss_mb']:.0f} MB against {plain['peak_rss_mb']:.0f} MB)",
+        f"({cond['peak_rss_mb']:.0f} MB against {plain['peak_rss_mb']:.0f} MB; the difference "
+        "includes the import of scipy.optimize, a constant)",
     ]
     return "\n".join(lines) + "\n"
 
