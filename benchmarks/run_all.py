@@ -19,6 +19,8 @@ memory every 50 ms:
 * one-core builds run :func:`xbkg.parallel.warm_up` (imports, astropy's Earth orientation
   table: a once-per-process cost, reported beside the table) before the clock starts, as the
   cluster's workers do;
+* the 3D ALTAZ build on one core without and with ``--conditions`` (per-run statistics in
+  the fit bins and the conditional fit; ``benchmarks/bench_conditional.py``), and the fit alone;
 * graph size (tasks) of the lazy 3D ALTAZ model for 100, 500, ... runs of the store;
 * what a user feels (``benchmarks/bench_cold.py``), on the real store ``--dr1`` (H.E.S.S.
   DR1, gzipped; skipped when absent): cold ``xbkg make-models`` against the seed notebook's
@@ -138,7 +140,7 @@ def task_astropy(store_dir, args) -> dict:
             "run_params_seconds": t_params}
 
 
-def _build(store_dir, kind, align, scheduler):
+def _build(store_dir, kind, align, scheduler, conditions=None):
     import numpy as np
 
     import xbkg
@@ -148,7 +150,7 @@ def _build(store_dir, kind, align, scheduler):
     t0 = time.perf_counter()
     model = xbkg.make_model(store, kind=kind, fov_alignment=align, energy_edges=e_edges,
                             offset_edges=o_edges, fov_edges=FOV_EDGES, offset_max=2.5,
-                            scheduler=scheduler)
+                            scheduler=scheduler, conditions=conditions)
     seconds = time.perf_counter() - t0
     counts = model["counts"].sum("zenith_group").values
     return model, {"seconds": seconds, "events": int(store["EVENT_COUNT"].sum()),
@@ -248,9 +250,16 @@ def task_gzip(store_dir, args) -> dict:
     return gzip_store(args.gz_store)
 
 
+def task_conditional(store_dir, args) -> dict:
+    """One-core 3D ALTAZ build with ``--conditions`` (empty: plain) and the fit alone."""
+    from bench_conditional import task_conditional as task
+
+    return task(store_dir, args)
+
+
 TASKS = {"gammapy": task_gammapy, "astropy": task_astropy, "xbkg": task_xbkg, "graph": task_graph,
          "ceiling": task_ceiling, "cold": task_cold, "first call": task_first_call,
-         "gzip": task_gzip}
+         "gzip": task_gzip, "conditional": task_conditional}
 USER_LABELS = ("cold", "first call", "gzip")
 
 # --------------------------------------------------------------------------------------------
@@ -495,6 +504,11 @@ def report(res: dict, args) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _repeated(label: str) -> bool:
+    """Measured ``--repeat`` times in turn, the fastest kept: compared pairs of builds."""
+    return " worker" in label or label.startswith("conditional")
+
+
 def _report_all(results: dict, args) -> str:
     """The main table when all its figures are there, then the user-facing section."""
     core = ("gammapy", "astropy", "xbkg 2D", "xbkg 3D RADEC", "xbkg 3D ALTAZ",
@@ -502,6 +516,10 @@ def _report_all(results: dict, args) -> str:
     text = report(results, args) if set(core) <= set(results) else ""
     if set(USER_LABELS) & set(results):
         text += report_user(results, args)
+    if {"conditional plain", "conditional"} <= set(results):
+        from bench_conditional import report_conditional
+
+        text += report_conditional(results["conditional plain"], results["conditional"])
     return text
 
 
@@ -518,7 +536,8 @@ def main(argv=None) -> int:
     parser.add_argument("--graph-runs", default="100,500,2000")
     parser.add_argument("--only", default=None, help="comma-separated subset of measurements")
     parser.add_argument("--repeat", type=int, default=2,
-                        help="measure 1 and 2 workers this many times each, in turn (fastest kept)")
+                        help="measure 1 and 2 workers (and the builds without and with conditions) "
+                             "this many times each, in turn (fastest kept)")
     parser.add_argument("--report-only", action="store_true",
                         help="write the table from the figures of --json, measuring nothing")
     parser.add_argument("--dr1", default=None,
@@ -529,6 +548,8 @@ def main(argv=None) -> int:
                         help="store of gzipped runs (simulated like DR1 when absent)")
     parser.add_argument("--gz-runs", type=int, default=None,
                         help="runs of the gzipped store (default: --runs)")
+    parser.add_argument("--conditions", default="zenith,MUONEFF,azimuth",
+                        help="conditions of the conditional build (benchmarks/bench_conditional.py)")
     parser.add_argument("--task", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--kind", default="3d", help=argparse.SUPPRESS)
     parser.add_argument("--align", default="altaz", help=argparse.SUPPRESS)
@@ -565,6 +586,8 @@ def main(argv=None) -> int:
         "cold": ("cold", []),
         "first call": ("first call", []),
         "gzip": ("gzip", []),
+        "conditional plain": ("conditional", ["--conditions", ""]),
+        "conditional": ("conditional", ["--conditions", args.conditions]),
     }
     if args.gz_runs is None:
         args.gz_runs = args.runs
@@ -578,7 +601,7 @@ def main(argv=None) -> int:
     if args.json and Path(args.json).exists():
         results = json.loads(Path(args.json).read_text())  # keep earlier figures of a subset run
     for label, (task, extra) in plan.items():
-        if label not in only or " worker" in label:
+        if label not in only or _repeated(label):
             continue
         if label == "gzip":
             _ensure_gz_store(args)
@@ -586,8 +609,8 @@ def main(argv=None) -> int:
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=1))
     results["_meta"] = {"repeat": args.repeat}
-    for _ in range(args.repeat):  # 1 and 2 workers in turn; the fastest of each is kept
-        for label in [k for k in plan if " worker" in k and k in only]:
+    for _ in range(args.repeat):  # 1 and 2 workers (and the two conditional builds) in turn
+        for label in [k for k in plan if _repeated(k) and k in only]:
             task, extra = plan[label]
             r = measure(task, common + extra)
             if label not in results or r["seconds"] < results[label]["seconds"]:

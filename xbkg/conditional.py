@@ -66,9 +66,9 @@ from .datastore import takes_store
 
 __all__ = ["RING_WIDTH", "SMOOTHNESS_GRID", "RANGE_MARGIN", "ConditionRangeWarning",
            "ring_edges", "fit_bin_labels", "standardise", "profile_objective", "fit_coefficients",
-           "predict_counts", "norm_scatter", "cross_validate", "fit_conditional", "attach_conditional",
-           "is_conditional", "strip_conditional", "merge_conditional", "run_terms", "model_for_run", "models_for_runs", "partial_residuals",
-           "plot_conditions", "describe"]
+           "predict_counts", "norm_scatter", "cross_validate", "fit_conditional",
+           "attach_conditional", "is_conditional", "strip_conditional", "merge_conditional",
+           "run_terms", "model_for_run", "models_for_runs"]
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +146,15 @@ def _group_sum(onehot, values):
     return (onehot @ values.reshape(values.shape[0], -1)).reshape((-1,) + values.shape[1:])
 
 
+def _moments(onehot, mu, x):
+    """``s_geb k = sum_{r in g} mu_reb x_rk`` ``(G, E, B, K)``: one matrix product over runs,
+    no ``(R, E, B, K)`` temporary."""
+    n_groups, (n_runs, n_energy, n_bins), n_terms = onehot.shape[0], mu.shape, x.shape[1]
+    xg = (onehot.T[:, :, None] * x[:, None, :]).reshape(n_runs, n_groups * n_terms)
+    s = mu.reshape(n_runs, -1).T @ xg  # (E B, G K)
+    return s.reshape(n_energy, n_bins, n_groups, n_terms).transpose(2, 0, 1, 3)
+
+
 def _cells(counts, exposure, groups, n_groups, eta):
     """``N_geb``, ``D_geb`` and the fitted ``mu_reb`` for linear predictors ``eta (R, E)``."""
     onehot = (np.asarray(groups)[None, :] == np.arange(n_groups)[:, None]).astype(float)
@@ -172,12 +181,12 @@ def profile_objective(beta_flat, counts, exposure, groups, n_groups, x, penalty)
     value = np.sum(n_cell[used] * np.log(d_cell[used])) - np.sum(counts.sum(axis=2) * eta)
     mu_re = mu.sum(axis=2)
     grad = ((mu_re - counts.sum(axis=2)).T @ x).ravel()
-    s_cell = _group_sum(onehot, mu[..., None] * x[:, None, None, :])  # (G, E, B, K)
+    s_cell = _moments(onehot, mu, x)  # (G, E, B, K)
     with np.errstate(divide="ignore", invalid="ignore"):
         inv_n = np.where(used, 1.0 / n_cell, 0.0)
     outer = (x[:, :, None] * x[:, None, :]).reshape(len(x), -1)  # (R, K K)
     blocks = ((mu_re.T @ outer).reshape(n_energy, n_terms, n_terms)
-              - np.einsum("gebk,gebl,geb->ekl", s_cell, s_cell, inv_n))
+              - np.einsum("gebk,gebl->ekl", s_cell * inv_n[..., None], s_cell))
     hess = np.zeros((n_energy * n_terms,) * 2)
     for e in range(n_energy):
         sl = slice(e * n_terms, (e + 1) * n_terms)
@@ -211,7 +220,7 @@ def fit_coefficients(counts, exposure, groups, n_groups, x, smoothness) -> dict:
                    options={"gtol": 1e-6 * max(1.0, counts.sum() ** 0.5), "maxiter": 200})
     if not res.success and np.max(np.abs(res.jac)) > 1e-3 * max(1.0, counts.sum() ** 0.5):
         raise RuntimeError(f"conditional fit did not converge: {res.message}")
-    _, _, hess = profile_objective(res.x, *args)
+    hess = evaluate(res.x)[2]  # usually the last point scipy evaluated
     return {"beta": res.x.reshape(n_energy, n_terms), "hessian": hess,
             "n_iterations": int(res.nit)}
 
@@ -233,7 +242,7 @@ def _sandwich(counts, exposure, groups, n_groups, x, beta, hess_inv) -> np.ndarr
     """Cluster-robust covariance (runs as clusters) of ``beta``: ``H^-1 M H^-1``."""
     eta = x @ beta.T
     onehot, n_cell, _, mu = _cells(counts, exposure, groups, n_groups, eta)
-    s_cell = _group_sum(onehot, mu[..., None] * x[:, None, None, :])
+    s_cell = _moments(onehot, mu, x)
     with np.errstate(divide="ignore", invalid="ignore"):
         xbar = np.where(n_cell[..., None] > 0, s_cell / n_cell[..., None], 0.0)
     # efficient score of each run: sum_b (mu - n) (x_r - mean x of the cell)
@@ -593,58 +602,13 @@ def models_for_runs(model: xr.Dataset, store: xr.Dataset, *, warn: bool = True):
                                          obs_id=int(obs_id), warn=warn)
 
 
-def partial_residuals(model: xr.Dataset) -> dict:
-    """Per term: the runs' raw values, their partial residuals and the fitted effect.
-
-    The effect of term ``k`` on a run is its counts-weighted mean over energies of
-    ``beta[e, k] * x_k`` (standardised); the partial residual is that effect plus the run's
-    in-sample ``ln(counts / fitted)``. Returns ``{term: (values, residuals, effect)}``.
-    """
-    w = model["obs_fit_counts"].sum(("obs_id", "fit_bin")).values.astype(float)
-    w = w / w.sum()
-    slope = w @ model["cond_coef"].values  # (K,) per standardised unit
-    raw = model["obs_cond_terms"].values
-    x = (raw - model["cond_center"].values) / model["cond_scale"].values
-    resid = np.log(model["obs_cond_norm"].values)
-    return {str(t): (raw[:, k], resid + slope[k] * x[:, k], slope[k] * x[:, k])
-            for k, t in enumerate(model["cond_term"].values)}
+#: Plots and text of a conditional model, in :mod:`xbkg.conditional_plots` (importable from here).
+_PLOTS = ("partial_residuals", "plot_conditions", "describe")
 
 
-def plot_conditions(model: xr.Dataset, *, figsize=None):
-    """Figure: for each term, the runs' partial residuals (points) and the fitted effect (line)
-    against the term's value (matplotlib, imported here). Returns the figure."""
-    import matplotlib.pyplot as plt
+def __getattr__(name):
+    if name in _PLOTS:
+        from . import conditional_plots
 
-    parts = partial_residuals(model)
-    n = len(parts)
-    fig, axes = plt.subplots(1, n, figsize=figsize or (3.2 * n, 3.0), squeeze=False)
-    for ax, (term, (value, resid, effect)) in zip(axes[0], parts.items()):
-        order = np.argsort(value)
-        ax.plot(value, resid, "o", ms=3, alpha=0.7, label="runs")
-        ax.plot(value[order], effect[order], "-", color="C3", label="fit")
-        ax.set_xlabel(term)
-        ax.set_ylabel("ln rate effect")
-    axes[0][0].legend(fontsize="small")
-    fig.suptitle(f"conditional terms (per-run level scatter "
-                 f"{_info(model)['sys_scatter']:.3f}, cross-validated)", fontsize="medium")
-    fig.tight_layout()
-    return fig
-
-
-def describe(model: xr.Dataset) -> str:
-    """Text summary of the conditional terms: coefficients (per decade of energy), scatter."""
-    info = _info(model)
-    energy = model["energy"].values
-    lines = [f"conditional model: conditions {', '.join(info['conditions'])}; "
-             f"smoothness {info['smoothness']:g} (cross-validated); "
-             f"per-run level scatter {info['sys_scatter']:.3f} (cross-validated), "
-             f"{info['sys_scatter_insample']:.3f} (in-sample)"]
-    exposed = model["obs_fit_counts"].sum(("obs_id", "fit_bin")).values > 0
-    for k, term in enumerate(model["cond_term"].values):
-        coef = model["cond_coef"].values[:, k] / model["cond_scale"].values[k]
-        err = model["cond_coef_error"].values[:, k] / model["cond_scale"].values[k]
-        shown = [f"{e:.2g} TeV: {c:+.3f}+-{s:.3f}" for e, c, s, x in
-                 zip(energy, coef, err, exposed) if x][::max(1, int(exposed.sum()) // 4)]
-        lines.append(f"  d ln rate / d {term} (range {float(model['cond_min'][k]):.4g}.."
-                     f"{float(model['cond_max'][k]):.4g}): " + "; ".join(shown))
-    return "\n".join(lines)
+        return getattr(conditional_plots, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -104,7 +104,7 @@ def summary_text(model: xr.Dataset) -> str:
         lines.append(f"total counts: {int(np.asarray(model['counts']).sum())}")
     lines += provenance_lines(model)
     if "cond_coef" in model:
-        from .conditional import describe
+        from .conditional_plots import describe
 
         lines.append(describe(model))
     return "\n".join(lines)
@@ -136,7 +136,7 @@ def summary_html(model: xr.Dataset) -> str:
     groups = ("<tr>" + "".join(f"<th>{escape(c)}</th>" for c in cols) + "</tr>" + "".join(body))
     cond = ""
     if "cond_coef" in model:
-        from .conditional import describe
+        from .conditional_plots import describe
 
         cond = f"<pre>{escape(describe(model))}</pre>"
     return (f"<div><b>xbkg background model</b><table>{head}</table>"
