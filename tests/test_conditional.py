@@ -237,7 +237,7 @@ def test_partial_residuals_and_plot(model):
     import matplotlib
 
     matplotlib.use("Agg")
-    from xbkg.conditional import partial_residuals, plot_conditions
+    from xbkg.conditional_plots import partial_residuals, plot_conditions
 
     parts = partial_residuals(model)
     value, resid, effect = parts["MUONEFF"]

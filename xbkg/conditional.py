@@ -600,15 +600,3 @@ def models_for_runs(model: xr.Dataset, store: xr.Dataset, *, warn: bool = True):
     for i, obs_id in enumerate(store.obs_id.values):
         yield int(obs_id), model_for_run(model, x[i], zenith=zenith[i], group=int(groups[i]),
                                          obs_id=int(obs_id), warn=warn)
-
-
-#: Plots and text of a conditional model, in :mod:`xbkg.conditional_plots` (importable from here).
-_PLOTS = ("partial_residuals", "plot_conditions", "describe")
-
-
-def __getattr__(name):
-    if name in _PLOTS:
-        from . import conditional_plots
-
-        return getattr(conditional_plots, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
