@@ -59,3 +59,25 @@ def test_extent_measured_in_the_build_pass(stores, style, cut, kind, monkeypatch
         (prov["extent_deg"] if cut else 2.5)
     for name in ("counts", "exposure", "has_data"):
         np.testing.assert_array_equal(model[name].values, given[name].values)
+
+
+@pytest.mark.parametrize("n", [0, 1, 30, 1000, 60_000])
+def test_run_max_offset_is_the_robust_largest_offset(n):
+    """The farthest-few shortcut gives robust_max_offset of all offsets (within 1e-12 deg),
+    with strays, NaN coordinates and runs too small to have strays."""
+    from xbkg.fov import offset_deg
+    from xbkg.survey import robust_max_offset, run_max_offset
+
+    rng = np.random.default_rng(n)
+    for dec_pnt in (-70.0, 0.0, 45.0):
+        ra, dec = rng.uniform(-2, 2, n) + 100.0, rng.uniform(-2, 2, n) + dec_pnt
+        if n > 100:
+            ra[rng.integers(0, n, 3)] = rng.uniform(110, 140, 3)  # strays
+            ra[rng.integers(0, n, n // 4)] = np.nan
+        want = robust_max_offset(offset_deg(ra, dec, 100.0, dec_pnt))
+        got = run_max_offset(ra.astype(np.float32), dec.astype(np.float32), 100.0, dec_pnt)
+        if n == 0:
+            assert np.isnan(want) and np.isnan(got)
+        else:
+            assert want < 3.0 and abs(got - robust_max_offset(offset_deg(
+                ra.astype(np.float32), dec.astype(np.float32), 100.0, dec_pnt))) < 1e-12

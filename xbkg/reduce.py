@@ -23,10 +23,12 @@ import numpy as np
 from .events import DEFAULT_COLUMNS, RunDataError, complete_run_info, describe_run, read_run
 from .exclusion import apply_exclusion
 from .exposure import energy_widths_mev
+from .fov import haversine
 from .geometry import DEFAULT_ALTITUDE_TOLERANCE, check_run_geometry
 from .histogram import Binning, run_counts
 from .parallel import tune_malloc
 from .selection import event_filter_columns, event_filter_mask
+from .survey import run_max_offset
 from .validate import validate_run_events
 
 __all__ = ["ON_ERROR", "TIME_QUANTUM", "EVENTS_PER_TASK", "quantize_time", "exposure_scale",
@@ -97,11 +99,15 @@ def run_cubes(info: dict, binning: Binning, solid_angle: np.ndarray, on_error: s
         validate_run_events(columns, header, full, gti=gti)
         if binning.kind == "3d" and binning.fov_alignment == "ALTAZ":
             check_run_geometry(full, full.get("altitude_tolerance", DEFAULT_ALTITUDE_TOLERANCE))
-        max_offset = _max_offset(columns, full) if info.get("measure_extent") else None
+        raw, hav, max_offset = columns, None, None
+        if info.get("measure_extent"):  # the FoV extent, from all the run's events
+            hav = haversine(columns["RA"], columns["DEC"], full["ra_pnt"], full["dec_pnt"])
+            max_offset = run_max_offset(columns["RA"], columns["DEC"], full["ra_pnt"],
+                                        full["dec_pnt"], hav=hav)
         columns = filter_events(columns, info)
         # exclusion regions: events inside dropped, FoV exposure fraction (1.0 without regions)
         columns, fov_fraction = apply_exclusion(columns, full, binning, gti=gti)
-        counts = run_counts(columns, full, binning)
+        counts = run_counts(columns, full, binning, hav=hav if columns is raw else None)
         mask = run_energy_mask(full, binning.energy_edges)
         fov_shape = np.shape(solid_angle)
         time = quantize_time(full["ontime"] * mask.reshape((-1,) + (1,) * len(fov_shape))
@@ -119,13 +125,6 @@ def run_cubes(info: dict, binning: Binning, solid_angle: np.ndarray, on_error: s
     exposure = time * TIME_QUANTUM * exposure_scale(binning.energy_edges, solid_angle)
     return {"counts": counts, "time": time, "exposure": exposure, "error": None,
             "pointing": full["pointing_source"], "max_offset": max_offset}
-
-
-def _max_offset(columns: dict, info: dict) -> float:
-    """The run's FoV extent (deg) from all its events: :func:`xbkg.survey.run_max_offset`."""
-    from .survey import run_max_offset
-
-    return run_max_offset(columns["RA"], columns["DEC"], info["ra_pnt"], info["dec_pnt"])
 
 
 def _run_columns(info: dict) -> tuple[str, ...]:

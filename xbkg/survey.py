@@ -90,29 +90,45 @@ def _below_strays(top, gap: float) -> float:
 
 
 def run_max_offset(ra, dec, ra_pnt, dec_pnt, gap: float = STRAY_GAP,
-                   max_fraction: float = 1e-3) -> float:
+                   max_fraction: float = 1e-3, hav=None) -> float:
     """:func:`robust_max_offset` of events at ``ra``, ``dec`` (deg) from the pointing, with
     offsets computed for the farthest few events only (the build's single pass measures the
-    extent this way, :func:`xbkg.make_model`): the others are ordered by their haversine.
+    extent this way, :func:`xbkg.make_model`): the others are ordered by their haversine
+    (``hav``, :func:`xbkg.fov.haversine`, computed unless given).
 
     >>> ra = np.r_[np.linspace(0.0, 2.0, 100), 25.0, 30.0]
     >>> run_max_offset(ra, np.zeros_like(ra), 0.0, 0.0) == robust_max_offset(ra)
     True
     """
-    from .fov import haversine, offset_deg
+    from .fov import haversine
 
-    ra, dec = np.asarray(ra, dtype=float), np.asarray(dec, dtype=float)
-    hav = haversine(ra, dec, ra_pnt, dec_pnt)
+    if hav is None:
+        hav = haversine(ra, dec, ra_pnt, dec_pnt)
     n = hav.size - int(np.count_nonzero(np.isnan(hav)))
     if not n:
         return float("nan")
     k = max(3, int(max_fraction * n)) + 1
+    far = [int(np.nanargmax(hav))] if n < 10 * k else _farthest(hav, n, k)
+    h = hav[far]
+    off = np.degrees(2.0 * np.arctan(np.sqrt(h / (1.0 - h))))  # as offset_deg, within 1e-15
     if n < 10 * k:  # too few events for strays: the largest offset
-        far = [int(np.nanargmax(hav))]
-        return float(offset_deg(ra[far], dec[far], ra_pnt, dec_pnt)[0])
-    far = np.argpartition(hav, n - k)[n - k:]  # NaN sorts last: the k farthest and the NaN
-    off = offset_deg(ra[far], dec[far], ra_pnt, dec_pnt)
+        return float(off[0])
     return _below_strays(off[np.isfinite(off)], gap)
+
+
+def _farthest(hav: np.ndarray, n: int, k: int) -> np.ndarray:
+    """Indices of the ``k`` largest of the ``n`` finite haversines ``hav`` (plus any NaN).
+
+    A threshold from every 64th value usually leaves a few times ``k`` candidates, so only
+    they are partitioned; otherwise all values are (NaN sorts last).
+    """
+    sub = hav[::64]
+    j = min(sub.size - 1, 2 * (k // 64) + 8)
+    with np.errstate(invalid="ignore"):
+        candidates = np.flatnonzero(hav > np.partition(sub, sub.size - 1 - j)[sub.size - 1 - j])
+    if k <= candidates.size <= 64 * k:
+        return candidates[np.argpartition(hav[candidates], candidates.size - k)[-k:]]
+    return np.argpartition(hav, n - k)[n - k:]
 
 
 def counts_peak(hist, edges=PEAK_EDGES, min_events: int = MIN_PEAK_EVENTS) -> float:
