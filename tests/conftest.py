@@ -43,3 +43,27 @@ def catalogs() -> Path:
     if not (path / "gammacat" / "gammacat.fits.gz").exists():
         pytest.skip(f"source catalogs not found at {path}")
     return path
+@pytest.fixture(scope="session")
+def big_closure_store(tmp_path_factory):
+    """``big_closure_store(frame)``: a simulated store (24 runs, ~5.1 M events: 10x the closure
+    tests') whose truth has an FoV gradient fixed in ``frame`` ("altaz" or "radec"); half the
+    runs are pointed 0.5-1.5 deg from three sky positions (no source events there), for
+    exclusion circles inside, overlapping and across the FoV edge. Built once per session."""
+    from dataclasses import replace
+
+    from xbkg.simulate import TruthModel, simulate_store
+
+    places = [dict(ra=150.0, dec=-25.0, counts=0, sigma=0.08, name="A"),
+              dict(ra=150.66, dec=-25.0, counts=0, sigma=0.08, name="B"),
+              dict(ra=150.3, dec=-27.2, counts=0, sigma=0.08, name="C")]
+    stores = {}
+
+    def make(frame):
+        if frame not in stores:
+            truth = replace(TruthModel(), gradient=0.3, frame=frame, norm=6e-3)
+            stores[frame] = simulate_store(tmp_path_factory.mktemp("big") / frame, n_runs=24,
+                                           truth=truth, seed={"altaz": 3, "radec": 4}[frame],
+                                           zenith_range=(5, 55), sources=places)
+        return stores[frame]
+
+    return make

@@ -69,3 +69,30 @@ def test_radec_model_smears_an_altaz_gradient(altaz_store):
                             energy_threshold="none")
     chi2, _ = _chi2_ndf(model["counts"].values, _truth_counts(altaz_store, model, "3d"))
     assert chi2 > 1.5
+
+
+BIG_E_EDGES = [0.3, 1.0, 100.0]
+BIG_F_EDGES = np.linspace(-2.5, 2.5, 11)  # 28 bins cross the offset cut
+BIG_O_EDGES = np.linspace(0, 2.5, 11)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind,align", [("2d", "altaz"), ("3d", "radec"), ("3d", "altaz")])
+def test_closure_exact_exposure(kind, align, big_closure_store):
+    """10x the events, expected counts from the truth integrated independently of xbkg's
+    exposure code (tests/_closure_reference.py): the cut bins' exposure is exact."""
+    from _closure_reference import chi2_ndf, exposure_error, expected_counts
+
+    store_dir = big_closure_store("altaz" if align == "altaz" else "radec")
+    model = xbkg.make_model(store_dir, kind=kind, fov_alignment=align, selection="all",
+                            energy_edges=BIG_E_EDGES, offset_edges=BIG_O_EDGES,
+                            fov_edges=BIG_F_EDGES, zenith_edges=[0, 60], offset_max=2.5,
+                            energy_threshold="none", scheduler="threads")
+    assert int(model["counts"].sum()) > 2_500_000
+    reference = expected_counts(store_dir, model, f_edges=BIG_F_EDGES,
+                                offset_edges=BIG_O_EDGES, offset_max=2.5)[kind]
+    chi2, n = chi2_ndf(model, reference)
+    error = exposure_error(model, reference)
+    print(f"{kind} {align}: chi2/ndf {chi2:.3f} over {n} bins, exposure error {error:.2e}")
+    assert 0.85 <= chi2 <= 1.15, f"chi2/ndf={chi2:.3f} over {n} bins"
+    assert error < 1e-3  # the reference grid's own precision

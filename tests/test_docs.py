@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-PAGES = ["index", "getting_started", "user_guide", "instruments", "plots", "formats", "pitfalls",
-         "cli", "api"]
+PAGES = ["index", "getting_started", "user_guide", "instruments", "plots", "formats",
+         "conditional", "pitfalls", "cli", "api"]
 FIGURES = ["peek_2d.png", "peek_3d.png", "fov_maps.png", "rate_vs_energy.png",
            "zenith_dependence.png", "report_screenshot.png"]
 

@@ -113,15 +113,14 @@ def _radec_fraction(circles, kind="3d", oversample=8, offset_max=3.0):
 
 
 def test_box_fraction_of_a_circle_inside_the_fov():
-    """Excluded solid angle adds up to the cap's, converging with the oversampling."""
+    """Excluded solid angle adds up to the cap's: exact, whatever the oversampling (which
+    only sets the ALTAZ time sampling)."""
     circles = _circles([RA0 + 0.3], [DEC0 + 0.2], [0.45])
     cap = 2 * np.pi * (1 - np.cos(np.radians(0.45)))
-    errors = []
-    for oversample in (2, 8, 32):
+    for oversample in (1, 8):
         frac, binning = _radec_fraction(circles, oversample=oversample)
         sa = box_solid_angle(F_EDGES, F_EDGES, binning.offset_max)
-        errors.append(abs(((1 - frac) * sa).sum() / cap - 1))
-    assert errors[1] < 0.02 and errors[2] < 0.003 and errors[2] < errors[0]
+        assert abs(((1 - frac) * sa).sum() / cap - 1) < 1e-5
     assert frac.min() < 0.5 and np.sum(frac < 1) <= 9
 
 
@@ -147,7 +146,7 @@ def test_box_fractions_overlapping_and_edge_regions_vs_brute_force():
             - 0.5 * np.sqrt((-d + r1 + r2) * (d + r1 - r2) * (d - r1 + r2) * (d + r1 + r2)))
     union = np.pi * (r1**2 + r2**2) - lens
     assert lens > 0.2 * np.pi * r2**2  # really overlapping
-    np.testing.assert_allclose(((1 - frac) * sa).sum(), union, rtol=5e-3)
+    np.testing.assert_allclose(((1 - frac) * sa).sum(), union, rtol=1e-4)
 
 
 def test_offset_cut_and_ring_fractions_vs_brute_force():

@@ -10,6 +10,7 @@ time-sampling kernels of :mod:`xbkg.exclusion`.
 """
 
 import functools
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -162,6 +163,35 @@ def test_exclusion_closure(kind, align, store, request):
     # the same test fails without the exposure correction (plain ONTIME x dE x solid angle)
     assert np.all(uncorrected >= exposure * (1 - 1e-12))
     assert chi2_bad > 1.5, f"without the exposure correction chi2/ndf={chi2_bad:.3f}"
+
+
+BIG_E_EDGES = [0.3, 1.0, 100.0]
+BIG_F_EDGES = np.linspace(-2.5, 2.5, 11)
+BIG_O_EDGES = np.linspace(0, 2.5, 11)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind,align", [("2d", "altaz"), ("3d", "radec"), ("3d", "altaz")])
+def test_exclusion_closure_exact_fractions(kind, align, big_closure_store):
+    """10x the events, circles inside, overlapping and across the FoV edge; the truth
+    integrated outside them on a dense grid, circles taken to the FoV frame with astropy
+    (time-averaged for ALTAZ; tests/_closure_reference.py): exposure exact within the
+    reference's precision and chi2/ndf near 1."""
+    from _closure_reference import chi2_ndf, exposure_error, expected_counts
+
+    store_dir = big_closure_store("altaz" if align == "altaz" else "radec")
+    model = xbkg.make_model(store_dir, kind=kind, fov_alignment=align, selection="all",
+                            energy_edges=BIG_E_EDGES, offset_edges=BIG_O_EDGES,
+                            fov_edges=BIG_F_EDGES, zenith_edges=[0, 60], offset_max=2.5,
+                            energy_threshold="none", exclusion=CIRCLES, scheduler="threads")
+    assert json.loads(model.attrs["provenance"])["exclusion"]["n_runs_with_regions"] >= 10
+    reference = expected_counts(store_dir, model, f_edges=BIG_F_EDGES,
+                                offset_edges=BIG_O_EDGES, offset_max=2.5, circles=CIRCLES)[kind]
+    chi2, n = chi2_ndf(model, reference)
+    error = exposure_error(model, reference)
+    print(f"{kind} {align}: chi2/ndf {chi2:.3f} over {n} bins, exposure error {error:.2e}")
+    assert 0.85 <= chi2 <= 1.15, f"chi2/ndf={chi2:.3f} over {n} bins"
+    assert error < 2e-3  # the reference grid's own precision
 
 
 def test_runs_mode_drops_the_runs_near_sources(altaz_store):

@@ -228,8 +228,9 @@ CASES = [
                  id="obs-id-not-integer"),
     pytest.param(_columns({"RA": {"array": np.deg2rad}, "DEC": {"array": np.deg2rad}}),
                  r"events are not around the pointing .* median offset", id="radians-labelled-deg"),
-    pytest.param(_obs_index(DEC_PNT=-60.0), r"events are not around the pointing",
-                 id="wrong-pointing"),
+    # the EVENTS header's pointing is used when present (as gammapy): wrong in both places
+    pytest.param(_both(_obs_index(DEC_PNT=-60.0), _header(1, "DEC_PNT", -60.0)),
+                 r"events are not around the pointing", id="wrong-pointing"),
     pytest.param(_both(_obs_index(RA_PNT=np.nan), _header(1, "RA_PNT", None)),
                  r"pointing RA_PNT, DEC_PNT = nan", id="missing-pointing"),
     pytest.param(_columns({"TIME": {"array": lambda t: t + 3600.0}}),

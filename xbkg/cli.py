@@ -132,6 +132,8 @@ def _read_run_list(path) -> list[int]:
         text = Path(path).read_text()
     except OSError as exc:
         raise CLIError(f"--run-list {path}: {exc.strerror}") from None
+    except ValueError as exc:  # a FIFO or device
+        raise CLIError(f"--run-list {exc}") from None
     for n, line in enumerate(text.splitlines(), 1):
         line = line.split("#", 1)[0].strip()
         if not line:
@@ -355,7 +357,8 @@ def cmd_make_models(args) -> int:
 
 def _guard(output, store, args, markers, inputs=(), option="OUTDIR") -> None:
     """Refuse an output that is or holds an input, or (--overwrite) a folder not ours."""
-    from .io.safety import guard_output, store_inputs
+    from .datastore import store_inputs
+    from .io.safety import guard_output
 
     found = store_inputs(store) if store is not None else []
     guard_output(output, [*found, *inputs], overwrite=getattr(args, "overwrite", False),
@@ -414,7 +417,8 @@ def _add_cuts_and_exclusion(mm: argparse.ArgumentParser, sel) -> None:
                    help="runs mode: drop runs pointed within this distance (deg) of a circle's "
                    "edge (default: the offset cut)")
     g.add_argument("--exclusion-oversample", metavar="N", type=_at_least(1), default=8,
-                   help="sub-grid cells per bin and axis for the exposure fractions (default: 8)")
+                   help="ALTAZ exposure fractions: time samples close enough that regions move "
+                   "at most 1/N of a bin between them (fractions are exact; default: 8)")
 
 
 def _add_instrument_options(mm: argparse.ArgumentParser) -> None:
@@ -530,7 +534,8 @@ def _add_modelling(mm: argparse.ArgumentParser) -> None:
                    "plus a FoV gradient in 3D) fitted with a Poisson likelihood (default: none)")
     g.add_argument("--per-run", action="store_true",
                    help="write one model per run (bg_run_models/), interpolated between the "
-                   "groups in cos(zenith), and point each run's bkg row of the HDU index at it")
+                   "groups in cos(zenith), and point each run's bkg row of the HDU index at it "
+                   "(add --smooth when groups have many bins with few counts)")
     g.add_argument("--per-run-method", choices=("log", "linear", "nearest"), default="log",
                    help="per-run interpolation: in log rate, in rate, or the nearest group "
                    "(default: log)")
@@ -712,6 +717,9 @@ def _add_update_parser(sub) -> None:
     up._option_string_actions["--overwrite"].help = (
         "replace an existing --output (writing over MODEL itself needs no flag)")
     up.add_argument("--no-image", action="store_true", help="do not write the 3D image files")
+    up.add_argument("--conditions", metavar="NAMES", default=None,
+                    help="check that a conditional model has these conditions (it is refitted "
+                    "on the old runs' stored statistics and the new runs' either way)")
     up.add_argument("--strict", action="store_true", help="stop at the first unusable run")
     _add_no_report(up)
 
@@ -734,6 +742,7 @@ def cmd_update_model(args) -> int:
     obs_ids = _read_run_list(args.run_list) if args.run_list else None
     updated = update_model(model, store, obs_ids, scheduler=args.scheduler,
                            progress=_progress(args), on_error="raise" if args.strict else "skip",
+                           conditions=args.conditions,
                            **{k: getattr(args, k) for k in _UPDATE_CHECKS})
     overwrite = args.overwrite or out.resolve() == path.resolve()
     if folder:
@@ -793,11 +802,13 @@ def cmd_apply_model(args) -> int:
     model_path = Path(args.model)
     if model_path.is_dir():
         model_path = model_path / "model.nc"
+    store = open_datastore(args.data_dir)
+    _guard(args.outdir, store, args, ("hdu-index.fits.gz",), [model_path, args.run_list])
     model = open_model(model_path)
     if "cond_coef" not in model:
         raise CLIError(f"{model_path}: not a conditional model (build it with make-models "
                        "--conditions)")
-    out = apply_model(model, open_datastore(args.data_dir), args.outdir,
+    out = apply_model(model, store, args.outdir,
                       obs_ids=_read_run_list(args.run_list) if args.run_list else None,
                       overwrite=args.overwrite)
     print(f"wrote {out['n_runs']} per-run models to {out['outdir']}"
@@ -967,7 +978,9 @@ def main(argv=None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         with _sigterm_interrupts(), _workers(args):
-            return COMMANDS[args.command](args)
+            code = COMMANDS[args.command](args)
+            sys.stdout.flush()  # a closed pipe (``| head``) shows here, not at exit
+            return code
     except BrokenPipeError:  # the reader went away (``xbkg info ... | head``): not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

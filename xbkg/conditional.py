@@ -60,13 +60,15 @@ import warnings
 import numpy as np
 import xarray as xr
 
-from .binning import BOUNDS_DIM, edges_of
+from .binning import BOUNDS_DIM
 from .model import fov_dims
+from .datastore import takes_store
 
 __all__ = ["RING_WIDTH", "SMOOTHNESS_GRID", "RANGE_MARGIN", "ConditionRangeWarning",
            "ring_edges", "fit_bin_labels", "standardise", "profile_objective", "fit_coefficients",
-           "predict_counts", "cross_validate", "fit_conditional", "attach_conditional",
-           "is_conditional", "run_terms", "model_for_run", "models_for_runs", "describe"]
+           "predict_counts", "norm_scatter", "cross_validate", "fit_conditional", "attach_conditional",
+           "is_conditional", "strip_conditional", "merge_conditional", "run_terms", "model_for_run", "models_for_runs", "partial_residuals",
+           "plot_conditions", "describe"]
 
 log = logging.getLogger(__name__)
 
@@ -139,12 +141,17 @@ def _penalty_matrix(n_energy: int, n_terms: int, smoothness: float) -> np.ndarra
     return np.kron(smoothness * d2.T @ d2 + _RIDGE * np.eye(n_energy), np.eye(n_terms))
 
 
+def _group_sum(onehot, values):
+    """Sums over the runs of each group: ``(G, ...)`` from ``(R, ...)`` (one matrix product)."""
+    return (onehot @ values.reshape(values.shape[0], -1)).reshape((-1,) + values.shape[1:])
+
+
 def _cells(counts, exposure, groups, n_groups, eta):
     """``N_geb``, ``D_geb`` and the fitted ``mu_reb`` for linear predictors ``eta (R, E)``."""
     onehot = (np.asarray(groups)[None, :] == np.arange(n_groups)[:, None]).astype(float)
     w = exposure * np.exp(eta)[:, :, None]
-    n_cell = np.einsum("gr,reb->geb", onehot, counts)
-    d_cell = np.einsum("gr,reb->geb", onehot, w)
+    n_cell = _group_sum(onehot, counts)
+    d_cell = _group_sum(onehot, w)
     with np.errstate(divide="ignore", invalid="ignore"):
         level = np.where(d_cell > 0, n_cell / d_cell, 0.0)
     mu = w * level[groups]
@@ -165,10 +172,11 @@ def profile_objective(beta_flat, counts, exposure, groups, n_groups, x, penalty)
     value = np.sum(n_cell[used] * np.log(d_cell[used])) - np.sum(counts.sum(axis=2) * eta)
     mu_re = mu.sum(axis=2)
     grad = ((mu_re - counts.sum(axis=2)).T @ x).ravel()
-    s_cell = np.einsum("gr,reb,rk->gebk", onehot, mu, x)
+    s_cell = _group_sum(onehot, mu[..., None] * x[:, None, None, :])  # (G, E, B, K)
     with np.errstate(divide="ignore", invalid="ignore"):
         inv_n = np.where(used, 1.0 / n_cell, 0.0)
-    blocks = (np.einsum("re,rk,rl->ekl", mu_re, x, x)
+    outer = (x[:, :, None] * x[:, None, :]).reshape(len(x), -1)  # (R, K K)
+    blocks = ((mu_re.T @ outer).reshape(n_energy, n_terms, n_terms)
               - np.einsum("gebk,gebl,geb->ekl", s_cell, s_cell, inv_n))
     hess = np.zeros((n_energy * n_terms,) * 2)
     for e in range(n_energy):
@@ -189,8 +197,17 @@ def fit_coefficients(counts, exposure, groups, n_groups, x, smoothness) -> dict:
     n_energy, n_terms = counts.shape[1], x.shape[1]
     penalty = _penalty_matrix(n_energy, n_terms, float(smoothness))
     args = (counts, exposure, np.asarray(groups), int(n_groups), x, penalty)
-    res = minimize(lambda b: profile_objective(b, *args)[:2], np.zeros(n_energy * n_terms),
-                   jac=True, hess=lambda b: profile_objective(b, *args)[2], method="trust-exact",
+    cache = {}
+
+    def evaluate(b):  # scipy asks for the value, gradient and Hessian at the same points
+        key = b.tobytes()
+        if key not in cache:
+            cache.clear()
+            cache[key] = profile_objective(b, *args)
+        return cache[key]
+
+    res = minimize(lambda b: evaluate(b)[:2], np.zeros(n_energy * n_terms), jac=True,
+                   hess=lambda b: evaluate(b)[2], method="trust-exact",
                    options={"gtol": 1e-6 * max(1.0, counts.sum() ** 0.5), "maxiter": 200})
     if not res.success and np.max(np.abs(res.jac)) > 1e-3 * max(1.0, counts.sum() ** 0.5):
         raise RuntimeError(f"conditional fit did not converge: {res.message}")
@@ -216,7 +233,7 @@ def _sandwich(counts, exposure, groups, n_groups, x, beta, hess_inv) -> np.ndarr
     """Cluster-robust covariance (runs as clusters) of ``beta``: ``H^-1 M H^-1``."""
     eta = x @ beta.T
     onehot, n_cell, _, mu = _cells(counts, exposure, groups, n_groups, eta)
-    s_cell = np.einsum("gr,reb,rk->gebk", onehot, mu, x)
+    s_cell = _group_sum(onehot, mu[..., None] * x[:, None, None, :])
     with np.errstate(divide="ignore", invalid="ignore"):
         xbar = np.where(n_cell[..., None] > 0, s_cell / n_cell[..., None], 0.0)
     # efficient score of each run: sum_b (mu - n) (x_r - mean x of the cell)
@@ -350,8 +367,8 @@ def _reference_factor(model, fit, counts, exposure, groups, labels):
     n_groups = model.sizes["zenith_group"]
     onehot = (groups[None, :] == np.arange(n_groups)[:, None]).astype(float)
     w = exposure * np.exp(fit["x"] @ fit["beta"].T)[:, :, None]
-    plain = np.einsum("gr,reb->geb", onehot, exposure)
-    weighted = np.einsum("gr,reb->geb", onehot, w)
+    plain = _group_sum(onehot, exposure)
+    weighted = _group_sum(onehot, w)
     with np.errstate(divide="ignore", invalid="ignore"):
         factor = np.where(plain > 0, weighted / plain, np.nan)
         whole = np.where(plain.sum(2) > 0, weighted.sum(2) / plain.sum(2), np.nan)
@@ -414,15 +431,51 @@ def attach_conditional(model: xr.Dataset, run_stats, x_raw: np.ndarray, terms: l
     return out
 
 
+#: Variables and coordinates a conditional fit adds to a model (:func:`attach_conditional`).
+_COND_VARS = ("cond_coef", "cond_coef_error", "cond_cov", "cond_cov_poisson", "cond_center",
+              "cond_scale", "cond_min", "cond_max", "cond_reference_factor", "cond_fit_bin",
+              "obs_cond_terms", "obs_fit_counts", "obs_fit_exposure", "obs_cond_norm",
+              "obs_cond_norm_cv")
+
+
+def strip_conditional(model: xr.Dataset) -> xr.Dataset:
+    """``model`` without its conditional fit (variables, coordinates and attribute)."""
+    out = model.drop_vars([v for v in _COND_VARS if v in model])
+    out = out.drop_vars([c for c in ("cond_term", "fit_bin_bounds") if c in out.coords])
+    out.attrs = {k: v for k, v in model.attrs.items() if k != "conditional"}
+    return out
+
+
+def merge_conditional(old: xr.Dataset, new: xr.Dataset, merged: xr.Dataset) -> xr.Dataset:
+    """Refit the conditional terms of ``merged`` (the plain merge of ``old`` and ``new``, runs
+    sorted by OBS_ID) on the per-run statistics both models carry: no event is read again."""
+    info = _info(old)
+    if _info(new)["terms"] != info["terms"]:
+        raise ValueError(f"the new runs' conditional terms {_info(new)['terms']} differ from "
+                         f"the model's {info['terms']}")
+    order = np.argsort(np.concatenate([old.obs_id.values, new.obs_id.values]), kind="stable")
+
+    def cat(name):
+        return np.concatenate([old[name].values, new[name].values])[order]
+
+    rings = old["fit_bin_bounds"].values
+    return attach_conditional(merged, (cat("obs_fit_counts"), cat("obs_fit_exposure")),
+                              cat("obs_cond_terms"), info["terms"], info["conditions"],
+                              old["cond_fit_bin"].values,
+                              np.append(rings[:, 0], rings[-1, 1]), smoothness="cv")
+
+
 def _info(model) -> dict:
     return json.loads(model.attrs["conditional"])
 
 
+@takes_store("store")
 def run_terms(model: xr.Dataset, store: xr.Dataset) -> np.ndarray:
     """Raw condition terms ``(runs, K)`` of the runs of an observation Dataset."""
     from .conditions import condition_matrix
 
-    x, names = condition_matrix(store, _info(model)["conditions"])
+    x, names = condition_matrix(store, _info(model)["conditions"],
+                                outer_offset=float(model.attrs["offset_max"]))
     if names != list(model["cond_term"].values):
         raise ValueError(f"terms {names} differ from the model's {list(model['cond_term'].values)}")
     return x
@@ -524,6 +577,7 @@ def model_for_run(model: xr.Dataset, x_raw, *, zenith: float, group=None, obs_id
     return one
 
 
+@takes_store("store")
 def models_for_runs(model: xr.Dataset, store: xr.Dataset, *, warn: bool = True):
     """Yield ``(obs_id, model_for_run(...))`` for every run of an observation Dataset."""
     from .grouping import assign_groups
@@ -537,6 +591,44 @@ def models_for_runs(model: xr.Dataset, store: xr.Dataset, *, warn: bool = True):
     for i, obs_id in enumerate(store.obs_id.values):
         yield int(obs_id), model_for_run(model, x[i], zenith=zenith[i], group=int(groups[i]),
                                          obs_id=int(obs_id), warn=warn)
+
+
+def partial_residuals(model: xr.Dataset) -> dict:
+    """Per term: the runs' raw values, their partial residuals and the fitted effect.
+
+    The effect of term ``k`` on a run is its counts-weighted mean over energies of
+    ``beta[e, k] * x_k`` (standardised); the partial residual is that effect plus the run's
+    in-sample ``ln(counts / fitted)``. Returns ``{term: (values, residuals, effect)}``.
+    """
+    w = model["obs_fit_counts"].sum(("obs_id", "fit_bin")).values.astype(float)
+    w = w / w.sum()
+    slope = w @ model["cond_coef"].values  # (K,) per standardised unit
+    raw = model["obs_cond_terms"].values
+    x = (raw - model["cond_center"].values) / model["cond_scale"].values
+    resid = np.log(model["obs_cond_norm"].values)
+    return {str(t): (raw[:, k], resid + slope[k] * x[:, k], slope[k] * x[:, k])
+            for k, t in enumerate(model["cond_term"].values)}
+
+
+def plot_conditions(model: xr.Dataset, *, figsize=None):
+    """Figure: for each term, the runs' partial residuals (points) and the fitted effect (line)
+    against the term's value (matplotlib, imported here). Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    parts = partial_residuals(model)
+    n = len(parts)
+    fig, axes = plt.subplots(1, n, figsize=figsize or (3.2 * n, 3.0), squeeze=False)
+    for ax, (term, (value, resid, effect)) in zip(axes[0], parts.items()):
+        order = np.argsort(value)
+        ax.plot(value, resid, "o", ms=3, alpha=0.7, label="runs")
+        ax.plot(value[order], effect[order], "-", color="C3", label="fit")
+        ax.set_xlabel(term)
+        ax.set_ylabel("ln rate effect")
+    axes[0][0].legend(fontsize="small")
+    fig.suptitle(f"conditional terms (per-run level scatter "
+                 f"{_info(model)['sys_scatter']:.3f}, cross-validated)", fontsize="medium")
+    fig.tight_layout()
+    return fig
 
 
 def describe(model: xr.Dataset) -> str:

@@ -14,6 +14,13 @@ A condition name is either a computed one or an obs-table column (case as in the
     offsets, from the obs index). It carries trigger-rate information (weather, NSB,
     hardware), but it is counted from the same events a model predicts: read results that
     use it as a model fed with part of the answer (see the docs).
+``outer_rate``
+    ``ln`` of the rate (s-1) of the run's events farther from the pointing than
+    ``outer_offset`` (the model's ``offset_max``): events a model of the FoV inside does not
+    use and its evaluation does not count, yet they follow the run's trigger conditions
+    (weather, NSB, hardware). Counted in the same pass over the events as the model
+    (:func:`xbkg.reduce.group_cubes`) for the fitted runs, read from the event lists
+    (:func:`outer_event_counts`) for other runs.
 ``MUONEFF``, ``N_TELS``, ``NSBLEVEL``, ... (any numeric obs-table column)
     ``ln`` of the value for the strictly positive efficiency and multiplicity columns
     (:data:`LOG_COLUMNS`: the rate scales as a power of them), the value itself otherwise.
@@ -26,11 +33,13 @@ from __future__ import annotations
 
 import numpy as np
 import xarray as xr
+from .datastore import takes_store
 
-__all__ = ["COMPUTED", "LOG_COLUMNS", "parse_conditions", "term_names", "condition_matrix"]
+__all__ = ["COMPUTED", "LOG_COLUMNS", "parse_conditions", "term_names", "outer_event_counts",
+           "condition_matrix"]
 
 #: Conditions computed from several obs-table columns.
-COMPUTED = ("zenith", "azimuth", "time", "event_rate")
+COMPUTED = ("zenith", "azimuth", "time", "event_rate", "outer_rate")
 #: Obs-table columns entered as ``ln(value)``.
 LOG_COLUMNS = ("MUONEFF", "N_TELS")
 
@@ -83,7 +92,24 @@ def _start_mjd(store: xr.Dataset) -> np.ndarray:
     return ref + _column(store, "tstart") / 86400.0
 
 
-def _values(store: xr.Dataset, name: str) -> list[np.ndarray]:
+@takes_store("store")
+def outer_event_counts(store: xr.Dataset, outer_offset: float) -> np.ndarray:
+    """Events of each run farther than ``outer_offset`` (deg) from its pointing (reads RA, DEC
+    of every run; the pointing as :func:`xbkg.events.fill_from_headers` completes it)."""
+    from .events import fill_from_headers, read_run_events, run_infos
+    from .fov import offset_deg
+
+    store = fill_from_headers(store, on_error="raise")
+    out = []
+    for info in run_infos(store):
+        columns, _ = read_run_events(info["events_file"], info["events_hdu"], ("RA", "DEC"),
+                                     obs_id=info["obs_id"])
+        offset = offset_deg(columns["RA"], columns["DEC"], info["ra_pnt"], info["dec_pnt"])
+        out.append(int(np.count_nonzero(offset > outer_offset)))
+    return np.asarray(out, dtype=np.int64)
+
+
+def _values(store: xr.Dataset, name: str, outer=None) -> list[np.ndarray]:
     if name == "zenith":
         return [np.log(np.cos(np.radians(_column(store, "zenith"))))]
     if name == "azimuth":
@@ -93,6 +119,11 @@ def _values(store: xr.Dataset, name: str) -> list[np.ndarray]:
         return [(_start_mjd(store) - _MJD_2000) / _DAYS_PER_YEAR]
     if name == "event_rate":
         return [np.log(_column(store, "EVENT_COUNT") / _column(store, "ONTIME"))]
+    if name == "outer_rate":
+        if outer is None:
+            raise ValueError("condition 'outer_rate' needs the runs' outer event counts")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return [np.log(np.asarray(outer, float) / _column(store, "ontime"))]
     values = _column(store, name)
     if name.upper() in LOG_COLUMNS:
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -100,16 +131,25 @@ def _values(store: xr.Dataset, name: str) -> list[np.ndarray]:
     return [values]
 
 
-def condition_matrix(store: xr.Dataset, conditions) -> tuple[np.ndarray, list[str]]:
+@takes_store("store")
+def condition_matrix(store: xr.Dataset, conditions, *, outer_counts=None,
+                     outer_offset=None) -> tuple[np.ndarray, list[str]]:
     """Term values of every run of ``store``: array ``(runs, terms)`` and the term names.
+
+    ``outer_rate`` uses ``outer_counts`` (events per run beyond ``outer_offset``) when given,
+    else counts them from the event lists (:func:`outer_event_counts`, needs ``outer_offset``).
 
     Raises ValueError naming the condition for an unknown name, and naming the runs whose
     value is missing or not finite.
     """
     conditions = parse_conditions(conditions)
+    if "outer_rate" in conditions and outer_counts is None:
+        if outer_offset is None:
+            raise ValueError("condition 'outer_rate' needs outer_offset (deg)")
+        outer_counts = outer_event_counts(store, outer_offset)
     columns = []
     for name in conditions:
-        columns += _values(store, name)
+        columns += _values(store, name, outer_counts)
     x = np.stack(columns, axis=1) if columns else np.zeros((store.sizes["obs_id"], 0))
     bad = ~np.isfinite(x)
     if bad.any():

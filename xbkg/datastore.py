@@ -27,7 +27,7 @@ import xarray as xr
 from .io.dl3 import find_index_dir, find_index_file, read_index_table
 
 __all__ = ["open_datastore", "as_datastore", "store_directory", "takes_store", "resolve_path",
-           "DataStoreError"]
+           "DataStoreError", "store_inputs"]
 
 log = logging.getLogger(__name__)
 
@@ -242,3 +242,14 @@ def _resolve_hdus(base: Path, hdu, obs_ids: np.ndarray) -> dict[str, np.ndarray]
         log.warning("%d runs in the obs index have no events row in %s: %s",
                     missing.size, hdu.path, missing[:10].tolist())
     return out
+
+
+@takes_store("store")
+def store_inputs(store) -> list[str]:
+    """The folders and index files of a store (directory or ``xbkg.open_datastore`` Dataset):
+    what no command may write into or replace."""
+    paths = {store.attrs.get("base_dir"), store.attrs.get("obs_index"), store.attrs.get("hdu_index")}
+    for key in ("events_file", "gti_file"):
+        if key in store:
+            paths.update(os.path.dirname(p) for p in store[key].values.tolist() if p)
+    return sorted(p for p in paths if p)

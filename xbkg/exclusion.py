@@ -6,18 +6,18 @@ A run near excluded regions (known gamma-ray sources) still contributes to a bac
 2. each FoV bin's exposure is multiplied by the fraction of its solid angle outside the regions,
    averaged over the run's time in the model's FoV frame (:func:`run_exclusion_fraction`).
 
-Fractions are computed on a sub-grid of each bin (``oversample`` x ``oversample`` cells of exact
-solid angle for FoV boxes, rings of equal width cut into azimuth sectors of about the same
-size for offset annuli) that is the same for every run and built once per binning. Cells count
-as inside the offset cut, or inside a region, by their centre. A region is tested in the FoV
-frame, where distances are those on the sky: its centre is taken to FoV coordinates and a cell
-is inside when its angular distance to that centre is below the radius.
+Fractions are exact: the solid angle of each bin ∩ offset cut ∩ union of the regions is
+integrated exactly over one coordinate and by Gauss-Legendre quadrature between closed-form
+breakpoints over the other (:mod:`xbkg.excluded_area`; ~1e-6 of a bin), and divided by the
+bin's exact solid angle inside the cut (:mod:`xbkg.exposure`). Overlapping regions count once
+(their union). A region is handled in the FoV frame, where distances are those on the sky: its
+centre is taken to FoV coordinates, and it is the spherical circle of its radius there.
 
 In a RADEC frame (and for offset annuli, which do not depend on the frame) the regions are
 fixed in the FoV. In an ALTAZ frame they turn about the FoV centre as the sky rotates, at
 ``omega = Omega_earth cos(lat) cos(az) / cos(alt)``; the run is cut into time intervals over
-which the farthest point of any region moves by at most ``max_step`` (default: one sub-grid
-cell, 1/oversample of a bin), with more intervals where the field turns faster, and the
+which the farthest point of any region moves by at most ``max_step`` (default: 1/oversample
+of the narrowest bin), with more intervals where the field turns faster, and the
 fractions of the interval mid-times are averaged with the intervals' durations as weights. Time
 runs over the run's good time intervals (GTI) when given, else from TSTART to TSTOP.
 
@@ -30,7 +30,6 @@ overlapping and FoV-edge circles is in ``tests/test_exclusion_closure.py``; the 
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 from dataclasses import dataclass
@@ -39,6 +38,8 @@ from pathlib import Path
 import numpy as np
 
 from . import fov
+from .excluded_area import excluded_annulus_area, excluded_box_area
+from .exposure import annulus_solid_angle, box_solid_angle
 
 __all__ = [
     "DEFAULT_OVERSAMPLE",
@@ -53,8 +54,6 @@ __all__ = [
     "inside_circles",
     "drop_excluded_events",
     "attach_exclusions",
-    "box_subgrid",
-    "ring_subgrid",
     "outside_fraction",
     "rotation_rate",
     "time_samples",
@@ -64,14 +63,13 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Sub-grid cells per bin along each axis (boxes) or rings per annulus (2D).
+#: ALTAZ time sampling: regions move by at most 1/DEFAULT_OVERSAMPLE of a bin between samples.
 DEFAULT_OVERSAMPLE = 8
 #: ``regions``: drop events in the regions and correct the exposure; ``runs``: drop whole runs.
 EXCLUSION_MODES = ("regions", "runs")
 #: Earth's sidereal rotation rate, rad/s.
 OMEGA_EARTH = 7.292115e-5
 _MAX_TIME_SAMPLES = 4096
-_TIME_CHUNK = 16  # time samples handled together (a short stretch of each region's path)
 
 
 @dataclass(frozen=True, eq=False)
@@ -201,7 +199,8 @@ def plan_exclusion(regions, mode: str = "regions", distance=None, *, reach: floa
     reach : float
         The model's offset cut (deg).
     oversample : int
-        Sub-grid cells per bin and axis for the exposure fractions.
+        ALTAZ time sampling of the exposure fractions: regions move by at most 1/oversample of
+        a bin between samples.
 
     Returns
     -------
@@ -299,8 +298,8 @@ def attach_exclusions(runs: list[dict], circles: SkyCircles, reach: float, *,
 
     A region is relevant to a run when its edge is closer than ``reach`` (deg, the model's
     offset cut) to the pointing (``run["ra_pnt"], run["dec_pnt"]``). Runs without relevant
-    regions are left unchanged. ``oversample`` and ``max_step`` (deg, None: one sub-grid
-    cell) travel with the regions to :func:`run_exclusion_fraction`.
+    regions are left unchanged. ``oversample`` and ``max_step`` (deg, None: the narrowest
+    bin / oversample) travel with the regions to :func:`run_exclusion_fraction`.
 
     Returns
     -------
@@ -325,7 +324,7 @@ def attach_exclusions(runs: list[dict], circles: SkyCircles, reach: float, *,
 
 
 # --------------------------------------------------------------------------------------------
-# sub-grids (FoV frame, deg): points, unit vectors, weights (sr) and bin of each cell
+# exposure fractions (FoV frame)
 
 
 def _unit_vectors(lon, lat) -> np.ndarray:
@@ -334,207 +333,53 @@ def _unit_vectors(lon, lat) -> np.ndarray:
     return np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], axis=-1)
 
 
-def _polar(xyz: np.ndarray):
-    """Offset (rad) and bearing (rad, from +lat toward +lon) of unit vectors ``(..., 3)``."""
-    rho = np.arctan2(np.hypot(xyz[..., 1], xyz[..., 2]), xyz[..., 0])
-    return rho, np.arctan2(xyz[..., 1], xyz[..., 2])
-
-
-def box_subgrid(detx_edges, dety_edges, offset_max: float, oversample: int) -> dict:
-    """Sub-grid of FoV boxes: ``oversample`` x ``oversample`` cells of exact solid angle per bin.
-
-    Returns
-    -------
-    dict
-        ``xyz`` (n, 3) unit vectors of the cell centres, ``weight`` (n,) solid angles (sr; cells
-        whose centre is beyond ``offset_max`` are left out), ``bin`` (n,) flat index into the
-        ``(ny, nx)`` bins, ``shape`` ``(ny, nx)`` and ``cell`` (deg, the smallest cell side).
-    """
-    x = np.asarray(detx_edges, dtype=float)
-    y = np.asarray(dety_edges, dtype=float)
-    frac = np.arange(oversample + 1) / oversample
-    xs = (x[:-1, None] + np.diff(x)[:, None] * frac).reshape(-1, oversample + 1)
-    ys = (y[:-1, None] + np.diff(y)[:, None] * frac).reshape(-1, oversample + 1)
-    xc = 0.5 * (xs[:, 1:] + xs[:, :-1])  # (nx, k)
-    yc = 0.5 * (ys[:, 1:] + ys[:, :-1])  # (ny, k)
-    wx = np.radians(np.diff(xs, axis=1))
-    wy = np.diff(np.sin(np.radians(ys)), axis=1)
-    ny, nx = yc.shape[0], xc.shape[0]
-    # (ny, k, nx, k) cells
-    lon = np.broadcast_to(xc[None, None, :, :], (ny, oversample, nx, oversample)).ravel()
-    lat = np.broadcast_to(yc[:, :, None, None], (ny, oversample, nx, oversample)).ravel()
-    weight = (wy[:, :, None, None] * wx[None, None, :, :]).ravel()
-    bins = (np.arange(ny)[:, None, None, None] * nx
-            + np.arange(nx)[None, None, :, None]) + np.zeros((1, oversample, 1, oversample), int)
-    xyz = _unit_vectors(lon, lat)
-    keep = xyz[:, 0] >= math.cos(math.radians(offset_max)) if np.isfinite(offset_max) else \
-        np.ones(lon.size, bool)
-    cell = float(min(np.diff(x).min(), np.diff(y).min()) / oversample)
-    return {"xyz": xyz[keep], "weight": weight[keep], "bin": bins.ravel()[keep],
-            "shape": (ny, nx), "cell": cell}
-
-
-def ring_subgrid(offset_edges, offset_max: float, oversample: int) -> dict:
-    """Sub-grid of offset annuli: ``oversample`` rings of equal width per annulus (clipped at
-    ``offset_max``), each cut into equal azimuth sectors about as long as the rings are wide.
-
-    Returns the same dict as :func:`box_subgrid`, with ``shape`` ``(n_offset,)``; the weights of
-    an annulus add up to its exact solid angle ``2 pi (cos t1 - cos t2)``.
-    """
-    edges = np.minimum(np.asarray(offset_edges, dtype=float), offset_max)
-    frac = np.arange(oversample + 1) / oversample
-    sub = edges[:-1, None] + np.diff(edges)[:, None] * frac  # (n, k + 1)
-    widths = np.diff(sub, axis=1)
-    step = float(np.diff(np.asarray(offset_edges, dtype=float)).min() / oversample)
-    xyz, weight, bins = [], [], []
-    for i in range(sub.shape[0]):
-        for j in range(oversample):
-            lo, hi = sub[i, j], sub[i, j + 1]
-            if not widths[i, j] > 0:
-                continue
-            n_phi = max(8, int(math.ceil(2 * math.pi * math.sin(math.radians(hi))
-                                         / math.radians(step))))
-            rho = math.radians(0.5 * (lo + hi))
-            phi = (np.arange(n_phi) + 0.5) * (2 * math.pi / n_phi)
-            xyz.append(np.stack([np.full(n_phi, math.cos(rho)), math.sin(rho) * np.sin(phi),
-                                 math.sin(rho) * np.cos(phi)], axis=-1))
-            area = 2 * math.pi * (math.cos(math.radians(lo)) - math.cos(math.radians(hi)))
-            weight.append(np.full(n_phi, area / n_phi))
-            bins.append(np.full(n_phi, i))
-    return {"xyz": np.concatenate(xyz), "weight": np.concatenate(weight),
-            "bin": np.concatenate(bins), "shape": (edges.size - 1,), "cell": step}
-
-
-@functools.lru_cache(maxsize=16)
-def _cached_subgrid(kind: str, edges: tuple, offset_max: float, oversample: int) -> dict:
-    if kind == "2d":
-        grid = ring_subgrid(np.array(edges[0]), offset_max, oversample)
-    else:
-        grid = box_subgrid(np.array(edges[0]), np.array(edges[1]), offset_max, oversample)
-    grid["rho"], grid["phi"] = _polar(grid["xyz"])
-    grid["total"] = np.bincount(grid["bin"], grid["weight"], minlength=math.prod(grid["shape"]))
-    for value in grid.values():
-        if isinstance(value, np.ndarray):
-            value.flags.writeable = False
-    return grid
-
-
-def _subgrid(binning, oversample: int) -> dict:
+def _fov_edges_rad(binning) -> tuple:
+    """The binning's FoV edges in rad: ``(offset,)`` or ``(detx, dety)``."""
     dims = binning.fov_dims[::-1] if binning.kind == "3d" else binning.fov_dims  # detx, dety
-    edges = tuple(tuple(np.asarray(binning.fov_edges[d], dtype=float).tolist()) for d in dims)
-    return _cached_subgrid(binning.kind, edges, float(binning.offset_max), int(oversample))
+    return tuple(np.radians(np.asarray(binning.fov_edges[d], dtype=float)) for d in dims)
 
 
-# --------------------------------------------------------------------------------------------
-# fractions
+def _bin_solid_angle(binning) -> np.ndarray:
+    """Exact solid angle (sr) of each FoV bin inside the offset cut."""
+    if binning.kind == "2d":
+        return annulus_solid_angle(binning.fov_edges["offset"], binning.offset_max)
+    return box_solid_angle(binning.fov_edges["detx"], binning.fov_edges["dety"], binning.offset_max)
 
 
-def _candidates(grid: dict, centres: np.ndarray, radius: np.ndarray) -> list[np.ndarray]:
-    """For each region, the indices of sub-grid points it may cover at some sample time.
-
-    A point is a candidate for a region when its offset is within the radius of the region
-    centre's offset (the region turns about the FoV centre, at a fixed offset) and its bearing
-    within the range of bearings the region's disc sweeps over the samples.
-    """
-    rho_p, phi_p = grid["rho"], grid["phi"]
-    rho_c, phi_c = _polar(centres)  # (T, R)
-    rad = np.radians(radius)
-    out = []
-    for j in range(centres.shape[1]):
-        d = float(np.mean(rho_c[:, j]))
-        ring = np.flatnonzero(np.abs(rho_p - d) <= rad[j] + 1e-9 + float(np.ptp(rho_c[:, j])))
-        if d <= rad[j] or math.sin(d) <= math.sin(rad[j]):
-            out.append(ring)
-            continue
-        half = math.asin(min(1.0, math.sin(rad[j]) / math.sin(d))) + 1e-9
-        path = np.unwrap(phi_c[:, j])
-        lo, hi = float(path.min() - path[0]) - half, float(path.max() - path[0]) + half
-        if hi - lo >= 2 * math.pi:
-            out.append(ring)
-            continue
-        rel = np.mod(phi_p[ring] - path[0] + math.pi, 2 * math.pi) - math.pi
-        within = np.zeros(ring.size, dtype=bool)
-        for shift in (-2 * math.pi, 0.0, 2 * math.pi):
-            within |= (rel + shift >= lo) & (rel + shift <= hi)
-        out.append(ring[within])
-    return out
-
-
-def outside_fraction(xyz, weight, bins, n_bins: int, centres, cos_radius, time_weight=None,
-                     points=None) -> np.ndarray:
-    """Fraction of each bin's weight outside all regions, averaged over time samples.
+def outside_fraction(binning, centres, cos_radius, time_weight=None) -> np.ndarray:
+    """Fraction of each FoV bin's solid angle (inside the offset cut) outside all circles,
+    averaged over time samples; exact (:mod:`xbkg.excluded_area`).
 
     Parameters
     ----------
-    xyz : array (n, 3)
-        Unit vectors of the sub-grid points in the FoV frame.
-    weight : array (n,)
-        Solid angle of each point's cell.
-    bins : int array (n,)
-        Bin of each point, in ``[0, n_bins)``.
-    n_bins : int
+    binning : xbkg.histogram.Binning
     centres : array (T, R, 3)
-        Unit vectors of the region centres at ``T`` sample times, same frame.
+        Unit vectors of the circle centres in the FoV frame at ``T`` sample times.
     cos_radius : array (R,)
-        Cosine of each region's radius.
+        Cosine of each circle's radius.
     time_weight : array (T,), optional
         Weights of the samples (default: equal); normalised to sum 1.
-    points : list of R int arrays, optional
-        For each region, the only points it can reach (default: all points).
 
     Returns
     -------
     numpy.ndarray
-        Shape ``(n_bins,)``; 1 for bins without weight.
+        Shape of the binning's FoV axes; 1 for bins without solid angle.
 
     Examples
     --------
-    >>> xyz = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-    >>> centres = np.array([[[1.0, 0.0, 0.0]]])
-    >>> outside_fraction(xyz, np.ones(2), np.array([0, 0]), 1, centres, np.cos([0.1])).tolist()
-    [0.5]
+    >>> from xbkg.make import make_binning
+    >>> binning = make_binning("2d", offset_edges=[0.0, 1.0, 2.0])
+    >>> centre = np.array([[[1.0, 0.0, 0.0]]])  # a circle of 1 deg on the FoV centre
+    >>> outside_fraction(binning, centre, np.cos(np.radians([1.0]))).round(6).tolist()
+    [0.0, 1.0]
     """
-    xyz = np.asarray(xyz, dtype=float)
-    weight = np.asarray(weight, dtype=float)
-    centres = np.asarray(centres, dtype=float)
-    n_t, n_r = centres.shape[:2]
-    tw = np.full(n_t, 1.0 / n_t) if time_weight is None else np.asarray(time_weight, float)
-    tw = tw / tw.sum()
-    total = np.bincount(bins, weight, minlength=n_bins)
-    cos_r = np.asarray(cos_radius, dtype=float)
-    radius = np.arccos(np.clip(cos_r, -1.0, 1.0))
-    if points is None:
-        points = [np.arange(xyz.shape[0])] * n_r
-    mark = np.zeros(xyz.shape[0], dtype=bool)
-    for p in points:
-        mark[p] = True
-    union = np.flatnonzero(mark)
-    if union.size == 0:
-        return np.ones(n_bins)
-    position = np.cumsum(mark) - 1  # index in `union` of each marked point
-    local = [position[p] for p in points]
-    inside_time = np.zeros(union.size)  # time-weighted fraction of the run each point is inside
-    for start in range(0, n_t, _TIME_CHUNK):
-        c = centres[start:start + _TIME_CHUNK]  # (t, R, 3)
-        inside = np.zeros((union.size, c.shape[0]), dtype=bool)
-        for j in range(n_r):
-            if not local[j].size:
-                continue
-            # the points near this chunk's stretch of the region's path: one dot product each
-            mean = c[:, j].sum(axis=0)
-            mean /= np.linalg.norm(mean)
-            spread = float(np.arccos(np.clip((c[:, j] @ mean).min(), -1.0, 1.0)))
-            near = xyz[union[local[j]]] @ mean >= np.cos(min(radius[j] + spread, np.pi))
-            rows = local[j][near]
-            if not rows.size:
-                continue
-            p = xyz[union[rows]]
-            dots = np.multiply.outer(p[:, 0], c[:, j, 0])
-            for k in (1, 2):
-                dots += np.multiply.outer(p[:, k], c[:, j, k])
-            inside[rows] |= dots >= cos_r[j]
-        inside_time += inside.astype(float) @ tw[start:start + _TIME_CHUNK]
-    excluded = np.bincount(bins[union], weight[union] * inside_time, minlength=n_bins)
+    edges = _fov_edges_rad(binning)
+    omax = math.radians(binning.offset_max)
+    if binning.kind == "2d":
+        excluded = excluded_annulus_area(edges[0], omax, centres, cos_radius, time_weight)
+    else:
+        excluded = excluded_box_area(edges[0], edges[1], omax, centres, cos_radius, time_weight)
+    total = _bin_solid_angle(binning)
     with np.errstate(invalid="ignore", divide="ignore"):
         frac = np.where(total > 0, 1.0 - excluded / total, 1.0)
     return np.clip(frac, 0.0, 1.0)
@@ -625,11 +470,12 @@ def run_exclusion_fraction(info: dict, binning, regions: dict | None = None, *, 
         START and STOP of the run's good time intervals (s, as TSTART); default: the run
         from ``info["tstart"]`` to ``info["tstop"]``. Only used for an ALTAZ binning.
     oversample : int, optional
-        Sub-grid cells per bin and axis (default: the regions' ``oversample``, else 8).
+        ALTAZ time sampling: any region point moves by at most 1/oversample of the narrowest
+        bin between samples (default: the regions' ``oversample``, else 8). The fractions at
+        each sample time are exact.
     max_step : float, optional
         Largest move (deg) of any region point between ALTAZ time samples (default: the
-        regions' ``max_step``, else one sub-grid cell: the time-sampling error is then well
-        below the sub-grid's own, e.g. < 0.2 % of a bin for a run 4 deg from the zenith).
+        regions' ``max_step``, else the narrowest bin width / ``oversample``).
 
     Returns
     -------
@@ -639,8 +485,8 @@ def run_exclusion_fraction(info: dict, binning, regions: dict | None = None, *, 
     regions = info["exclusion"] if regions is None else regions
     oversample = int(oversample or regions.get("oversample") or DEFAULT_OVERSAMPLE)
     max_step = max_step or regions.get("max_step")
-    grid = _subgrid(binning, oversample)
-    max_step = float(max_step or grid["cell"])
+    widths = [np.diff(np.asarray(e, dtype=float)).min() for e in binning.fov_edges.values()]
+    max_step = float(max_step or min(widths) / oversample)
     c_ra = np.asarray(regions["ra"], dtype=float)
     c_dec = np.asarray(regions["dec"], dtype=float)
     radius = np.asarray(regions["radius"], dtype=float)
@@ -662,10 +508,7 @@ def run_exclusion_fraction(info: dict, binning, regions: dict | None = None, *, 
         lon, lat = fov.radec_to_fov(c_ra[None, :], c_dec[None, :], info["ra_pnt"], info["dec_pnt"])
         weights = np.ones(1)
     centres = _unit_vectors(lon, lat)  # (T, R, 3)
-    frac = outside_fraction(grid["xyz"], grid["weight"], grid["bin"], math.prod(grid["shape"]),
-                            centres, np.cos(np.radians(radius)), weights,
-                            points=_candidates(grid, centres, radius))
-    return frac.reshape(grid["shape"])
+    return outside_fraction(binning, centres, np.cos(np.radians(radius)), weights)
 
 
 def apply_exclusion(columns: dict, info: dict, binning, gti=None):

@@ -16,7 +16,14 @@ an extrapolation makes it negative, the log value) or the nearest group's rate
   simulated stores with a zenith-dependent truth, extrapolating halves the interpolation error
   of the runs beyond the outermost group centres;
 * a slice where no group has exposure uses the groups' ``group_mean_cos_zenith`` nodes (the
-  model's placeholder values there, see the empty-bin policy in :mod:`xbkg.model`).
+  model's placeholder values there, see the empty-bin policy in :mod:`xbkg.model`);
+* ``method="log"`` never interpolates or extrapolates in log through a bin that a used group
+  barely populates (fewer than :data:`MIN_LOG_COUNTS` counts, which includes every floored
+  empty bin): there the rate is interpolated linearly between the bracketing groups, without
+  extrapolation (an unbiased combination of Poisson estimates, where the log of one is biased
+  and of zero undefined). Sparse bins are still noisy: smoothing the grouped model first
+  (``--smooth`` with ``--per-run``) is advised whenever groups have bins with few counts,
+  typically the highest energies and the FoV edge.
 
 Models grouped by extra columns (:mod:`xbkg.grouping`, e.g. azimuth) interpolate only between
 the groups whose extra bounds contain the run's values (``extra={"AZ_PNT": 123.0}``).
@@ -41,10 +48,12 @@ from .grouping import PERIODIC_COLUMNS, bounds_groups, extra_columns, group_boun
 from .model import fov_dims
 from .reduce import run_energy_mask
 
-__all__ = ["METHODS", "slice_cos_zenith", "interpolation_weights", "model_for_observation",
+__all__ = ["METHODS", "MIN_LOG_COUNTS", "slice_cos_zenith", "interpolation_weights", "model_for_observation",
            "models_for_observations"]
 
 METHODS = ("log", "linear", "nearest")
+#: Fewest counts of every group used in a bin for log interpolation there (else linear).
+MIN_LOG_COUNTS = 20
 
 _TINY = float(np.finfo(np.float32).tiny)
 
@@ -191,7 +200,8 @@ def _candidate_groups(model: xr.Dataset, extra: dict | None) -> np.ndarray:
 
 def model_for_observation(model: xr.Dataset, zenith: float, *, method: str = "log",
                           extra: dict | None = None, obs_id=None,
-                          extrapolate: bool = True) -> xr.Dataset:
+                          extrapolate: bool = True,
+                          min_counts: int = MIN_LOG_COUNTS) -> xr.Dataset:
     """The model of one run at ``zenith`` (deg), interpolated between groups (module docstring).
 
     Parameters
@@ -210,6 +220,10 @@ def model_for_observation(model: xr.Dataset, zenith: float, *, method: str = "lo
         Beyond the outermost node of a slice, extrapolate from the two outermost nodes (by
         at most their spacing; default) instead of holding the outermost one
         (:func:`interpolation_weights`).
+    min_counts : int
+        ``method="log"``: in a bin where a group with non-zero weight has fewer counts than
+        this, the rate is interpolated linearly between the bracketing groups, without
+        extrapolation, instead (needs the model's ``counts``).
 
     Returns
     -------
@@ -254,6 +268,16 @@ def model_for_observation(model: xr.Dataset, zenith: float, *, method: str = "lo
     if method == "linear":  # where an extrapolation would go negative, keep the log value
         linear = (wb * rate).sum(axis=0)
         out = np.where(linear > 0, linear, out)
+    sparse = None
+    if method == "log" and "counts" in model:
+        # bins that a used group barely populates (floored or Poisson-noisy rates): log
+        # interpolation would follow their log noise (a floored bin drags the rate down by up
+        # to e^7 to the power of its weight); use linear interpolation without extrapolation
+        counts = model["counts"].transpose(*dims).data
+        sparse = ((wb != 0) & (counts < min_counts)).any(axis=0)
+        w_lin = interpolation_weights(nodes, cos_z, "linear", fallback=fallback)
+        wl = w_lin.reshape(wb.shape)
+        out = np.where(sparse, (wl * rate).sum(axis=0), out)
     one = xr.Dataset(coords={k: v for k, v in model.coords.items()
                              if "zenith_group" not in v.dims and "obs_id" not in v.dims})
     one = one.assign_coords(zenith_group=("zenith_group", [0]),
@@ -269,6 +293,9 @@ def model_for_observation(model: xr.Dataset, zenith: float, *, method: str = "lo
             with np.errstate(invalid="ignore", divide="ignore"):
                 rel = np.where(rate > 0, error / np.where(rate > 0, rate, 1.0), np.nan)
             err = out * np.sqrt(np.where(used, wb**2 * rel**2, 0.0).sum(axis=0))
+        if sparse is not None:
+            lin_err = np.sqrt(np.where(wl != 0, wl**2 * error**2, 0.0).sum(axis=0))
+            err = np.where(sparse, lin_err, err)
         one["rate_error"] = xr.Variable(dims, err[None], model["rate_error"].attrs)
     one["group_mean_cos_zenith"] = ("zenith_group", [cos_z])
     one["interpolation_weight"] = xr.DataArray(
@@ -278,7 +305,7 @@ def model_for_observation(model: xr.Dataset, zenith: float, *, method: str = "lo
     one.attrs = {k: v for k, v in model.attrs.items() if k not in ("group_by", "grouping")}
     one.attrs["per_run"] = json.dumps({
         "obs_id": None if obs_id is None else int(obs_id), "zenith": zenith, "method": method,
-        "extrapolate": bool(extrapolate),
+        "extrapolate": bool(extrapolate), "min_log_counts": int(min_counts),
         "extra": {k: float(v) for k, v in (extra or {}).items()},
         "source_groups": model["zenith_group"].values.tolist()}, sort_keys=True)
     return one

@@ -234,6 +234,9 @@ def _measured_extents(max_offsets) -> np.ndarray:
 
 def _run_cubes_graph(runs, groups, n_groups, binning, cond, on_error, compute_now, extent=False):
     """The lazy cubes of a build (:func:`xbkg.reduce.group_cubes`)."""
+    if cond is not None and "outer_rate" in cond["conditions"]:
+        for info in runs:  # counted in the same pass (xbkg.reduce.run_cubes)
+            info["outer_offset"] = binning.offset_max
     return group_cubes(runs, groups, n_groups, binning, _solid_angle(binning),
                        on_error=on_error if compute_now else "raise", pointing=True,
                        fit_bins=None if cond is None else cond["labels"], extent=extent)
@@ -314,7 +317,8 @@ def make_model(data, *, kind: str = DEFAULTS.kind, fov_alignment: str = DEFAULTS
     exclusion_distance : float, deg
         For "runs" (default: ``offset_max``).
     exclusion_oversample : int
-        Sub-grid cells per bin and axis for the exposure fractions (default 8).
+        ALTAZ time sampling of the exact exposure fractions: regions move by at most
+        1/exclusion_oversample of a bin between samples (default 8).
     exclude_targets : float, deg, optional
         Exclude a circle of this radius around each run's target (RA_OBJ/DEC_OBJ of the obs
         index or EVENTS header, or its OBJECT name found in ``exclusion_catalog``), see
@@ -463,7 +467,6 @@ def make_model(data, *, kind: str = DEFAULTS.kind, fov_alignment: str = DEFAULTS
             sources = sources[~failed]
             if cond is not None:
                 run_stats = [tuple(a[~failed] for a in run_stats[0])]
-                cond["x"] = cond["x"][~failed]
             if store.sizes["obs_id"] == 0:
                 raise SelectionError("every selected run failed; first error: "
                                      + next(iter(skipped.values())))
@@ -493,7 +496,10 @@ def make_model(data, *, kind: str = DEFAULTS.kind, fov_alignment: str = DEFAULTS
     if cond is not None:
         from .conditional import attach_conditional
 
-        model = attach_conditional(model, run_stats[0], cond["x"], cond["terms"],
+        from .conditions import condition_matrix
+
+        x, _ = condition_matrix(store, cond["conditions"], outer_counts=run_stats[0][2])
+        model = attach_conditional(model, run_stats[0][:2], x, cond["terms"],
                                    cond["conditions"], cond["labels"], cond["rings"],
                                    smoothness=smoothness)
     return model
@@ -509,6 +515,7 @@ def _conditional_setup(store, conditions, binning: Binning, compute_now: bool):
     if not compute_now:
         raise ValueError("a conditional model (conditions=...) needs compute_now=True")
     names = parse_conditions(conditions)
-    x, terms = condition_matrix(store, names)
+    # checks names and values up front (outer_rate: counted in the pass, a placeholder here)
+    _, terms = condition_matrix(store, names, outer_counts=np.ones(store.sizes["obs_id"]))
     labels, rings = fit_bin_labels(binning.kind, binning.fov_edges, binning.offset_max)
-    return {"conditions": names, "terms": terms, "x": x, "labels": labels, "rings": rings}
+    return {"conditions": names, "terms": terms, "labels": labels, "rings": rings}

@@ -21,6 +21,7 @@ import dask.array as da
 import numpy as np
 
 from .events import DEFAULT_COLUMNS, RunDataError, complete_run_info, describe_run, read_run
+from .io.fitstable import read_header
 from .exclusion import apply_exclusion
 from .exposure import energy_widths_mev
 from .fov import haversine
@@ -93,9 +94,9 @@ def run_cubes(info: dict, binning: Binning, solid_angle: np.ndarray, on_error: s
     try:
         columns, header, gti = read_run(info, _run_columns(info))
         full = complete_run_info(info, header)
-        if "altaz_params" in full and (full["ra_pnt"], full["dec_pnt"]) != (info["ra_pnt"],
-                                                                          info["dec_pnt"]):
-            del full["altaz_params"]  # made for the obs index's pointing: redone for the header's
+        made_for = info.get("altaz_pointing", (info["ra_pnt"], info["dec_pnt"]))
+        if "altaz_params" in full and (full["ra_pnt"], full["dec_pnt"]) != tuple(made_for):
+            del full["altaz_params"]  # made for another pointing: redone for the header's
         validate_run_events(columns, header, full, gti=gti)
         if binning.kind == "3d" and binning.fov_alignment == "ALTAZ":
             check_run_geometry(full, full.get("altitude_tolerance", DEFAULT_ALTITUDE_TOLERANCE))
@@ -105,6 +106,7 @@ def run_cubes(info: dict, binning: Binning, solid_angle: np.ndarray, on_error: s
             max_offset = run_max_offset(columns["RA"], columns["DEC"], full["ra_pnt"],
                                         full["dec_pnt"], hav=hav)
         columns = filter_events(columns, info)
+        n_outer = _outer_events(columns, full)
         # exclusion regions: events inside dropped, FoV exposure fraction (1.0 without regions)
         columns, fov_fraction = apply_exclusion(columns, full, binning, gti=gti)
         counts = run_counts(columns, full, binning, hav=hav if columns is raw else None)
@@ -124,7 +126,7 @@ def run_cubes(info: dict, binning: Binning, solid_angle: np.ndarray, on_error: s
     counts *= mask.astype(np.int64).reshape((-1,) + (1,) * (counts.ndim - 1))
     exposure = time * TIME_QUANTUM * exposure_scale(binning.energy_edges, solid_angle)
     return {"counts": counts, "time": time, "exposure": exposure, "error": None,
-            "pointing": full["pointing_source"], "max_offset": max_offset}
+            "pointing": full["pointing_source"], "n_outer": n_outer, "max_offset": max_offset}
 
 
 def _run_columns(info: dict) -> tuple[str, ...]:
@@ -142,6 +144,15 @@ def filter_events(columns: dict, info: dict) -> dict:
     keep = event_filter_mask(expr, columns, where=where)
     return {name: values[keep] for name, values in columns.items()}
 
+def _outer_events(columns: dict, info: dict) -> int:
+    """Events farther than ``info["outer_offset"]`` (deg) from the pointing (-1: not asked)."""
+    if "outer_offset" not in info:
+        return -1
+    from .fov import offset_deg
+
+    offset = offset_deg(columns["RA"], columns["DEC"], info["ra_pnt"], info["dec_pnt"])
+    return int(np.count_nonzero(offset > info["outer_offset"]))
+
 
 def run_fit_statistics(part: dict, fit_bins: np.ndarray, scale: np.ndarray) -> dict:
     """One run's counts and exposure summed in coarse fit bins (energy x FoV labels).
@@ -149,14 +160,15 @@ def run_fit_statistics(part: dict, fit_bins: np.ndarray, scale: np.ndarray) -> d
     ``part`` is a :func:`run_cubes` result, ``fit_bins`` an int label per FoV bin (``-1``: in
     no fit bin), ``scale`` the :func:`exposure_scale` of the binning. Returns ``{"counts":
     int64 (E, B), "exposure": float64 (E, B)}`` (s MeV sr), the per-run sufficient statistics
-    of :mod:`xbkg.conditional`, B = ``fit_bins.max() + 1``.
+    of :mod:`xbkg.conditional`, B = ``fit_bins.max() + 1``, and ``n_outer``: the run's events
+    beyond ``outer_offset`` (for the ``outer_rate`` condition; -1 when not asked).
     """
     labels = np.asarray(fit_bins).ravel()
     onehot = (labels[:, None] == np.arange(int(labels.max()) + 1)[None]).astype(np.int64)
     n_e = part["counts"].shape[0]
     counts = part["counts"].reshape(n_e, -1) @ onehot
     exposure = (part["time"] * TIME_QUANTUM * scale).reshape(n_e, -1) @ onehot
-    return {"counts": counts, "exposure": exposure}
+    return {"counts": counts, "exposure": exposure, "n_outer": part.get("n_outer", -1)}
 
 
 _ALTAZ_KEYS = ("ra_pnt", "dec_pnt", "geolon", "geolat", "altitude", "mjdrefi", "mjdreff",
@@ -273,44 +285,64 @@ def leaf_sizes(infos: list, runs_per_task: int | None = None,
     return sizes
 
 
-def _altaz_params_list(infos: list) -> list:
-    """ALTAZ constants of these runs (None: left to the run's own task), one astropy call."""
+def _header_pointing(info: dict) -> dict:
+    """``info`` with the pointing its run will use (:func:`xbkg.events.complete_run_info`):
+    one header-only read (well under a ms); unchanged when the header cannot be read (the
+    run's task reports it)."""
     try:
-        return [r.get("altaz_params") for r in with_altaz_params(infos)]
+        header = read_header(info["events_file"], info["events_hdu"])
+    except (OSError, ValueError):
+        return info
+    full = complete_run_info(info, header)
+    return dict(info, ra_pnt=full["ra_pnt"], dec_pnt=full["dec_pnt"])
+
+
+def _altaz_params_list(infos: list) -> list:
+    """ALTAZ constants of these runs at their EVENTS-header pointing (None: left to the run's
+    own task), one astropy call."""
+    try:
+        runs = with_altaz_params([_header_pointing(info) for info in infos])
+        return [(r["altaz_params"], (r["ra_pnt"], r["dec_pnt"])) if "altaz_params" in r
+                else None for r in runs]
     except Exception:  # noqa: BLE001 - any failure: each run's task computes and reports its own
         return [None] * len(infos)
 
 
 def _run_stats(totals: list, n_runs: int, n_energy: int, fit_bins: np.ndarray):
-    """Per-run fit statistics ``(counts, exposure)``, each ``(runs, E, B)``; failed runs 0."""
+    """Per-run fit statistics ``(counts, exposure, n_outer)``: ``(runs, E, B)`` twice and
+    ``(runs,)``; failed runs 0 (``n_outer`` -1)."""
     n_bins = int(np.max(fit_bins)) + 1
     counts = np.zeros((n_runs, n_energy, n_bins), np.int64)
     exposure = np.zeros((n_runs, n_energy, n_bins))
+    n_outer = np.full(n_runs, -1, np.int64)
     for total in totals:
         for i, st in total["runstats"].items():
-            counts[i], exposure[i] = st["counts"], st["exposure"]
-    return counts, exposure
+            counts[i], exposure[i], n_outer[i] = st["counts"], st["exposure"], st["n_outer"]
+    return counts, exposure, n_outer
 
 
 def _run_batch(infos: list, indices: list, binning: Binning, solid_angle: np.ndarray,
                on_error: str, fit_bins=None) -> dict:
     """Summed cubes and errors of a few runs read one after the other (a leaf task).
 
-    For a 3D ALTAZ binning the runs' ALTAZ constants are computed first, all in one call
+    For a 3D ALTAZ binning the runs' ALTAZ constants are computed first, at their EVENTS
+    header pointing (header-only reads, well under a ms each), all in one call
     (:func:`with_altaz_params`). Tunes this process's malloc first
-    (:func:`xbkg.parallel.tune_malloc`).
+    (:func:`xbkg.parallel.tune_malloc`). With ``fit_bins`` each run's
+    :func:`run_fit_statistics` travel with the sums (``runstats``).
     """
     tune_malloc()
     params = [None] * len(infos)
     if binning.kind == "3d" and binning.fov_alignment == "ALTAZ":
         params = _altaz_params_list(infos)
     total = None
+    scale = None if fit_bins is None else exposure_scale(binning.energy_edges, solid_angle)
     for info, i, p in zip(infos, indices, params):
         if p is not None:
-            info = dict(info, altaz_params=p)
+            info = dict(info, altaz_params=p[0], altaz_pointing=p[1])
         part = run_cubes(info, binning, solid_angle, on_error)
-        stats = {} if fit_bins is None or part["error"] is not None else {i: run_fit_statistics(
-            part, fit_bins, exposure_scale(binning.energy_edges, solid_angle))}
+        stats = {} if fit_bins is None or part["error"] is not None else {
+            i: run_fit_statistics(part, fit_bins, scale)}
         part = _combine([part], [i])
         part["runstats"] = stats
         total = part if total is None else _combine([total, part])
@@ -365,7 +397,7 @@ def group_cubes(runs: list[dict], groups: np.ndarray, n_groups: int, binning: Bi
     pointing_sources : dask Delayed of a list, only with ``pointing=True``
         One entry per run: where its pointing came from (see
         :func:`xbkg.events.complete_run_info`), None for runs that failed.
-    run_stats : dask Delayed of ``(counts, exposure)``, each ``(runs, E, B)``
+    run_stats : dask Delayed of ``(counts, exposure, n_outer)``: ``(runs, E, B)`` twice, ``(runs,)``
         Only with ``fit_bins`` (an int label per FoV bin, -1 for none): every run's counts and
         exposure in the coarse fit bins (:func:`run_fit_statistics`), gathered by the same
         leaf tasks in the same pass over the events (a few numbers per run travel with the
@@ -398,7 +430,7 @@ def group_cubes(runs: list[dict], groups: np.ndarray, n_groups: int, binning: Bi
                                # per-run options that change a run's cubes: their own keys
                                [r.get("e_threshold") for r in runs],
                                [(i, r["exclusion"]) for i, r in enumerate(runs) if "exclusion" in r],
-                               fit_bins, extent)
+                               fit_bins, [r.get("outer_offset") for r in runs], extent)
     binning_key, solid_key = f"xbkg-binning-{token}", f"xbkg-solid-angle-{token}"
     # the binning and solid angles are one graph node each, shared by every leaf task
     dsk = {binning_key: binning, solid_key: solid_angle}

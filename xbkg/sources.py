@@ -24,6 +24,7 @@ import xarray as xr
 
 from . import fov
 from .exclusion import SkyCircles
+from .datastore import takes_store
 
 __all__ = ["DEFAULT_MIN_RADIUS", "DEFAULT_EXTENSION_FACTOR", "run_targets", "target_circles",
            "catalog_circles", "on_source_runs", "source_exclusions"]
@@ -74,6 +75,7 @@ def _number(value) -> float:
     return float(value)
 
 
+@takes_store("store")
 def run_targets(store: xr.Dataset, *, max_header_reads: int | None = None,
                 quiet: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Target name, RA and Dec (deg; NaN when unknown) of each run of ``store``.
@@ -96,6 +98,7 @@ def run_targets(store: xr.Dataset, *, max_header_reads: int | None = None,
     return names.astype(str), ra, dec
 
 
+@takes_store("store")
 def target_circles(store: xr.Dataset, radius: float, catalog=None) -> SkyCircles:
     """A circle of ``radius`` deg around the target of each run (duplicates merged).
 
@@ -129,6 +132,7 @@ def target_circles(store: xr.Dataset, radius: float, catalog=None) -> SkyCircles
                       tuple(f"target {n}" for n in keys.values()))
 
 
+@takes_store("store")
 def catalog_circles(catalog, store: xr.Dataset, reach: float, *,
                     min_radius: float = DEFAULT_MIN_RADIUS,
                     factor: float = DEFAULT_EXTENSION_FACTOR) -> SkyCircles:
@@ -152,6 +156,7 @@ def catalog_circles(catalog, store: xr.Dataset, reach: float, *,
                       tuple(catalog.names[i][0] for i in near))
 
 
+@takes_store("store")
 def on_source_runs(store: xr.Dataset, *, max_header_reads: int | None = 5) -> dict:
     """Runs whose target name says they are on a source (not empty and not an off, empty or
     dark field): ``{obs_id: name}``.
@@ -166,6 +171,7 @@ def on_source_runs(store: xr.Dataset, *, max_header_reads: int | None = 5) -> di
     return {int(o): str(names[i]) for i, o in enumerate(store.obs_id.values.tolist()) if on[i]}
 
 
+@takes_store("store")
 def source_exclusions(store: xr.Dataset, *, reach: float, exclude_targets=None,
                       exclusion_catalog=None, min_radius: float = DEFAULT_MIN_RADIUS,
                       factor: float = DEFAULT_EXTENSION_FACTOR) -> SkyCircles | None:

@@ -39,6 +39,7 @@ import numpy as np
 
 from .events import RunDataError, complete_run_info, describe_run
 from .histogram import Binning
+from .datastore import takes_store
 
 __all__ = ["EXTENT_COLUMN", "EXTENT_TOLERANCE", "PEAK_EDGES", "MIN_PEAK_EVENTS", "STRAY_GAP",
            "robust_max_offset", "run_max_offset", "run_survey", "survey_runs",
@@ -206,6 +207,7 @@ def survey_runs(runs: list[dict], offset_max: float, *, scheduler=None,
             "errors": [r["error"] for r in results]}
 
 
+@takes_store("store")
 def obs_index_extents(store) -> np.ndarray | None:
     """Each run's declared FoV extent (deg) from the obs-index column :data:`EXTENT_COLUMN`,
     or None when the column is absent or any value is missing."""

@@ -119,6 +119,7 @@ def _has_enough_safe(safe: np.ndarray) -> bool:
     return n_safe >= 3 or (n_safe >= 1 and n_safe == safe.size)
 
 
+@takes_store("store")
 def needs_counts_peak(store, policy) -> bool:
     """Whether ``policy`` on ``store`` needs the runs' counts peaks (:mod:`xbkg.survey`): the
     zenith rule is needed and fewer than three runs (and not every run) have SAFE_ENERGY_LO."""

@@ -264,8 +264,16 @@ def merge_models(old: xr.Dataset, new: xr.Dataset) -> xr.Dataset:
     raw counts and exposure alone): the result is smoothed as ``old`` was, with the same
     method and options. The result keeps ``old``'s attributes and provenance, updated:
     ``n_runs``, ``skipped_runs`` and an ``updates`` list recording each merge (store, runs
-    added, runs rejected).
+    added, runs rejected). Conditional models (:mod:`xbkg.conditional`) are refitted on the
+    per-run statistics both carry.
     """
+    from .conditional import is_conditional, merge_conditional, strip_conditional
+
+    if is_conditional(old) or is_conditional(new):
+        if not (is_conditional(old) and is_conditional(new)):
+            raise UpdateError("a conditional model merges only with a conditional model")
+        merged = merge_models(strip_conditional(old), strip_conditional(new))
+        return merge_conditional(old, new, merged)
     check_compatible(old, new)
     kind = old.attrs["kind"]
     dims = ("zenith_group", "energy") + fov_dims(kind)
@@ -332,9 +340,28 @@ def _check_expected(model: xr.Dataset, expected: dict) -> None:
         raise UpdateError("the update's options differ from the model's: " + "; ".join(problems))
 
 
+def _conditional_options(model: xr.Dataset, conditions) -> dict:
+    """``make_model`` options for the new runs of a conditional model (checks ``conditions``)."""
+    from .conditional import is_conditional
+    from .conditions import parse_conditions
+
+    if not is_conditional(model):
+        if conditions is not None:
+            raise UpdateError("the model has no conditional fit (no per-run statistics of its "
+                              "runs): rebuild it with make-models --conditions")
+        return {}
+    info = json.loads(model.attrs["conditional"])
+    if conditions is not None and parse_conditions(conditions) != info["conditions"]:
+        raise UpdateError(f"conditions {parse_conditions(conditions)} differ from the model's "
+                          f"{info['conditions']}: rebuild it to change them")
+    # the new runs' own fit is discarded (refitted with all runs): a fixed penalty suffices
+    return {"conditions": info["conditions"], "smoothness": info["smoothness"]}
+
+
 @takes_store("data")
 def update_model(model: xr.Dataset, data, obs_ids=None, *, scheduler=None,
-                 progress: bool = False, on_error: str = "skip", **expected) -> xr.Dataset:
+                 progress: bool = False, on_error: str = "skip", conditions=None,
+                 **expected) -> xr.Dataset:
     """Add runs of a store to a model, reading only the new runs.
 
     Parameters
@@ -350,6 +377,10 @@ def update_model(model: xr.Dataset, data, obs_ids=None, *, scheduler=None,
         some may be rejected.
     scheduler, progress, on_error
         As for :func:`xbkg.make_model`.
+    conditions : str or list, optional
+        The conditions of a conditional model (:mod:`xbkg.conditional`), to check: they must
+        be the model's (a plain model cannot become conditional without reading its runs
+        again: rebuild it). A conditional model is refitted on old and new runs either way.
     **expected
         Binning options to check (``kind``, ``fov_alignment``, ``energy_edges``,
         ``offset_edges``, ``fov_edges``, ``offset_max``, ``zenith_edges``): each one given
@@ -375,6 +406,7 @@ def update_model(model: xr.Dataset, data, obs_ids=None, *, scheduler=None,
     _require_raw(model)
     _check_expected(model, expected)
     opts = model_options(model)
+    opts.update(_conditional_options(model, conditions))
     store = data if isinstance(data, xr.Dataset) else open_datastore(data)
     have = model["obs_id"].values
     if obs_ids is None:

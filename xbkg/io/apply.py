@@ -28,12 +28,14 @@ from .gadf import write_table_file
 from .hduindex import make_bkg_index_table, make_total_index_table
 from .perrun import RUN_MODEL_DIR, run_model_file_name
 from .products import atomic_dir
+from ..datastore import takes_store
 
 __all__ = ["apply_model"]
 
 log = logging.getLogger(__name__)
 
 
+@takes_store("store")
 def apply_model(model: xr.Dataset, store: xr.Dataset, outdir, *, obs_ids=None,
                 overwrite: bool = False) -> dict:
     """Write every run's model of a conditional ``model`` for the runs of ``store``.

@@ -41,31 +41,31 @@ def _has_index(folder: Path) -> bool:
     return any((folder / name).exists() for name in INDEX_NAMES["obs"])
 
 
-def find_index_dir(store_dir: Path, index_dir=None) -> Path:
+def find_index_dir(base: Path, index_dir=None) -> Path:
     """Folder holding a store's index files (HDU-index FILE_DIR values are relative to it).
 
-    ``index_dir`` (relative to ``store_dir``, or absolute) when given; else ``store_dir`` when
-    it holds an obs index; else the single ``store_dir/index/*`` subfolder that holds one (as
+    ``index_dir`` (relative to ``base``, or absolute) when given; else ``base`` when
+    it holds an obs index; else the single ``base/index/*`` subfolder that holds one (as
     CTA 1DC's ``index/gps``). FileNotFoundError names the candidates to pass otherwise.
     """
-    store_dir = Path(store_dir)
+    base = Path(base)
     if index_dir is not None:
-        folder = store_dir / index_dir
+        folder = base / index_dir
         if not folder.is_dir():
-            raise FileNotFoundError(f"{store_dir}: index folder {index_dir} not found")
+            raise FileNotFoundError(f"{base}: index folder {index_dir} not found")
         return folder
-    if _has_index(store_dir):
-        return store_dir
-    candidates = [sub for parent in (store_dir / "index", store_dir) if parent.is_dir()
+    if _has_index(base):
+        return base
+    candidates = [sub for parent in (base / "index", base) if parent.is_dir()
                   for sub in sorted(parent.iterdir()) if sub.is_dir() and _has_index(sub)]
     if len(candidates) == 1:
         return candidates[0]
     tried = ", ".join(INDEX_NAMES["obs"])
     if candidates:
-        names = ", ".join(str(c.relative_to(store_dir)) for c in candidates)
-        raise FileNotFoundError(f"{store_dir}: several index folders ({names}); choose one with "
+        names = ", ".join(str(c.relative_to(base)) for c in candidates)
+        raise FileNotFoundError(f"{base}: several index folders ({names}); choose one with "
                                 "--index-dir (index_dir=)")
-    raise FileNotFoundError(f"{store_dir}: no obs index file (looked for {tried} here and in "
+    raise FileNotFoundError(f"{base}: no obs index file (looked for {tried} here and in "
                             "index/*); give its folder with --index-dir (index_dir=)")
 
 

@@ -68,7 +68,10 @@ def make_total_index_table(store_hdu_index, bkg_table, *, store_dir, out_dir):
     table = Table.read(store_hdu_index, hdu=1) if not isinstance(store_hdu_index, Table) \
         else store_hdu_index.copy()
     for name in ("HDU_TYPE", "HDU_CLASS", "FILE_DIR", "FILE_NAME", "HDU_NAME"):
-        table[name] = np.char.strip(np.asarray(table[name]).astype(str))
+        column = np.asarray(table[name])
+        if column.dtype.kind == "S":  # UTF-8 (ASCII is a subset): non-ASCII file names work
+            column = np.char.decode(column, "utf-8")
+        table[name] = np.char.strip(column.astype(str))
     table = table[np.char.lower(np.asarray(table["HDU_TYPE"])) != "bkg"]
     store_dir = Path(store_dir).resolve()
     out_dir = Path(out_dir).resolve()

@@ -74,8 +74,9 @@ def read_netcdf(path) -> xr.Dataset:
     """Read a model written by :func:`write_netcdf` into memory (the file is closed after)."""
     path = Path(path)
     try:
-        with xr.open_dataset(path, engine="h5netcdf") as ds:
+        with xr.open_dataset(path, engine="h5netcdf", phony_dims="sort") as ds:
             _check_declared_size(ds, path)
+            validate_model(ds)  # the structure, from metadata and coordinates only
             model = ds.load()
     except (OSError, ValueError) as exc:
         raise ValueError(f"{path}: cannot read as an xbkg netCDF model: {exc}") from exc

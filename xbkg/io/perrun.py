@@ -45,13 +45,17 @@ def write_run_models(model: xr.Dataset, store: xr.Dataset, folder, *, method: st
     folder : path
         Created if missing.
     method, extrapolate
-        See :func:`xbkg.interpolate.model_for_observation`.
+        See :func:`xbkg.interpolate.model_for_observation`. A conditional model
+        (:mod:`xbkg.conditional`) gives each run its conditional model instead.
     """
+    from ..conditional import is_conditional, models_for_runs
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     names = []
-    for obs_id, one in models_for_observations(model, store, method=method,
-                                               extrapolate=extrapolate):
+    runs = (models_for_runs(model, store) if is_conditional(model) else
+            models_for_observations(model, store, method=method, extrapolate=extrapolate))
+    for obs_id, one in runs:
         name = run_model_file_name(obs_id)
         write_table_file(one, 0, folder / name)
         names.append(name)

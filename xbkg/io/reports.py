@@ -48,7 +48,8 @@ def validation_table(result: xr.Dataset):
     from astropy.table import Table
 
     table = Table()
-    for var, col, unit in _RUN_COLUMNS:
+    optional = [("level_error", "LEVEL_ERROR", None), ("pull", "PULL", None)]  # conditional
+    for var, col, unit in _RUN_COLUMNS + [c for c in optional if c[0] in result]:
         table[col] = np.asarray(result[var].values)
         if unit:
             table[col].unit = unit

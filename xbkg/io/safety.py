@@ -15,8 +15,8 @@ import os
 import stat
 from pathlib import Path
 
-__all__ = ["UnsafeOutputError", "check_output", "check_replaceable", "guard_output",
-           "require_regular_file", "store_inputs"]
+__all__ = ["UnsafeOutputError", "check_output", "check_replaceable", "check_writable",
+           "guard_output", "require_regular_file"]
 
 
 class UnsafeOutputError(ValueError):
@@ -63,15 +63,6 @@ def check_output(output, inputs, *, option: str = "OUTDIR") -> None:
                 "could replace or delete the input)")
 
 
-def store_inputs(store) -> list[str]:
-    """The folders and index files of an observation Dataset (``xbkg.open_datastore``)."""
-    paths = {store.attrs.get("base_dir"), store.attrs.get("obs_index"), store.attrs.get("hdu_index")}
-    for key in ("events_file", "gti_file"):
-        if key in store:
-            paths.update(os.path.dirname(p) for p in store[key].values.tolist() if p)
-    return sorted(p for p in paths if p)
-
-
 def check_replaceable(outdir, markers, *, option: str = "OUTDIR") -> None:
     """Refuse to replace an existing non-empty folder that holds none of ``markers``.
 
@@ -94,6 +85,17 @@ def guard_output(output, inputs, *, overwrite: bool, markers=(), option: str = "
     check_output(output, inputs, option=option)
     if overwrite and markers:
         check_replaceable(output, markers, option=option)
+    check_writable(output, option=option)
+
+
+def check_writable(output, *, option: str = "OUTDIR") -> None:
+    """Refuse, before any work, an output whose folder cannot be written (permissions, a
+    read-only file system): the nearest existing folder of ``output``'s parent is checked."""
+    folder = _real(output).parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UnsafeOutputError(f"{option} {output}: the folder {folder} is not writable")
 
 
 def require_regular_file(path) -> None:
