@@ -190,15 +190,16 @@ def _fov_lonlat(columns: dict, info: dict, binning: Binning):
     return fov.radec_to_altaz_fov(ra, dec, columns["TIME"], params)
 
 
-def run_counts(columns: dict, info: dict, binning: Binning) -> np.ndarray:
+def run_counts(columns: dict, info: dict, binning: Binning, hav=None) -> np.ndarray:
     """One run's counts cube, shape ``binning.shape``, from its event columns.
 
     Events beyond ``binning.offset_max`` from the pointing, or outside the edges, are dropped;
     in 3D only the events within the offset cut get FoV coordinates. Offsets are compared as
     haversines (:func:`xbkg.fov.haversine`), which order events like their offsets without
-    the inverse tangent.
+    the inverse tangent; ``hav``: these haversines, when the caller has them already.
     """
-    hav = fov.haversine(columns["RA"], columns["DEC"], info["ra_pnt"], info["dec_pnt"])
+    if hav is None:
+        hav = fov.haversine(columns["RA"], columns["DEC"], info["ra_pnt"], info["dec_pnt"])
     hav_max = fov.offset_to_haversine(binning.offset_max)
     if binning.kind == "2d":
         indices = [bin_index(columns["ENERGY"], binning.energy_edges, _OUTSIDE),

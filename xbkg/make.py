@@ -157,10 +157,18 @@ def _parse_fov_extent(fov_extent):
     return value
 
 
+#: ``fov_extent`` provenance of an extent measured in the build's own pass over the events.
+MEASURED = "largest event offset of each run"
+
+
 def _survey_step(store, runs, binning, fov_extent, energy_threshold, *, compute_now, scheduler,
                  progress):
     """The FoV extent (and counts peaks, when the threshold rule needs them) of the runs, and
-    the binning cut at the extent: ``(binning, extents or None, provenance record, peaks)``."""
+    the binning cut at the extent: ``(binning, extents or None, provenance record, peaks)``.
+
+    An extent that only the events give, when no counts peak is needed, is left to the build's
+    own pass (record ``{"source": MEASURED}``, extents None; see :func:`_cut_at_extent`): the
+    events are read once."""
     mode = _parse_fov_extent(fov_extent)
     n = len(runs)
     extents, source = None, "not determined"
@@ -173,6 +181,8 @@ def _survey_step(store, runs, binning, fov_extent, energy_threshold, *, compute_
         source = "obs index OFFSET_MAX" if extents is not None else source
     want_peaks = needs_counts_peak(store, energy_threshold)
     peaks = None
+    if mode == "auto" and extents is None and compute_now and not want_peaks:
+        return binning, None, {"source": MEASURED}, None
     if (mode == "auto" and extents is None) or want_peaks:
         if not compute_now:
             if want_peaks:
@@ -187,7 +197,14 @@ def _survey_step(store, runs, binning, fov_extent, energy_threshold, *, compute_
             survey = survey_runs(runs, binning.offset_max, scheduler=scheduler, progress=progress)
             peaks = survey["peak_energy"]
             if mode == "auto" and extents is None:
-                extents, source = survey["max_offset"], "largest event offset of each run"
+                extents, source = survey["max_offset"], MEASURED
+    binning, record = _cut_at_extent(binning, extents, source, runs)
+    return binning, extents, record, peaks
+
+
+def _cut_at_extent(binning, extents, source: str, runs):
+    """``binning`` cut at the largest of the runs' FoV ``extents`` (deg, or None) and the
+    provenance record, with a warning when it cuts or when some runs' extent is short."""
     record = {"source": source}
     if extents is not None and np.isfinite(extents).any():
         extent = float(np.nanmax(extents))
@@ -205,7 +222,24 @@ def _survey_step(store, runs, binning, fov_extent, energy_threshold, *, compute_
                         "deg (%.3g deg and up; e.g. run %d): their exposure is counted to the "
                         "cut", short.size, binning.offset_max, float(np.nanmin(extents)),
                         runs[int(short[0])]["obs_id"])
-    return binning, extents, record, peaks
+    return binning, record
+
+
+def _measured_extents(max_offsets) -> np.ndarray:
+    """Per-run extents (deg) measured in the build's pass, rounded up as
+    :func:`xbkg.survey.survey_runs` does (NaN for failed runs)."""
+    values = np.array([np.nan if v is None else v for v in max_offsets], dtype=float)
+    return np.ceil(np.round(values * 1e3, 6)) / 1e3
+
+
+def _run_cubes_graph(runs, groups, n_groups, binning, cond, on_error, compute_now, extent=False):
+    """The lazy cubes of a build (:func:`xbkg.reduce.group_cubes`)."""
+    if cond is not None and "outer_rate" in cond["conditions"]:
+        for info in runs:  # counted in the same pass (xbkg.reduce.run_cubes)
+            info["outer_offset"] = binning.offset_max
+    return group_cubes(runs, groups, n_groups, binning, _solid_angle(binning),
+                       on_error=on_error if compute_now else "raise", pointing=True,
+                       fit_bins=None if cond is None else cond["labels"], extent=extent)
 
 
 @takes_store("data")
@@ -312,8 +346,9 @@ def make_model(data, *, kind: str = DEFAULTS.kind, fov_alignment: str = DEFAULTS
     fov_extent : "auto", "none" or float (deg)
         Where the runs' events stop (:mod:`xbkg.survey`). "auto" (default): the obs-index
         column OFFSET_MAX, else, when ``compute_now``, the largest event offset of the runs
-        (strays ignored; one extra read of RA, DEC, ENERGY per run); a lazy build without OFFSET_MAX keeps the
-        declared binning. A number declares it. When the extent is inside the binning's offset
+        (strays ignored), measured in the build's own pass over the events (a second pass
+        only when the extent cuts the binning; a separate first pass when the counts peaks
+        are needed too); a lazy build without OFFSET_MAX keeps the declared binning. A number declares it. When the extent is inside the binning's offset
         cut, FoV bins wholly beyond it are dropped, ``offset_max`` is lowered to it and a
         warning says so; "none" keeps the declared binning. Each run's extent is kept as
         ``obs_fov_extent``.
@@ -384,12 +419,8 @@ def make_model(data, *, kind: str = DEFAULTS.kind, fov_alignment: str = DEFAULTS
         info["e_threshold"] = float(thr)
     threshold_of = dict(zip(store.obs_id.values.tolist(), thresholds.tolist()))
     cond = _conditional_setup(store, conditions, binning, compute_now)
-    if cond is not None and "outer_rate" in cond["conditions"]:
-        for info in runs:  # counted in the same pass (xbkg.reduce.run_cubes)
-            info["outer_offset"] = binning.offset_max
-    cubes = group_cubes(runs, groups, n_groups, binning, _solid_angle(binning),
-                        on_error=on_error if compute_now else "raise", pointing=True,
-                        fit_bins=None if cond is None else cond["labels"])
+    measure = extent_record["source"] == MEASURED and extents is None
+    cubes = _run_cubes_graph(runs, groups, n_groups, binning, cond, on_error, compute_now, measure)
     counts, exposure, errors, sources = cubes[:4]
     provenance = {
         "store": str(store.attrs.get("base_dir", "")),
@@ -411,6 +442,18 @@ def make_model(data, *, kind: str = DEFAULTS.kind, fov_alignment: str = DEFAULTS
     if compute_now:
         counts, exposure, errors, sources, *run_stats = compute(*cubes, scheduler=scheduler,
                                                                 progress=progress)
+        if measure:  # the FoV extent, measured in this pass: a second one only to cut the binning
+            *run_stats, max_offsets = run_stats
+            extents = _measured_extents(max_offsets)
+            cut, provenance["fov_extent"] = _cut_at_extent(binning, extents, MEASURED, runs)
+            if cut is not binning:
+                binning, runs = cut, [{k: v for k, v in r.items() if k != "exclusion"} for r in runs]
+                provenance["exclusion"] = exclusion_provenance(
+                    excl, attach_plan(runs, excl, binning.offset_max))
+                cond = _conditional_setup(store, conditions, binning, compute_now)
+                counts, exposure, errors, sources, *run_stats = compute(
+                    *_run_cubes_graph(runs, groups, n_groups, binning, cond, on_error, True),
+                    scheduler=scheduler, progress=progress)
         errors, sources = list(errors), np.array(sources, dtype=object)
         failed = np.array([e is not None for e in errors])
         skipped.update({int(o): e for o, e, f in zip(store.obs_id.values, errors, failed) if f})

@@ -24,10 +24,12 @@ from .events import DEFAULT_COLUMNS, RunDataError, complete_run_info, describe_r
 from .io.fitstable import read_header
 from .exclusion import apply_exclusion
 from .exposure import energy_widths_mev
+from .fov import haversine
 from .geometry import DEFAULT_ALTITUDE_TOLERANCE, check_run_geometry
 from .histogram import Binning, run_counts
 from .parallel import tune_malloc
 from .selection import event_filter_columns, event_filter_mask
+from .survey import run_max_offset
 from .validate import validate_run_events
 
 __all__ = ["ON_ERROR", "TIME_QUANTUM", "EVENTS_PER_TASK", "quantize_time", "exposure_scale",
@@ -98,11 +100,16 @@ def run_cubes(info: dict, binning: Binning, solid_angle: np.ndarray, on_error: s
         validate_run_events(columns, header, full, gti=gti)
         if binning.kind == "3d" and binning.fov_alignment == "ALTAZ":
             check_run_geometry(full, full.get("altitude_tolerance", DEFAULT_ALTITUDE_TOLERANCE))
+        raw, hav, max_offset = columns, None, None
+        if info.get("measure_extent"):  # the FoV extent, from all the run's events
+            hav = haversine(columns["RA"], columns["DEC"], full["ra_pnt"], full["dec_pnt"])
+            max_offset = run_max_offset(columns["RA"], columns["DEC"], full["ra_pnt"],
+                                        full["dec_pnt"], hav=hav)
         columns = filter_events(columns, info)
         n_outer = _outer_events(columns, full)
         # exclusion regions: events inside dropped, FoV exposure fraction (1.0 without regions)
         columns, fov_fraction = apply_exclusion(columns, full, binning, gti=gti)
-        counts = run_counts(columns, full, binning)
+        counts = run_counts(columns, full, binning, hav=hav if columns is raw else None)
         mask = run_energy_mask(full, binning.energy_edges)
         fov_shape = np.shape(solid_angle)
         time = quantize_time(full["ontime"] * mask.reshape((-1,) + (1,) * len(fov_shape))
@@ -119,7 +126,7 @@ def run_cubes(info: dict, binning: Binning, solid_angle: np.ndarray, on_error: s
     counts *= mask.astype(np.int64).reshape((-1,) + (1,) * (counts.ndim - 1))
     exposure = time * TIME_QUANTUM * exposure_scale(binning.energy_edges, solid_angle)
     return {"counts": counts, "time": time, "exposure": exposure, "error": None,
-            "pointing": full["pointing_source"], "n_outer": n_outer}
+            "pointing": full["pointing_source"], "n_outer": n_outer, "max_offset": max_offset}
 
 
 def _run_columns(info: dict) -> tuple[str, ...]:
@@ -206,12 +213,14 @@ def _combine(parts: list, indices=None) -> dict:
     if indices is None:
         errors = {k: v for part in parts for k, v in part["errors"].items()}
         pointing = {k: v for part in parts for k, v in part["pointing"].items()}
+        extent = {k: v for part in parts for k, v in part["max_offset"].items()}
     else:
         errors = {i: part["error"] for i, part in zip(indices, parts) if part["error"] is not None}
         pointing = {i: part.get("pointing") for i, part in zip(indices, parts)}
+        extent = {i: part.get("max_offset") for i, part in zip(indices, parts)}
     stats = {k: v for part in parts for k, v in part.get("runstats", {}).items()}
     return {"counts": counts, "time": time, "errors": errors, "pointing": pointing,
-            "runstats": stats}
+            "runstats": stats, "max_offset": extent}
 
 
 def _field(total, name: str, shape, dtype):
@@ -223,7 +232,7 @@ def _field(total, name: str, shape, dtype):
 
 def _errors(totals: list, n_runs: int, field: str = "errors") -> list:
     """One entry per run: None, or the run's error message (``field`` "pointing": where the
-    run's pointing came from, None for failed runs)."""
+    run's pointing came from, "max_offset": its FoV extent in deg; None for failed runs)."""
     out = [None] * n_runs
     for total in totals:
         for i, message in total[field].items():
@@ -363,7 +372,8 @@ def _tree(dsk: dict, name: str, infos: list, indices: list, sizes: list, split_e
 
 def group_cubes(runs: list[dict], groups: np.ndarray, n_groups: int, binning: Binning,
                 solid_angle: np.ndarray, *, on_error: str = "raise",
-                split_every: int | None = None, pointing: bool = False, fit_bins=None):
+                split_every: int | None = None, pointing: bool = False, fit_bins=None,
+                extent: bool = False):
     """Lazy per-group cubes and per-run errors.
 
     The graph is written directly, per group: leaf tasks that each read a few runs one after
@@ -392,6 +402,9 @@ def group_cubes(runs: list[dict], groups: np.ndarray, n_groups: int, binning: Bi
         exposure in the coarse fit bins (:func:`run_fit_statistics`), gathered by the same
         leaf tasks in the same pass over the events (a few numbers per run travel with the
         partial sums).
+    max_offsets : dask Delayed of a list, only with ``extent=True``
+        One entry per run: its FoV extent (deg, :func:`xbkg.survey.run_max_offset` of all its
+        events), measured by the same leaf tasks; None for failed runs.
     """
     from dask.delayed import Delayed
     from dask.highlevelgraph import HighLevelGraph
@@ -405,6 +418,8 @@ def group_cubes(runs: list[dict], groups: np.ndarray, n_groups: int, binning: Bi
     runs_per_task = split_every
     split_every = max(2, int(split_every or 8))
     shape = binning.shape
+    if extent:
+        runs = [dict(r, measure_extent=True) for r in runs]
     groups = np.asarray(groups)
     # the runs of each group, and of none (last: for their errors only), and their leaves
     members = [np.flatnonzero(groups == g) for g in range(n_groups)]
@@ -415,7 +430,7 @@ def group_cubes(runs: list[dict], groups: np.ndarray, n_groups: int, binning: Bi
                                # per-run options that change a run's cubes: their own keys
                                [r.get("e_threshold") for r in runs],
                                [(i, r["exclusion"]) for i, r in enumerate(runs) if "exclusion" in r],
-                               fit_bins, [r.get("outer_offset") for r in runs])
+                               fit_bins, [r.get("outer_offset") for r in runs], extent)
     binning_key, solid_key = f"xbkg-binning-{token}", f"xbkg-solid-angle-{token}"
     # the binning and solid angles are one graph node each, shared by every leaf task
     dsk = {binning_key: binning, solid_key: solid_angle}
@@ -459,4 +474,8 @@ def group_cubes(runs: list[dict], groups: np.ndarray, n_groups: int, binning: Bi
         out.append(Delayed(stats_name, graph(stats_name, {stats_name: (
             _run_stats, [r for r in roots if r is not None], len(runs),
             len(binning.energy_edges) - 1, fit_bins)})))
+    if extent:
+        ext_name = f"xbkg-max-offset-{token}"
+        out.append(Delayed(ext_name, graph(ext_name, {ext_name: (
+            _errors, [r for r in roots if r is not None], len(runs), "max_offset")})))
     return tuple(out)

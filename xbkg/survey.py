@@ -15,7 +15,10 @@ gives them:
   efficiency. :mod:`xbkg.thresholds` fits its zenith rule to these peaks when a store has no
   ``SAFE_ENERGY_LO``.
 
-Both need the events: :func:`survey_runs` reads ``RA``, ``DEC`` and ``ENERGY`` of each run once
+Both need the events. The extent alone is measured by the build's own pass over the events
+(:func:`run_max_offset` in each run's task); the build then runs a second pass only when the
+extent cuts the binning. When the counts peaks are needed (they set the runs' thresholds before
+the build), :func:`survey_runs` reads ``RA``, ``DEC`` and ``ENERGY`` of each run first
 (one dask task per run, on the build's scheduler). It is an explicit, eager step:
 :func:`xbkg.make_model` runs it only when it computes the model (``compute_now=True``) and the
 answer is not in the obs index; a lazy build never computes it behind the user's back (it keeps
@@ -39,7 +42,8 @@ from .histogram import Binning
 from .datastore import takes_store
 
 __all__ = ["EXTENT_COLUMN", "EXTENT_TOLERANCE", "PEAK_EDGES", "MIN_PEAK_EVENTS", "STRAY_GAP",
-           "robust_max_offset", "run_survey", "survey_runs", "obs_index_extents", "counts_peak",
+           "robust_max_offset", "run_max_offset", "run_survey", "survey_runs",
+           "obs_index_extents", "counts_peak",
            "cut_binning"]
 
 log = logging.getLogger(__name__)
@@ -76,9 +80,56 @@ def robust_max_offset(offset, gap: float = STRAY_GAP, max_fraction: float = 1e-3
     k = max(3, int(max_fraction * off.size)) + 1
     if off.size < 10 * k:
         return float(off.max())
-    top = np.sort(np.partition(off, off.size - k)[off.size - k:])
+    return _below_strays(np.partition(off, off.size - k)[off.size - k:], gap)
+
+
+def _below_strays(top, gap: float) -> float:
+    """The largest of the farthest offsets ``top`` below the first jump of more than ``gap``."""
+    top = np.sort(top)
     jumps = np.flatnonzero(np.diff(top) > gap)
     return float(top[jumps[0]] if jumps.size else top[-1])
+
+
+def run_max_offset(ra, dec, ra_pnt, dec_pnt, gap: float = STRAY_GAP,
+                   max_fraction: float = 1e-3, hav=None) -> float:
+    """:func:`robust_max_offset` of events at ``ra``, ``dec`` (deg) from the pointing, with
+    offsets computed for the farthest few events only (the build's single pass measures the
+    extent this way, :func:`xbkg.make_model`): the others are ordered by their haversine
+    (``hav``, :func:`xbkg.fov.haversine`, computed unless given).
+
+    >>> ra = np.r_[np.linspace(0.0, 2.0, 100), 25.0, 30.0]
+    >>> run_max_offset(ra, np.zeros_like(ra), 0.0, 0.0) == robust_max_offset(ra)
+    True
+    """
+    from .fov import haversine
+
+    if hav is None:
+        hav = haversine(ra, dec, ra_pnt, dec_pnt)
+    n = hav.size - int(np.count_nonzero(np.isnan(hav)))
+    if not n:
+        return float("nan")
+    k = max(3, int(max_fraction * n)) + 1
+    far = [int(np.nanargmax(hav))] if n < 10 * k else _farthest(hav, n, k)
+    h = hav[far]
+    off = np.degrees(2.0 * np.arctan(np.sqrt(h / (1.0 - h))))  # as offset_deg, within 1e-15
+    if n < 10 * k:  # too few events for strays: the largest offset
+        return float(off[0])
+    return _below_strays(off[np.isfinite(off)], gap)
+
+
+def _farthest(hav: np.ndarray, n: int, k: int) -> np.ndarray:
+    """Indices of the ``k`` largest of the ``n`` finite haversines ``hav`` (plus any NaN).
+
+    A threshold from every 64th value usually leaves a few times ``k`` candidates, so only
+    they are partitioned; otherwise all values are (NaN sorts last).
+    """
+    sub = hav[::64]
+    j = min(sub.size - 1, 2 * (k // 64) + 8)
+    with np.errstate(invalid="ignore"):
+        candidates = np.flatnonzero(hav > np.partition(sub, sub.size - 1 - j)[sub.size - 1 - j])
+    if k <= candidates.size <= 64 * k:
+        return candidates[np.argpartition(hav[candidates], candidates.size - k)[-k:]]
+    return np.argpartition(hav, n - k)[n - k:]
 
 
 def counts_peak(hist, edges=PEAK_EDGES, min_events: int = MIN_PEAK_EVENTS) -> float:
