@@ -46,11 +46,12 @@ def _legendre(n: int):
     return 0.5 * (1.0 - np.cos(np.pi * s)), 0.5 * np.pi * np.sin(np.pi * s) * w
 
 
-def _nodes(a: np.ndarray, b: np.ndarray, n: int = NODES):
+def _nodes(a: np.ndarray, b: np.ndarray, n: int | None = None):
     """Nodes and weights (flat) of pieces ``[a, b]`` and the piece of each node
     (Gauss-Legendre in s, with ``t = a + (b - a)(1 - cos(pi s)) / 2``); pieces shorter than
     :data:`SHORT` rad get half the nodes (their error falls like length**(2 n))."""
     out_t, out_w, out_p = [], [], []
+    n = NODES if n is None else n
     short = (b - a) < SHORT
     for mask, k in ((~short, n), (short, max(2, n // 2))):
         idx = np.flatnonzero(mask)
@@ -222,26 +223,31 @@ def excluded_box_area(x_edges, y_edges, offset_max, centres, cos_radius, weights
     count = np.where(hit.any(axis=1), np.maximum(last - first + 1, 0), 0)
     node = np.repeat(np.arange(lam.size), count)
     row = first[node] + (np.arange(node.size) - np.repeat(np.cumsum(count) - count, count))
-    lo = np.maximum(y[row], -cap[node])
-    hi = np.maximum(np.minimum(y[row + 1], cap[node]), lo)
-    covered = np.empty(node.size)
-    n_hit = hit.sum(axis=1)[node]
-    # one or two circles at this longitude (most nodes): the union directly
-    order = np.argsort(~hit, axis=1, kind="stable")[:, :2]  # the first two circles hit
-    for n in (1, 2):
-        sel = np.flatnonzero(n_hit == n)
-        k = order[node[sel]]
-        l_, h_ = lo[sel, None], hi[sel, None]
-        s2 = np.clip(starts[node[sel, None], k[:, :n]], l_, h_)
-        e2 = np.clip(ends[node[sel, None], k[:, :n]], s2, h_)
-        total = (np.sin(e2) - np.sin(s2)).sum(axis=1)
-        if n == 2:  # minus the overlap
-            a, b = s2.max(axis=1), e2.min(axis=1)
-            total -= np.where(b > a, np.sin(b) - np.sin(a), 0.0)
-        covered[sel] = total
+    # in sin(lat) (monotone on the semicircle lon = const), so rows need no trigonometry
+    half_pi = 0.5 * np.pi
+    s_sin = np.sin(np.minimum(np.maximum(starts, -half_pi), half_pi))
+    e_sin = np.sin(np.minimum(np.maximum(ends, -half_pi), half_pi))
+    sin_y, sin_cap = np.sin(y), np.sin(cap)
+    lo = np.maximum(sin_y[row], -sin_cap[node])
+    hi = np.maximum(np.minimum(sin_y[row + 1], sin_cap[node]), lo)
+    n_hit = hit.sum(axis=1)
+    # one or two circles at this longitude (most nodes): the union directly, from the first
+    # two circles hit (a single one stands in for the second, adding nothing)
+    idx = np.arange(lam.size)
+    k1 = hit.argmax(axis=1)
+    second = hit.copy()
+    second[idx, k1] = False
+    k2 = np.where(n_hit > 1, second.argmax(axis=1), k1)
+    s1 = np.minimum(np.maximum(s_sin[idx, k1][node], lo), hi)
+    e1 = np.minimum(np.maximum(e_sin[idx, k1][node], s1), hi)
+    s2 = np.minimum(np.maximum(s_sin[idx, k2][node], lo), hi)
+    e2 = np.minimum(np.maximum(e_sin[idx, k2][node], s2), hi)
+    covered = (e1 - s1) + (e2 - s2) - np.maximum(np.minimum(e1, e2) - np.maximum(s1, s2), 0.0)
+    n_hit = n_hit[node]
     many = n_hit > 2
-    covered[many] = _union_measure(starts[node[many]], ends[node[many]], lo[many], hi[many],
-                                   np.sin)
+    if many.any():
+        covered[many] = _union_measure(s_sin[node[many]], e_sin[node[many]], lo[many],
+                                       hi[many], lambda v: v)
     out += np.bincount(row * nx + col[node], covered * w[node], minlength=ny * nx)
     return out.reshape(ny, nx)
 
