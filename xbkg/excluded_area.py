@@ -153,6 +153,33 @@ def _box_breakpoints(x, y, r, c, cos_a):
     return np.concatenate(pts, axis=1), lon, half
 
 
+def _meridian_arcs(aa: np.ndarray, bb: np.ndarray, cos_a: np.ndarray):
+    """Arcs of latitude that circles cover on the meridians of the nodes: whether each circle
+    meets the meridian, and the sines of the arc's ends (0 where not), ``(N, R)`` each.
+
+    ``aa, bb``: the circle centres' components along the meridian's equator point and the pole.
+    The arc is ``psi -+ half`` (``psi = atan2(bb, aa)``, ``cos(half) = cos_a / |(aa, bb)|``);
+    its sines follow without trigonometry when both ends lie within +-90 deg of latitude (all
+    circles of a FoV), otherwise from the angles, clipped to the semicircle.
+    """
+    rr2 = aa * aa + bb * bb
+    rr = np.sqrt(rr2)
+    hit = cos_a[None, :] < rr
+    g = np.sqrt(np.where(hit, rr2 - cos_a[None, :] ** 2, 0.0))  # |(aa, bb)| sin(half)
+    cos_s, cos_e = aa * cos_a + bb * g, aa * cos_a - bb * g  # |(aa, bb)|**2 cos(ends)
+    if not np.any(hit & ((cos_s <= 0) | (cos_e <= 0))):
+        inv = 1.0 / np.where(hit, rr2, 1.0)
+        return hit, np.where(hit, (bb * cos_a - aa * g) * inv, 0.0), \
+            np.where(hit, (bb * cos_a + aa * g) * inv, 0.0)
+    psi = np.arctan2(bb, aa)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        half = np.arccos(np.clip(cos_a[None, :] / rr, -1.0, 1.0))
+    half_pi = 0.5 * np.pi
+    starts = np.minimum(np.maximum(np.where(hit, psi - half, 0.0), -half_pi), half_pi)
+    ends = np.minimum(np.maximum(np.where(hit, psi + half, 0.0), -half_pi), half_pi)
+    return hit, np.sin(starts), np.sin(ends)
+
+
 def excluded_box_area(x_edges, y_edges, offset_max, centres, cos_radius, weights=None):
     """Solid angle (sr) of each FoV box within ``offset_max`` and inside any circle.
 
@@ -200,34 +227,24 @@ def excluded_box_area(x_edges, y_edges, offset_max, centres, cos_radius, weights
     col = np.clip(np.searchsorted(x, lam) - 1, 0, nx - 1)
     c = centres[owner]  # (N, R, 3)
     cl, sl = np.cos(lam), np.sin(lam)
-    aa = c[..., 0] * cl[:, None] + c[..., 1] * sl[:, None]
-    bb = c[..., 2]
-    rr = np.hypot(aa, bb)
-    psi = np.arctan2(bb, aa)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        q = cos_a[None, :] / rr
-    hit = q < 1.0
-    half = np.arccos(np.clip(q, -1.0, 1.0))
-    starts = np.where(hit, psi - half, 0.0)
-    ends = np.where(hit, psi + half, 0.0)
+    hit, s_sin, e_sin = _meridian_arcs(c[..., 0] * cl[:, None] + c[..., 1] * sl[:, None],
+                                       c[..., 2], cos_a)
     if np.isfinite(r) and r < np.pi / 2:
         with np.errstate(invalid="ignore", divide="ignore"):
             cap = np.arccos(np.clip(math.cos(r) / np.maximum(cl, 1e-300), -1.0, 1.0))
     else:
         cap = np.full(lam.shape, np.pi / 2)
-    # only the (node, row) pairs between the lowest and highest circle at that node
-    lo_node = np.where(hit, starts, np.inf).min(axis=1)
-    hi_node = np.where(hit, ends, -np.inf).max(axis=1)
-    first = np.clip(np.searchsorted(y, lo_node, side="right") - 1, 0, ny - 1)
-    last = np.clip(np.searchsorted(y, hi_node, side="left") - 1, 0, ny - 1)
+    # only the (node, row) pairs between the lowest and highest circle at that node; rows are
+    # worked in sin(lat) (monotone on the semicircle lon = const): no trigonometry per row
+    sin_y = np.sin(y)
+    lo_node = np.where(hit, s_sin, np.inf).min(axis=1)
+    hi_node = np.where(hit, e_sin, -np.inf).max(axis=1)
+    first = np.clip(np.searchsorted(sin_y, lo_node, side="right") - 1, 0, ny - 1)
+    last = np.clip(np.searchsorted(sin_y, hi_node, side="left") - 1, 0, ny - 1)
     count = np.where(hit.any(axis=1), np.maximum(last - first + 1, 0), 0)
     node = np.repeat(np.arange(lam.size), count)
     row = first[node] + (np.arange(node.size) - np.repeat(np.cumsum(count) - count, count))
-    # in sin(lat) (monotone on the semicircle lon = const), so rows need no trigonometry
-    half_pi = 0.5 * np.pi
-    s_sin = np.sin(np.minimum(np.maximum(starts, -half_pi), half_pi))
-    e_sin = np.sin(np.minimum(np.maximum(ends, -half_pi), half_pi))
-    sin_y, sin_cap = np.sin(y), np.sin(cap)
+    sin_cap = np.sin(cap)
     lo = np.maximum(sin_y[row], -sin_cap[node])
     hi = np.maximum(np.minimum(sin_y[row + 1], sin_cap[node]), lo)
     n_hit = hit.sum(axis=1)
