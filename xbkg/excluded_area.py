@@ -162,15 +162,16 @@ def _meridian_arcs(aa: np.ndarray, bb: np.ndarray, cos_a: np.ndarray):
 
     ``aa, bb``: the circle centres' components along the meridian's equator point and the pole.
     The arc is ``psi -+ half`` (``psi = atan2(bb, aa)``, ``cos(half) = cos_a / |(aa, bb)|``);
-    its sines follow without trigonometry when both ends lie within +-90 deg of latitude (all
-    circles of a FoV), otherwise from the angles, clipped to the semicircle.
+    its sines follow without trigonometry when both ends lie within +-90 deg of latitude and
+    the radii are below 90 deg (all circles of a FoV), otherwise from the angles, clipped to
+    the semicircle.
     """
     rr2 = aa * aa + bb * bb
     rr = np.sqrt(rr2)
     hit = cos_a[None, :] < rr
     g = np.sqrt(np.where(hit, rr2 - cos_a[None, :] ** 2, 0.0))  # |(aa, bb)| sin(half)
     cos_s, cos_e = aa * cos_a + bb * g, aa * cos_a - bb * g  # |(aa, bb)|**2 cos(ends)
-    if not np.any(hit & ((cos_s <= 0) | (cos_e <= 0))):
+    if np.all(cos_a > 0) and not np.any(hit & ((cos_s <= 0) | (cos_e <= 0))):
         inv = 1.0 / np.where(hit, rr2, 1.0)
         return hit, np.where(hit, (bb * cos_a - aa * g) * inv, 0.0), \
             np.where(hit, (bb * cos_a + aa * g) * inv, 0.0)
