@@ -190,3 +190,27 @@ def test_public_names():
 
     for module in (excluded_area, exposure):
         assert all(hasattr(module, name) for name in module.__all__)
+
+
+def test_meridian_arcs_without_trigonometry_match_the_angles():
+    """The arcs' sines from the trig-free path equal those of the clipped angles, and an arc
+    over the pole (end beyond 90 deg) takes the angle path, clipped to the semicircle."""
+    from xbkg.excluded_area import _meridian_arcs
+
+    rng = np.random.default_rng(5)
+    aa = rng.uniform(0.998, 1.0, (200, 3))
+    bb = rng.uniform(-0.05, 0.05, (200, 3))
+    cos_a = np.cos(np.radians([0.3, 1.0, 2.5]))
+    hit, s, e = _meridian_arcs(aa, bb, cos_a)
+    rr = np.hypot(aa, bb)
+    psi, half = np.arctan2(bb, aa), np.arccos(np.clip(cos_a / rr, -1, 1))
+    want = cos_a < rr
+    assert np.array_equal(hit, want) and 0 < want.sum() < want.size
+    np.testing.assert_allclose(s[want], np.sin(psi - half)[want], rtol=0, atol=1e-12)  # arccos near 1: ~1e-14
+    np.testing.assert_allclose(e[want], np.sin(psi + half)[want], rtol=0, atol=1e-12)  # arccos near 1: ~1e-14
+    assert np.all(s[~want] == 0) and np.all(e[~want] == 0)
+    # a circle of 10 deg centred 85 deg up the meridian reaches over the pole: clipped at 1
+    c = np.radians(85.0)
+    hit, s, e = _meridian_arcs(np.array([[np.cos(c)]]), np.array([[np.sin(c)]]),
+                               np.cos(np.radians([10.0])))
+    assert hit[0, 0] and e[0, 0] == 1.0 and s[0, 0] == pytest.approx(np.sin(np.radians(75.0)))

@@ -30,6 +30,7 @@ overlapping and FoV-edge circles is in ``tests/test_exclusion_closure.py``; the 
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from dataclasses import dataclass
@@ -340,10 +341,18 @@ def _fov_edges_rad(binning) -> tuple:
 
 
 def _bin_solid_angle(binning) -> np.ndarray:
-    """Exact solid angle (sr) of each FoV bin inside the offset cut."""
-    if binning.kind == "2d":
-        return annulus_solid_angle(binning.fov_edges["offset"], binning.offset_max)
-    return box_solid_angle(binning.fov_edges["detx"], binning.fov_edges["dety"], binning.offset_max)
+    """Exact solid angle (sr) of each FoV bin inside the offset cut (cached: read-only)."""
+    dims = ("offset",) if binning.kind == "2d" else ("detx", "dety")
+    edges = tuple(tuple(np.asarray(binning.fov_edges[d], dtype=float).tolist()) for d in dims)
+    return _cached_solid_angle(binning.kind, edges, float(binning.offset_max))
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_solid_angle(kind: str, edges: tuple, offset_max: float) -> np.ndarray:
+    out = (annulus_solid_angle(edges[0], offset_max) if kind == "2d"
+           else box_solid_angle(edges[0], edges[1], offset_max))
+    out.flags.writeable = False
+    return out
 
 
 def outside_fraction(binning, centres, cos_radius, time_weight=None) -> np.ndarray:
