@@ -920,9 +920,9 @@ def _scalar_layout(header: dict, where: str):
     return keep
 
 
-def _strings(raw: np.ndarray) -> np.ndarray:
+def _strings(raw: np.ndarray, name: str = "column") -> np.ndarray:
     """Fixed-width byte strings (ASCII or UTF-8) -> str array without leading or trailing
-    blanks; ValueError naming the first row that is not text."""
+    blanks; ValueError naming the column ``name`` and the first row that is not text."""
     if raw.dtype.kind == "U":
         return np.char.strip(raw).astype(object).astype(str)
     try:
@@ -932,7 +932,8 @@ def _strings(raw: np.ndarray) -> np.ndarray:
             try:
                 value.decode("utf-8")
             except UnicodeDecodeError:
-                raise ValueError(f"row {row}: {value!r} is not text (ASCII or UTF-8)") from None
+                raise ValueError(f"{name} row {row}: {value!r} is not text (ASCII or "
+                                 "UTF-8)") from None
         raise
     return np.char.strip(text).astype(object).astype(str)
 
@@ -950,7 +951,7 @@ def _table_with_astropy(path, hdu, where):
             if arr.ndim != 1:
                 continue
             if arr.dtype.kind in "SU":
-                arr = _strings(arr)
+                arr = _strings(arr, col.name)
             else:
                 arr = arr.astype(arr.dtype.newbyteorder("="))
             cols[col.name] = arr
@@ -1028,8 +1029,8 @@ def read_whole_table(path, hdu):
                 dtype = np.dtype(f"S{repeat}" if code == "A" else _DTYPE[code])
                 raw = (np.ndarray((nrows,), dtype, buffer=buf, offset=offset, strides=(naxis1,))
                        if nrows else np.empty(0, dtype))
-                cols[name] = _strings(raw) if code == "A" else _convert(raw, code, header, i,
-                                                                          where)
+                cols[name] = (_strings(raw, name) if code == "A"
+                              else _convert(raw, code, header, i, where))
                 units[name] = str(header.get(f"TUNIT{i}") or "").strip()
         return header, cols, units
 
