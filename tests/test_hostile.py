@@ -575,6 +575,21 @@ def test_where_with_400_chained_comparisons(work, capsys):
     pytest.param("--energy-edges=1:0.1:5", r"energy.edges", id="energy-descending"),
     pytest.param("--zenith-range=a:b", r"--zenith-range", id="zenith-range-text"),
     pytest.param("--run-list=/nonexistent/runs.txt", r"--run-list", id="run-list-missing"),
+    pytest.param("--site=1e300,0,1e300", r"site must be", id="site-absurd"),
+    pytest.param("--site=nan,0,0", r"site must be", id="site-nan"),
+    pytest.param("--conditions=", r"no condition named", id="conditions-empty"),
+    pytest.param("--conditions=nosuch", r"condition 'nosuch'", id="conditions-unknown"),
+    pytest.param("--conditions=zenith,azimuth,time,event_rate", r"conditions: .*more runs than",
+                 id="conditions-more-terms-than-runs"),
+    pytest.param("--event-filter=__import__('os').system('true')", r"event filter",
+                 id="event-filter-injection"),
+    pytest.param("--exclude-targets=1e300", r"exclude_targets", id="exclude-targets-huge"),
+    pytest.param("--exclude-targets=nan", r"exclude_targets", id="exclude-targets-nan"),
+    pytest.param("--fov-extent=-1", r"fov_extent", id="fov-extent-negative"),
+    pytest.param("--fov-extent=inf", r"fov_extent", id="fov-extent-inf"),
+    pytest.param("--index-dir=nope", r"index folder nope", id="index-dir-missing"),
+    pytest.param("--exclusion-catalog=/nonexistent/cat.fits", r"exclusion catalog",
+                 id="exclusion-catalog-missing"),
 ])
 def test_bad_option_is_one_line(work, capsys, option, match):
     # "fov.edges": the message may name the option (--fov-edges) or the edges (fov edges)
@@ -793,3 +808,48 @@ def test_two_builds_are_byte_identical(work, capsys):
     a, b = snapshot(work / "a"), snapshot(work / "out")
     assert "hdu-index.fits.gz" in a and "bg_observation_table.fits.gz" in a
     assert a == b
+
+
+# ------------------------------------------------------------------------------------------
+# commands and options added later: report, apply-model, simulate
+
+
+@pytest.mark.parametrize(("target", "match"), [
+    pytest.param(lambda w: w / "models" / "model.nc", r"--output .*model\.nc.*not an HTML",
+                 id="onto-the-model"),
+    pytest.param(lambda w: w / "store" / "hdu-index.fits.gz", r"--output .*not an HTML",
+                 id="onto-a-store-file"),
+    pytest.param(lambda w: w / "store", r"--output .*is a folder", id="a-folder"),
+    pytest.param(lambda w: _fifo(w / "r.html"), r"--output .*r\.html.*not a regular",
+                 id="a-fifo"),
+])
+def test_report_output_never_replaces_an_input(work, capsys, target, match):
+    expect_refused(["report", work / "models", "--output", target(work)], capsys, work, match)
+
+
+@pytest.mark.parametrize(("option", "match"), [
+    pytest.param("--events=1000000000000", r"--events.*at most", id="events-1e12"),
+    pytest.param("--runs=1000000000", r"--runs.*at most", id="runs-1e9"),
+])
+def test_simulate_huge_counts_are_refused(work, option, match):
+    run = run_cli(["simulate", work / "sim", option], timeout=60)
+    assert run.code == 2 and "Traceback" not in run.err, run.err[-2000:]
+    assert re.search(match, run.err.strip().splitlines()[-1])
+    assert run.rss_mb < RSS_MB and not (work / "sim").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["report", "apply-model"])
+def test_full_disk_report_and_apply_model(work, small_disk, command):
+    if command == "report":
+        args = ["report", work / "models", "--output", small_disk / "r.html"]
+    else:
+        assert cli(["make-models", work / "store", work / "cond", "--selection", "all",
+                    "--conditions", "zenith", "--no-report", *BIN]) == 0
+        args = ["apply-model", work / "cond", work / "store", small_disk / "am"]
+    _fill(small_disk, 8)
+    before = snapshot(small_disk)
+    run = run_cli(args)
+    assert run.code == 2, (run.code, run.err[-3000:])
+    assert_one_line(run.err, r"(r\.html|am).*no space left")
+    assert snapshot(small_disk) == before

@@ -58,8 +58,8 @@ def cli_message(message: str) -> str:
     return message
 
 
-def _at_least(minimum: int):
-    """argparse type: an integer >= ``minimum``."""
+def _at_least(minimum: int, maximum: int | None = None):
+    """argparse type: an integer >= ``minimum`` (and <= ``maximum`` when given)."""
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -67,9 +67,15 @@ def _at_least(minimum: int):
             value = None
         if value is None or value < minimum:
             raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum}, got {text!r}")
         return value
     parse.__name__ = f"integer >= {minimum}"
     return parse
+
+
+#: simulate --runs / --events bounds: a run of at most ~1 GB of events in memory, not a MemoryError.
+_MAX_SIM_RUNS, _MAX_SIM_EVENTS = 100_000, 10_000_000
 
 
 def _scheduler(text: str) -> str:
@@ -285,9 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write a GADF DL3 store (obs-index, hdu-index, one EVENTS+GTI file per run) "
         "whose background is known exactly (truth.json), for tests and closure checks.")
     sim.add_argument("outdir", metavar="OUTDIR", help="folder for the store (created)")
-    sim.add_argument("--runs", metavar="N", type=_at_least(1), default=20,
+    sim.add_argument("--runs", metavar="N", type=_at_least(1, _MAX_SIM_RUNS), default=20,
                      help="number of runs (default: 20)")
-    sim.add_argument("--events", metavar="N", type=_at_least(1), default=20000,
+    sim.add_argument("--events", metavar="N", type=_at_least(1, _MAX_SIM_EVENTS), default=20000,
                      help="events of a zenith-0 run; sets the truth normalisation (default: 20000)")
     sim.add_argument("--seed", type=int, default=0,
                      help="random seed: the same seed writes the same store (default: 0)")
@@ -604,7 +610,7 @@ def _modelling(args) -> dict:
     else:
         grouping = {"by": by} if by else None
     out = {"grouping": grouping, "energy_threshold": args.energy_threshold}
-    if getattr(args, "conditions", None):
+    if getattr(args, "conditions", None) is not None:  # "" too: refused as naming none
         out["conditions"] = args.conditions
         out["smoothness"] = _smoothness(args.smoothness)
     return out
@@ -634,9 +640,28 @@ def cmd_info(args) -> int:
     return 0
 
 
+def _check_report_output(output) -> None:
+    """``report --output`` may replace an earlier HTML report, never another file (a model,
+    a FITS file), a folder or a FIFO."""
+    from .io.safety import check_writable
+
+    path = Path(output)
+    if path.is_dir():
+        raise CLIError(f"--output {output}: is a folder; give a file name")
+    if os.path.lexists(path):
+        if not path.is_file():
+            raise CLIError(f"--output {output}: not a regular file: refused")
+        if path.suffix.lower() not in (".html", ".htm"):
+            raise CLIError(f"--output {output}: exists and is not an HTML report: refusing "
+                           "to replace it")
+    check_writable(path, option="--output")
+
+
 def cmd_report(args) -> int:
     from .report import write_report
 
+    if args.output is not None:
+        _check_report_output(args.output)
     print(f"wrote {write_report(args.outdir, output=args.output)}")
     return 0
 
