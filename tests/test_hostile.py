@@ -115,16 +115,16 @@ def _limits():
     resource.setrlimit(resource.RLIMIT_AS, (AS_BYTES, AS_BYTES))
 
 
-def _signal_when(proc, ready, stop: threading.Event) -> None:
+def _signal_when(proc, ready, stop: threading.Event, signum) -> None:
     while not stop.wait(0.05):
         if ready():
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(signum)
             return
 
 
-def run_cli(args, *, timeout=120.0, signal_when=None, code=None) -> Run:
+def run_cli(args, *, timeout=120.0, signal_when=None, code=None, signum=signal.SIGTERM) -> Run:
     """``python -m xbkg ARGS`` in a subprocess: exit code, stdout, stderr, peak RSS (MB) and
-    wall time; killed after ``timeout`` s (code -9). SIGTERM is sent as soon as
+    wall time; killed after ``timeout`` s (code -9). ``signum`` is sent as soon as
     ``signal_when()`` is true."""
     env = dict(os.environ, PYTHONPATH=str(REPO), MPLBACKEND="Agg")
     cmd = [sys.executable, "-c", code] if code else [sys.executable, "-m", "xbkg"]
@@ -135,7 +135,7 @@ def run_cli(args, *, timeout=120.0, signal_when=None, code=None) -> Run:
         killer, stop = threading.Timer(timeout, proc.kill), threading.Event()
         killer.start()
         if signal_when is not None:
-            threading.Thread(target=_signal_when, args=(proc, signal_when, stop)).start()
+            threading.Thread(target=_signal_when, args=(proc, signal_when, stop, signum)).start()
         try:
             _, status, usage = os.wait4(proc.pid, 0)
         finally:
@@ -249,6 +249,19 @@ FIFO_CASES = [
     pytest.param(lambda w: ["info", _fifo(w / "pipe.nc")], r"pipe\.nc.*FIFO", id="info-model"),
     pytest.param(lambda w: _mm(w, w / "out", "--run-list", _fifo(w / "runs.txt")),
                  r"--run-list .*runs\.txt.*FIFO", id="run-list"),
+    pytest.param(lambda w: _mm(w, w / "out", "--exclusion", _fifo(w / "ex.reg")),
+                 r"--exclusion .*ex\.reg.*FIFO", id="exclusion"),
+    pytest.param(lambda w: _mm(w, w / "out", "--exclusion-catalog", _fifo(w / "cat.fits")),
+                 r"--exclusion-catalog .*cat\.fits.*FIFO", id="exclusion-catalog"),
+    pytest.param(lambda w: _mm(w, w / "out", "--groups", _fifo(w / "groups.ecsv")),
+                 r"--groups .*groups\.ecsv.*FIFO", id="groups"),
+    pytest.param(lambda w: ["validate", w / "store", w / "v", "--reference", _fifo(w / "m.nc"),
+                            *BIN], r"--reference .*m\.nc.*FIFO", id="reference"),
+    pytest.param(lambda w: ["apply-model", _fifo(w / "m.nc"), w / "store", w / "a"],
+                 r"MODEL .*m\.nc.*FIFO", id="apply-model"),
+    pytest.param(lambda w: ["compare", w / "models", _fifo(w / "b.nc"), w / "c"],
+                 r"B .*b\.nc.*FIFO", id="compare"),
+    pytest.param(lambda w: ["info", "/dev/zero"], r"/dev/zero.*not a regular", id="device"),
 ]
 
 
@@ -280,22 +293,56 @@ sys.exit(main())
 """
 
 
-def test_sigterm_ends_the_process_whatever_a_thread_is_blocked_on(tmp_path):
+def _writing(folder: Path, started: list):
+    def writing():  # the command is under way: its temporary output folder exists
+        if any(p.name.startswith(".big.tmp-") for p in folder.iterdir()):
+            started.append(time.monotonic())
+        return bool(started)
+    return writing
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_ends_the_process_whatever_a_thread_is_blocked_on(tmp_path, signum):
     fifo = _fifo(tmp_path / "stuck")
     args = [fifo, "simulate", tmp_path / "big", "--runs", "400", "--events", "20000"]
     started = []
-
-    def writing():  # the command is under way: its temporary output folder exists
-        if any(p.name.startswith(".big.tmp-") for p in tmp_path.iterdir()):
-            started.append(time.monotonic())
-        return bool(started)
-
-    run = run_cli(args, code=STUCK, timeout=90, signal_when=writing)
+    run = run_cli(args, code=STUCK, timeout=90, signal_when=_writing(tmp_path, started),
+                  signum=signum)
     assert started, "the command never started writing"
     assert run.code == 130, (run.code, run.err[-2000:])
-    assert time.monotonic() - started[0] < 20  # SIGTERM to exit, with the clean-up
+    assert time.monotonic() - started[0] < 20  # signal to exit, with the clean-up
     assert "interrupted" in run.err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["stuck"]
+
+
+#: The clean-up itself hangs (removing the temporary output blocks on a FIFO nobody writes),
+#: the watchdog started by the signal still ends the process.
+HUNG_CLEANUP = """
+import shutil, sys
+from xbkg.cli import main
+fifo = sys.argv.pop(1)
+rmtree = shutil.rmtree
+def hanging_rmtree(*args, **kwargs):
+    open(fifo, "rb")
+    return rmtree(*args, **kwargs)
+shutil.rmtree = hanging_rmtree
+sys.argv[0] = "xbkg"
+sys.exit(main())
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_ends_a_hung_clean_up(tmp_path, signum):
+    fifo = _fifo(tmp_path / "stuck")
+    args = [fifo, "simulate", tmp_path / "big", "--runs", "400", "--events", "20000"]
+    started, seconds = [], xbkg.cli._WATCHDOG_SECONDS
+
+    run = run_cli(args, code=HUNG_CLEANUP, timeout=seconds + 60, signal_when=_writing(
+        tmp_path, started), signum=signum)
+    assert started, "the command never started writing"
+    assert run.code == 128 + signum, (run.code, run.err[-2000:])
+    assert time.monotonic() - started[0] < seconds + 15
 
 
 # ------------------------------------------------------------------------------------------
@@ -428,7 +475,23 @@ def test_events_declaring_gigabytes_with_no_rows(work):
     data = _set_card(_through_header_1(_header_bytes(path)), "NAXIS2", 40_000_000, 0)
     path.write_bytes(gzip.compress(data, mtime=0))
     expect_refused_subprocess(_mm(work, work / "out", "--strict"), work,
-                              r"obs_000004\.fits\.gz.*truncated")
+                              r"obs_000004\.fits\.gz.*(truncated|times the \d+ bytes)")
+
+
+def test_events_holding_a_gigabyte_of_zero_rows(work):
+    """A 1 GB all-zero EVENTS table in a ~1 MB .fits.gz (gzip members of zeros): refused
+    before it is inflated, naming the run's file, peak RSS bounded."""
+    path = work / "store" / "data" / "obs_000004.fits.gz"
+    data = _through_header_1(_header_bytes(path))
+    naxis1 = int(re.search(rb"NAXIS1  = +(\d+)", data).group(1))
+    rows = ((1 << 30) // naxis1) >> 20 << 20  # whole members
+    zeros = gzip.compress(bytes(naxis1 << 20), mtime=0)  # 2**20 rows per member
+    path.write_bytes(gzip.compress(_set_card(data, "NAXIS2", rows, 0), mtime=0)
+                     + zeros * (rows >> 20))
+    assert path.stat().st_size < 2_000_000
+    run = expect_refused_subprocess(_mm(work, work / "out", "--strict"), work,
+                                    r"obs_000004\.fits\.gz.*times the \d+ bytes of the compressed")
+    assert run.rss_mb < 400, f"peak RSS {run.rss_mb:.0f} MB"
 
 
 def test_netcdf_declaring_gigabytes_of_unwritten_chunks(work):
@@ -486,7 +549,7 @@ def test_non_ascii_file_name(work, capsys):
 def test_file_name_that_is_not_text(work, capsys):
     _rewrite_file_name(work, b"obs_\xff\xfe.fits.gz")
     expect_refused(_mm(work, work / "out"), capsys, work,
-                   r"hdu-index\.fits\.gz.*FILE_NAME row \d+.*not text")
+                   r"hdu-index\.fits\.gz.*FILE_NAME\b.*row \d+.*not text")
 
 
 # ------------------------------------------------------------------------------------------
@@ -512,6 +575,21 @@ def test_where_with_400_chained_comparisons(work, capsys):
     pytest.param("--energy-edges=1:0.1:5", r"energy.edges", id="energy-descending"),
     pytest.param("--zenith-range=a:b", r"--zenith-range", id="zenith-range-text"),
     pytest.param("--run-list=/nonexistent/runs.txt", r"--run-list", id="run-list-missing"),
+    pytest.param("--site=1e300,0,1e300", r"site must be", id="site-absurd"),
+    pytest.param("--site=nan,0,0", r"site must be", id="site-nan"),
+    pytest.param("--conditions=", r"no condition named", id="conditions-empty"),
+    pytest.param("--conditions=nosuch", r"condition 'nosuch'", id="conditions-unknown"),
+    pytest.param("--conditions=zenith,azimuth,time,event_rate", r"conditions: .*more runs than",
+                 id="conditions-more-terms-than-runs"),
+    pytest.param("--event-filter=__import__('os').system('true')", r"event filter",
+                 id="event-filter-injection"),
+    pytest.param("--exclude-targets=1e300", r"exclude_targets", id="exclude-targets-huge"),
+    pytest.param("--exclude-targets=nan", r"exclude_targets", id="exclude-targets-nan"),
+    pytest.param("--fov-extent=-1", r"fov_extent", id="fov-extent-negative"),
+    pytest.param("--fov-extent=inf", r"fov_extent", id="fov-extent-inf"),
+    pytest.param("--index-dir=nope", r"index folder nope", id="index-dir-missing"),
+    pytest.param("--exclusion-catalog=/nonexistent/cat.fits", r"exclusion catalog",
+                 id="exclusion-catalog-missing"),
 ])
 def test_bad_option_is_one_line(work, capsys, option, match):
     # "fov.edges": the message may name the option (--fov-edges) or the edges (fov edges)
@@ -722,11 +800,56 @@ def test_clean_run_prints_nothing_on_stderr(work):
 
 
 def test_two_builds_are_byte_identical(work, capsys):
-    # the same command twice (the command line, OUTDIR included, is kept in the provenance)
-    assert cli(_mm(work, work / "a", "--bundle")) == 0
-    (work / "a").rename(work / "b")
+    # the same command line twice (the model records it, OUTDIR included)
+    assert cli(_mm(work, work / "out", "--bundle")) == 0
+    (work / "out").rename(work / "a")
     time.sleep(1.1)  # gzip headers store seconds
-    assert cli(_mm(work, work / "a", "--bundle")) == 0
-    a, b = snapshot(work / "a"), snapshot(work / "b")
+    assert cli(_mm(work, work / "out", "--bundle")) == 0
+    a, b = snapshot(work / "a"), snapshot(work / "out")
     assert "hdu-index.fits.gz" in a and "bg_observation_table.fits.gz" in a
     assert a == b
+
+
+# ------------------------------------------------------------------------------------------
+# commands and options added later: report, apply-model, simulate
+
+
+@pytest.mark.parametrize(("target", "match"), [
+    pytest.param(lambda w: w / "models" / "model.nc", r"--output .*model\.nc.*not an HTML",
+                 id="onto-the-model"),
+    pytest.param(lambda w: w / "store" / "hdu-index.fits.gz", r"--output .*not an HTML",
+                 id="onto-a-store-file"),
+    pytest.param(lambda w: w / "store", r"--output .*is a folder", id="a-folder"),
+    pytest.param(lambda w: _fifo(w / "r.html"), r"--output .*r\.html.*not a regular",
+                 id="a-fifo"),
+])
+def test_report_output_never_replaces_an_input(work, capsys, target, match):
+    expect_refused(["report", work / "models", "--output", target(work)], capsys, work, match)
+
+
+@pytest.mark.parametrize(("option", "match"), [
+    pytest.param("--events=1000000000000", r"--events.*at most", id="events-1e12"),
+    pytest.param("--runs=1000000000", r"--runs.*at most", id="runs-1e9"),
+])
+def test_simulate_huge_counts_are_refused(work, option, match):
+    run = run_cli(["simulate", work / "sim", option], timeout=60)
+    assert run.code == 2 and "Traceback" not in run.err, run.err[-2000:]
+    assert re.search(match, run.err.strip().splitlines()[-1])
+    assert run.rss_mb < RSS_MB and not (work / "sim").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["report", "apply-model"])
+def test_full_disk_report_and_apply_model(work, small_disk, command):
+    if command == "report":
+        args = ["report", work / "models", "--output", small_disk / "r.html"]
+    else:
+        assert cli(["make-models", work / "store", work / "cond", "--selection", "all",
+                    "--conditions", "zenith", "--no-report", *BIN]) == 0
+        args = ["apply-model", work / "cond", work / "store", small_disk / "am"]
+    _fill(small_disk, 8)
+    before = snapshot(small_disk)
+    run = run_cli(args)
+    assert run.code == 2, (run.code, run.err[-3000:])
+    assert_one_line(run.err, r"(r\.html|am).*no space left")
+    assert snapshot(small_disk) == before

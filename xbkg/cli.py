@@ -58,8 +58,8 @@ def cli_message(message: str) -> str:
     return message
 
 
-def _at_least(minimum: int):
-    """argparse type: an integer >= ``minimum``."""
+def _at_least(minimum: int, maximum: int | None = None):
+    """argparse type: an integer >= ``minimum`` (and <= ``maximum`` when given)."""
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -67,9 +67,15 @@ def _at_least(minimum: int):
             value = None
         if value is None or value < minimum:
             raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum}, got {text!r}")
         return value
     parse.__name__ = f"integer >= {minimum}"
     return parse
+
+
+#: simulate --runs / --events bounds: a run of at most ~1 GB of events in memory, not a MemoryError.
+_MAX_SIM_RUNS, _MAX_SIM_EVENTS = 100_000, 10_000_000
 
 
 def _scheduler(text: str) -> str:
@@ -145,6 +151,34 @@ def _read_run_list(path) -> list[int]:
     if not ids:
         raise CLIError(f"--run-list {path}: no OBS_ID in the file")
     return ids
+
+
+#: Path arguments (dest -> how the command line names it) checked by
+#: :func:`_refuse_special_files` before a command opens anything.
+_PATH_ARGS = {"data_dir": "DATA_DIR", "model": "MODEL", "model_a": "A", "model_b": "B",
+              "path": "PATH", "run_list": "--run-list", "exclusion": "--exclusion",
+              "exclusion_catalog": "--exclusion-catalog", "groups": "--groups",
+              "reference": "--reference", "index_dir": "--index-dir"}
+
+
+def _refuse_special_files(args) -> None:
+    """A FIFO, device or socket given as an input is refused before it is opened (opening a
+    FIFO blocks until a writer appears; a device can be endless). Missing paths and folders
+    are left to the command, which says what it expected."""
+    import stat
+
+    for dest, name in _PATH_ARGS.items():
+        values = getattr(args, dest, None)
+        for value in values if isinstance(values, list) else [values]:
+            if not isinstance(value, str) or not value:
+                continue
+            try:
+                mode = os.stat(value).st_mode
+            except OSError:
+                continue
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "not a regular file"
+                raise CLIError(f"{name} {value}: is {kind}: refused")
 
 
 def _add_binning(p: argparse.ArgumentParser) -> None:
@@ -257,9 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write a GADF DL3 store (obs-index, hdu-index, one EVENTS+GTI file per run) "
         "whose background is known exactly (truth.json), for tests and closure checks.")
     sim.add_argument("outdir", metavar="OUTDIR", help="folder for the store (created)")
-    sim.add_argument("--runs", metavar="N", type=_at_least(1), default=20,
+    sim.add_argument("--runs", metavar="N", type=_at_least(1, _MAX_SIM_RUNS), default=20,
                      help="number of runs (default: 20)")
-    sim.add_argument("--events", metavar="N", type=_at_least(1), default=20000,
+    sim.add_argument("--events", metavar="N", type=_at_least(1, _MAX_SIM_EVENTS), default=20000,
                      help="events of a zenith-0 run; sets the truth normalisation (default: 20000)")
     sim.add_argument("--seed", type=int, default=0,
                      help="random seed: the same seed writes the same store (default: 0)")
@@ -576,7 +610,7 @@ def _modelling(args) -> dict:
     else:
         grouping = {"by": by} if by else None
     out = {"grouping": grouping, "energy_threshold": args.energy_threshold}
-    if getattr(args, "conditions", None):
+    if getattr(args, "conditions", None) is not None:  # "" too: refused as naming none
         out["conditions"] = args.conditions
         out["smoothness"] = _smoothness(args.smoothness)
     return out
@@ -606,9 +640,28 @@ def cmd_info(args) -> int:
     return 0
 
 
+def _check_report_output(output) -> None:
+    """``report --output`` may replace an earlier HTML report, never another file (a model,
+    a FITS file), a folder or a FIFO."""
+    from .io.safety import check_writable
+
+    path = Path(output)
+    if path.is_dir():
+        raise CLIError(f"--output {output}: is a folder; give a file name")
+    if os.path.lexists(path):
+        if not path.is_file():
+            raise CLIError(f"--output {output}: not a regular file: refused")
+        if path.suffix.lower() not in (".html", ".htm"):
+            raise CLIError(f"--output {output}: exists and is not an HTML report: refusing "
+                           "to replace it")
+    check_writable(path, option="--output")
+
+
 def cmd_report(args) -> int:
     from .report import write_report
 
+    if args.output is not None:
+        _check_report_output(args.output)
     print(f"wrote {write_report(args.outdir, output=args.output)}")
     return 0
 
@@ -970,6 +1023,7 @@ def _workers(args):
 
 def main(argv=None) -> int:
     parser = build_parser()
+    the_command = argv is None  # not an in-process call: may end the process outright
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     args.command_line = "xbkg " + shlex.join(argv)
@@ -977,6 +1031,7 @@ def main(argv=None) -> int:
                         logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
+        _refuse_special_files(args)
         with _sigterm_interrupts(), _workers(args):
             code = COMMANDS[args.command](args)
             sys.stdout.flush()  # a closed pipe (``| head``) shows here, not at exit
@@ -985,8 +1040,11 @@ def main(argv=None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except KeyboardInterrupt:
+        from .io.atomic import discard_pending
+
+        discard_pending()
         print("xbkg: interrupted; no partial output was left", file=sys.stderr)
-        if argv is None:  # the command itself: end now, even if a thread is stuck in a read
+        if the_command:  # the command itself: end now, even if a thread is stuck in a read
             _exit_now(130)
         return 130
     except (CLIError, ValueError, FileNotFoundError, FileExistsError, KeyError, OSError) as exc:
@@ -999,6 +1057,8 @@ def main(argv=None) -> int:
 
 def _interrupt(signum, frame):
     # should the clean-up itself hang (a stuck file system), end the process in any case
+    if _WATCHDOGS:  # a second Ctrl-C or kill during the clean-up: let the clean-up finish
+        return
     watchdog = threading.Timer(_WATCHDOG_SECONDS, _exit_now, (128 + signum,))
     watchdog.daemon = True
     watchdog.start()
@@ -1021,17 +1081,21 @@ def _exit_now(status: int) -> None:
 
 @contextlib.contextmanager
 def _sigterm_interrupts():
-    """Within the block SIGTERM (a plain ``kill``) raises KeyboardInterrupt, as Ctrl-C does, so
-    temporary outputs are removed on the way out (main thread only; elsewhere a no-op)."""
-    try:
-        old = signal.signal(signal.SIGTERM, _interrupt)
-    except ValueError:  # not the main thread
-        old = None
+    """Within the block SIGTERM (a plain ``kill``) and SIGINT (Ctrl-C) raise KeyboardInterrupt,
+    so temporary outputs are removed on the way out, and start a watchdog that ends the process
+    should that clean-up hang; further signals meanwhile do not interrupt the clean-up (main
+    thread only; elsewhere a no-op)."""
+    old = {}
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        try:
+            old[signum] = signal.signal(signum, _interrupt)
+        except ValueError:  # not the main thread
+            break
     try:
         yield
     finally:
-        if old is not None:
-            signal.signal(signal.SIGTERM, old)
+        for signum, handler in old.items():
+            signal.signal(signum, handler)
         while _WATCHDOGS:  # the clean-up is done (an in-process caller carries on)
             _WATCHDOGS.pop().cancel()
 

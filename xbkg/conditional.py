@@ -396,6 +396,9 @@ def attach_conditional(model: xr.Dataset, run_stats, x_raw: np.ndarray, terms: l
     named ``terms`` of ``conditions``, ``rings`` the ring edges of the fit bins.
     """
     counts, exposure = (np.asarray(a) for a in run_stats)
+    if len(counts) <= np.shape(x_raw)[1]:  # the fit's covariance would be meaningless (NaN)
+        raise ValueError(f"conditions: {np.shape(x_raw)[1]} terms ({', '.join(terms)}) need "
+                         f"more runs than terms; the model has {len(counts)} runs")
     groups = np.asarray(model["obs_group"].values, dtype=np.int64)
     ontime = np.asarray(model["obs_ontime"].values, float)
     fit = fit_conditional(counts, exposure, groups, model.sizes["zenith_group"], x_raw, ontime,

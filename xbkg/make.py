@@ -111,7 +111,7 @@ def _with_site(store: xr.Dataset, site) -> xr.Dataset:
         lon, lat, height = (float(v) for v in site)
     except (TypeError, ValueError):
         raise ValueError(f"site must be (lon deg, lat deg, height m), got {site!r}") from None
-    if not (abs(lat) <= 90 and np.isfinite([lon, height]).all()):
+    if not (abs(lat) <= 90 and abs(lon) <= 360 and abs(height) <= 1e5):  # NaN fails too
         raise ValueError(f"site must be (lon deg, lat deg, height m), got {site!r}")
     n = store.sizes["obs_id"]
     return store.assign(geolon=("obs_id", np.full(n, lon), {"units": "deg"}),

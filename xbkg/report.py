@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import os
 import platform
 from pathlib import Path
 
@@ -334,15 +333,13 @@ def report_html(model: xr.Dataset, *, store=None, rejected: dict | None = None,
 
 
 def _write_text(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder (atomic)."""
+    """Write ``text`` to ``path`` through a temporary file in the same folder (atomic; a full
+    disk is reported naming ``path``, and leaves nothing)."""
+    from .io.atomic import atomic_path
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path, overwrite=True) as tmp:
         tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -13,12 +13,13 @@ import errno
 import logging
 import os
 import re
+import secrets
 import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_dir", "recover"]
+__all__ = ["atomic_path", "atomic_dir", "discard_pending", "recover"]
 
 log = logging.getLogger(__name__)
 
@@ -168,20 +169,57 @@ def atomic_dir(outdir, *, overwrite: bool = False):
         raise FileExistsError(f"{outdir}: output folder is not empty (use --overwrite, or "
                               "overwrite=True in Python)")
     outdir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.tmp-{os.getpid()}-", dir=outdir.parent))
+    # named before it is created, and created inside the ``try``: an interrupt landing at any
+    # point (even right after the folder appears) still removes it
+    tmp = outdir.parent / f".{outdir.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    _PENDING[tmp] = outdir
     try:
-        yield tmp
-    except BaseException as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(exc, OSError) and exc.errno in _FULL:
-            raise _no_space(exc, outdir) from exc
-        raise
-    try:
-        _replace_dir(tmp, outdir)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise OSError(exc.errno, f"{outdir}: cannot move the new output into place "
-                      f"({exc.strerror}); the previous content was kept") from exc
+        os.mkdir(tmp, 0o700)
+        try:
+            yield tmp
+        except OSError as exc:
+            if exc.errno in _FULL:
+                raise _no_space(exc, outdir) from exc
+            raise
+        try:
+            _replace_dir(tmp, outdir)
+        except OSError as exc:
+            raise OSError(exc.errno, f"{outdir}: cannot move the new output into place "
+                          f"({exc.strerror}); the previous content was kept") from exc
+    finally:
+        _clean(tmp, outdir)
+
+
+#: Temporary folders of :func:`atomic_dir` blocks under way in this process -> their OUTDIR.
+_PENDING: dict = {}
+
+
+def _old_name(outdir: Path) -> Path:
+    return outdir.parent / f".{outdir.name}.old-{os.getpid()}"
+
+
+def _clean(tmp: Path, outdir: Path) -> None:
+    """Remove ``tmp`` (already renamed away after a success) and this process' aside copy of
+    ``outdir``, put back instead should ``outdir`` be missing (interrupted between renames)."""
+    shutil.rmtree(tmp, ignore_errors=True)
+    old = _old_name(outdir)
+    if os.path.lexists(old):
+        if os.path.lexists(outdir):
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(old, outdir)
+    _PENDING.pop(tmp, None)
+
+
+def discard_pending() -> list[str]:
+    """Clean up after this process' unfinished :func:`atomic_dir` blocks: what a caller about
+    to end the process after an interrupt runs, as the blocks' own clean-up is skipped should
+    the interrupt land between their entry and their ``try`` (or interrupt that clean-up)."""
+    done = []
+    for tmp, outdir in list(_PENDING.items()):
+        _clean(tmp, outdir)
+        done.append(str(tmp))
+    return done
 
 
 def _replace_dir(tmp: Path, outdir: Path) -> None:
@@ -189,11 +227,13 @@ def _replace_dir(tmp: Path, outdir: Path) -> None:
     the second rename fail."""
     old = None
     if outdir.exists():
-        old = outdir.parent / f".{outdir.name}.old-{os.getpid()}"
+        old = _old_name(outdir)
+        if os.path.lexists(old):  # this process' own, left by an interrupted clean-up
+            shutil.rmtree(old)
         os.replace(outdir, old)
     try:
         os.replace(tmp, outdir)
-    except OSError:
+    except BaseException:  # an interrupt between the two renames too: put the old one back
         if old is not None:
             if os.path.lexists(outdir):  # another writer's output took the place: keep it
                 shutil.rmtree(old, ignore_errors=True)

@@ -170,6 +170,7 @@ class _GzipSource:
         self._member_done = False
         self._input_done = False
         self.pos = 0
+        self.packed = os.fstat(f.fileno()).st_size  # compressed bytes, for :func:`_check_inflation`
 
     @property
     def truncated(self) -> bool:
@@ -210,6 +211,23 @@ class _GzipSource:
 
     def skip(self, n: int) -> int:
         return _gather(self._inflate, n, keep=False)
+
+
+#: A gzip file's table larger than this must not inflate more than :data:`MAX_INFLATION` times:
+#: DL3 data compress about 1.6:1, a file of zeros 1000:1 (a small file declaring GBs of rows).
+INFLATE_FLOOR = 1 << 26
+MAX_INFLATION = 100
+
+
+def _check_inflation(src, nbytes: int, nrows: int, where: str) -> None:
+    """Refuse, before allocating it, a table of a gzip file far larger than the file could hold
+    as real data (an all-zero table inflates ~1000:1: memory bounded whatever the file says)."""
+    packed = getattr(src, "packed", None)
+    if packed is not None and nbytes > max(INFLATE_FLOOR, MAX_INFLATION * packed):
+        raise FitsReadError(
+            f"{where}: the table declares {nbytes} bytes ({nrows} rows), more than "
+            f"{MAX_INFLATION} times the {packed} bytes of the compressed file: corrupt or "
+            "hostile, refused")
 
 
 # --------------------------------------------------------------------------------------------
@@ -594,6 +612,8 @@ def _table_columns(src, path, index, header, columns):
                 "columns of types L, B, I, J, K, E, D can be read")
         picked[name] = (i, code, offset)
     nbytes = naxis1 * nrows
+    if picked:
+        _check_inflation(src, nbytes, nrows, where)
     buf = src.read_scratch(nbytes) if picked else b""  # columns are copied out of it below
     if picked and len(buf) < nbytes:
         raise FitsReadError(
@@ -920,9 +940,9 @@ def _scalar_layout(header: dict, where: str):
     return keep
 
 
-def _strings(raw: np.ndarray, name: str = "column") -> np.ndarray:
-    """Fixed-width byte strings (ASCII or UTF-8) -> str array without leading or trailing
-    blanks; ValueError naming the column ``name`` and the first row that is not text."""
+def _strings(raw: np.ndarray, name: str = "") -> np.ndarray:
+    """Fixed-width byte strings (ASCII or UTF-8) of column ``name`` -> str array without
+    leading or trailing blanks; ValueError naming the column and first row that is not text."""
     if raw.dtype.kind == "U":
         return np.char.strip(raw).astype(object).astype(str)
     try:
@@ -932,7 +952,7 @@ def _strings(raw: np.ndarray, name: str = "column") -> np.ndarray:
             try:
                 value.decode("utf-8")
             except UnicodeDecodeError:
-                raise ValueError(f"{name} row {row}: {value!r} is not text (ASCII or "
+                raise ValueError(f"column {name} row {row}: {value!r} is not text (ASCII or "
                                  "UTF-8)") from None
         raise
     return np.char.strip(text).astype(object).astype(str)
@@ -1019,6 +1039,7 @@ def read_whole_table(path, hdu):
             naxis1 = header["NAXIS1"]
             nrows = _int_key(header, "NAXIS2", where)
             nbytes = naxis1 * nrows
+            _check_inflation(src, nbytes, nrows, where)
             buf = bytes(src.read_scratch(nbytes)) if nbytes else b""
             if len(buf) < nbytes:
                 raise FitsReadError(
@@ -1029,8 +1050,8 @@ def read_whole_table(path, hdu):
                 dtype = np.dtype(f"S{repeat}" if code == "A" else _DTYPE[code])
                 raw = (np.ndarray((nrows,), dtype, buffer=buf, offset=offset, strides=(naxis1,))
                        if nrows else np.empty(0, dtype))
-                cols[name] = (_strings(raw, name) if code == "A"
-                              else _convert(raw, code, header, i, where))
+                cols[name] = (_strings(raw, name) if code == "A" else
+                              _convert(raw, code, header, i, where))
                 units[name] = str(header.get(f"TUNIT{i}") or "").strip()
         return header, cols, units
 
