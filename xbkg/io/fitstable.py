@@ -225,9 +225,9 @@ def _check_inflation(src, nbytes: int, nrows: int, where: str) -> None:
     packed = getattr(src, "packed", None)
     if packed is not None and nbytes > max(INFLATE_FLOOR, MAX_INFLATION * packed):
         raise FitsReadError(
-            f"{where}: the table declares {nbytes} bytes ({nrows} rows), more than "
-            f"{MAX_INFLATION} times the {packed} bytes of the compressed file: corrupt or "
-            "hostile, refused")
+            f"{where}: truncated, corrupt or hostile: the table declares {nrows} rows "
+            f"({nbytes} bytes), more than {MAX_INFLATION} times the {packed} bytes of the "
+            "compressed file; refused")
 
 
 # --------------------------------------------------------------------------------------------
