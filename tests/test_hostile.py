@@ -491,7 +491,7 @@ def test_events_holding_a_gigabyte_of_zero_rows(work):
     assert path.stat().st_size < 2_000_000
     run = expect_refused_subprocess(_mm(work, work / "out", "--strict"), work,
                                     r"obs_000004\.fits\.gz.*times the \d+ bytes of the compressed")
-    assert run.rss_mb < 400, f"peak RSS {run.rss_mb:.0f} MB"
+    assert run.rss_mb < 600, f"peak RSS {run.rss_mb:.0f} MB"  # inflating it would take > 1 GB
 
 
 def test_netcdf_declaring_gigabytes_of_unwritten_chunks(work):
