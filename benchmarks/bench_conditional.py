@@ -38,12 +38,12 @@ RATIO_TARGET = 1.2
 
 
 def refit_seconds(model, repeat: int = 2) -> tuple[float, float]:
-    """Best wall and CPU time of :func:`xbkg.conditional.fit_conditional` on a conditional
+    """Best wall and CPU time of :func:`xbkg.building.conditional.fit_conditional` on a conditional
     model's stored per-run statistics (the whole fit: penalty by cross-validation,
     covariances, scatter)."""
     import numpy as np
 
-    from xbkg.conditional import fit_conditional
+    from xbkg.building.conditional import fit_conditional
 
     args = (model["obs_fit_counts"].values, model["obs_fit_exposure"].values,
             model["obs_group"].values, model.sizes["zenith_group"],
@@ -63,7 +63,7 @@ def task_conditional(store_dir, args) -> dict:
     times of the fit alone."""
     from run_all import _build  # benchmarks/ is on sys.path as a script
 
-    from xbkg.parallel import warm_up
+    from xbkg.building.parallel import warm_up
 
     warm_up()
     conditions = args.conditions or None

@@ -37,10 +37,10 @@ def exclusion_parts(store, binning, oversample):
     """Time of the two per-run exclusion steps alone, over the runs that have regions: the
     exposure fractions (ALTAZ constants computed beforehand, as a build does) and the event
     mask (on the run's events); CPU seconds."""
-    from xbkg import fov
-    from xbkg.events import read_run, run_infos
-    from xbkg.exclusion import (SkyCircles, attach_exclusions, drop_excluded_events,
-                                run_exclusion_fraction)
+    from xbkg.core.circles import SkyCircles
+    from xbkg.sky import fov
+    from xbkg.sky.exclusion import attach_exclusions, drop_excluded_events, run_exclusion_fraction
+    from xbkg.store.events import read_run, run_infos
 
     runs = run_infos(store)
     attach_exclusions(runs, SkyCircles.from_dict(CIRCLES), binning.offset_max,
@@ -71,7 +71,7 @@ def main():
     args = parser.parse_args()
 
     import xbkg
-    from xbkg.make import make_binning
+    from xbkg.building.make import make_binning
 
     workdir = simulated_store(args.store, "xbkg-bench-excl-", args.runs, args.events,
                               sources=SOURCES)

@@ -1,4 +1,4 @@
-"""Speed of xbkg.fov against the per-event astropy route (a script, not a test).
+"""Speed of xbkg.sky.fov against the per-event astropy route (a script, not a test).
 
     python benchmarks/bench_fov.py [--sizes 1e6,1e7] [--astropy-events 20000]
 
@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from xbkg import fov
+from xbkg.sky import fov
 
 SITE = dict(geolon=16.5002222222222, geolat=-23.2717777777778, altitude=1835.0)
 MJDREF = dict(mjdrefi=51910, mjdreff=0.000742870370370241, timesys="TT")

@@ -12,11 +12,11 @@ memory every 50 ms:
   ``np.histogram2d`` of energy x offset), 2D, one core;
 * per-event astropy Alt/Az FoV coordinates (``SkyCoord.transform_to(AltAz)`` of events and
   pointing with per-event times, then gammapy ``sky_to_fov``) on ``--astropy-events`` events
-  of the first run, one core, compared with :func:`xbkg.fov.radec_to_altaz_fov`;
+  of the first run, one core, compared with :func:`xbkg.sky.fov.radec_to_altaz_fov`;
 * xbkg 2D, 3D RADEC and 3D ALTAZ on one core (dask synchronous scheduler);
 * xbkg 3D ALTAZ on a ``distributed.LocalCluster`` of 1 and of 2 worker processes (one thread
   each; cluster start-up and worker warm-up are not timed);
-* one-core builds run :func:`xbkg.parallel.warm_up` (imports, astropy's Earth orientation
+* one-core builds run :func:`xbkg.building.parallel.warm_up` (imports, astropy's Earth orientation
   table: a once-per-process cost, reported beside the table) before the clock starts, as the
   cluster's workers do;
 * the 3D ALTAZ build on one core without and with ``--conditions`` (per-run statistics in
@@ -94,8 +94,8 @@ def task_astropy(store_dir, args) -> dict:
     from gammapy.utils.coordinates import sky_to_fov
 
     import xbkg
-    from xbkg import fov
-    from xbkg.events import read_run_events, run_infos
+    from xbkg.sky import fov
+    from xbkg.store.events import read_run_events, run_infos
 
     iers.conf.auto_download = False  # bundled IERS tables, no network
     store = xbkg.open_datastore(store_dir)
@@ -163,7 +163,7 @@ def task_xbkg(store_dir, args) -> dict:
 
     kind, align = args.kind, args.align
     if not args.workers:
-        from xbkg.parallel import warm_up
+        from xbkg.building.parallel import warm_up
 
         t0 = time.perf_counter()
         warm_up()  # once per process: imports, astropy's Earth orientation table
@@ -175,7 +175,7 @@ def task_xbkg(store_dir, args) -> dict:
             ours = model["counts"].sum("zenith_group").values
             out["differs_from_gammapy"] = float(np.abs(ours - ref).sum() / ref.sum())
         return out
-    from xbkg.parallel import local_cluster
+    from xbkg.building.parallel import local_cluster
 
     t0 = time.perf_counter()
     with local_cluster(args.workers) as client:
@@ -188,7 +188,7 @@ def task_xbkg(store_dir, args) -> dict:
 def task_graph(store_dir, args) -> dict:
     """Tasks in the lazy 3D ALTAZ graph for growing numbers of runs (nothing is read)."""
     import xbkg
-    from xbkg.parallel import graph_size
+    from xbkg.building.parallel import graph_size
 
     store = xbkg.open_datastore(store_dir)
     out = {}
@@ -466,7 +466,7 @@ def report(res: dict, args) -> str:
         "loop; both count the same events in the same bins (relative difference "
         f"{res['xbkg 2D'].get('differs_from_gammapy', float('nan')):.1e}, float32 offsets in "
         "gammapy at bin edges).",
-        f"* xbkg's ALTAZ coordinate kernel alone (`xbkg.fov.radec_to_altaz_fov`, a whole "
+        f"* xbkg's ALTAZ coordinate kernel alone (`xbkg.sky.fov.radec_to_altaz_fov`, a whole "
         f"run of {a['kernel_events']:,} events, constants computed once per run in "
         f"{1e3 * a['run_params_seconds']:.0f} ms): "
         f"{a['kernel_events'] / a['kernel_seconds'] / 1e6:.1f} M events/s, "
@@ -478,7 +478,7 @@ def report(res: dict, args) -> str:
         f"{two['other_jobs_cores']:.1f} cores meanwhile; cluster start-up, not timed: "
         f"{two['cluster_startup_seconds']:.1f} s).{ceiling}",
         f"* Not timed above: the once-per-process warm-up of the one-core builds (imports, "
-        f"astropy's Earth orientation table; `xbkg.parallel.warm_up`): "
+        f"astropy's Earth orientation table; `xbkg.building.parallel.warm_up`): "
         f"{alt.get('warm_up_seconds', float('nan')):.1f} s before the 3D ALTAZ build; with "
         f"it, that build runs at {alt['events'] / (alt['seconds'] + alt.get('warm_up_seconds', 0)) / 1e6:.2f}"
         " M events/s.",

@@ -6,7 +6,7 @@ Usage::
 
 Simulates a small store (fixed seed, a FoV gradient along altitude so the 3D maps show
 something), builds a 2D and a 3D ALTAZ model in three zenith groups and writes PNGs with
-:mod:`xbkg.plotting`. Takes about half a minute; the PNGs are committed (each < 200 kB).
+:mod:`xbkg.plots.model`. Takes about half a minute; the PNGs are committed (each < 200 kB).
 ``--report-of OUTDIR`` only takes a screenshot of the top of ``OUTDIR/report.html`` with headless
 Chromium (the docs show one of a H.E.S.S. DR1 build: ``xbkg make-models
 ../shared/data/hess-dl3-dr1 OUTDIR --zenith-edges 0,30,45,60``).
@@ -26,7 +26,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import xbkg  # noqa: E402
-from xbkg import plotting  # noqa: E402
+from xbkg.plots import model as plotting  # noqa: E402
 from xbkg.simulate import NOMINAL_ONTIME, TruthModel, simulate_store  # noqa: E402
 
 STATIC = Path(__file__).resolve().parent / "_static"

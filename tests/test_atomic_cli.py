@@ -18,8 +18,8 @@ import time
 
 import pytest
 
+from xbkg.building.products import atomic_dir
 from xbkg.cli import main
-from xbkg.io.products import atomic_dir
 from xbkg.simulate import simulate_store
 
 ARGS = ["--selection", "all", "--zenith-edges", "0,20,40,60", "--scheduler", "synchronous",

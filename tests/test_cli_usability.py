@@ -118,7 +118,7 @@ def test_verbose_after_the_command_logs_selection_once(store, tmp_path):
          "--fov-edges", "-2:2:8", "--energy-edges", "0.3:30:5", "--no-progress", "--no-report",
          "-v"], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr.count("INFO xbkg.selection: selected") == 1, proc.stderr
+    assert proc.stderr.count("INFO xbkg.store.selection: selected") == 1, proc.stderr
     model = xbkg.open_model(out / "model.nc")
     assert model.sizes["detx"] == 8 and float(model["detx_bounds"].min()) == -2.0
 
@@ -201,8 +201,8 @@ def _public_functions_taking_a_store():
 def test_every_public_function_taking_a_store_takes_a_path_or_an_opened_store():
     found = _public_functions_taking_a_store()
     assert len(found) >= 20  # the walk finds them (predict_counts, select_runs, ...)
-    assert "xbkg.predict.predict_counts" in {name for name, _, _ in found}
-    converters = {"xbkg.datastore.as_datastore", "xbkg.datastore.store_directory"}
+    assert "xbkg.model.predict.predict_counts" in {name for name, _, _ in found}
+    converters = {"xbkg.store.datastore.as_datastore", "xbkg.store.datastore.store_directory"}
     wrong = [name for name, func, params in found
              if getattr(func, "store_argument", None) not in params and name not in converters]
     assert not wrong, f"take only an opened store (decorate with takes_store): {wrong}"
@@ -252,7 +252,7 @@ def test_info_lists_rejected_runs_with_reasons(store, tmp_path, capsys):
     capsys.readouterr()
     assert main(["info", str(out)]) == 0
     text = capsys.readouterr().out
-    rejected = xbkg.summary.rejected_runs(out)
+    rejected = xbkg.report.summary.rejected_runs(out)
     assert rejected and f"runs rejected ({len(rejected)})" in text
     for reason in set(rejected.values()):
         assert reason in text

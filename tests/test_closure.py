@@ -81,7 +81,7 @@ BIG_O_EDGES = np.linspace(0, 2.5, 11)
 def test_closure_exact_exposure(kind, align, big_closure_store):
     """10x the events, expected counts from the truth integrated independently of xbkg's
     exposure code (tests/_closure_reference.py): the cut bins' exposure is exact."""
-    from _closure_reference import chi2_ndf, exposure_error, expected_counts
+    from _closure_reference import chi2_ndf, expected_counts, exposure_error
 
     store_dir = big_closure_store("altaz" if align == "altaz" else "radec")
     model = xbkg.make_model(store_dir, kind=kind, fov_alignment=align, selection="all",

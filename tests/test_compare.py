@@ -1,4 +1,4 @@
-"""Comparing two model sets (xbkg.compare, ``xbkg compare``)."""
+"""Comparing two model sets (xbkg.checks.compare, ``xbkg compare``)."""
 
 import matplotlib
 
@@ -9,11 +9,17 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import xbkg  # noqa: E402
-from xbkg import validation_plots as vp  # noqa: E402
+from xbkg.checks.compare import (
+    compare_models,
+    comparison_summary,
+    load_model_set,
+    rate_consistency,
+    rate_on_grid,
+    same_binning,
+)
 from xbkg.cli import main  # noqa: E402
-from xbkg.compare import (compare_models, comparison_summary, load_model_set,  # noqa: E402
-                          rate_consistency, rate_on_grid, same_binning)
-from xbkg.io.reports import comparison_table, write_comparison  # noqa: E402
+from xbkg.plots import validation as vp  # noqa: E402
+from xbkg.report.checks import comparison_table, write_comparison  # noqa: E402
 from xbkg.simulate import simulate_store  # noqa: E402
 
 # matplotlib's mathtext (log-axis tick labels) trips pyparsing 3.3 deprecations on first use
@@ -252,8 +258,8 @@ def test_rate_consistency_needs_the_same_groups(twin_models, store):
 def test_public_names_are_exported():
     import inspect
 
-    from xbkg import compare, validation
-    from xbkg.io import reports
+    from xbkg.checks import compare, crossval as validation
+    from xbkg.report import checks as reports
 
     for module in (compare, validation, vp, reports):
         assert len(module.__all__) == len(set(module.__all__))

@@ -1,4 +1,4 @@
-"""The conditional background model (xbkg.conditional) on simulated stores with a known truth."""
+"""The conditional background model (xbkg.building.conditional) on simulated stores with a known truth."""
 
 import dataclasses
 import json
@@ -8,18 +8,23 @@ import warnings
 import numpy as np
 import pytest
 
-from xbkg.binning import edges_of
+from xbkg.building.conditional import (
+    ConditionRangeWarning,
+    model_for_run,
+    models_for_runs,
+    run_terms,
+)
+from xbkg.building.make import make_model
 from xbkg.cli import main
-from xbkg.conditional import ConditionRangeWarning, model_for_run, models_for_runs, run_terms
-from xbkg.conditions import condition_matrix
-from xbkg.datastore import open_datastore
-from xbkg.exposure import annulus_solid_angle, energy_widths_mev
-from xbkg.interpolate import models_for_observations
+from xbkg.core.binning import edges_of
 from xbkg.io import open_model, save_model
-from xbkg.make import make_model
+from xbkg.model.group_interpolation import models_for_observations
 from xbkg.simulate import TruthModel, load_truth, simulate_store
+from xbkg.sky.exposure import annulus_solid_angle, energy_widths_mev
+from xbkg.store.conditions import condition_matrix
+from xbkg.store.datastore import open_datastore
 
-#: Known coefficients (terms of xbkg.conditions) and per-run scatter of ln level.
+#: Known coefficients (terms of xbkg.store.conditions) and per-run scatter of ln level.
 TRUTH = {"MUONEFF": 1.5, "N_TELS": 1.0, "zenith": 1.5, "azimuth_cos": 0.1, "azimuth_sin": -0.05,
          "scatter": 0.08}
 CONDITIONS = "zenith,MUONEFF,N_TELS,azimuth"
@@ -142,9 +147,9 @@ def test_model_nc_and_gadf_keep_the_uncertainties(model, tmp_path):
     ds = open_datastore(json.loads(model.attrs["provenance"])["store"])
     one = model_for_run(back, run_terms(back, ds)[0], zenith=float(ds["zenith"][0]),
                         obs_id=int(ds.obs_id[0]))
-    from xbkg.io.gadf import bkg_hdu
-
     from fits_schema.exceptions import AdditionalHeaderCard
+
+    from xbkg.io.gadf import bkg_hdu
 
     hdu = bkg_hdu(one)
     with warnings.catch_warnings(record=True) as caught:
@@ -173,9 +178,9 @@ def test_runs_outside_the_fitted_range_are_flagged(store, tmp_path, caplog):
     assert json.loads(one.attrs["per_run"])["outside_range"] == ["MUONEFF"]
     from astropy.table import Table
 
-    from xbkg.io.apply import apply_model
+    from xbkg.building.apply import apply_model
 
-    with caplog.at_level(logging.WARNING, logger="xbkg.io.apply"):
+    with caplog.at_level(logging.WARNING, logger="xbkg.building.apply"):
         apply_model(low, ds, tmp_path / "out")
     obs = Table.read(tmp_path / "out" / "obs-index.fits.gz")
     muon = np.asarray(obs["MUONEFF"], float)
@@ -216,7 +221,7 @@ def test_cli_make_info_apply(store, tmp_path, capsys):
 def test_update_refits_on_stored_statistics(store, model, tmp_path):
     """Adding runs to a conditional model refits on old and new runs' statistics: the same
     fit as a build from all runs at once."""
-    from xbkg.update import UpdateError, update_model
+    from xbkg.building.update import UpdateError, update_model
 
     first = make_model(store, kind="2d", energy_threshold="safe", conditions=CONDITIONS,
                        offset_max=OFFSET_MAX, scheduler="sync", obs_ids=list(range(1, 61)))
@@ -237,7 +242,7 @@ def test_partial_residuals_and_plot(model):
     import matplotlib
 
     matplotlib.use("Agg")
-    from xbkg.conditional_plots import partial_residuals, plot_conditions
+    from xbkg.plots.conditional import partial_residuals, plot_conditions
 
     parts = partial_residuals(model)
     value, resid, effect = parts["MUONEFF"]
@@ -253,8 +258,8 @@ def test_validate_conditional_on_the_simulator(store, tmp_path):
     level (0.08) plus Poisson, and the stated uncertainties give pulls of width about 1."""
     from astropy.table import Table
 
-    from xbkg.io.reports import write_validation
-    from xbkg.validation import summarise, validate
+    from xbkg.checks.crossval import summarise, validate
+    from xbkg.report.checks import write_validation
 
     result = validate(store, n_folds=5, selection="all",
                       model_options={"kind": "2d", "energy_threshold": "safe",
@@ -271,8 +276,8 @@ def test_validate_conditional_on_the_simulator(store, tmp_path):
 
 
 def test_public_names_exist():
-    from xbkg import conditional, conditions
-    from xbkg.io import apply
+    from xbkg.building import apply, conditional
+    from xbkg.store import conditions
 
     for module in (conditional, conditions, apply):
         assert module.__all__ and len(set(module.__all__)) == len(module.__all__)
@@ -286,16 +291,16 @@ def test_conditional_build_reads_every_run_once(store, monkeypatch, split_every)
 
     import dask
 
-    import xbkg.reduce
+    import xbkg.building.reduce
 
     reads = Counter()
-    run_cubes = xbkg.reduce.run_cubes
+    run_cubes = xbkg.building.reduce.run_cubes
 
     def counted(info, *args, **kwargs):
         reads[info["obs_id"]] += 1
         return run_cubes(info, *args, **kwargs)
 
-    monkeypatch.setattr(xbkg.reduce, "run_cubes", counted)
+    monkeypatch.setattr(xbkg.building.reduce, "run_cubes", counted)
     with dask.config.set(split_every=split_every):
         built = make_model(store, kind="2d", energy_threshold="safe", offset_max=OFFSET_MAX,
                            conditions="zenith,outer_rate", scheduler="threads",
@@ -349,9 +354,10 @@ def test_dr1_all_runs_with_exclusions_agree_with_off_runs_raw(hess_dr1):
     """With the conditional terms, the model of all 105 runs with the four sources cut out and
     the 45 off runs' model agree at common conditions, raw (not shape-only), as the off runs
     among themselves; one group without conditions does not."""
-    import xbkg
     from test_exclusion_closure import DR1_CIRCLES, _dr1_options
-    from xbkg.compare import rate_consistency
+
+    import xbkg
+    from xbkg.checks.compare import rate_consistency
 
     cond = "zenith,MUONEFF,time,azimuth,outer_rate"
     kw = _dr1_options("3d", "altaz")

@@ -6,9 +6,10 @@ import warnings
 import numpy as np
 import pytest
 
+from xbkg.checks.crossval import validate
 from xbkg.cli import main
+from xbkg.core.groups import assign_folds
 from xbkg.io.gammapy import respect_fov_alignment
-from xbkg.validation import assign_folds, validate
 
 pytestmark = pytest.mark.gammapy
 
@@ -51,8 +52,8 @@ def _write_run_list(path, obs_ids):
 def test_dr1_folds_apply_model_and_gammapy_agree_with_validate(hess_dr1, tmp_path):
     """For each of 5 folds: a model of the other off runs, apply-model to the held-out runs,
     gammapy's counts / npred per run; the same figures as `xbkg validate`'s."""
-    from xbkg.datastore import open_datastore
-    from xbkg.selection import select_runs
+    from xbkg.store.datastore import open_datastore
+    from xbkg.store.selection import select_runs
 
     gp = _gammapy()
     store = open_datastore(hess_dr1)

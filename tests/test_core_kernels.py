@@ -5,11 +5,11 @@ import pytest
 import xarray as xr
 
 import xbkg
-from xbkg.binning import axis_coords, edges_of, parse_edges
-from xbkg.exposure import annulus_solid_angle, box_solid_angle, exposure_cube
-from xbkg.grouping import zenith_groups
-from xbkg.histogram import bin_index, histogram
-from xbkg.model import ModelSchemaError, assemble_model, rate_from_counts, validate_model
+from xbkg.building.grouping import zenith_groups
+from xbkg.building.histogram import bin_index, histogram
+from xbkg.core.binning import axis_coords, edges_of, parse_edges
+from xbkg.core.schema import ModelSchemaError, assemble_model, rate_from_counts, validate_model
+from xbkg.sky.exposure import annulus_solid_angle, box_solid_angle, exposure_cube
 
 
 @pytest.mark.parametrize("spec,log,expected", [
@@ -190,7 +190,7 @@ def test_summary_text_and_html():
 
 def test_bin_index_table_kinds():
     """The lookup table is linear, logarithmic or absent (binary search) as the edges need."""
-    from xbkg.histogram import _lookup_table
+    from xbkg.building.histogram import _lookup_table
 
     def kind(edges):
         table = _lookup_table(np.asarray(edges, dtype=float).tobytes())

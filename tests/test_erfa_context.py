@@ -1,13 +1,13 @@
-"""ERFA contexts of ICRS -> Alt/Az without astropy (xbkg.erfa_context) against astropy's."""
+"""ERFA contexts of ICRS -> Alt/Az without astropy (xbkg.sky.erfa_context) against astropy's."""
 
 import numpy as np
 import pytest
 
-from xbkg import erfa_context, fov, iers_cache
+from xbkg.sky import erfa_context, fov, iers_cache
 
 HESS = (16.5002222222222, -23.2717777777778, 1835.0)
 LA_PALMA = (-17.89, 28.76, 2200.0)
-#: the fields xbkg.fov uses, and how close they must be (radians, AU, c, ...)
+#: the fields xbkg.sky.fov uses, and how close they must be (radians, AU, c, ...)
 FIELDS = {"bpn": 1e-15, "v": 1e-16, "bm1": 1e-15, "eh": 1e-12, "em": 1e-12, "xpl": 1e-19,
           "ypl": 1e-19, "sphi": 1e-16, "cphi": 1e-16, "eral": 5e-11, "along": 1e-14}
 

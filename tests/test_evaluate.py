@@ -1,22 +1,16 @@
-"""Evaluation and integration of models (xbkg.evaluate), checked against gammapy 2.0.1."""
+"""Evaluation and integration of models (xbkg.model.evaluate), checked against gammapy 2.0.1."""
 
 import numpy as np
 import pytest
 import xarray as xr
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 import xbkg.accessor  # noqa: F401  (registers ds.bkg)
-import xbkg.evaluate as ev
-from xbkg.binning import edges_of
-from xbkg.evaluate import (
-    TINY,
-    evaluate_rate,
-    integrate_counts,
-    select_group,
-)
-from xbkg.exposure import annulus_solid_angle, box_solid_angle
-from xbkg.model import assemble_model, validate_model
+import xbkg.model.evaluate as ev
+from xbkg.core.binning import edges_of
+from xbkg.core.schema import assemble_model, select_group, validate_model
+from xbkg.model.evaluate import TINY, evaluate_rate, integrate_counts
+from xbkg.sky.exposure import annulus_solid_angle, box_solid_angle
 
 # asymmetric 3D binning: nx != ny, ranges not centred, rate depends on detx and dety differently
 E_EDGES = np.geomspace(0.1, 100.0, 9)

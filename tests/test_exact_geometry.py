@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.integrate import quad
 
-from xbkg.exposure import annulus_solid_angle, box_cap_solid_angle, box_solid_angle
+from xbkg.sky.exposure import annulus_solid_angle, box_cap_solid_angle, box_solid_angle
 
 
 def _quad_box_cap(x1, x2, y1, y2, r):
@@ -131,8 +131,8 @@ def _sky_circles(fov_lon, fov_lat, radius):
 @pytest.mark.slow
 @pytest.mark.parametrize("case", ["overlap_edge_cut", "sliver", "bigger_than_bins"])
 def test_box_exclusion_fractions_vs_dense_grid(case):
-    from xbkg.exclusion import run_exclusion_fraction
-    from xbkg.make import make_binning
+    from xbkg.building.make import make_binning
+    from xbkg.sky.exclusion import run_exclusion_fraction
 
     edges = np.linspace(-2.0, 2.0, 9)
     circles = {
@@ -158,8 +158,8 @@ def test_annulus_exclusion_fractions_vs_dense_grid():
     import astropy.units as u
     from astropy.coordinates import SkyCoord
 
-    from xbkg.exclusion import run_exclusion_fraction
-    from xbkg.make import make_binning
+    from xbkg.building.make import make_binning
+    from xbkg.sky.exclusion import run_exclusion_fraction
 
     edges = np.linspace(0.0, 2.5, 6)
     # one containing the FoV centre, an overlapping pair, one across the cut (2.2 deg)
@@ -186,7 +186,7 @@ def test_annulus_exclusion_fractions_vs_dense_grid():
 
 
 def test_public_names():
-    from xbkg import excluded_area, exposure
+    from xbkg.sky import excluded_area, exposure
 
     for module in (excluded_area, exposure):
         assert all(hasattr(module, name) for name in module.__all__)
@@ -195,7 +195,7 @@ def test_public_names():
 def test_meridian_arcs_without_trigonometry_match_the_angles():
     """The arcs' sines from the trig-free path equal those of the clipped angles, and an arc
     over the pole (end beyond 90 deg) takes the angle path, clipped to the semicircle."""
-    from xbkg.excluded_area import _meridian_arcs
+    from xbkg.sky.excluded_area import _meridian_arcs
 
     rng = np.random.default_rng(5)
     aa = rng.uniform(0.998, 1.0, (200, 3))

@@ -7,14 +7,24 @@ import pytest
 from astropy.coordinates import SkyCoord
 
 import xbkg
-from xbkg import fov
-from xbkg.exclusion import (SkyCircles, apply_exclusion, as_circles, attach_exclusions,
-                            drop_excluded_events, edge_distance, inside_circles, plan_exclusion,
-                            rotation_rate, run_exclusion_fraction, time_samples)
-from xbkg.exposure import annulus_solid_angle, box_solid_angle
+from xbkg.building.make import make_binning
+from xbkg.core.circles import SkyCircles
 from xbkg.io.regions import read_exclusion_regions
-from xbkg.make import make_binning
 from xbkg.simulate import SITES
+from xbkg.sky import fov
+from xbkg.sky.exclusion import (
+    apply_exclusion,
+    as_circles,
+    attach_exclusions,
+    drop_excluded_events,
+    edge_distance,
+    inside_circles,
+    plan_exclusion,
+    rotation_rate,
+    run_exclusion_fraction,
+    time_samples,
+)
+from xbkg.sky.exposure import annulus_solid_angle, box_solid_angle
 
 RA0, DEC0 = 150.0, -25.0
 F_EDGES = np.linspace(-2, 2, 9)
@@ -346,8 +356,9 @@ def test_exclusion_keeps_the_build_lazy(tmp_path):
 def test_public_names():
     import inspect
 
-    from xbkg import exclusion, selection
     from xbkg.io import regions
+    from xbkg.sky import exclusion
+    from xbkg.store import selection
 
     for module in (exclusion, selection, regions):
         assert len(module.__all__) == len(set(module.__all__))

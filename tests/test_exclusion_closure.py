@@ -6,7 +6,7 @@ circle sits at the FoV edge of most runs pointed near the others); half of the r
 (and of each run's time) outside the circles, computed here by Monte Carlo *on the sky*: random
 points around each pointing with random times, tested against the circles with sky
 separations, then taken to FoV coordinates, i.e. independently of the sub-grid and
-time-sampling kernels of :mod:`xbkg.exclusion`.
+time-sampling kernels of :mod:`xbkg.sky.exclusion`.
 """
 
 import functools
@@ -17,12 +17,18 @@ import numpy as np
 import pytest
 
 import xbkg
-from xbkg import fov
-from xbkg.compare import rate_consistency
-from xbkg.events import run_infos
-from xbkg.exclusion import SkyCircles, edge_distance
-from xbkg.exposure import annulus_solid_angle, box_solid_angle, energy_widths_mev, exposure_cube
+from xbkg.checks.compare import rate_consistency
+from xbkg.core.circles import SkyCircles
 from xbkg.simulate import TruthModel, load_truth, polar_to_fov, simulate_store
+from xbkg.sky import fov
+from xbkg.sky.exclusion import edge_distance
+from xbkg.sky.exposure import (
+    annulus_solid_angle,
+    box_solid_angle,
+    energy_widths_mev,
+    exposure_cube,
+)
+from xbkg.store.events import run_infos
 
 E_EDGES = np.geomspace(0.2, 50, 9)
 O_EDGES = np.linspace(0, 2.5, 11)
@@ -177,7 +183,7 @@ def test_exclusion_closure_exact_fractions(kind, align, big_closure_store):
     integrated outside them on a dense grid, circles taken to the FoV frame with astropy
     (time-averaged for ALTAZ; tests/_closure_reference.py): exposure exact within the
     reference's precision and chi2/ndf near 1."""
-    from _closure_reference import chi2_ndf, exposure_error, expected_counts
+    from _closure_reference import chi2_ndf, expected_counts, exposure_error
 
     store_dir = big_closure_store("altaz" if align == "altaz" else "radec")
     model = xbkg.make_model(store_dir, kind=kind, fov_alignment=align, selection="all",

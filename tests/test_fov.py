@@ -1,11 +1,11 @@
-"""FoV coordinates (xbkg.fov) against astropy and gammapy, the reference implementations."""
+"""FoV coordinates (xbkg.sky.fov) against astropy and gammapy, the reference implementations."""
 
 import math
 
 import numpy as np
 import pytest
 
-from xbkg import fov
+from xbkg.sky import fov
 
 ARCSEC = 1.0 / 3600.0
 HESS = dict(geolon=16.5002222222222, geolat=-23.2717777777778, altitude=1835.0)

@@ -1,8 +1,8 @@
 """Fuzzing: corrupted headers, columns and bytes of valid files give a correct result or our
 own clear exception, never another exception type (issue 8).
 
-The per-run task (:func:`xbkg.reduce.run_cubes`) is fed corrupted copies of one simulated
-event file. It must either raise :class:`~xbkg.events.RunDataError` naming the run and the
+The per-run task (:func:`xbkg.building.reduce.run_cubes`) is fed corrupted copies of one simulated
+event file. It must either raise :class:`~xbkg.store.events.RunDataError` naming the run and the
 file, or return cubes that are right: the exposure of the clean run (it depends only on the
 run's index values) and counts that are non-negative, no more than the events in the file, and,
 when only event rows were changed, within one event per changed row of the clean counts (each
@@ -17,15 +17,14 @@ import warnings
 import numpy as np
 import pytest
 from astropy.io import fits
-from hypothesis import HealthCheck, event, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from xbkg import make_model
-from xbkg.datastore import DataStoreError, open_datastore
-from xbkg.events import RunDataError, UnitAssumedWarning, run_infos
-from xbkg.make import _solid_angle, make_binning
-from xbkg.reduce import run_cubes
+from xbkg.building.make import _solid_angle, make_binning
+from xbkg.building.reduce import run_cubes
 from xbkg.simulate import simulate_store
+from xbkg.store.datastore import DataStoreError, open_datastore
+from xbkg.store.events import RunDataError, UnitAssumedWarning, run_infos
 
 FUZZ = settings(deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 EVENT_COLUMNS = ("TIME", "RA", "DEC", "ENERGY")

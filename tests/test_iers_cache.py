@@ -1,4 +1,4 @@
-"""The binary cache of astropy's IERS table (xbkg.iers_cache): same table, same coordinates."""
+"""The binary cache of astropy's IERS table (xbkg.sky.iers_cache): same table, same coordinates."""
 
 import json
 import os
@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from xbkg import iers_cache
+from xbkg.sky import iers_cache
 
 SCRIPT = """
 import json

@@ -13,14 +13,14 @@ import pytest
 from astropy.table import Table
 
 import xbkg
+from xbkg.building.sources import catalog_circles, on_source_runs, target_circles
 from xbkg.cli import main
-from xbkg.events import RunDataError, UnitAssumedWarning
-from xbkg.exclusion import SkyCircles
-from xbkg.fov import radec_to_fov
+from xbkg.core.circles import SkyCircles
 from xbkg.io.catalogs import SourceCatalog, read_source_catalog
 from xbkg.io.gadf import GadfReadWarning
-from xbkg.selection import SelectionError, WhereError
-from xbkg.sources import catalog_circles, on_source_runs, target_circles
+from xbkg.sky.fov import radec_to_fov
+from xbkg.store.events import RunDataError, UnitAssumedWarning
+from xbkg.store.selection import SelectionError, WhereError
 
 #: 1DC GTI columns carry no unit (GADF default assumed, warned): not what these tests check.
 no_gti_unit = pytest.mark.filterwarnings(f"ignore::{UnitAssumedWarning.__module__}."
@@ -365,8 +365,9 @@ def test_cli_and_api_defaults_agree():
 def test_new_modules_export_their_public_names():
     import inspect
 
-    from xbkg import geometry, sources
+    from xbkg.building import sources
     from xbkg.io import catalogs
+    from xbkg.store import altaz_checks as geometry
 
     for module in (geometry, sources, catalogs):
         assert len(module.__all__) == len(set(module.__all__))

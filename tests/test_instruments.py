@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 import xbkg
-from xbkg.binning import edges_of
+from xbkg.building.make import make_binning
 from xbkg.cli import build_parser, main
-from xbkg.fov import offset_deg
-from xbkg.make import make_binning
-from xbkg.summary import summary_text
-from xbkg.defaults import DEFAULTS
+from xbkg.core.binning import edges_of
+from xbkg.core.defaults import DEFAULTS
+from xbkg.report.summary import summary_text
 from xbkg.simulate import STYLES, load_truth, model_truth_counts, plan_runs, simulate_store
+from xbkg.sky.fov import offset_deg
 
 E_EDGES = "0.1:100:12"
 
@@ -76,9 +76,9 @@ def test_simulate_cli_style(tmp_path, capsys):
 def test_lst_pointing_from_altaz_or_pointing_hdu(stores):
     """Runs whose RA/Dec is in neither the obs index nor the EVENTS header get it from the
     POINTING HDU, or from the header's Alt/Az at mid time, site and time reference."""
-    from xbkg.events import fill_from_headers
     from xbkg.io.fitstable import read_header
-    from xbkg.pointing import run_pointing_radec
+    from xbkg.sky.pointing import run_pointing_radec
+    from xbkg.store.events import fill_from_headers
 
     store = xbkg.open_datastore(stores["lst"])
     assert np.isnan(store["ra_pnt"].values).all()
@@ -195,7 +195,7 @@ def test_bins_without_data_are_hatched_in_plots(stores):
     import matplotlib
 
     matplotlib.use("Agg")
-    from xbkg import plotting
+    from xbkg.plots import model as plotting
 
     model = xbkg.make_model(stores["veritas"], kind="3d", selection="all", energy_edges=E_EDGES,
                             energy_threshold="safe")
@@ -249,7 +249,9 @@ def test_cli_prints_the_threshold_rule_and_extent(stores, tmp_path, capsys):
 
 
 def test_new_modules_export_their_public_names():
-    from xbkg import defaults, pointing, survey
+    from xbkg.building import survey
+    from xbkg.core import defaults
+    from xbkg.sky import pointing
 
     for module in (defaults, pointing, survey):
         public = {n for n, f in vars(module).items() if inspect.isfunction(f)
@@ -278,9 +280,9 @@ def test_counts_peak_rule_on_dr1_is_close_to_safe_energy_lo(hess_dr1):
     """On H.E.S.S. DR1 the rule fitted to the counts peaks (0.215 TeV / cos(z)^2.90) is 0.95,
     0.91 and 0.84 times the one fitted to SAFE_ENERGY_LO (0.222 TeV / cos(z)^3.23) at 20, 35
     and 50 deg: within 20 %."""
-    from xbkg.events import fill_from_headers, run_infos
-    from xbkg.survey import survey_runs
-    from xbkg.thresholds import fit_zenith_rule, zenith_rule_basis, zenith_threshold
+    from xbkg.building.survey import survey_runs
+    from xbkg.building.thresholds import fit_zenith_rule, zenith_rule_basis, zenith_threshold
+    from xbkg.store.events import fill_from_headers, run_infos
 
     store = fill_from_headers(xbkg.open_datastore(hess_dr1))
     survey = survey_runs(run_infos(store), 2.5, scheduler="threads")

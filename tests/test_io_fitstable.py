@@ -9,8 +9,7 @@ import zlib
 import numpy as np
 import pytest
 from astropy.io import fits
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from xbkg.io import fitstable
 from xbkg.io.fitstable import FitsReadError, read_columns, read_header

@@ -10,7 +10,8 @@ import xarray as xr
 from astropy.io import fits
 from astropy.units import UnitsWarning
 
-from xbkg.binning import edges_of, lin_edges, log_edges
+from xbkg.core.binning import edges_of, lin_edges, log_edges
+from xbkg.core.schema import assemble_model, validate_model
 from xbkg.io import atomic, gadf
 from xbkg.io.atomic import atomic_path
 from xbkg.io.gadf import (
@@ -29,7 +30,6 @@ from xbkg.io.gadf import (
     write_image_file,
     write_table_file,
 )
-from xbkg.model import assemble_model, validate_model
 
 
 def make_model(kind="3d", align="ALTAZ", *, n_energy=7, nx=8, ny=5, n_offset=6, seed=0,
@@ -94,9 +94,8 @@ def test_all_names_exist():
 
 @pytest.mark.parametrize("kind, align", KINDS_ALIGNS)
 def test_bkg_hdu_validates_with_ogadf_schema(kind, align):
-    from ogadf_schema.irfs import BKG_2D, BKG_3D
-
     from fits_schema.exceptions import AdditionalHeaderCard
+    from ogadf_schema.irfs import BKG_2D, BKG_3D
 
     model = make_model(kind, align)
     hdu = bkg_hdu(model, 1)

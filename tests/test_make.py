@@ -8,7 +8,7 @@ from astropy.io import fits
 from astropy.table import Table
 
 import xbkg
-from xbkg.events import RunDataError
+from xbkg.store.events import RunDataError
 
 
 def _raise_on_compute(dsk, keys, **kwargs):

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 import xbkg
-from xbkg.exposure import annulus_solid_angle
-from xbkg.interpolate import MIN_LOG_COUNTS, model_for_observation
-from xbkg.model import assemble_model
+from xbkg.core.schema import assemble_model
+from xbkg.model.group_interpolation import MIN_LOG_COUNTS, model_for_observation
+from xbkg.model.smoothing import smooth_model
 from xbkg.simulate import TruthModel, simulate_store
-from xbkg.smoothing import smooth_model
+from xbkg.sky.exposure import annulus_solid_angle
 
 
 def _two_groups(counts_b):

@@ -8,9 +8,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from xbkg import plotting  # noqa: E402
-from xbkg.exposure import annulus_solid_angle, box_solid_angle, exposure_cube  # noqa: E402
-from xbkg.model import assemble_model  # noqa: E402
+from xbkg.core.schema import assemble_model  # noqa: E402
+from xbkg.plots import model as plotting  # noqa: E402
+from xbkg.sky.exposure import annulus_solid_angle, box_solid_angle, exposure_cube  # noqa: E402
 
 # matplotlib's mathtext (log-axis tick labels) trips pyparsing 3.3 deprecations on first use
 pytestmark = pytest.mark.filterwarnings("ignore::pyparsing.warnings.PyparsingDeprecationWarning")
@@ -181,7 +181,7 @@ def test_rate_vs_energy_one_line_per_group(model2d, model3d, tmp_path):
 
 def test_rate_at_offset_matches_model_2d(model2d):
     # energy centres and an offset bin centre are interpolation nodes: values are the bins
-    rate = plotting._rate_at_offsets(model2d, 1, model2d["energy"].values, [0.75])[:, 0]
+    rate = plotting.rate_at_offsets(model2d, 1, model2d["energy"].values, [0.75])[:, 0]
     np.testing.assert_allclose(rate, model2d["rate"].sel(zenith_group=1).isel(offset=1).values,
                                rtol=1e-12)
 

@@ -8,9 +8,9 @@ import pytest
 from astropy.io import fits
 
 import xbkg
-from xbkg.events import POINTING_SOURCES, complete_run_info, run_infos
-from xbkg.make import _solid_angle, make_binning
-from xbkg.reduce import run_cubes
+from xbkg.building.make import _solid_angle, make_binning
+from xbkg.building.reduce import run_cubes
+from xbkg.store.events import POINTING_SOURCES, complete_run_info, run_infos
 
 E_EDGES = np.geomspace(0.1, 100.0, 21)
 O_EDGES = np.linspace(0.0, 2.5, 11)

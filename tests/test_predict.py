@@ -1,4 +1,4 @@
-"""Per-run predictions (xbkg.predict) against gammapy's MapDatasetMaker on the DR1 runs."""
+"""Per-run predictions (xbkg.model.predict) against gammapy's MapDatasetMaker on the DR1 runs."""
 
 import warnings
 
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 import xbkg
-from xbkg.events import complete_run_info, run_infos
 from xbkg.io.fitstable import read_header
 from xbkg.io.gammapy import respect_fov_alignment, to_gammapy
-from xbkg.predict import predict_at, predict_counts, time_samples
+from xbkg.model.predict import predict_at, predict_counts, time_samples
+from xbkg.store.events import complete_run_info, run_infos
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def test_predict_counts_grid(dr1, model):
     centre = npred.isel(detx=20, dety=39)
     assert float(centre["dec"]) > float(dr1["DEC_PNT"].sel(obs_id=20275))
     # counts inside 2 deg: of the order of the run's events there (off run, within 25 %)
-    from xbkg import fov
+    from xbkg.sky import fov
 
     info = _info(dr1, 20275)
     ev = xbkg.open_events(dr1, [20275]).compute()

@@ -141,7 +141,7 @@ def test_dr1_build_report_is_small_and_renders(hess_dr1, tmp_path):
     size = report.stat().st_size
     assert 100_000 < size < 5_000_000, size
     text = report.read_text(encoding="utf-8")
-    rejected = xbkg.summary.rejected_runs(out)
+    rejected = xbkg.report.summary.rejected_runs(out)
     assert len(rejected) == 105 - xbkg.open_model(out / "model.nc").sizes["obs_id"]
     assert "not an off run (TARGET_NAME/OBJECT)" in text
     runs_cell = re.search(r"<td>not an off run \(TARGET_NAME/OBJECT\)</td><td>\d+</td><td>([\d ]+)",
@@ -156,7 +156,8 @@ def test_dr1_build_report_is_small_and_renders(hess_dr1, tmp_path):
 def test_all_of_the_new_modules_is_complete():
     import inspect
 
-    from xbkg import datastore, report, summary
+    from xbkg.report import html as report, summary
+    from xbkg.store import datastore
 
     for module in (report, summary, datastore):
         assert all(hasattr(module, name) for name in module.__all__)

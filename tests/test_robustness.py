@@ -19,10 +19,10 @@ from astropy.table import Table
 
 from xbkg import make_model
 from xbkg.cli import main
-from xbkg.events import RunDataError, UnitAssumedWarning
 from xbkg.io.fitstable import FitsReadError, read_columns, read_tables
 from xbkg.simulate import simulate_store
-from xbkg.validate import outside_gti, validate_run_events
+from xbkg.store.events import RunDataError, UnitAssumedWarning
+from xbkg.store.runchecks import outside_gti, validate_run_events
 
 BAD = 4
 FILE = f"obs_{BAD:06d}.fits.gz"

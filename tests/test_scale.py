@@ -7,19 +7,23 @@ from collections import Counter
 import dask
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
+from test_make import _index_only_store  # a store whose event files do not exist
 
 import xbkg
-from xbkg.events import fill_from_headers, run_infos
-from xbkg.exposure import box_solid_angle
-from xbkg.grouping import zenith_groups
-from xbkg.make import make_binning
-from xbkg.parallel import graph_size, local_cluster
-from xbkg.reduce import EVENTS_PER_TASK, TIME_QUANTUM, group_cubes, leaf_sizes, quantize_time
+from xbkg.building.grouping import zenith_groups
+from xbkg.building.make import make_binning
+from xbkg.building.parallel import graph_size, local_cluster
+from xbkg.building.reduce import (
+    EVENTS_PER_TASK,
+    TIME_QUANTUM,
+    group_cubes,
+    leaf_sizes,
+    quantize_time,
+)
 from xbkg.simulate import simulate_store
-
-from test_make import _index_only_store  # a store whose event files do not exist
+from xbkg.sky.exposure import box_solid_angle
+from xbkg.store.events import fill_from_headers, run_infos
 
 ZENITH_EDGES = [0, 20, 35, 50]
 N_RUNS = 24
@@ -99,7 +103,7 @@ def test_distributed_equals_threads(store_dir, cluster, kind, align, monkeypatch
     kw = dict(kind=kind, fov_alignment=align, zenith_edges=ZENITH_EDGES, energy_threshold="safe")
     threads = xbkg.make_model(store_dir, scheduler="threads", **kw)  # one leaf task per group
     # leaves of 1-3 runs (by their EVENT_COUNT): partial sums travel between the workers
-    monkeypatch.setattr(xbkg.reduce, "EVENTS_PER_TASK", 2000)
+    monkeypatch.setattr(xbkg.building.reduce, "EVENTS_PER_TASK", 2000)
     lazy = xbkg.make_model(store_dir, compute_now=False, **kw)
     leaves = [k for k in lazy["counts"].data.__dask_graph__() if isinstance(k, tuple)
               and str(k[0]).startswith("xbkg-group") and str(k[0]).endswith("-0")]
@@ -128,13 +132,13 @@ def test_every_run_is_read_once(store_dir, monkeypatch, tmp_path, split_every):
     """Whatever the tree's depth (one leaf per group, leaves summed by the root, deeper), and
     for eager builds, lazy models computed as a whole and saved lazy models alike."""
     reads = Counter()
-    run_cubes = xbkg.reduce.run_cubes
+    run_cubes = xbkg.building.reduce.run_cubes
 
     def counted(info, *args, **kwargs):
         reads[info["obs_id"]] += 1
         return run_cubes(info, *args, **kwargs)
 
-    monkeypatch.setattr(xbkg.reduce, "run_cubes", counted)
+    monkeypatch.setattr(xbkg.building.reduce, "run_cubes", counted)
     kw = dict(kind="3d", fov_alignment="altaz", zenith_edges=ZENITH_EDGES)
     with dask.config.set(split_every=split_every) if split_every else contextlib.nullcontext():
         xbkg.make_model(store_dir, scheduler="synchronous", **kw)
@@ -208,8 +212,8 @@ def test_partial_sums_are_released_as_the_tree_goes(prepared):
 def test_altaz_constants_of_many_runs_equal_run_by_run(prepared):
     """Computing the runs' ALTAZ constants together gives each run's own vector, bit for bit,
     whatever the other runs of the call (sites, time scales, order)."""
-    from xbkg import fov
-    from xbkg.reduce import with_altaz_params
+    from xbkg.building.reduce import with_altaz_params
+    from xbkg.sky import fov
 
     runs = [dict(r) for r in prepared[0][:6]]
     runs[1].update(geolon=-17.89, geolat=28.76, altitude=2200.0)  # another site
@@ -238,7 +242,7 @@ def test_tune_malloc_applies_once_and_can_be_turned_off(setting, expected):
     env = {k: v for k, v in os.environ.items() if k != "XBKG_MALLOC_TUNING"}
     if setting is not None:
         env["XBKG_MALLOC_TUNING"] = setting
-    code = ("from xbkg.parallel import tune_malloc; a = tune_malloc(); b = tune_malloc(); "
+    code = ("from xbkg.building.parallel import tune_malloc; a = tune_malloc(); b = tune_malloc(); "
             "print(a, b)")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True).stdout.split()

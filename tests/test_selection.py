@@ -5,8 +5,14 @@ import pytest
 import xarray as xr
 
 import xbkg
-from xbkg.selection import (SelectionError, WhereError, evaluate_where, parse_where, select_runs,
-                            where_mask)
+from xbkg.store.selection import (
+    SelectionError,
+    WhereError,
+    evaluate_where,
+    parse_where,
+    select_runs,
+    where_mask,
+)
 
 
 @pytest.fixture

@@ -9,8 +9,9 @@ import pytest
 from astropy.io import fits
 from scipy import stats
 
-from xbkg import fov, simulate
+from xbkg import simulate
 from xbkg.simulate import TruthModel, simulate_store
+from xbkg.sky import fov
 
 OFFSET_MAX = 3.0
 

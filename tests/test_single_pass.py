@@ -1,6 +1,6 @@
 """The FoV extent of a store without OFFSET_MAX is measured in the build's own pass over the
 events: each run is read once when the extent cuts nothing, and the model is the one the
-separate survey (:func:`xbkg.survey.survey_runs`) and an explicit ``fov_extent`` give."""
+separate survey (:func:`xbkg.building.survey.survey_runs`) and an explicit ``fov_extent`` give."""
 
 import json
 
@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 import xbkg
-import xbkg.events
-import xbkg.reduce
-from xbkg.events import run_infos
+import xbkg.building.reduce
+import xbkg.store.events
+from xbkg.building.survey import survey_runs
 from xbkg.simulate import simulate_store
-from xbkg.survey import survey_runs
+from xbkg.store.events import run_infos
 
 E_EDGES = "0.1:100:12"
 
@@ -43,8 +43,8 @@ def test_extent_measured_in_the_build_pass(stores, style, cut, kind, monkeypatch
     store = xbkg.open_datastore(stores[style])
     survey = survey_runs(run_infos(store), 2.5, scheduler="sync")
     calls = []
-    _spy(monkeypatch, xbkg.reduce, "read_run", calls)
-    _spy(monkeypatch, xbkg.events, "read_run_events", calls)
+    _spy(monkeypatch, xbkg.building.reduce, "read_run", calls)
+    _spy(monkeypatch, xbkg.store.events, "read_run_events", calls)
     kw = dict(kind=kind, selection="all", energy_edges=E_EDGES, scheduler="sync")
     model = xbkg.make_model(store, **kw)
     # one read of each run's events; a second pass only to build with the cut binning
@@ -65,8 +65,8 @@ def test_extent_measured_in_the_build_pass(stores, style, cut, kind, monkeypatch
 def test_run_max_offset_is_the_robust_largest_offset(n):
     """The farthest-few shortcut gives robust_max_offset of all offsets (within 1e-12 deg),
     with strays, NaN coordinates and runs too small to have strays."""
-    from xbkg.fov import offset_deg
-    from xbkg.survey import robust_max_offset, run_max_offset
+    from xbkg.sky.extent import robust_max_offset, run_max_offset
+    from xbkg.sky.fov import offset_deg
 
     rng = np.random.default_rng(n)
     for dec_pnt in (-70.0, 0.0, 45.0):

@@ -7,9 +7,14 @@ import numpy as np
 import pytest
 
 import xbkg
+from xbkg.model.smoothing import (
+    bspline_design,
+    choose_sigma,
+    difference_penalty,
+    gaussian_matrix,
+    smooth_model,
+)
 from xbkg.simulate import NOMINAL_ONTIME, TruthModel, simulate_store
-from xbkg.smoothing import (bspline_design, choose_sigma, difference_penalty,
-                            gaussian_matrix, smooth_model)
 
 E_EDGES = np.geomspace(0.1, 100, 19)
 O_EDGES = np.linspace(0, 2.5, 11)
@@ -96,7 +101,7 @@ def test_empty_and_low_statistics_bins(case):
     # make the last energy slice empty: no counts, but exposure
     raw = model["counts"].values.copy()
     raw[:, -1] = 0
-    fov = {d: xbkg.binning.edges_of(model, d) for d in model["rate"].dims[2:]}
+    fov = {d: xbkg.core.binning.edges_of(model, d) for d in model["rate"].dims[2:]}
     model = xbkg.assemble_model(raw, model["exposure"].values, kind=model.attrs["kind"],
                                 energy_edges=E_EDGES, fov_edges=fov, zenith_edges=[0, 40],
                                 fov_alignment="RADEC", offset_max=model.attrs["offset_max"])

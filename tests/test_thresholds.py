@@ -10,9 +10,9 @@ import pytest
 import xarray as xr
 
 import xbkg
-from xbkg.model import MAX_CONTINUATION_FACTOR, fill_unexposed
+from xbkg.building.thresholds import fit_zenith_rule, run_energy_thresholds, zenith_threshold
+from xbkg.core.schema import MAX_CONTINUATION_FACTOR, fill_unexposed
 from xbkg.simulate import NOMINAL_ONTIME, TruthModel, simulate_store
-from xbkg.thresholds import fit_zenith_rule, run_energy_thresholds, zenith_threshold
 
 E_EDGES = np.geomspace(0.1, 100, 21)
 O_EDGES = np.linspace(0, 2.5, 6)
@@ -171,7 +171,7 @@ def test_gammapy_predictions_at_the_threshold(store_dir, models, tmp_path):
         from gammapy.makers import MapDatasetMaker
         from gammapy.maps import MapAxis, WcsGeom
 
-    from xbkg.io.products import write_products
+    from xbkg.building.products import write_products
 
     model = models["safe"]
     store = xbkg.open_datastore(store_dir)

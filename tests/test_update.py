@@ -1,4 +1,4 @@
-"""Incremental model updates (xbkg.update, ``xbkg update-model``): equal to a full rebuild."""
+"""Incremental model updates (xbkg.building.update, ``xbkg update-model``): equal to a full rebuild."""
 
 import json
 import shutil
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import xbkg
+from xbkg.building.update import UpdateError, merge_models, model_options, update_model
 from xbkg.cli import main
 from xbkg.io.netcdf import write_netcdf
 from xbkg.simulate import simulate_store
-from xbkg.update import UpdateError, merge_models, model_options, update_model
 
 ZENITH_EDGES = [0, 20, 35, 50]
 N_RUNS = 24
@@ -48,7 +48,7 @@ def _assert_rebuild_equal(updated, full):
 @pytest.mark.parametrize("kw", [
     dict(kind="3d", fov_alignment="altaz", zenith_edges=ZENITH_EDGES, energy_threshold="safe"),
     dict(kind="2d", zenith_edges=ZENITH_EDGES, selection="off", where="ZEN_PNT < 45"),
-    dict(kind="3d", fov_alignment="radec", grouping={"by": xbkg.grouping.NORTH_SOUTH},
+    dict(kind="3d", fov_alignment="radec", grouping={"by": xbkg.building.grouping.NORTH_SOUTH},
          energy_threshold=0.3),
 ], ids=["3d-altaz-safe", "2d-cuts", "3d-radec-north-south"])
 def test_update_equals_full_rebuild(store_dir, kw):
@@ -109,7 +109,7 @@ def test_refusals(store_dir, tmp_path):
         merge_models(old, other)
     with pytest.raises(UpdateError, match="no counts, exposure"):
         update_model(old.drop_vars(["counts", "exposure"]), store, NEW)
-    with pytest.raises(xbkg.selection.SelectionError, match="nothing to add"):
+    with pytest.raises(xbkg.store.selection.SelectionError, match="nothing to add"):
         update_model(xbkg.make_model(store, kind="2d"), store)
 
 
@@ -131,7 +131,7 @@ def test_model_options_reproduce_the_build(store_dir):
 
 
 def test_smoothed_model_is_smoothed_again(store_dir):
-    from xbkg.smoothing import smooth_model
+    from xbkg.model.smoothing import smooth_model
 
     store = xbkg.open_datastore(store_dir)
     kw = dict(kind="2d", zenith_edges=ZENITH_EDGES)

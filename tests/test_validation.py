@@ -1,4 +1,4 @@
-"""Cross-validation (xbkg.validation): kernels, a simulated store, outputs, CLI, and DR1."""
+"""Cross-validation (xbkg.checks.crossval): kernels, a simulated store, outputs, CLI, and DR1."""
 
 import json
 
@@ -11,12 +11,13 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import xbkg  # noqa: E402
-from xbkg import fov, validation as v  # noqa: E402
-from xbkg.binning import edges_of  # noqa: E402
-from xbkg import validation_plots as vp  # noqa: E402
+from xbkg.checks import crossval as v  # noqa: E402
 from xbkg.cli import main  # noqa: E402
-from xbkg.io.reports import validation_table, write_validation  # noqa: E402
+from xbkg.core.binning import edges_of  # noqa: E402
+from xbkg.plots import validation as vp  # noqa: E402
+from xbkg.report.checks import validation_table, write_validation  # noqa: E402
 from xbkg.simulate import simulate_store  # noqa: E402
+from xbkg.sky import fov
 
 # matplotlib's mathtext (log-axis tick labels) trips pyparsing 3.3 deprecations on first use
 pytestmark = pytest.mark.filterwarnings("ignore::pyparsing.warnings.PyparsingDeprecationWarning")

@@ -7,17 +7,27 @@ import dask
 import numpy as np
 import pytest
 import xarray as xr
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 import xbkg
 import xbkg.accessor  # noqa: F401  (registers model.bkg)
-from xbkg.evaluate import select_group
-from xbkg.grouping import (NORTH_SOUTH, GroupingError, adaptive_zenith_edges, assign_groups,
-                           bounds_groups, column_groups, make_grouping, zenith_groups)
-from xbkg.interpolate import interpolation_weights, model_for_observation, slice_cos_zenith
+from xbkg.building.grouping import (
+    NORTH_SOUTH,
+    GroupingError,
+    adaptive_zenith_edges,
+    assign_groups,
+    column_groups,
+    make_grouping,
+    zenith_groups,
+)
+from xbkg.core.groups import bounds_groups
+from xbkg.core.schema import assemble_model, select_group, zenith_edges
 from xbkg.io.groups import read_groups_table, write_groups_table
-from xbkg.model import assemble_model, zenith_edges
+from xbkg.model.group_interpolation import (
+    interpolation_weights,
+    model_for_observation,
+    slice_cos_zenith,
+)
 from xbkg.simulate import NOMINAL_ONTIME, TruthModel, simulate_store
 
 E_EDGES = np.geomspace(0.1, 100, 19)

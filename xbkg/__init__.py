@@ -1,9 +1,9 @@
 """xbkg: background models for imaging atmospheric Cherenkov telescopes, with xarray and dask.
 
-The pipeline, one module per stage::
+The package is layered, each folder using only those below it (docs/architecture.rst)::
 
-    datastore -> events -> fov -> selection -> grouping -> histogram / exposure -> model
-              -> io (netCDF, GADF FITS, HDU index) -> cli
+    cli, accessor -> report -> plots -> checks -> building, simulate -> model -> store -> sky
+                  -> io -> core
 
 Typical use::
 
@@ -15,19 +15,21 @@ Typical use::
     model = xbkg.update_model(model, "path/to/dl3-store", obs_ids=new_runs)  # adds runs
 """
 
-from . import accessor  # noqa: F401  (registers the ``ds.bkg`` accessor)
-from ._version import __version__
-from .binning import parse_edges
-from .datastore import open_datastore
-from .evaluate import evaluate_rate, integrate_counts
-from .events import open_events
-from .io import open_model, save_model
-from .io.gammapy import from_gammapy, to_gammapy
-from .make import make_binning, make_model
-from .model import assemble_model, validate_model
-from .predict import predict_counts
-from .selection import select_runs
-from .update import merge_models, update_model
+from xbkg import _compat, accessor  # noqa: F401  (accessor registers ``ds.bkg``)
+from xbkg._version import __version__
+from xbkg.building.make import make_binning, make_model
+from xbkg.building.update import merge_models, update_model
+from xbkg.core.binning import parse_edges
+from xbkg.core.schema import assemble_model, validate_model
+from xbkg.io import open_model, save_model
+from xbkg.io.gammapy import from_gammapy, to_gammapy
+from xbkg.model.evaluate import evaluate_rate, integrate_counts
+from xbkg.model.predict import predict_counts
+from xbkg.store.datastore import open_datastore
+from xbkg.store.events import open_events
+from xbkg.store.selection import select_runs
+
+_compat.install()
 
 __all__ = [
     "__version__",

@@ -10,18 +10,26 @@ from pathlib import Path
 
 import xarray as xr
 
+from xbkg.building.conditional import models_for_runs
+from xbkg.model.evaluate import evaluate_rate, integrate_counts
+from xbkg.model.group_interpolation import model_for_observation
+from xbkg.model.predict import predict_counts
+from xbkg.plots.model import peek
+from xbkg.report.html import model_report
+from xbkg.report.summary import summary_html, summary_text
+
 __all__ = ["BkgAccessor"]
 
 
 @xr.register_dataset_accessor("bkg")
 class BkgAccessor:
-    """Background-model methods on an xbkg model Dataset (:mod:`xbkg.model` layout).
+    """Background-model methods on an xbkg model Dataset (:mod:`xbkg.core.schema` layout).
 
     Examples
     --------
     >>> import numpy as np
     >>> import xbkg.accessor
-    >>> from xbkg.model import assemble_model
+    >>> from xbkg.core.schema import assemble_model
     >>> model = assemble_model(np.full((1, 2, 2), 50), np.full((1, 2, 2), 1e6), kind="2d",
     ...     energy_edges=[1.0, 2.0, 4.0], fov_edges={"offset": [0.0, 1.0, 2.0]},
     ...     zenith_edges=[0, 60], fov_alignment="ALTAZ", offset_max=2.0)
@@ -34,13 +42,13 @@ class BkgAccessor:
 
     def evaluate(self, energy, offset=None, *, detx=None, dety=None, group=None, zenith=None,
                  var: str = "rate", extrapolate: bool = True):
-        """Rate at arbitrary points; see :func:`xbkg.evaluate.evaluate_rate`.
+        """Rate at arbitrary points; see :func:`xbkg.model.evaluate.evaluate_rate`.
 
         Examples
         --------
         >>> import numpy as np
         >>> import xbkg.accessor
-        >>> from xbkg.model import assemble_model
+        >>> from xbkg.core.schema import assemble_model
         >>> counts = np.arange(1, 13).reshape(1, 2, 2, 3)  # (group, energy, dety, detx)
         >>> model = assemble_model(counts, np.full(counts.shape, 1e6), kind="3d",
         ...     energy_edges=[1.0, 2.0, 4.0],
@@ -49,7 +57,6 @@ class BkgAccessor:
         >>> model.bkg.evaluate(np.sqrt(2.0), detx=[-1.0, 0.0, 1.0], dety=-0.5, zenith=20.0)
         array([1.e-06, 2.e-06, 3.e-06])
         """
-        from .evaluate import evaluate_rate
 
         return evaluate_rate(self._ds, energy, offset, detx=detx, dety=dety, group=group,
                              zenith=zenith, var=var, extrapolate=extrapolate)
@@ -57,14 +64,14 @@ class BkgAccessor:
     def integrate(self, energy_edges, *, offset_edges=None, detx_edges=None, dety_edges=None,
                   ontime, group=None, zenith=None, oversample: int = 4,
                   extrapolate: bool = True):
-        """Expected counts in analysis bins; see :func:`xbkg.evaluate.integrate_counts`.
+        """Expected counts in analysis bins; see :func:`xbkg.model.evaluate.integrate_counts`.
 
         Examples
         --------
         >>> import numpy as np
         >>> import xbkg.accessor
-        >>> from xbkg.exposure import annulus_solid_angle
-        >>> from xbkg.model import assemble_model
+        >>> from xbkg.sky.exposure import annulus_solid_angle
+        >>> from xbkg.core.schema import assemble_model
         >>> model = assemble_model(np.full((1, 1, 1), 7), np.full((1, 1, 1), 1.0), kind="2d",
         ...     energy_edges=[1.0, 2.0], fov_edges={"offset": [0.0, 2.0]},
         ...     zenith_edges=[0, 60], fov_alignment="ALTAZ", offset_max=2.0)
@@ -73,7 +80,6 @@ class BkgAccessor:
         >>> bool(np.allclose(counts, expected, rtol=1e-12))
         True
         """
-        from .evaluate import integrate_counts
 
         return integrate_counts(self._ds, energy_edges, offset_edges=offset_edges,
                                 detx_edges=detx_edges, dety_edges=dety_edges, ontime=ontime,
@@ -83,7 +89,7 @@ class BkgAccessor:
     def predict(self, store, obs_id, *, energy_edges=None, width: float = 5.0,
                 binsz: float = 0.05, group=None, zenith=None, energy_integration: str = "edges",
                 max_rotation: float = 0.25):
-        """Expected counts of a run on a FoV grid; see :func:`xbkg.predict.predict_counts`.
+        """Expected counts of a run on a FoV grid; see :func:`xbkg.model.predict.predict_counts`.
 
         Examples
         --------
@@ -100,7 +106,6 @@ class BkgAccessor:
         >>> bool(npred["npred"].sum() > 0)
         True
         """
-        from .predict import predict_counts
 
         return predict_counts(self._ds, store, obs_id, energy_edges=energy_edges, width=width,
                               binsz=binsz, group=group, zenith=zenith,
@@ -109,13 +114,13 @@ class BkgAccessor:
     def for_observation(self, zenith, *, method: str = "log", extra=None, obs_id=None,
                         extrapolate: bool = True):
         """The model of one run, interpolated between the groups in cos(zenith); see
-        :func:`xbkg.interpolate.model_for_observation`.
+        :func:`xbkg.model.group_interpolation.model_for_observation`.
 
         Examples
         --------
         >>> import numpy as np
         >>> import xbkg.accessor
-        >>> from xbkg.model import assemble_model
+        >>> from xbkg.core.schema import assemble_model
         >>> model = assemble_model(np.array([[[400]], [[100]]]), np.ones((2, 1, 1)), kind="2d",
         ...     energy_edges=[1, 2], fov_edges={"offset": [0, 1]}, zenith_edges=[0, 40, 60],
         ...     fov_alignment="ALTAZ", offset_max=1.0)
@@ -124,7 +129,6 @@ class BkgAccessor:
         >>> run.sizes["zenith_group"], round(float(run["rate"].squeeze()), 6)
         (1, 200.0)
         """
-        from .interpolate import model_for_observation
 
         return model_for_observation(self._ds, zenith, method=method, extra=extra, obs_id=obs_id,
                                      extrapolate=extrapolate)
@@ -132,13 +136,12 @@ class BkgAccessor:
     def for_run(self, store, obs_id, *, warn: bool = True):
         """The model of run ``obs_id`` of an observation Dataset ``store`` (any run, also one
         not used in the build) from a conditional model; see
-        :func:`xbkg.conditional.model_for_run`."""
-        from .conditional import models_for_runs
+        :func:`xbkg.building.conditional.model_for_run`."""
 
         return next(models_for_runs(self._ds, store.sel(obs_id=[int(obs_id)]), warn=warn))[1]
 
     def peek(self, group=None, **kwargs):
-        """Quick-look figure of the model; see :func:`xbkg.plotting.peek` (matplotlib).
+        """Quick-look figure of the model; see :func:`xbkg.plots.model.peek` (matplotlib).
 
         Examples
         --------
@@ -146,7 +149,7 @@ class BkgAccessor:
         >>> import matplotlib
         >>> matplotlib.use("Agg")
         >>> import xbkg.accessor
-        >>> from xbkg.model import assemble_model
+        >>> from xbkg.core.schema import assemble_model
         >>> model = assemble_model(np.full((1, 3, 2), 50), np.full((1, 3, 2), 1e6), kind="2d",
         ...     energy_edges=[1.0, 2.0, 4.0, 8.0], fov_edges={"offset": [0.0, 1.0, 2.0]},
         ...     zenith_edges=[0, 60], fov_alignment="ALTAZ", offset_max=2.0)
@@ -154,33 +157,28 @@ class BkgAccessor:
         >>> len(fig.axes) >= 1
         True
         """
-        from .plotting import peek
 
         return peek(self._ds, group=group, **kwargs)
 
     def __repr__(self) -> str:
         """Short text summary: what the model is, its binning and groups."""
-        from .summary import summary_text
 
         return summary_text(self._ds)
 
     def report(self, path="report.html", *, store=None) -> Path:
-        """Write a self-contained HTML report of the model; see :func:`xbkg.report.write_report`.
+        """Write a self-contained HTML report of the model; see :func:`xbkg.report.html.write_report`.
 
         Returns the path of the report (open it in a browser or JupyterLab).
         """
-        from .report import model_report
 
         return model_report(self._ds, path, store=store)
 
     def _repr_html_(self) -> str:
         """Rich display in JupyterLab: ``model.bkg`` shows groups, binning and statistics."""
-        from .summary import summary_html
 
         return summary_html(self._ds)
 
     def summary(self) -> str:
-        """Text summary (kind, binning, groups, counts); see :func:`xbkg.summary.summary_text`."""
-        from .summary import summary_text
+        """Text summary (kind, binning, groups, counts); see :func:`xbkg.report.summary.summary_text`."""
 
         return summary_text(self._ds)

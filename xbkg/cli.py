@@ -22,6 +22,34 @@ import sys
 import threading
 from pathlib import Path
 
+from xbkg._version import __version__
+from xbkg.building.apply import apply_model
+from xbkg.building.make import make_binning, make_model
+from xbkg.building.parallel import LOCAL_SCHEDULERS, local_cluster
+from xbkg.building.products import write_products
+from xbkg.building.update import update_model
+from xbkg.checks.compare import (
+    compare_models,
+    comparison_summary,
+    load_model_set,
+    rate_consistency,
+)
+from xbkg.checks.crossval import summarise, validate
+from xbkg.core.binning import edges_of, parse_edges
+from xbkg.core.defaults import DEFAULTS, DEFAULTS as D
+from xbkg.io import open_model
+from xbkg.io.atomic import discard_pending, recover
+from xbkg.io.netcdf import read_netcdf, write_netcdf
+from xbkg.io.safety import check_writable, guard_output, require_regular_file
+from xbkg.model.smoothing import smooth_model
+from xbkg.report.checks import comparison_table, write_comparison, write_validation
+from xbkg.report.html import write_report
+from xbkg.report.summary import model_label, outdir_summary, provenance_lines, summary_text
+from xbkg.simulate import model_truth_counts, simulate_store
+from xbkg.sky.exclusion import plan_exclusion
+from xbkg.store.datastore import open_datastore, store_inputs
+from xbkg.store.selection import select_runs
+
 __all__ = ["main", "build_parser", "Parser", "cli_message", "join_negative_values"]
 
 log = logging.getLogger("xbkg")
@@ -80,7 +108,6 @@ _MAX_SIM_RUNS, _MAX_SIM_EVENTS = 100_000, 10_000_000
 
 def _scheduler(text: str) -> str:
     """argparse type of --scheduler: a local dask scheduler name or an address (host:port)."""
-    from .parallel import LOCAL_SCHEDULERS
 
     if text in LOCAL_SCHEDULERS or ":" in text:
         return text
@@ -130,8 +157,6 @@ def _add_global_flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
 
 
 def _read_run_list(path) -> list[int]:
-    from .io.safety import require_regular_file
-
     ids = []
     try:
         require_regular_file(path)
@@ -182,8 +207,6 @@ def _refuse_special_files(args) -> None:
 
 
 def _add_binning(p: argparse.ArgumentParser) -> None:
-    from .defaults import DEFAULTS as D
-
     g = p.add_argument_group("binning (edge specs: 'lo:hi:n' for n bins, or 'e0,e1,...')")
     g.add_argument("--kind", choices=("2d", "3d"), default=D.kind,
                    help=f"model kind: 2d (energy x offset) or 3d (energy x DETY x DETX) "
@@ -234,7 +257,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "to OUTDIR (FITS per group, model.nc, HDU index for gammapy).")
     mm.add_argument("data_dir", metavar="DATA_DIR", help="GADF DL3 store (obs-index, hdu-index)")
     mm.add_argument("outdir", metavar="OUTDIR", help="output folder")
-    from .defaults import DEFAULTS
 
     sel = mm.add_argument_group("run selection")
     sel.add_argument("--selection", choices=("off", "offplane", "all"), default=DEFAULTS.selection,
@@ -335,8 +357,6 @@ def _add_no_report(p: argparse.ArgumentParser) -> None:
 
 
 def _version() -> str:
-    from . import __version__
-
     return f"xbkg {__version__}"
 
 
@@ -345,17 +365,12 @@ def _progress(args) -> bool:
 
 
 def cmd_make_models(args) -> int:
-    from .datastore import open_datastore
-    from .io.products import write_products
-    from .make import make_model
-    from .selection import select_runs
-
     store = open_datastore(args.data_dir, index_dir=args.index_dir)
     _guard(args.outdir, store, args, ("model.nc",), [args.run_list, args.groups, *(args.exclusion or [])])
     obs_ids = _read_run_list(args.run_list) if args.run_list else None
     n_obs_max = 5 if args.test and args.n_obs_max is None else args.n_obs_max
     cuts, exclusion, select_near = _cuts_and_exclusion(args)
-    with _quiet("xbkg.selection"):  # make_model selects again and logs the result once
+    with _quiet("xbkg.store.selection"):  # make_model selects again and logs the result once
         _, rejected = select_runs(store, args.selection, obs_ids=obs_ids, n_obs_max=n_obs_max,
                                   **cuts, **select_near)
     model = make_model(
@@ -368,8 +383,6 @@ def cmd_make_models(args) -> int:
         **_instrument_options(args),
     )
     if args.smooth != "none":
-        from .smoothing import smooth_model
-
         model = smooth_model(model, args.smooth)
     skipped = json.loads(model.attrs.get("provenance", "{}")).get("skipped_runs", {})
     rejected.update({int(obs_id): message for obs_id, message in skipped.items()})
@@ -379,7 +392,6 @@ def cmd_make_models(args) -> int:
     out = write_products(model, store, args.outdir, rejected=rejected, overwrite=args.overwrite,
                          image=not args.no_image, per_run=args.per_run,
                          per_run_method=args.per_run_method, bundle=args.bundle)
-    from .summary import model_label, provenance_lines
 
     print(f"wrote {model_label(model)} from {model.sizes['obs_id']} runs in "
           f"{model.sizes['zenith_group']} group(s) to {out}")
@@ -391,8 +403,6 @@ def cmd_make_models(args) -> int:
 
 def _guard(output, store, args, markers, inputs=(), option="OUTDIR") -> None:
     """Refuse an output that is or holds an input, or (--overwrite) a folder not ours."""
-    from .datastore import store_inputs
-    from .io.safety import guard_output
 
     found = store_inputs(store) if store is not None else []
     guard_output(output, [*found, *inputs], overwrite=getattr(args, "overwrite", False),
@@ -421,8 +431,6 @@ def _with_command(model, command_line):
 
 
 def _write_report(outdir, store=None):
-    from .report import write_report
-
     return write_report(outdir, store=store)
 
 
@@ -442,7 +450,6 @@ def _add_cuts_and_exclusion(mm: argparse.ArgumentParser, sel) -> None:
     g.add_argument("--exclusion", metavar="FILE", action="append", default=None,
                    help="excluded sky circles: a table (FITS/ECSV/CSV with RA, DEC, Radius in deg) "
                    "or a DS9 region file; may repeat")
-    from .defaults import DEFAULTS
 
     g.add_argument("--exclusion-mode", choices=("regions", "runs"), default=DEFAULTS.exclusion_mode,
                    help="regions: drop events in the circles and correct the exposure (default); "
@@ -503,8 +510,6 @@ def _instrument_options(args) -> dict:
 def _cuts_and_exclusion(args):
     """Run-cut and exclusion keyword arguments of make_model, and the select_runs ones for runs
     near excluded circles (so bg_rejected_runs.ecsv gives their reason)."""
-    from .exclusion import plan_exclusion
-    from .make import make_binning
 
     cuts = {"where": args.where, "min_n_tels": args.min_n_tels, "min_muoneff": args.min_muoneff,
             "max_quality": args.max_quality}
@@ -549,7 +554,6 @@ def _add_modelling(mm: argparse.ArgumentParser) -> None:
     g.add_argument("--groups", metavar="FILE", default=None,
                    help="reuse the groups of a bg_observation_groups.ecsv (runs are assigned by "
                    "its bounds) instead of deciding new ones (default: decide new groups)")
-    from .defaults import DEFAULTS
 
     g.add_argument("--energy-threshold", metavar="POLICY", default=DEFAULTS.energy_threshold,
                    help="per-run energy thresholds: a run adds counts and exposure only to "
@@ -629,9 +633,6 @@ def _smoothness(text):
 
 
 def cmd_info(args) -> int:
-    from .io import open_model
-    from .summary import outdir_summary, summary_text
-
     path = Path(args.path)
     if path.is_dir():
         print(outdir_summary(path))
@@ -643,7 +644,6 @@ def cmd_info(args) -> int:
 def _check_report_output(output) -> None:
     """``report --output`` may replace an earlier HTML report, never another file (a model,
     a FITS file), a folder or a FIFO."""
-    from .io.safety import check_writable
 
     path = Path(output)
     if path.is_dir():
@@ -658,8 +658,6 @@ def _check_report_output(output) -> None:
 
 
 def cmd_report(args) -> int:
-    from .report import write_report
-
     if args.output is not None:
         _check_report_output(args.output)
     print(f"wrote {write_report(args.outdir, output=args.output)}")
@@ -667,9 +665,6 @@ def cmd_report(args) -> int:
 
 
 def cmd_simulate(args) -> int:
-    from .binning import parse_edges
-    from .simulate import simulate_store
-
     zr = parse_edges(args.zenith_range.replace(":", ","), name="--zenith-range")
     _guard(args.outdir, None, args, ("truth.json", "hdu-index.fits.gz"))
     path = simulate_store(args.outdir, n_runs=args.runs, events_per_run=args.events, seed=args.seed,
@@ -680,8 +675,6 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .simulate import simulate_store
-
     out = Path(args.outdir)
     _guard(out / "store", None, args, ("truth.json",))
     store = simulate_store(out / "store", n_runs=args.runs, events_per_run=20000,
@@ -706,8 +699,6 @@ def _print_closure(store, model_path) -> None:
     """How well the demo model recovers the simulated truth, per group."""
     import numpy as np
 
-    from .io import open_model
-    from .simulate import model_truth_counts
 
     model = open_model(model_path)
     expected = model_truth_counts(store, model)
@@ -729,7 +720,6 @@ def _inside_offset_cut(model):
     """Mask over the FoV bins (broadcast over energy) that lie wholly inside ``offset_max``."""
     import numpy as np
 
-    from .binning import edges_of
 
     omax = float(model.attrs["offset_max"])
     if model.attrs["kind"] == "2d":
@@ -749,7 +739,7 @@ def _add_update_parser(sub) -> None:
         "update-model", help="add runs to a model without re-reading its runs",
         description="Add runs of DATA_DIR to a model (model.nc, or a make-models OUTDIR whose "
         "products are then rewritten from DATA_DIR, the grown store the model came from), "
-        "with the model's own binning, groups, selection and thresholds (xbkg.update).")
+        "with the model's own binning, groups, selection and thresholds (xbkg.building.update).")
     up.add_argument("model", metavar="MODEL", help="model.nc, or a make-models OUTDIR")
     up.add_argument("data_dir", metavar="DATA_DIR", help="GADF DL3 store with the new runs")
     up.add_argument("--run-list", metavar="FILE",
@@ -778,12 +768,6 @@ def _add_update_parser(sub) -> None:
 
 
 def cmd_update_model(args) -> int:
-    from .datastore import open_datastore
-    from .io.netcdf import read_netcdf, write_netcdf
-    from .update import update_model
-
-    from .io.atomic import recover
-
     path = Path(args.model)
     recover(path)  # a make-models or update-model killed while it replaced MODEL
     folder = path.is_dir()
@@ -799,8 +783,6 @@ def cmd_update_model(args) -> int:
                            **{k: getattr(args, k) for k in _UPDATE_CHECKS})
     overwrite = args.overwrite or out.resolve() == path.resolve()
     if folder:
-        from .io.products import write_products
-
         requested = store.obs_id.values.tolist() if obs_ids is None else obs_ids
         rejected = _rejected_after_update(path, updated, requested)
         write_products(updated, store, out, rejected=rejected, overwrite=overwrite,
@@ -848,10 +830,6 @@ def _add_apply_parser(sub) -> None:
 
 
 def cmd_apply_model(args) -> int:
-    from .datastore import open_datastore
-    from .io import open_model
-    from .io.apply import apply_model
-
     model_path = Path(args.model)
     if model_path.is_dir():
         model_path = model_path / "model.nc"
@@ -876,7 +854,7 @@ def _add_validate_parsers(sub) -> None:
         description="Split the runs into folds; for each fold build a model on the other runs "
         "and predict the held-out runs' counts per bin (or score fixed models with --reference). "
         "Writes validation_runs.ecsv, validation_summary.json, validation_cubes.nc and PNG plots "
-        "to OUTDIR (xbkg.validation).")
+        "to OUTDIR (xbkg.checks.crossval).")
     va.add_argument("data_dir", metavar="DATA_DIR", help="GADF DL3 store (obs-index, hdu-index)")
     va.add_argument("outdir", metavar="OUTDIR", help="output folder")
     sel = va.add_argument_group("runs and folds")
@@ -913,7 +891,7 @@ def _add_validate_parsers(sub) -> None:
     co = sub.add_parser(
         "compare", help="compare two model sets: ratio maps, profiles, summary table",
         description="Compare model set B with model set A (each a model.nc / GADF file or a "
-        "make-models OUTDIR) on A's grid, per zenith group of A (xbkg.compare). Writes "
+        "make-models OUTDIR) on A's grid, per zenith group of A (xbkg.checks.compare). Writes "
         "compare_summary.ecsv, compare.nc and PNG plots to OUTDIR and prints the summary.")
     co.add_argument("model_a", metavar="A",
                     help="reference model set: model.nc, a GADF file or a make-models OUTDIR")
@@ -929,9 +907,6 @@ def _add_validate_parsers(sub) -> None:
 
 
 def cmd_validate(args) -> int:
-    from .io.reports import write_validation
-    from .validation import summarise, validate
-
     if args.per_run:
         per_run = args.per_run_method
     else:
@@ -941,8 +916,6 @@ def cmd_validate(args) -> int:
     _guard(args.outdir, None, args, ("validation_summary.json",),
            [args.data_dir, args.run_list, args.groups, reference if fixed else None])
     if fixed:
-        from .compare import load_model_set
-
         reference = load_model_set(reference)
     options = {"kind": args.kind, "fov_alignment": args.fov_alignment,
                "energy_edges": args.energy_edges, "offset_edges": args.offset_edges,
@@ -968,9 +941,6 @@ def cmd_validate(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .compare import compare_models, comparison_summary, load_model_set, rate_consistency
-    from .io.reports import comparison_table, write_comparison
-
     _guard(args.outdir, None, args, ("compare_summary.ecsv",), [args.model_a, args.model_b])
     model_a, model_b = load_model_set(args.model_a), load_model_set(args.model_b)
     comparison = compare_models(model_a, model_b, labels=args.labels)
@@ -1012,7 +982,6 @@ def _workers(args):
         return
     import distributed  # noqa: F401  (configures its loggers on import)
 
-    from .parallel import local_cluster
 
     if not (args.verbose or args.debug):  # distributed logs its start and stop at INFO
         logging.getLogger("distributed").setLevel(logging.WARNING)
@@ -1040,8 +1009,6 @@ def main(argv=None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except KeyboardInterrupt:
-        from .io.atomic import discard_pending
-
         discard_pending()
         print("xbkg: interrupted; no partial output was left", file=sys.stderr)
         if the_command:  # the command itself: end now, even if a thread is stuck in a read

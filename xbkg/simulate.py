@@ -31,11 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import fov
-from .binning import parse_edges
-from .datastore import takes_store
-from .io.atomic import atomic_dir
-from .io.fitswrite import bintable_bytes, file_bytes
+from xbkg.core.binning import edges_of, parse_edges
+from xbkg.io.atomic import atomic_dir
+from xbkg.io.fitswrite import bintable_bytes, file_bytes
+from xbkg.sky import fov
+from xbkg.store.datastore import takes_store
 
 __all__ = [
     "SITES",
@@ -548,9 +548,9 @@ def plan_runs(n_runs: int, *, seed=0, zenith_range=(0.0, 60.0), site="hess", sou
         ``altaz_params`` (``(n_runs, fov.ALTAZ_PARAMS_SIZE)``, from :func:`fov.altaz_run_params`)
         and ``alt_mid, az_mid`` (the pointing at each run's mid time, deg).
     """
+    import astropy.units as u
     from astropy.coordinates import AltAz, EarthLocation, SkyCoord
     from astropy.time import Time
-    import astropy.units as u
 
     site = _site(site)
     lo, hi = (float(z) for z in zenith_range)
@@ -888,7 +888,7 @@ def simulate_store(outdir, *, n_runs: int = 20, events_per_run: float = 20000,
     condition_truth : dict, optional
         Make each run's level depend on its conditions (:func:`condition_factors`): keys
         ``MUONEFF``, ``N_TELS``, ``zenith``, ``azimuth_cos``, ``azimuth_sin`` (coefficients of
-        the terms of :mod:`xbkg.conditions`) and ``scatter`` (standard deviation of a per-run
+        the terms of :mod:`xbkg.store.conditions`) and ``scatter`` (standard deviation of a per-run
         random ``ln`` level). MUONEFF is then drawn in 0.6-1.0 and N_TELS in {3, 4}. The factor
         of every run is in ``truth.json`` (``condition_factor``, its random part
         ``condition_scatter``) and in its ``expected_counts``.
@@ -1032,7 +1032,6 @@ def model_truth_counts(store_dir, model) -> np.ndarray:
     in the model's binning. Exact for bins inside the model's offset cut and without energy
     thresholds; bins crossing the cut hold fewer counts than this.
     """
-    from .binning import edges_of
 
     truth, record = load_truth(store_dir)
     runs = {int(r["obs_id"]): r for r in record["runs"]}

@@ -78,35 +78,28 @@ class XbkgCliDirective(Directive):
 # ---------------------------------------------------------------------------------------------
 # API reference
 
-#: Modules in pipeline order (STYLE.md: the folder reads like the pipeline); modules not named
-#: here follow alphabetically, so a new module is documented without editing the docs.
-PIPELINE_ORDER = [
-    "xbkg", "xbkg.defaults", "xbkg.datastore", "xbkg.events", "xbkg.survey", "xbkg.pointing",
-    "xbkg.validate", "xbkg.geometry", "xbkg.fov", "xbkg.erfa_context", "xbkg.iers_cache",
-    "xbkg.selection", "xbkg.sources", "xbkg.exclusion", "xbkg.excluded_area", "xbkg.grouping",
-    "xbkg.thresholds", "xbkg.binning", "xbkg.histogram", "xbkg.reduce", "xbkg.exposure",
-    "xbkg.model", "xbkg.smoothing", "xbkg.make", "xbkg.update", "xbkg.conditions",
-    "xbkg.conditional", "xbkg.parallel", "xbkg.evaluate", "xbkg.interpolate", "xbkg.predict",
-    "xbkg.accessor", "xbkg.summary", "xbkg.plotting", "xbkg.report", "xbkg.compare",
-    "xbkg.validation", "xbkg.validation_plots", "xbkg.simulate", "xbkg.cli", "xbkg.io",
-    "xbkg.io.netcdf", "xbkg.io.gadf", "xbkg.io.hduindex", "xbkg.io.products", "xbkg.io.perrun",
-    "xbkg.io.apply", "xbkg.io.groups", "xbkg.io.regions", "xbkg.io.catalogs", "xbkg.io.reports",
-    "xbkg.io.gammapy", "xbkg.io.dl3", "xbkg.io.fitstable", "xbkg.io.fitswrite", "xbkg.io.atomic",
-    "xbkg.io.safety",
-]
+#: Layers bottom-up (docs/architecture.rst): the reference lists the modules of each layer in
+#: turn, so it reads like the package; a new module is documented without editing the docs.
+LAYER_ORDER = ["xbkg", "xbkg.core", "xbkg.io", "xbkg.sky", "xbkg.store", "xbkg.model",
+               "xbkg.building", "xbkg.simulate", "xbkg.checks", "xbkg.plots", "xbkg.report",
+               "xbkg.accessor", "xbkg.testing", "xbkg.cli"]
 _SKIP = {"xbkg.__main__", "xbkg._version"}
 
 
 def public_modules() -> list[str]:
-    """Every module of the package except private ones, in :data:`PIPELINE_ORDER`."""
+    """Every module of the package except private ones, layer by layer (:data:`LAYER_ORDER`)."""
     import pkgutil
 
     import xbkg
 
     names = {"xbkg"} | {m.name for m in pkgutil.walk_packages(xbkg.__path__, "xbkg.")}
     names = {n for n in names if n not in _SKIP and not n.rsplit(".", 1)[-1].startswith("_")}
-    known = [n for n in PIPELINE_ORDER if n in names]
-    return known + sorted(names - set(known))
+    def layer(name):
+        parts = name.split(".")
+        top = ".".join(parts[:2])
+        return (LAYER_ORDER.index(top) if top in LAYER_ORDER else len(LAYER_ORDER), name)
+
+    return sorted(names, key=layer)
 
 
 def _home(module_name: str, name: str, obj) -> str:

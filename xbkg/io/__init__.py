@@ -9,6 +9,9 @@ from pathlib import Path
 
 import xarray as xr
 
+from xbkg.io.gadf import open_bkg_fits
+from xbkg.io.netcdf import is_netcdf, read_netcdf, write_netcdf
+
 __all__ = ["save_model", "open_model"]
 
 
@@ -17,7 +20,6 @@ def save_model(model: xr.Dataset, path, *, overwrite: bool = False) -> Path:
 
     Lazy (dask-backed) models are computed while writing.
     """
-    from .netcdf import write_netcdf
 
     return write_netcdf(model, path, overwrite=overwrite)
 
@@ -33,7 +35,6 @@ def open_model(path, *, hdu=None, fov_alignment=None) -> xr.Dataset:
     fov_alignment : {"ALTAZ", "RADEC"}, optional
         FITS only: override a missing or wrong FOVALIGN keyword.
     """
-    from .netcdf import is_netcdf, read_netcdf
 
     path = Path(path)
     if not path.exists():
@@ -42,6 +43,5 @@ def open_model(path, *, hdu=None, fov_alignment=None) -> xr.Dataset:
         if hdu is not None or fov_alignment is not None:
             raise ValueError(f"{path}: hdu/fov_alignment apply to FITS files only")
         return read_netcdf(path)
-    from .gadf import open_bkg_fits
 
     return open_bkg_fits(path, hdu=hdu, fov_alignment=fov_alignment)

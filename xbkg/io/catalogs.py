@@ -10,7 +10,7 @@ A catalog is a FITS (first table HDU) or ECSV/CSV table with, matched case-insen
 - optionally names: ``common_name``, ``other_names`` and ``gamma_names`` (comma-separated
   aliases) of gamma-cat, ``Source_Name`` and ``Identified_Object`` of HGPS, or ``name``.
 
-:func:`read_source_catalog` returns a :class:`SourceCatalog`; :mod:`xbkg.sources` turns it into
+:func:`read_source_catalog` returns a :class:`SourceCatalog`; :mod:`xbkg.building.sources` turns it into
 exclusion circles.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .regions import angle_deg
+from xbkg.io.regions import angle_deg
 
 __all__ = ["SourceCatalog", "read_source_catalog", "normalise_name"]
 

@@ -1,16 +1,23 @@
 """Reading GADF DL3 index tables (OBS_INDEX, HDU_INDEX) into plain numpy columns.
 
-Only format knowledge lives here; :mod:`xbkg.datastore` turns the columns into a labelled
+Only format knowledge lives here; :mod:`xbkg.store.datastore` turns the columns into a labelled
 observation table and resolves files.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 from pathlib import Path
 
 import numpy as np
+import xarray as xr
 
-__all__ = ["IndexTable", "find_index_dir", "find_index_file", "read_index_table"]
+from xbkg.io.fitstable import check_sizes, read_whole_table
+from xbkg.io.safety import require_regular_file
+
+__all__ = ["IndexTable", "find_index_dir", "find_index_file", "read_index_table",
+           "store_directory", "takes_store_directory"]
 
 INDEX_NAMES = {"obs": ("obs-index.fits.gz", "obs-index.fits"),
                "hdu": ("hdu-index.fits.gz", "hdu-index.fits")}
@@ -90,8 +97,6 @@ def read_index_table(path: Path, hdu: str | int = 1) -> IndexTable:
     unreadable input. Read with :func:`xbkg.io.fitstable.read_whole_table` (the same arrays as
     astropy.io.fits gives, without its per-file cost).
     """
-    from .fitstable import check_sizes, read_whole_table
-    from .safety import require_regular_file
 
     path = Path(path)
     require_regular_file(path)
@@ -105,3 +110,34 @@ def read_index_table(path: Path, hdu: str | int = 1) -> IndexTable:
     units = {name.upper(): unit for name, unit in units.items()}
     meta = {k: _plain(v) for k, v in header.items() if k not in ("COMMENT", "HISTORY", "")}
     return IndexTable(columns, units, meta, path)
+
+
+def store_directory(store) -> Path:
+    """The directory of ``store``: a path as it is, or an opened store's ``base_dir``."""
+    if isinstance(store, xr.Dataset):
+        if "base_dir" not in store.attrs:
+            raise ValueError("store: this observation Dataset has no 'base_dir' attribute; pass "
+                             "the store directory instead")
+        return Path(store.attrs["base_dir"])
+    return Path(store)
+
+
+def takes_store_directory(name: str = "store_dir"):
+    """Decorator: argument ``name`` may be a store directory or an opened store, and reaches the
+    function as the directory (:func:`store_directory`; None is passed on). The wrapper's
+    ``store_argument`` attribute names the argument (as :func:`xbkg.store.datastore.takes_store`)."""
+
+    def decorate(func):
+        signature = inspect.signature(func)
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs)
+            if bound.arguments.get(name) is not None:
+                bound.arguments[name] = store_directory(bound.arguments[name])
+            return func(*bound.args, **bound.kwargs)
+
+        wrapper.store_argument = name
+        return wrapper
+
+    return decorate

@@ -50,7 +50,7 @@ import zlib
 
 import numpy as np
 
-from .safety import require_regular_file
+from xbkg.io.safety import require_regular_file
 
 try:  # ISA-L inflates gzip streams faster than zlib; used when the optional "isal" is installed
     from isal import isal_zlib as _inflate_lib

@@ -38,11 +38,19 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from ..binning import edges_of
-from ..model import (FOV_ALIGNMENTS, RATE_UNIT, assemble_model, check_model_values, fov_dims,
-                     validate_model)
-from .atomic import atomic_path
-from .fitswrite import gzip_bytes, hdu_bytes
+from xbkg._version import __version__
+from xbkg.core.binning import edges_of
+from xbkg.core.schema import (
+    FOV_ALIGNMENTS,
+    RATE_UNIT,
+    assemble_model,
+    check_model_values,
+    fov_dims,
+    validate_model,
+)
+from xbkg.io.atomic import atomic_path
+from xbkg.io.fitstable import check_sizes
+from xbkg.io.fitswrite import gzip_bytes, hdu_bytes
 
 __all__ = [
     "HDUDOC",
@@ -146,8 +154,6 @@ def _group(model: xr.Dataset, group) -> xr.Dataset:
 
 
 def _creator() -> str:
-    from .. import __version__
-
     return f"xbkg {__version__}"
 
 
@@ -233,7 +239,7 @@ UNCERTAINTY_CARDS = {
 
 def _uncertainty_parts(model: xr.Dataset, one: xr.Dataset, axes) -> tuple[list, list]:
     """Extra ``BKG_ERR`` column and :data:`UNCERTAINTY_CARDS` of a conditional model (a
-    per-run model of :func:`xbkg.conditional.model_for_run`, or the fitted model); none
+    per-run model of :func:`xbkg.building.conditional.model_for_run`, or the fitted model); none
     otherwise."""
     import json
 
@@ -274,7 +280,7 @@ def bkg_hdu(model: xr.Dataset, group=0, *, hdu_name: str = "BACKGROUND"):
     Parameters
     ----------
     model : Dataset
-        xbkg model (see :mod:`xbkg.model`); lazy models are computed.
+        xbkg model (see :mod:`xbkg.core.schema`); lazy models are computed.
     group : int
         ``zenith_group`` label.
     hdu_name : str
@@ -288,7 +294,7 @@ def bkg_hdu(model: xr.Dataset, group=0, *, hdu_name: str = "BACKGROUND"):
 
     Examples
     --------
-    >>> from xbkg.model import assemble_model
+    >>> from xbkg.core.schema import assemble_model
     >>> model = assemble_model(np.ones((1, 2, 3), "int64"), np.ones((1, 2, 3)), kind="2d",
     ...                        energy_edges=[0.1, 1, 10], fov_edges={"offset": [0, 1, 2, 3]},
     ...                        zenith_edges=[0, 90], fov_alignment="ALTAZ", offset_max=3)
@@ -572,7 +578,7 @@ def _decode_cube(hdu, column: str, kind: str, edges: dict, where: str) -> xr.Dat
 
 def _model_from_cubes(rate, kind, edges, header, fov_alignment, provenance, counts=None,
                       exposure=None) -> xr.Dataset:
-    """One-group model Dataset (layout of :func:`xbkg.model.assemble_model`)."""
+    """One-group model Dataset (layout of :func:`xbkg.core.schema.assemble_model`)."""
     has_cubes = counts is not None and exposure is not None
     shape = (1,) + rate.shape
     has_zen = "ZEN_LO" in header and "ZEN_HI" in header
@@ -631,7 +637,7 @@ def read_bkg_hdu(hdu, *, fov_alignment: str | None = None) -> xr.Dataset:
     Returns
     -------
     Dataset
-        One-group model in the layout of :func:`xbkg.model.assemble_model` holding ``rate``
+        One-group model in the layout of :func:`xbkg.core.schema.assemble_model` holding ``rate``
         only; ``zenith_bounds`` from ``ZEN_LO``/``ZEN_HI`` if present, else ``[0, 90]``;
         attrs ``kind``, ``fov_alignment``, ``offset_max`` (the ``OFFMAX`` card that xbkg
         writes; without it the largest offset edge, or largest ``|det|`` corner distance in 3D).
@@ -675,7 +681,6 @@ def open_bkg_fits(path, hdu=None, *, fov_alignment: str | None = None) -> xr.Dat
     """
     from astropy.io import fits
 
-    from .fitstable import check_sizes
 
     path = Path(path)
     if not path.exists():

@@ -10,9 +10,8 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from ..binning import edges_of
-from ..evaluate import select_group
-from ..model import RATE_UNIT, assemble_model, validate_model
+from xbkg.core.binning import edges_of
+from xbkg.core.schema import RATE_UNIT, assemble_model, select_group, validate_model
 
 __all__ = ["to_gammapy", "from_gammapy", "respect_fov_alignment", "SASH_CREATOR"]
 
@@ -24,11 +23,11 @@ def to_gammapy(model: xr.Dataset, group=0, *, zenith=None):
     Parameters
     ----------
     model : Dataset
-        A model in the :mod:`xbkg.model` layout.
+        A model in the :mod:`xbkg.core.schema` layout.
     group : int
         Zenith group ID (ignored when ``zenith`` is given).
     zenith : float, optional
-        Zenith angle (deg) selecting the group, as in :func:`xbkg.evaluate.select_group`.
+        Zenith angle (deg) selecting the group, as in :func:`xbkg.model.evaluate.select_group`.
 
     Returns
     -------
@@ -40,7 +39,7 @@ def to_gammapy(model: xr.Dataset, group=0, *, zenith=None):
     Examples
     --------
     >>> import numpy as np
-    >>> from xbkg.model import assemble_model
+    >>> from xbkg.core.schema import assemble_model
     >>> model = assemble_model(np.ones((1, 2, 3), int), np.ones((1, 2, 3)), kind="2d",
     ...     energy_edges=[1.0, 2.0, 4.0], fov_edges={"offset": [0.0, 1.0, 2.0, 3.0]},
     ...     zenith_edges=[0, 60], fov_alignment="ALTAZ", offset_max=3.0)
@@ -80,7 +79,7 @@ def from_gammapy(bkg, *, zenith_bounds=(0.0, 90.0)) -> xr.Dataset:
 
     Returns
     -------
-    Dataset in the :mod:`xbkg.model` layout with ``rate`` (s-1 MeV-1 sr-1) and no counts,
+    Dataset in the :mod:`xbkg.core.schema` layout with ``rate`` (s-1 MeV-1 sr-1) and no counts,
     exposure or rate_error. ``offset_max`` is the last offset edge (2D) or the largest offset
     fully covered by the FoV box (3D). A ``REVERSE_LON_RADEC`` IRF (gammapy's legacy H.E.S.S.
     frame) becomes a ``RADEC`` model with the longitude axis mirrored (edges negated and
@@ -89,7 +88,7 @@ def from_gammapy(bkg, *, zenith_bounds=(0.0, 90.0)) -> xr.Dataset:
     Examples
     --------
     >>> import numpy as np
-    >>> from xbkg.model import assemble_model
+    >>> from xbkg.core.schema import assemble_model
     >>> counts = np.arange(1, 13).reshape(1, 2, 2, 3)  # (group, energy, dety, detx)
     >>> model = assemble_model(counts, np.ones(counts.shape), kind="3d",
     ...     energy_edges=[1.0, 2.0, 4.0],

@@ -4,8 +4,8 @@ Columns: ``GROUP_ID``, ``ZEN_MIN``, ``ZEN_MAX`` (deg), ``N_OBS``, ``ONTIME`` (s)
 ``MEAN_COS_ZEN`` (ONTIME-weighted mean cos zenith), then ``<COLUMN>_MIN``, ``<COLUMN>_MAX`` for
 every extra grouping column (e.g. ``AZ_PNT_MIN``). The table metadata keeps ``group_by`` and the
 grouping parameters (``grouping``, JSON). :func:`read_groups_table` returns a grouping Dataset
-(:mod:`xbkg.grouping`) without runs, which :func:`xbkg.make_model` (``grouping=``) and
-:func:`xbkg.grouping.assign_groups` accept: runs are assigned from the bounds.
+(:mod:`xbkg.building.grouping`) without runs, which :func:`xbkg.make_model` (``grouping=``) and
+:func:`xbkg.building.grouping.assign_groups` accept: runs are assigned from the bounds.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from ..binning import BOUNDS_DIM
-from ..grouping import extra_columns, group_bounds
+from xbkg.core.binning import BOUNDS_DIM
+from xbkg.core.groups import extra_columns, group_bounds
 
 __all__ = ["groups_table", "write_groups_table", "read_groups_table"]
 
@@ -61,7 +61,7 @@ def read_groups_table(path) -> xr.Dataset:
     Examples
     --------
     >>> import tempfile, pathlib
-    >>> from xbkg.grouping import make_grouping
+    >>> from xbkg.building.grouping import make_grouping
     >>> store = xr.Dataset({"zenith": ("obs_id", [10.0, 40.0]), "ontime": ("obs_id", [1e3, 2e3])},
     ...                    coords={"obs_id": [1, 2]})
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "groups.ecsv"

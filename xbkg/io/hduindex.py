@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..datastore import takes_store
+from xbkg.io.dl3 import takes_store_directory
 
 __all__ = ["make_bkg_index_table", "make_total_index_table", "HDU_INDEX_META"]
 
@@ -55,7 +55,7 @@ def make_bkg_index_table(obs_ids, file_names, *, kind: str, file_dir: str = ".",
     return table
 
 
-@takes_store("store_dir", directory=True)
+@takes_store_directory("store_dir")
 def make_total_index_table(store_hdu_index, bkg_table, *, store_dir, out_dir):
     """The store's HDU index without its bkg rows, plus ``bkg_table``, usable from ``out_dir``.
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from ..model import check_model_values, validate_model
-from ..parallel import no_client_lookup
-from .atomic import atomic_path
-from .safety import require_regular_file
+from xbkg.core.schedulers import no_client_lookup
+from xbkg.core.schema import check_model_values, validate_model
+from xbkg.io.atomic import atomic_path
+from xbkg.io.safety import require_regular_file
 
 __all__ = ["write_netcdf", "read_netcdf", "is_netcdf"]
 
@@ -89,3 +89,5 @@ def read_netcdf(path) -> xr.Dataset:
         return check_model_values(validate_model(model))
     except ValueError as exc:
         raise ValueError(f"{path}: not an xbkg model: {exc}") from exc
+
+

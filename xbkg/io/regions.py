@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..exclusion import SkyCircles
+from xbkg.core.circles import SkyCircles
 
 __all__ = ["read_exclusion_regions", "read_region_table", "read_ds9_circles", "circles_from_table",
            "angle_deg"]
@@ -51,7 +51,7 @@ def read_exclusion_regions(paths) -> SkyCircles:
 
     Returns
     -------
-    xbkg.exclusion.SkyCircles
+    xbkg.sky.exclusion.SkyCircles
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]

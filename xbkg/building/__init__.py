@@ -1,0 +1,1 @@
+"""Building models: histograms, exposure, grouping, thresholds, the dask reduction, make/update."""

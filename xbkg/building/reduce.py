@@ -1,0 +1,474 @@
+"""Per-run cubes and their reduction over runs: the lazy heart of a model build.
+
+:func:`run_cubes` is one run's work: read its events, compute FoV coordinates, histogram the
+counts and compute the run's own exposure (ONTIME x energy width x solid angle, x the run's
+energy mask). :func:`group_cubes` writes the graph: leaf tasks each doing a few runs one after
+the other, then per-group tree sums, so memory does not depend on the number of runs. A run's
+contribution is all or nothing: a run that fails contributes neither counts nor exposure, and
+its error is reported (``on_error="skip"``) or raised (``on_error="raise"``).
+
+Determinism: counts are int64 and exposure time is summed as int64 multiples of
+:data:`TIME_QUANTUM` (2**-32 s), so both sums are exact and the model is bitwise the same
+whatever the order of the sums (``split_every`` of the tree, the order of the runs, the
+scheduler, the number of workers). Each group's exposure is its summed time (s) times
+:func:`exposure_scale` (energy width x solid angle), one rounding at the end.
+"""
+
+from __future__ import annotations
+
+import dask
+import dask.array as da
+import numpy as np
+
+from xbkg.building.histogram import Binning, run_counts
+from xbkg.building.malloc import tune_malloc
+from xbkg.core.binning import run_energy_mask
+from xbkg.io.fitstable import read_header
+from xbkg.sky import fov
+from xbkg.sky.exclusion import apply_exclusion
+from xbkg.sky.exposure import energy_widths_mev
+from xbkg.sky.extent import run_max_offset
+from xbkg.sky.fov import haversine, offset_deg
+from xbkg.store.altaz_checks import DEFAULT_ALTITUDE_TOLERANCE, check_run_geometry
+from xbkg.store.events import (
+    DEFAULT_COLUMNS,
+    RunDataError,
+    complete_run_info,
+    describe_run,
+    read_run,
+)
+from xbkg.store.runchecks import validate_run_events
+from xbkg.store.selection import event_filter_columns, event_filter_mask
+
+__all__ = ["ON_ERROR", "TIME_QUANTUM", "EVENTS_PER_TASK", "quantize_time", "exposure_scale",
+           "run_energy_mask", "with_altaz_params", "filter_events", "run_cubes",
+           "run_fit_statistics", "leaf_sizes",
+           "group_cubes"]
+
+ON_ERROR = ("raise", "skip")
+
+#: Resolution (s) of the exposure times summed over runs; int64 multiples of it hold up to
+#: 2**31 s (68 years) per group, with a rounding of at most 1.2e-10 s per run and bin.
+TIME_QUANTUM = 2.0 ** -32
+
+
+def quantize_time(seconds) -> np.ndarray:
+    """Times (s) as int64 multiples of :data:`TIME_QUANTUM` (nearest), for exact sums.
+
+    >>> quantize_time([1.0, 0.25]) * TIME_QUANTUM
+    array([1.  , 0.25])
+    """
+    t = np.asarray(seconds, dtype=float)
+    if not (np.isfinite(t).all() and (np.abs(t) < 2.0 ** 31).all()):
+        raise ValueError(f"exposure times must be finite and below 2**31 s, got {t.ravel()[:5]}")
+    return np.rint(t / TIME_QUANTUM).astype(np.int64)
+
+
+def exposure_scale(energy_edges: np.ndarray, solid_angle: np.ndarray) -> np.ndarray:
+    """Energy width (MeV) x solid angle (sr) of each bin: exposure = time (s) x this.
+
+    Shape ``(E,) + solid_angle.shape``.
+    """
+    widths = energy_widths_mev(energy_edges)
+    return widths.reshape((-1,) + (1,) * np.ndim(solid_angle)) * np.asarray(solid_angle)[None]
+
+
+def run_cubes(info: dict, binning: Binning, solid_angle: np.ndarray, on_error: str = "raise") -> dict:
+    """Counts and exposure cubes of one run (the body of each per-run task).
+
+    Returns ``{"counts": int64 cube, "time": int64 cube, "exposure": float64 cube, "error":
+    None or message, "pointing": where the pointing came from}`` (the EVENTS header's when it
+    has one, see :func:`xbkg.store.events.complete_run_info`): ``time`` is the exposure time (ONTIME x energy mask x fraction of the
+    bin outside exclusion regions) in units of :data:`TIME_QUANTUM`, and ``exposure`` that
+    time (s) x :func:`exposure_scale`. Events below the run's threshold are not counted,
+    matching its exposure. The run's events and GTI are read once and checked by
+    :func:`xbkg.store.runchecks.validate_run_events` first (and, for ALTAZ models, its pointing
+    geometry by :func:`xbkg.store.altaz_checks.check_run_geometry`); ``info["event_filter"]`` then
+    selects events (:func:`filter_events`).
+    """
+    try:
+        columns, header, gti = read_run(info, _run_columns(info))
+        full = complete_run_info(info, header)
+        made_for = info.get("altaz_pointing", (info["ra_pnt"], info["dec_pnt"]))
+        if "altaz_params" in full and (full["ra_pnt"], full["dec_pnt"]) != tuple(made_for):
+            del full["altaz_params"]  # made for another pointing: redone for the header's
+        validate_run_events(columns, header, full, gti=gti)
+        if binning.kind == "3d" and binning.fov_alignment == "ALTAZ":
+            check_run_geometry(full, full.get("altitude_tolerance", DEFAULT_ALTITUDE_TOLERANCE))
+        raw, hav, max_offset = columns, None, None
+        if info.get("measure_extent"):  # the FoV extent, from all the run's events
+            hav = haversine(columns["RA"], columns["DEC"], full["ra_pnt"], full["dec_pnt"])
+            max_offset = run_max_offset(columns["RA"], columns["DEC"], full["ra_pnt"],
+                                        full["dec_pnt"], hav=hav)
+        columns = filter_events(columns, info)
+        n_outer = _outer_events(columns, full)
+        # exclusion regions: events inside dropped, FoV exposure fraction (1.0 without regions)
+        columns, fov_fraction = apply_exclusion(columns, full, binning, gti=gti)
+        counts = run_counts(columns, full, binning, hav=hav if columns is raw else None)
+        mask = run_energy_mask(full, binning.energy_edges)
+        fov_shape = np.shape(solid_angle)
+        time = quantize_time(full["ontime"] * mask.reshape((-1,) + (1,) * len(fov_shape))
+                             * np.broadcast_to(fov_fraction, fov_shape)[None])
+    except (RunDataError, OSError, ValueError) as exc:
+        if on_error == "raise":
+            if isinstance(exc, RunDataError):
+                raise
+            raise RunDataError(f"run {info['obs_id']} ({info['events_file']}): {exc}") from exc
+        shape = binning.shape
+        return {"counts": np.zeros(shape, np.int64), "time": np.zeros(shape, np.int64),
+                "exposure": np.zeros(shape), "error": str(exc) if isinstance(exc, RunDataError) else
+                f"run {info['obs_id']} ({info['events_file']}): {exc}", "pointing": None}
+    counts *= mask.astype(np.int64).reshape((-1,) + (1,) * (counts.ndim - 1))
+    exposure = time * TIME_QUANTUM * exposure_scale(binning.energy_edges, solid_angle)
+    return {"counts": counts, "time": time, "exposure": exposure, "error": None,
+            "pointing": full["pointing_source"], "n_outer": n_outer, "max_offset": max_offset}
+
+
+def _run_columns(info: dict) -> tuple[str, ...]:
+    """Event columns a run task reads: the defaults plus those of its event filter."""
+    extra = event_filter_columns(info["event_filter"]) if info.get("event_filter") else ()
+    return DEFAULT_COLUMNS + tuple(c for c in extra if c.upper() not in DEFAULT_COLUMNS)
+
+
+def filter_events(columns: dict, info: dict) -> dict:
+    """The events of one run that pass ``info["event_filter"]`` (all when it is empty)."""
+    expr = info.get("event_filter")
+    if not expr:
+        return columns
+    where = describe_run(info.get("obs_id"), info.get("events_file"), info.get("events_hdu"))
+    keep = event_filter_mask(expr, columns, where=where)
+    return {name: values[keep] for name, values in columns.items()}
+
+def _outer_events(columns: dict, info: dict) -> int:
+    """Events farther than ``info["outer_offset"]`` (deg) from the pointing (-1: not asked)."""
+    if "outer_offset" not in info:
+        return -1
+
+    offset = offset_deg(columns["RA"], columns["DEC"], info["ra_pnt"], info["dec_pnt"])
+    return int(np.count_nonzero(offset > info["outer_offset"]))
+
+
+def run_fit_statistics(part: dict, fit_bins: np.ndarray, scale: np.ndarray) -> dict:
+    """One run's counts and exposure summed in coarse fit bins (energy x FoV labels).
+
+    ``part`` is a :func:`run_cubes` result, ``fit_bins`` an int label per FoV bin (``-1``: in
+    no fit bin), ``scale`` the :func:`exposure_scale` of the binning. Returns ``{"counts":
+    int64 (E, B), "exposure": float64 (E, B)}`` (s MeV sr), the per-run sufficient statistics
+    of :mod:`xbkg.building.conditional`, B = ``fit_bins.max() + 1``, and ``n_outer``: the run's events
+    beyond ``outer_offset`` (for the ``outer_rate`` condition; -1 when not asked).
+    """
+    labels = np.asarray(fit_bins).ravel()
+    onehot = (labels[:, None] == np.arange(int(labels.max()) + 1)[None]).astype(np.int64)
+    n_e = part["counts"].shape[0]
+    counts = part["counts"].reshape(n_e, -1) @ onehot
+    exposure = (part["time"] * TIME_QUANTUM * scale).reshape(n_e, -1) @ onehot
+    return {"counts": counts, "exposure": exposure, "n_outer": part.get("n_outer", -1)}
+
+
+_ALTAZ_KEYS = ("ra_pnt", "dec_pnt", "geolon", "geolat", "altitude", "mjdrefi", "mjdreff",
+               "tstart", "tstop")
+
+
+def with_altaz_params(runs: list[dict]) -> list[dict]:
+    """Copies of ``runs`` with their ALTAZ constants (``altaz_params``) computed all at once.
+
+    One astropy call per site and time scale (:func:`xbkg.sky.fov.altaz_runs_params`, about 1 ms
+    per run instead of tens of ms run by run); the vectors are those a run's own call would
+    give. Runs with missing or invalid values (filled from, or reported by, their task) are
+    left to their task.
+    """
+
+    values = np.array([[r.get(k, np.nan) for k in _ALTAZ_KEYS] for r in runs], dtype=float)
+    values = values.reshape(len(runs), len(_ALTAZ_KEYS))
+    timesys = np.array([str(r.get("timesys", "")).strip().lower() for r in runs])
+    ok = (np.isfinite(values).all(axis=1) & np.isin(timesys, ("tt", "utc", "tai"))
+          & (np.abs(values[:, 1]) <= 90) & (np.abs(values[:, 3]) <= 90)
+          & (values[:, 8] >= values[:, 7]))
+    ok &= np.array(["altaz_params" not in r for r in runs], dtype=bool)
+    out = [dict(r) for r in runs]
+    if ok.any():
+        params = fov.altaz_runs_params(*values[ok].T[:2], timesys=timesys[ok],
+                                       **dict(zip(_ALTAZ_KEYS[2:], values[ok].T[2:])))
+        for i, p in zip(np.flatnonzero(ok), params):
+            out[i]["altaz_params"] = p
+    return out
+
+
+def _combine(parts: list, indices=None) -> dict:
+    """Sum of run results (``indices``: their run indices) or of partial sums: int64
+    ``counts`` and ``time``, ``errors`` ``{run index: message}`` and ``pointing`` ``{run
+    index: where its pointing came from}``. Exact: int64 sums."""
+    counts = parts[0]["counts"].copy()
+    time = parts[0]["time"].copy()
+    for part in parts[1:]:
+        counts += part["counts"]
+        time += part["time"]
+    if indices is None:
+        errors = {k: v for part in parts for k, v in part["errors"].items()}
+        pointing = {k: v for part in parts for k, v in part["pointing"].items()}
+        extent = {k: v for part in parts for k, v in part["max_offset"].items()}
+    else:
+        errors = {i: part["error"] for i, part in zip(indices, parts) if part["error"] is not None}
+        pointing = {i: part.get("pointing") for i, part in zip(indices, parts)}
+        extent = {i: part.get("max_offset") for i, part in zip(indices, parts)}
+    stats = {k: v for part in parts for k, v in part.get("runstats", {}).items()}
+    return {"counts": counts, "time": time, "errors": errors, "pointing": pointing,
+            "runstats": stats, "max_offset": extent}
+
+
+def _field(total, name: str, shape, dtype):
+    """A group's ``counts`` or ``time`` cube with a leading group axis (zeros for no run)."""
+    if total is None:
+        return np.zeros((1,) + tuple(shape), dtype=dtype)
+    return total[name][None]
+
+
+def _errors(totals: list, n_runs: int, field: str = "errors") -> list:
+    """One entry per run: None, or the run's error message (``field`` "pointing": where the
+    run's pointing came from, "max_offset": its FoV extent in deg; None for failed runs)."""
+    out = [None] * n_runs
+    for total in totals:
+        for i, message in total[field].items():
+            out[i] = message
+    return out
+
+
+#: Events a leaf task reads when the runs' EVENT_COUNT is known (runs are packed in order until
+#: their counts reach it): about 0.3 s of one core for a 3D ALTAZ build, long enough that a
+#: distributed scheduler's cost per task (a few ms on the scheduler, messages and a transfer
+#: on the workers) stays small, short enough that workers finish together.
+EVENTS_PER_TASK = 1_500_000
+#: Runs per leaf task at most (stores of tiny runs), and when event counts are unknown.
+MAX_RUNS_PER_TASK, RUNS_PER_TASK_UNKNOWN = 256, 8
+
+
+def leaf_sizes(infos: list, runs_per_task: int | None = None,
+               events_per_task: int | None = None) -> list[int]:
+    """Numbers of consecutive runs the leaf tasks read (summing to ``len(infos)``).
+
+    ``runs_per_task`` given: that many runs each. Otherwise runs are packed in order until
+    their ``event_count`` reaches ``events_per_task`` (default :data:`EVENTS_PER_TASK`; at
+    most :data:`MAX_RUNS_PER_TASK` runs); a run without a known count weighs
+    ``events_per_task /`` :data:`RUNS_PER_TASK_UNKNOWN`.
+
+    >>> leaf_sizes([{"event_count": 600_000}] * 5)
+    [3, 2]
+    >>> leaf_sizes([{"event_count": None}] * 10)
+    [8, 2]
+    """
+    n = len(infos)
+    if runs_per_task is not None:
+        step = int(runs_per_task)
+        if step < 1:
+            raise ValueError(f"runs per task (split_every) must be >= 1, got {runs_per_task!r}")
+        return [min(step, n - i) for i in range(0, n, step)]
+    if events_per_task is None:
+        events_per_task = EVENTS_PER_TASK
+    unknown = events_per_task / RUNS_PER_TASK_UNKNOWN
+    sizes, events, runs = [], 0.0, 0
+    for info in infos:
+        count = info.get("event_count")
+        events += unknown if count is None else count
+        runs += 1
+        if events >= events_per_task or runs == MAX_RUNS_PER_TASK:
+            sizes.append(runs)
+            events, runs = 0.0, 0
+    if runs:
+        sizes.append(runs)
+    return sizes
+
+
+def _header_pointing(info: dict) -> dict:
+    """``info`` with the pointing its run will use (:func:`xbkg.store.events.complete_run_info`):
+    one header-only read (well under a ms); unchanged when the header cannot be read (the
+    run's task reports it)."""
+    try:
+        header = read_header(info["events_file"], info["events_hdu"])
+    except (OSError, ValueError):
+        return info
+    full = complete_run_info(info, header)
+    return dict(info, ra_pnt=full["ra_pnt"], dec_pnt=full["dec_pnt"])
+
+
+def _altaz_params_list(infos: list) -> list:
+    """ALTAZ constants of these runs at their EVENTS-header pointing (None: left to the run's
+    own task), one astropy call."""
+    try:
+        runs = with_altaz_params([_header_pointing(info) for info in infos])
+        return [(r["altaz_params"], (r["ra_pnt"], r["dec_pnt"])) if "altaz_params" in r
+                else None for r in runs]
+    except Exception:  # noqa: BLE001 - any failure: each run's task computes and reports its own
+        return [None] * len(infos)
+
+
+def _run_stats(totals: list, n_runs: int, n_energy: int, fit_bins: np.ndarray):
+    """Per-run fit statistics ``(counts, exposure, n_outer)``: ``(runs, E, B)`` twice and
+    ``(runs,)``; failed runs 0 (``n_outer`` -1)."""
+    n_bins = int(np.max(fit_bins)) + 1
+    counts = np.zeros((n_runs, n_energy, n_bins), np.int64)
+    exposure = np.zeros((n_runs, n_energy, n_bins))
+    n_outer = np.full(n_runs, -1, np.int64)
+    for total in totals:
+        for i, st in total["runstats"].items():
+            counts[i], exposure[i], n_outer[i] = st["counts"], st["exposure"], st["n_outer"]
+    return counts, exposure, n_outer
+
+
+def _run_batch(infos: list, indices: list, binning: Binning, solid_angle: np.ndarray,
+               on_error: str, fit_bins=None) -> dict:
+    """Summed cubes and errors of a few runs read one after the other (a leaf task).
+
+    For a 3D ALTAZ binning the runs' ALTAZ constants are computed first, at their EVENTS
+    header pointing (header-only reads, well under a ms each), all in one call
+    (:func:`with_altaz_params`). Tunes this process's malloc first
+    (:func:`xbkg.building.parallel.tune_malloc`). With ``fit_bins`` each run's
+    :func:`run_fit_statistics` travel with the sums (``runstats``).
+    """
+    tune_malloc()
+    params = [None] * len(infos)
+    if binning.kind == "3d" and binning.fov_alignment == "ALTAZ":
+        params = _altaz_params_list(infos)
+    total = None
+    scale = None if fit_bins is None else exposure_scale(binning.energy_edges, solid_angle)
+    for info, i, p in zip(infos, indices, params):
+        if p is not None:
+            info = dict(info, altaz_params=p[0], altaz_pointing=p[1])
+        part = run_cubes(info, binning, solid_angle, on_error)
+        stats = {} if fit_bins is None or part["error"] is not None else {
+            i: run_fit_statistics(part, fit_bins, scale)}
+        part = _combine([part], [i])
+        part["runstats"] = stats
+        total = part if total is None else _combine([total, part])
+    return total
+
+
+def _tree(dsk: dict, name: str, infos: list, indices: list, sizes: list, split_every: int,
+          run_args: tuple):
+    """Add to ``dsk`` the tasks reducing these runs: leaves reading ``sizes`` runs each, then
+    nodes of ``split_every`` partial sums; returns the root key."""
+    keys, start = [], 0
+    for j, size in enumerate(sizes):
+        key = (f"{name}-0", j)
+        dsk[key] = (_run_batch, infos[start:start + size], indices[start:start + size], *run_args)
+        keys.append(key)
+        start += size
+    level = 1
+    while len(keys) > 1:
+        new = []
+        for j in range(0, len(keys), split_every):
+            key = (f"{name}-{level}", j // split_every)
+            dsk[key] = (_combine, keys[j:j + split_every])
+            new.append(key)
+        level, keys = level + 1, new
+    return keys[0]
+
+
+def group_cubes(runs: list[dict], groups: np.ndarray, n_groups: int, binning: Binning,
+                solid_angle: np.ndarray, *, on_error: str = "raise",
+                split_every: int | None = None, pointing: bool = False, fit_bins=None,
+                extent: bool = False):
+    """Lazy per-group cubes and per-run errors.
+
+    The graph is written directly, per group: leaf tasks that each read a few runs one after
+    the other and sum their counts, exposure times and error messages, then a tree of tasks
+    each summing ``split_every`` partial sums. By default (``split_every`` None and no dask
+    ``split_every`` setting) a leaf reads runs until :data:`EVENTS_PER_TASK` events by the obs
+    index's EVENT_COUNT (:func:`leaf_sizes`; 8 runs when the counts are unknown) and the tree
+    sums 8 at a time; a ``split_every`` (argument or dask setting) sets both the runs per leaf
+    and the tree's fan-in. A task holds one run's events at a time, and a store makes about
+    one task per 1.5 million events (one per run for bigger runs), so scheduling costs little
+    (on a distributed cluster, a few ms per task). For ALTAZ, each leaf first computes its
+    runs' constants in one astropy call (:func:`with_altaz_params`). Building the graph
+    computes nothing and costs microseconds per run. The sums are exact, so the result does not depend on the task
+    sizes or the order of the runs (module docstring).
+
+    Returns
+    -------
+    counts : dask array, int64, shape ``(n_groups,) + binning.shape``
+    exposure : dask array, float64, same shape (s MeV sr)
+    errors : dask Delayed of a list, one entry per run (None or the error message)
+    pointing_sources : dask Delayed of a list, only with ``pointing=True``
+        One entry per run: where its pointing came from (see
+        :func:`xbkg.store.events.complete_run_info`), None for runs that failed.
+    run_stats : dask Delayed of ``(counts, exposure, n_outer)``: ``(runs, E, B)`` twice, ``(runs,)``
+        Only with ``fit_bins`` (an int label per FoV bin, -1 for none): every run's counts and
+        exposure in the coarse fit bins (:func:`run_fit_statistics`), gathered by the same
+        leaf tasks in the same pass over the events (a few numbers per run travel with the
+        partial sums).
+    max_offsets : dask Delayed of a list, only with ``extent=True``
+        One entry per run: its FoV extent (deg, :func:`xbkg.building.survey.run_max_offset` of all its
+        events), measured by the same leaf tasks; None for failed runs.
+    """
+    from dask.delayed import Delayed
+    from dask.highlevelgraph import HighLevelGraph
+
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+    if split_every is None:
+        split_every = dask.config.get("split_every", None)
+    if split_every is not None and (isinstance(split_every, bool) or int(split_every) < 1):
+        raise ValueError(f"split_every must be an integer >= 1, got {split_every!r}")
+    runs_per_task = split_every
+    split_every = max(2, int(split_every or 8))
+    shape = binning.shape
+    if extent:
+        runs = [dict(r, measure_extent=True) for r in runs]
+    groups = np.asarray(groups)
+    # the runs of each group, and of none (last: for their errors only), and their leaves
+    members = [np.flatnonzero(groups == g) for g in range(n_groups)]
+    members.append(np.flatnonzero((groups < 0) | (groups >= n_groups)))
+    sizes = [leaf_sizes([runs[i] for i in m], runs_per_task) for m in members]
+    token = dask.base.tokenize(binning, solid_angle, on_error, [r["obs_id"] for r in runs], groups,
+                               [r["events_file"] for r in runs], sizes, split_every,
+                               # per-run options that change a run's cubes: their own keys
+                               [r.get("e_threshold") for r in runs],
+                               [(i, r["exclusion"]) for i, r in enumerate(runs) if "exclusion" in r],
+                               fit_bins, [r.get("outer_offset") for r in runs], extent)
+    binning_key, solid_key = f"xbkg-binning-{token}", f"xbkg-solid-angle-{token}"
+    # the binning and solid angles are one graph node each, shared by every leaf task
+    dsk = {binning_key: binning, solid_key: solid_angle}
+    run_args = (binning_key, solid_key, on_error)
+    if fit_bins is not None:
+        fit_bins = np.asarray(fit_bins, dtype=np.int64).reshape(np.shape(solid_angle))
+        dsk[f"xbkg-fit-bins-{token}"] = fit_bins
+        run_args += (f"xbkg-fit-bins-{token}",)
+    roots = []
+    for g, m, size in zip(list(range(n_groups)) + [-1], members, sizes):
+        roots.append(_tree(dsk, f"xbkg-group{g}-{token}", [runs[i] for i in m], m.tolist(), size,
+                           split_every, run_args)
+                     if m.size else None)
+    zeros = (0,) * len(shape)
+    # the tree is one named layer that counts, time and errors all depend on: merged, they
+    # share it, and dask's graph optimisation cannot fuse a copy of it into each (which read
+    # every run two or three times when the model's arrays were computed together)
+    tree = f"xbkg-tree-{token}"
+
+    def graph(name: str, layer: dict) -> HighLevelGraph:
+        return HighLevelGraph({tree: dsk, name: layer}, {tree: set(), name: {tree}})
+
+    arrays = {}
+    for name in ("counts", "time"):
+        key = f"xbkg-{name}-{token}"
+        layer = {(key, g) + zeros: (_field, roots[g], name, shape, np.int64)
+                 for g in range(n_groups)}
+        arrays[name] = da.Array(graph(key, layer), key, dtype=np.int64,
+                                chunks=((1,) * n_groups,) + tuple((n,) for n in shape))
+    err_name, pnt_name = f"xbkg-errors-{token}", f"xbkg-pointing-{token}"
+    errors = Delayed(err_name, graph(err_name, {err_name: (
+        _errors, [r for r in roots if r is not None], len(runs))}))
+    scale = exposure_scale(binning.energy_edges, solid_angle)
+    exposure = arrays["time"].astype(np.float64) * TIME_QUANTUM * scale[None]
+    out = [arrays["counts"], exposure, errors]
+    if pointing:
+        out.append(Delayed(pnt_name, graph(pnt_name, {pnt_name: (
+            _errors, [r for r in roots if r is not None], len(runs), "pointing")})))
+    if fit_bins is not None:
+        stats_name = f"xbkg-runstats-{token}"
+        out.append(Delayed(stats_name, graph(stats_name, {stats_name: (
+            _run_stats, [r for r in roots if r is not None], len(runs),
+            len(binning.energy_edges) - 1, fit_bins)})))
+    if extent:
+        ext_name = f"xbkg-max-offset-{token}"
+        out.append(Delayed(ext_name, graph(ext_name, {ext_name: (
+            _errors, [r for r in roots if r is not None], len(runs), "max_offset")})))
+    return tuple(out)

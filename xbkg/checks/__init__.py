@@ -1,0 +1,1 @@
+"""Checking models: cross-validation over runs and comparison of models."""

@@ -1,0 +1,162 @@
+"""Bin edges as xarray coordinates: centres as the index, edges as CF bounds variables.
+
+Axes are not a class here. An axis is a dimension coordinate holding bin centres plus a
+``<name>_bounds`` coordinate of shape ``(n, 2)`` on dimension ``bnds`` (CF convention), so
+selections keep the edges with their bins and netCDF files round-trip them exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+__all__ = [
+    "BOUNDS_DIM",
+    "parse_edges",
+    "log_edges",
+    "lin_edges",
+    "axis_coords",
+    "edges_of",
+    "bounds_name",
+]
+
+#: Name of the two-element dimension of every bounds variable.
+BOUNDS_DIM = "bnds"
+
+_UNITS = {"energy": "TeV", "offset": "deg", "detx": "deg", "dety": "deg"}
+_LONG_NAMES = {
+    "energy": "reconstructed energy",
+    "offset": "field-of-view offset from the pointing",
+    "detx": "field-of-view longitude (GADF DETX, fov_lon)",
+    "dety": "field-of-view latitude (GADF DETY, fov_lat)",
+}
+
+
+def bounds_name(dim: str) -> str:
+    """Name of the bounds coordinate of axis ``dim``."""
+    return f"{dim}_bounds"
+
+
+def log_edges(lo: float, hi: float, n: int) -> np.ndarray:
+    """``n`` logarithmic bins from ``lo`` to ``hi`` (``n + 1`` edges)."""
+    return np.geomspace(lo, hi, int(n) + 1)
+
+
+def lin_edges(lo: float, hi: float, n: int) -> np.ndarray:
+    """``n`` linear bins from ``lo`` to ``hi`` (``n + 1`` edges)."""
+    return np.linspace(lo, hi, int(n) + 1)
+
+
+#: Most bins one axis may have (a typo such as ``0.1:100:1000000`` must not allocate gigabytes).
+MAX_BINS = 10_000
+
+_SPEC_HELP = "use 'lo:hi:n' (n bins) or a comma list 'e0,e1,...'"
+
+
+def _range_edges(text: str, log: bool, name: str) -> np.ndarray:
+    """Edges of a ``'lo:hi:n'`` spec; the ValueError says which part is wrong."""
+    parts = text.split(":")
+    if len(parts) != 3:
+        raise ValueError(f"'lo:hi:n' has three parts, got {len(parts)}")
+    try:
+        lo, hi = float(parts[0]), float(parts[1])
+    except ValueError:
+        raise ValueError(f"lo and hi must be numbers; {_SPEC_HELP}") from None
+    n = parts[2].strip()
+    if not n.isdigit() or int(n) < 1:
+        raise ValueError(f"the number of bins n must be an integer >= 1, got {n!r}")
+    if int(n) > MAX_BINS:
+        raise ValueError(f"{n} bins; at most {MAX_BINS} per axis")
+    if log and lo <= 0:
+        raise ValueError(f"log spacing needs lo > 0 (e.g. '0.1:{parts[1]}:{n}')")
+    if not hi > lo:
+        raise ValueError(f"hi must be larger than lo, got lo {lo:g}, hi {hi:g}")
+    return log_edges(lo, hi, int(n)) if log else lin_edges(lo, hi, int(n))
+
+
+def parse_edges(spec, *, log: bool = False, name: str = "edges", limits=None) -> np.ndarray:
+    """Bin edges from an array-like or a string spec.
+
+    Strings are ``"lo:hi:n"`` (``n`` bins, logarithmic when ``log`` is true, else linear) or a
+    comma-separated list of edges. Edges must be finite, strictly increasing and at least two,
+    at most :data:`MAX_BINS` bins, and within ``limits`` (``(lo, hi)``) when given.
+
+    >>> parse_edges("0:2:4")
+    array([0. , 0.5, 1. , 1.5, 2. ])
+    >>> parse_edges("0.1:100:3", log=True)
+    array([  0.1,   1. ,  10. , 100. ])
+    >>> parse_edges("0, 20, 90")
+    array([ 0., 20., 90.])
+    """
+    if isinstance(spec, str):
+        text = spec.strip()
+        try:
+            if ":" in text:
+                edges = _range_edges(text, log, name)
+            else:
+                edges = np.array([float(p) for p in text.split(",") if p.strip()])
+        except ValueError as exc:
+            reason = str(exc) if ":" in text else _SPEC_HELP
+            raise ValueError(f"{name}: cannot parse {spec!r}; {reason}") from None
+    else:
+        edges = np.asarray(spec, dtype=float).ravel()
+    if edges.size < 2:
+        raise ValueError(f"{name}: need at least two edges, got {edges.size}")
+    if edges.size > MAX_BINS + 1:
+        raise ValueError(f"{name}: {edges.size - 1} bins; at most {MAX_BINS} per axis")
+    if not np.all(np.isfinite(edges)):
+        raise ValueError(f"{name}: edges must be finite, got {edges}")
+    if not np.all(np.diff(edges) > 0):
+        raise ValueError(f"{name}: edges must be strictly increasing, got {edges}")
+    if log and edges[0] <= 0:
+        raise ValueError(f"{name}: logarithmic edges must be positive, got {edges}")
+    if limits is not None and (edges[0] < limits[0] or edges[-1] > limits[1]):
+        raise ValueError(f"{name}: edges must lie within [{limits[0]:g}, {limits[1]:g}], got "
+                         f"{edges[0]:g} to {edges[-1]:g}")
+    return edges.astype(float)
+
+
+def axis_coords(dim: str, edges, *, log: bool | None = None) -> dict[str, xr.Variable]:
+    """Coordinates for an axis: ``{dim: centres, dim_bounds: (n, 2) edges}``.
+
+    Energy centres are geometric means, other axes arithmetic means.
+    """
+    edges = np.asarray(edges, dtype=float)
+    if log is None:
+        log = dim == "energy"
+    lo, hi = edges[:-1], edges[1:]
+    centres = np.sqrt(lo * hi) if log else 0.5 * (lo + hi)
+    attrs = {"units": _UNITS.get(dim, ""), "long_name": _LONG_NAMES.get(dim, dim),
+             "bounds": bounds_name(dim)}
+    return {
+        dim: xr.Variable(dim, centres, attrs),
+        # CF: a bounds variable carries no units of its own, it shares its axis' units
+        bounds_name(dim): xr.Variable((dim, BOUNDS_DIM), np.stack([lo, hi], axis=1)),
+    }
+
+
+def edges_of(obj: xr.Dataset | xr.DataArray, dim: str) -> np.ndarray:
+    """The ``n + 1`` bin edges of axis ``dim`` from its bounds coordinate.
+
+    Raises if the bins are not contiguous (a selection with gaps has no edge array).
+    """
+    name = bounds_name(dim)
+    if name not in obj.coords:
+        raise KeyError(f"axis {dim!r} has no bounds coordinate {name!r}")
+    b = np.asarray(obj.coords[name].transpose(dim, BOUNDS_DIM).values, dtype=float)
+    if b.shape[0] > 1 and not np.array_equal(b[1:, 0], b[:-1, 1]):
+        raise ValueError(f"axis {dim!r}: bins are not contiguous, no single edge array")
+    return np.concatenate([b[:, 0], b[-1:, 1]])
+
+
+def run_energy_mask(info: dict, energy_edges: np.ndarray) -> np.ndarray:
+    """1 for energy bins the run contributes to, 0 below its threshold ``info["e_threshold"]``.
+
+    A bin contributes when its lower edge is at or above the threshold (TeV); a run without a
+    threshold (missing or NaN) contributes everywhere.
+    """
+    thr = float(info.get("e_threshold", np.nan))
+    if not np.isfinite(thr):
+        return np.ones(energy_edges.size - 1)
+    # small tolerance: thresholds stored as float32 should not lose the bin that starts at them
+    return (energy_edges[:-1] >= thr * (1 - 1e-6)).astype(float)

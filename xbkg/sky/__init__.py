@@ -1,0 +1,1 @@
+"""Sky geometry: FoV coordinates, solid angles, exclusion circles, Earth orientation."""

@@ -1,0 +1,452 @@
+"""Exclusion regions: sky circles whose events are dropped and whose solid angle is not exposed.
+
+A run near excluded regions (known gamma-ray sources) still contributes to a background model:
+
+1. events inside any region are dropped (:func:`inside_circles`, :func:`drop_excluded_events`);
+2. each FoV bin's exposure is multiplied by the fraction of its solid angle outside the regions,
+   averaged over the run's time in the model's FoV frame (:func:`run_exclusion_fraction`).
+
+Fractions are exact: the solid angle of each bin ∩ offset cut ∩ union of the regions is
+integrated exactly over one coordinate and by Gauss-Legendre quadrature between closed-form
+breakpoints over the other (:mod:`xbkg.sky.excluded_area`; ~1e-6 of a bin), and divided by the
+bin's exact solid angle inside the cut (:mod:`xbkg.sky.exposure`). Overlapping regions count once
+(their union). A region is handled in the FoV frame, where distances are those on the sky: its
+centre is taken to FoV coordinates, and it is the spherical circle of its radius there.
+
+In a RADEC frame (and for offset annuli, which do not depend on the frame) the regions are
+fixed in the FoV. In an ALTAZ frame they turn about the FoV centre as the sky rotates, at
+``omega = Omega_earth cos(lat) cos(az) / cos(alt)``; the run is cut into time intervals over
+which the farthest point of any region moves by at most ``max_step`` (default: 1/oversample
+of the narrowest bin), with more intervals where the field turns faster, and the
+fractions of the interval mid-times are averaged with the intervals' durations as weights. Time
+runs over the run's good time intervals (GTI) when given, else from TSTART to TSTOP.
+
+Regions travel to the per-run tasks as plain dicts (:meth:`SkyCircles.to_dict`), attached to
+the run parameters at graph-build time by :func:`attach_exclusions` for the runs they can reach;
+nothing is computed before the model is. Closure on simulated stores with bright sources in
+overlapping and FoV-edge circles is in ``tests/test_exclusion_closure.py``; the cost in
+``benchmarks/bench_exclusion.py`` (a few ms per run with regions in reach).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+
+from xbkg.core.circles import SkyCircles
+from xbkg.io.regions import read_exclusion_regions
+from xbkg.sky import fov
+from xbkg.sky.excluded_area import excluded_annulus_area, excluded_box_area
+from xbkg.sky.exposure import annulus_solid_angle, box_solid_angle
+
+__all__ = [
+    "DEFAULT_OVERSAMPLE",
+    "EXCLUSION_MODES",
+    "OMEGA_EARTH",
+    "SkyCircles",
+    "as_circles",
+    "plan_exclusion",
+    "exclusion_provenance",
+    "attach_plan",
+    "edge_distance",
+    "inside_circles",
+    "drop_excluded_events",
+    "attach_exclusions",
+    "outside_fraction",
+    "rotation_rate",
+    "time_samples",
+    "run_exclusion_fraction",
+    "apply_exclusion",
+]
+
+log = logging.getLogger(__name__)
+
+#: ALTAZ time sampling: regions move by at most 1/DEFAULT_OVERSAMPLE of a bin between samples.
+DEFAULT_OVERSAMPLE = 8
+#: ``regions``: drop events in the regions and correct the exposure; ``runs``: drop whole runs.
+EXCLUSION_MODES = ("regions", "runs")
+#: Earth's sidereal rotation rate, rad/s.
+OMEGA_EARTH = 7.292115e-5
+_MAX_TIME_SAMPLES = 4096
+
+
+def as_circles(regions) -> SkyCircles:
+    """Exclusion regions from a :class:`SkyCircles`, a file, a dict or a sequence of those.
+
+    Files are region tables (FITS, ECSV, CSV with RA, DEC, Radius) or DS9 region files, read by
+    :func:`xbkg.io.regions.read_exclusion_regions`; dicts have ``ra, dec, radius`` (deg) and
+    optionally ``name``/``names``.
+    """
+    if isinstance(regions, SkyCircles):
+        return regions
+    if isinstance(regions, (str, Path)):
+        return read_exclusion_regions(regions)
+    if isinstance(regions, dict):
+        data = dict(regions)
+        if "name" in data and "names" not in data:
+            data["names"] = np.atleast_1d(data.pop("name")).tolist()
+        return SkyCircles.from_dict(data)
+    try:
+        parts = list(regions)
+    except TypeError:
+        raise ValueError(f"exclusion regions must be SkyCircles, a file, a dict or a list of "
+                         f"those, got {type(regions).__name__}") from None
+    return SkyCircles.concatenate(as_circles(p) for p in parts)
+
+
+def plan_exclusion(regions, mode: str = "regions", distance=None, *, reach: float,
+                   oversample: int = DEFAULT_OVERSAMPLE) -> dict:
+    """Checked exclusion options of a model build.
+
+    Parameters
+    ----------
+    regions : SkyCircles, file, dict, sequence of those, or None
+        See :func:`as_circles`; None or an empty list: no exclusion.
+    mode : {"regions", "runs"}
+        ``regions``: drop events in the regions and correct each run's exposure; ``runs``: drop
+        whole runs pointed within ``distance`` of a region's edge (the seed's behaviour).
+    distance : float, optional
+        For ``runs``: deg from a region's edge (default: ``reach``, i.e. any region that
+        overlaps the FoV within the offset cut drops the run).
+    reach : float
+        The model's offset cut (deg).
+    oversample : int
+        ALTAZ time sampling of the exposure fractions: regions move by at most 1/oversample of
+        a bin between samples.
+
+    Returns
+    -------
+    dict
+        ``circles`` (SkyCircles or None), ``mode``, ``distance``, ``oversample``, and
+        ``select``: keyword arguments for :func:`xbkg.store.selection.select_runs`.
+    """
+    if mode not in EXCLUSION_MODES:
+        raise ValueError(f"exclusion_mode must be one of {EXCLUSION_MODES}, got {mode!r}")
+    oversample = int(oversample)
+    if oversample < 1:
+        raise ValueError(f"exclusion oversample must be >= 1, got {oversample}")
+    distance = float(reach if distance is None else distance)
+    if not distance >= 0:
+        raise ValueError(f"exclusion distance must be >= 0 deg, got {distance}")
+    circles = None if regions is None else as_circles(regions)
+    if circles is not None and not len(circles):
+        circles = None
+    select = {"exclude_near": circles, "exclusion_distance": distance} if (
+        circles is not None and mode == "runs") else {}
+    return {"circles": circles, "mode": mode, "distance": distance, "oversample": oversample,
+            "select": select}
+
+
+def exclusion_provenance(plan: dict, n_runs: int = 0) -> dict:
+    """JSON-serialisable record of :func:`plan_exclusion` options and of the runs they touched."""
+    if plan["circles"] is None:
+        return {"mode": "none"}
+    out = {"mode": plan["mode"], "regions": plan["circles"].to_dict()}
+    if plan["mode"] == "runs":
+        out["distance_deg"] = plan["distance"]
+    else:
+        out.update(oversample=plan["oversample"], n_runs_with_regions=int(n_runs))
+    return out
+
+
+def attach_plan(runs: list[dict], plan: dict, reach: float) -> int:
+    """:func:`attach_exclusions` for a :func:`plan_exclusion` in ``regions`` mode (else 0)."""
+    if plan["circles"] is None or plan["mode"] != "regions":
+        return 0
+    return attach_exclusions(runs, plan["circles"], reach, oversample=plan["oversample"])
+
+
+# --------------------------------------------------------------------------------------------
+# events and runs on the sky
+
+
+def edge_distance(ra, dec, circles: SkyCircles) -> np.ndarray:
+    """Angular distance (deg) from points to each circle's edge, negative inside: ``(n, m)``."""
+    ra = np.atleast_1d(np.asarray(ra, dtype=float))
+    dec = np.atleast_1d(np.asarray(dec, dtype=float))
+    if not len(circles):
+        return np.zeros((ra.size, 0))
+    sep = fov.offset_deg(ra[:, None], dec[:, None], circles.ra[None, :], circles.dec[None, :])
+    return sep - circles.radius[None, :]
+
+
+def inside_circles(ra, dec, c_ra, c_dec, c_radius) -> np.ndarray:
+    """True for points (deg) within ``c_radius`` of any circle centre ``c_ra, c_dec`` (deg).
+
+    >>> inside_circles([0.0, 0.0, 10.0], [0.0, 0.45, 0.0], [0.0], [0.0], [0.5]).tolist()
+    [True, True, False]
+    """
+    ra, dec = np.broadcast_arrays(np.asarray(ra, dtype=float), np.asarray(dec, dtype=float))
+    shape = ra.shape
+    ra, dec = ra.ravel(), dec.ravel()
+    inside = np.zeros(ra.size, dtype=bool)
+    for r, d, rad in zip(np.atleast_1d(c_ra), np.atleast_1d(c_dec), np.atleast_1d(c_radius)):
+        r, d, rad = float(r), float(d), float(rad)
+        # only points in the circle's bounding box need the exact separation
+        near = np.flatnonzero(np.abs(dec - d) < rad)
+        if near.size and abs(d) + rad < 89.0:
+            half_width = math.degrees(math.asin(math.sin(math.radians(rad))
+                                                / math.cos(math.radians(d))))
+            dra = np.abs(np.mod(ra[near] - r + 180.0, 360.0) - 180.0)
+            near = near[dra < half_width * (1 + 1e-9)]
+        if near.size:
+            inside[near] |= fov.offset_deg(ra[near], dec[near], r, d) < rad
+    return inside.reshape(shape)
+
+
+def drop_excluded_events(columns: dict, regions: dict) -> dict:
+    """Event columns without the events inside ``regions`` (a :meth:`SkyCircles.to_dict`)."""
+    inside = inside_circles(columns["RA"], columns["DEC"], regions["ra"], regions["dec"],
+                            regions["radius"])
+    if not inside.any():
+        return columns
+    keep = ~inside
+    return {name: values[keep] for name, values in columns.items()}
+
+
+def attach_exclusions(runs: list[dict], circles: SkyCircles, reach: float, *,
+                      oversample: int = DEFAULT_OVERSAMPLE, max_step=None) -> int:
+    """Give every run the regions it can see: ``run["exclusion"]``, in place.
+
+    A region is relevant to a run when its edge is closer than ``reach`` (deg, the model's
+    offset cut) to the pointing (``run["ra_pnt"], run["dec_pnt"]``). Runs without relevant
+    regions are left unchanged. ``oversample`` and ``max_step`` (deg, None: the narrowest
+    bin / oversample) travel with the regions to :func:`run_exclusion_fraction`.
+
+    Returns
+    -------
+    int
+        Number of runs that got regions.
+    """
+    oversample = int(oversample)
+    if oversample < 1:
+        raise ValueError(f"exclusion oversample must be >= 1, got {oversample}")
+    if max_step is not None and not float(max_step) > 0:
+        raise ValueError(f"exclusion max_step must be > 0 deg, got {max_step}")
+    if not runs or not len(circles):
+        return 0
+    near = edge_distance([r["ra_pnt"] for r in runs], [r["dec_pnt"] for r in runs], circles) < reach
+    n = 0
+    for info, row in zip(runs, near):
+        if row.any():
+            info["exclusion"] = dict(circles.subset(row).to_dict(), oversample=oversample,
+                                     max_step=None if max_step is None else float(max_step))
+            n += 1
+    return n
+
+
+# --------------------------------------------------------------------------------------------
+# exposure fractions (FoV frame)
+
+
+def _unit_vectors(lon, lat) -> np.ndarray:
+    """Unit vectors ``(n, 3)`` of FoV coordinates: x toward the FoV centre, z toward +lat."""
+    lon, lat = np.radians(lon), np.radians(lat)
+    return np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], axis=-1)
+
+
+def _fov_edges_rad(binning) -> tuple:
+    """The binning's FoV edges in rad: ``(offset,)`` or ``(detx, dety)``."""
+    dims = binning.fov_dims[::-1] if binning.kind == "3d" else binning.fov_dims  # detx, dety
+    return tuple(np.radians(np.asarray(binning.fov_edges[d], dtype=float)) for d in dims)
+
+
+def _bin_solid_angle(binning) -> np.ndarray:
+    """Exact solid angle (sr) of each FoV bin inside the offset cut (cached: read-only)."""
+    dims = ("offset",) if binning.kind == "2d" else ("detx", "dety")
+    edges = tuple(tuple(np.asarray(binning.fov_edges[d], dtype=float).tolist()) for d in dims)
+    return _cached_solid_angle(binning.kind, edges, float(binning.offset_max))
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_solid_angle(kind: str, edges: tuple, offset_max: float) -> np.ndarray:
+    out = (annulus_solid_angle(edges[0], offset_max) if kind == "2d"
+           else box_solid_angle(edges[0], edges[1], offset_max))
+    out.flags.writeable = False
+    return out
+
+
+def outside_fraction(binning, centres, cos_radius, time_weight=None) -> np.ndarray:
+    """Fraction of each FoV bin's solid angle (inside the offset cut) outside all circles,
+    averaged over time samples; exact (:mod:`xbkg.sky.excluded_area`).
+
+    Parameters
+    ----------
+    binning : xbkg.building.histogram.Binning
+    centres : array (T, R, 3)
+        Unit vectors of the circle centres in the FoV frame at ``T`` sample times.
+    cos_radius : array (R,)
+        Cosine of each circle's radius.
+    time_weight : array (T,), optional
+        Weights of the samples (default: equal); normalised to sum 1.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape of the binning's FoV axes; 1 for bins without solid angle.
+
+    Examples
+    --------
+    >>> from xbkg.building.make import make_binning
+    >>> binning = make_binning("2d", offset_edges=[0.0, 1.0, 2.0])
+    >>> centre = np.array([[[1.0, 0.0, 0.0]]])  # a circle of 1 deg on the FoV centre
+    >>> outside_fraction(binning, centre, np.cos(np.radians([1.0]))).round(6).tolist()
+    [0.0, 1.0]
+    """
+    edges = _fov_edges_rad(binning)
+    omax = math.radians(binning.offset_max)
+    if binning.kind == "2d":
+        excluded = excluded_annulus_area(edges[0], omax, centres, cos_radius, time_weight)
+    else:
+        excluded = excluded_box_area(edges[0], edges[1], omax, centres, cos_radius, time_weight)
+    total = _bin_solid_angle(binning)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(total > 0, 1.0 - excluded / total, 1.0)
+    return np.clip(frac, 0.0, 1.0)
+
+
+def rotation_rate(alt, az, geolat) -> np.ndarray:
+    """FoV rotation speed (rad/s) of an Alt/Az-aligned FoV tracking a sky position.
+
+    ``omega = Omega_earth cos(lat) cos(az) / cos(alt)``; alt, az, lat in deg.
+
+    >>> round(float(rotation_rate(45.0, 0.0, 0.0) / OMEGA_EARTH), 6)
+    1.414214
+    """
+    alt, az = np.radians(alt), np.radians(az)
+    with np.errstate(divide="ignore"):
+        return OMEGA_EARTH * math.cos(math.radians(geolat)) * np.cos(az) / np.cos(alt)
+
+
+def time_samples(starts, stops, rate_of_time, max_angle: float, *, n_grid: int = 257,
+                 max_samples: int = _MAX_TIME_SAMPLES):
+    """Sample times and weights so that the FoV turns by at most ``max_angle`` (rad) per sample.
+
+    Each time interval ``[starts[i], stops[i]]`` (the run, or its GTIs) is cut into parts of
+    equal rotation (``|rate_of_time(t)|`` in rad/s, integrated on an ``n_grid`` grid); samples
+    are the parts' mid-times, weights their durations over the total. At most ``max_samples``
+    samples in all (then the rotation per sample is larger than asked).
+
+    >>> t, w = time_samples(0.0, 100.0, lambda t: np.full_like(t, 0.01), 0.25)
+    >>> t.tolist(), w.tolist()
+    ([12.5, 37.5, 62.5, 87.5], [0.25, 0.25, 0.25, 0.25])
+    """
+    starts = np.atleast_1d(np.asarray(starts, dtype=float))
+    stops = np.atleast_1d(np.asarray(stops, dtype=float))
+    if starts.shape != stops.shape or not np.all(stops >= starts):
+        raise ValueError(f"time intervals must have stops >= starts, got {starts} and {stops}")
+    if not np.sum(stops - starts) > 0:
+        return np.array([0.5 * (starts[0] + stops[0])]), np.ones(1)
+    grids, turned = [], []
+    for lo, hi in zip(starts, stops):
+        grid = np.linspace(lo, hi, n_grid)
+        rate = np.abs(np.asarray(rate_of_time(grid), dtype=float))
+        finite = np.isfinite(rate)
+        rate = np.where(finite, rate, rate[finite].max() if finite.any() else 0.0)
+        grids.append(grid)
+        turned.append(np.concatenate([[0.0], np.cumsum(0.5 * (rate[1:] + rate[:-1])
+                                                       * np.diff(grid))]))
+    total = sum(float(t[-1]) for t in turned)
+    wanted = [max(1, math.ceil(t[-1] / max_angle)) if max_angle > 0 else max_samples
+              for t in turned]
+    if sum(wanted) > max_samples:
+        log.info("FoV rotation of %.3g rad needs %d time samples; using %d", total, sum(wanted),
+                 max_samples)
+        wanted = [max(1, int(w * max_samples / sum(wanted))) for w in wanted]
+    times, widths = [], []
+    for grid, turn, n in zip(grids, turned, wanted):
+        if turn[-1] > 0:
+            bounds = np.interp(np.linspace(0.0, turn[-1], n + 1), turn, grid)
+        else:
+            bounds = np.linspace(grid[0], grid[-1], n + 1)
+        bounds[0], bounds[-1] = grid[0], grid[-1]
+        times.append(0.5 * (bounds[1:] + bounds[:-1]))
+        widths.append(np.diff(bounds))
+    times, widths = np.concatenate(times), np.concatenate(widths)
+    keep = widths > 0
+    return times[keep], widths[keep] / widths[keep].sum()
+
+
+def _altaz_params(info: dict):
+    return fov.altaz_run_params(
+        info["ra_pnt"], info["dec_pnt"], geolon=info["geolon"], geolat=info["geolat"],
+        altitude=info["altitude"], mjdrefi=info["mjdrefi"], mjdreff=info["mjdreff"],
+        timesys=info["timesys"], tstart=info["tstart"], tstop=info["tstop"])
+
+
+def run_exclusion_fraction(info: dict, binning, regions: dict | None = None, *, gti=None,
+                           oversample: int | None = None, max_step: float | None = None) -> np.ndarray:
+    """Fraction of each FoV bin's solid angle outside the regions for one run, time-averaged.
+
+    Parameters
+    ----------
+    info : dict
+        Run parameters (``ra_pnt, dec_pnt``; for a 3D ALTAZ binning also the site, time
+        reference, ``tstart`` and ``tstop``), as given to the per-run tasks.
+    binning : xbkg.building.histogram.Binning
+    regions : dict, optional
+        :meth:`SkyCircles.to_dict` of the regions (default: ``info["exclusion"]``).
+    gti : (array, array), optional
+        START and STOP of the run's good time intervals (s, as TSTART); default: the run
+        from ``info["tstart"]`` to ``info["tstop"]``. Only used for an ALTAZ binning.
+    oversample : int, optional
+        ALTAZ time sampling: any region point moves by at most 1/oversample of the narrowest
+        bin between samples (default: the regions' ``oversample``, else 8). The fractions at
+        each sample time are exact.
+    max_step : float, optional
+        Largest move (deg) of any region point between ALTAZ time samples (default: the
+        regions' ``max_step``, else the narrowest bin width / ``oversample``).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape of the FoV axes of ``binning``: ``(n_offset,)`` or ``(ny, nx)``, in [0, 1].
+    """
+    regions = info["exclusion"] if regions is None else regions
+    oversample = int(oversample or regions.get("oversample") or DEFAULT_OVERSAMPLE)
+    max_step = max_step or regions.get("max_step")
+    widths = [np.diff(np.asarray(e, dtype=float)).min() for e in binning.fov_edges.values()]
+    max_step = float(max_step or min(widths) / oversample)
+    c_ra = np.asarray(regions["ra"], dtype=float)
+    c_dec = np.asarray(regions["dec"], dtype=float)
+    radius = np.asarray(regions["radius"], dtype=float)
+    if binning.kind == "3d" and binning.fov_alignment == "ALTAZ":
+        params = info.get("altaz_params")
+        params = _altaz_params(info) if params is None else params
+        offset = fov.offset_deg(c_ra, c_dec, info["ra_pnt"], info["dec_pnt"])
+        reach = min(float(np.max(offset + radius)), binning.offset_max)
+        lat_site = float(info["geolat"])
+
+        def rate(t):
+            alt, az = fov.pointing_altaz(t, params)
+            return rotation_rate(alt, az, lat_site)
+
+        starts, stops = (info["tstart"], info["tstop"]) if gti is None else gti
+        times, weights = time_samples(starts, stops, rate, max_step / max(reach, 1e-3))
+        lon, lat = fov.radec_to_altaz_fov(c_ra[None, :], c_dec[None, :], times[:, None], params)
+    else:
+        lon, lat = fov.radec_to_fov(c_ra[None, :], c_dec[None, :], info["ra_pnt"], info["dec_pnt"])
+        weights = np.ones(1)
+    centres = _unit_vectors(lon, lat)  # (T, R, 3)
+    return outside_fraction(binning, centres, np.cos(np.radians(radius)), weights)
+
+
+def apply_exclusion(columns: dict, info: dict, binning, gti=None):
+    """Events outside the run's regions and the FoV exposure fraction (1.0 without regions).
+
+    The per-run hook of :func:`xbkg.building.reduce.run_cubes`: ``info["exclusion"]`` (set by
+    :func:`attach_exclusions`) holds the regions; runs without it are returned unchanged. For
+    an ALTAZ binning the run's ALTAZ constants are stored in ``info["altaz_params"]``, where
+    :func:`xbkg.building.histogram.run_counts` finds them (computed once per run).
+    """
+    regions = info.get("exclusion")
+    if not regions:
+        return columns, 1.0
+    if binning.kind == "3d" and binning.fov_alignment == "ALTAZ" and "altaz_params" not in info:
+        info["altaz_params"] = _altaz_params(info)
+    return (drop_excluded_events(columns, regions),
+            run_exclusion_fraction(info, binning, regions, gti=gti))
