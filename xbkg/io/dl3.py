@@ -17,7 +17,7 @@ from xbkg.io.fitstable import check_sizes, read_whole_table
 from xbkg.io.safety import require_regular_file
 
 __all__ = ["IndexTable", "find_index_dir", "find_index_file", "read_index_table",
-           "store_directory", "takes_store_directory"]
+           "store_directory", "converts_store_argument", "takes_store_directory"]
 
 INDEX_NAMES = {"obs": ("obs-index.fits.gz", "obs-index.fits"),
                "hdu": ("hdu-index.fits.gz", "hdu-index.fits")}
@@ -122,10 +122,10 @@ def store_directory(store) -> Path:
     return Path(store)
 
 
-def takes_store_directory(name: str = "store_dir"):
-    """Decorator: argument ``name`` may be a store directory or an opened store, and reaches the
-    function as the directory (:func:`store_directory`; None is passed on). The wrapper's
-    ``store_argument`` attribute names the argument (as :func:`xbkg.store.datastore.takes_store`)."""
+def converts_store_argument(name: str, convert):
+    """Decorator factory: argument ``name`` of the function reaches it as ``convert(value)``
+    (None is passed on); the wrapper's ``store_argument`` attribute names the argument. The one
+    mechanism behind :func:`takes_store_directory` and :func:`xbkg.store.datastore.takes_store`."""
 
     def decorate(func):
         signature = inspect.signature(func)
@@ -134,10 +134,16 @@ def takes_store_directory(name: str = "store_dir"):
         def wrapper(*args, **kwargs):
             bound = signature.bind(*args, **kwargs)
             if bound.arguments.get(name) is not None:
-                bound.arguments[name] = store_directory(bound.arguments[name])
+                bound.arguments[name] = convert(bound.arguments[name])
             return func(*bound.args, **bound.kwargs)
 
         wrapper.store_argument = name
         return wrapper
 
     return decorate
+
+
+def takes_store_directory(name: str = "store_dir"):
+    """Decorator: argument ``name`` may be a store directory or an opened store, and reaches the
+    function as the directory (:func:`store_directory`)."""
+    return converts_store_argument(name, store_directory)

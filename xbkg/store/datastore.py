@@ -15,8 +15,6 @@ still missing are NaN here and are taken from each run's EVENTS header when the 
 
 from __future__ import annotations
 
-import functools
-import inspect
 import logging
 import os
 from pathlib import Path
@@ -25,6 +23,7 @@ import numpy as np
 import xarray as xr
 
 from xbkg.io.dl3 import (
+    converts_store_argument,
     find_index_dir,
     find_index_file,
     read_index_table,
@@ -172,21 +171,7 @@ def takes_store(name: str = "store", *, directory: bool = False):
     """
     if directory:
         return takes_store_directory(name)
-
-    def decorate(func):
-        signature = inspect.signature(func)
-
-        @functools.wraps(func)
-        def wrapper(*args, **kwargs):
-            bound = signature.bind(*args, **kwargs)
-            if bound.arguments.get(name) is not None:
-                bound.arguments[name] = as_datastore(bound.arguments[name])
-            return func(*bound.args, **bound.kwargs)
-
-        wrapper.store_argument = name
-        return wrapper
-
-    return decorate
+    return converts_store_argument(name, as_datastore)
 
 
 def _refuse_shared_events(index_path, obs_ids, files, hdus) -> None:
