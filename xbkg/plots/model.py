@@ -1,24 +1,8 @@
 """Plots of background models (matplotlib, imported inside the functions that draw).
 
-Every plotting function takes an optional ``ax`` (one panel) or ``fig`` (several panels), draws
-into a new figure when none is given, and returns what it drew into (``Axes`` or ``Figure``); none
-calls ``plt.show()``. Two small numpy helpers come with them and need no matplotlib:
-:func:`fov_mean_rate` and :func:`energy_threshold`.
-
-Conventions of the figures:
-
-* energy axes are logarithmic (TeV), rates in s-1 MeV-1 sr-1 on log colour or y scales;
-* bins without data (``has_data`` False: no exposure) are drawn as a grey hatched "no data"
-  background, never as a rate: those with no solid angle inside the model's ``offset_max``
-  (the corners of a 3D FoV box) and the energy slices below the energy threshold of every run
-  of a group, whose rate is a placeholder (see :mod:`xbkg.core.schema`);
-* FoV maps put ``detx`` (GADF DETX = gammapy ``fov_lon``) on the x axis growing to the right and
-  ``dety`` (``fov_lat``) upward, in the gammapy sign convention: ``fov_lon`` grows toward lower RA
-  (RADEC models) or lower azimuth (ALTAZ models), so a RADEC map looks like a sky image with east
-  on the left. The axis labels say which;
-* "rate at an offset" is the model interpolated as gammapy does
-  (:func:`xbkg.model.evaluate.evaluate_rate`, log-log in energy), averaged over the circle of that
-  offset for 3D models.
+Every function takes an optional ``ax`` or ``fig``, draws into a new figure when none is given,
+and returns what it drew into; none calls ``plt.show()``. Bins without data are drawn as a grey
+hatched "no data" background, never as a rate. Conventions of the figures: docs/plots.rst.
 """
 
 from __future__ import annotations
