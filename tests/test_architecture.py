@@ -124,7 +124,8 @@ def test_no_measured_timing_in_the_code():
 
 @pytest.mark.parametrize("old, new", [("xbkg.make", "xbkg.building.make"), ("xbkg.fov", "xbkg.sky.fov"),
                                       ("xbkg.io.products", "xbkg.building.products"),
-                                      ("xbkg.validation", "xbkg.checks.crossval")])
+                                      ("xbkg.validation", "xbkg.checks.crossval"),
+                                      ("xbkg.io.dl3", "xbkg.io.index_tables")])
 def test_module_names_from_before_the_layout_still_import_with_a_warning(old, new):
     code = (f"import warnings, importlib; warnings.simplefilter('error')\n"
             f"import {new} as new\n"

@@ -23,7 +23,7 @@ from xbkg.building.thresholds import run_energy_thresholds
 from xbkg.core.binning import axis_coords, edges_of, parse_edges
 from xbkg.core.groups import assign_folds
 from xbkg.io import open_model
-from xbkg.io.dl3 import read_index_table
+from xbkg.io.index_tables import read_index_table
 from xbkg.model.group_interpolation import models_for_observations
 from xbkg.model.predict import ENERGY_INTEGRATION, predict_counts
 from xbkg.model.smoothing import smooth_model

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from xbkg.io.dl3 import (
+from xbkg.io.index_tables import (
     find_index_dir,
     find_index_file,
     read_index_table,
