@@ -139,6 +139,16 @@ def test_module_names_from_before_the_layout_still_import_with_a_warning(old, ne
     assert f"warned: {old} is now {new}" in out.stdout and "same: True" in out.stdout
 
 
+def test_binning_is_declared_next_to_the_edges_it_holds():
+    """``Binning`` lives in :mod:`xbkg.core.binning` (sky and building both take it); the
+    histogram module still gives the same class to code that imported it from there."""
+    import xbkg.building.histogram
+    import xbkg.core.binning
+
+    assert xbkg.core.binning.Binning.__module__ == "xbkg.core.binning"
+    assert xbkg.building.histogram.Binning is xbkg.core.binning.Binning
+
+
 def test_the_old_schema_names_forward_from_xbkg_model_with_a_warning():
     import xbkg.core.schema
     import xbkg.model

@@ -13,9 +13,9 @@ import dask
 import dask.array as da
 import numpy as np
 
-from xbkg.building.histogram import Binning, run_counts
+from xbkg.building.histogram import run_counts
 from xbkg.building.malloc import tune_malloc
-from xbkg.core.binning import run_energy_mask
+from xbkg.core.binning import Binning, run_energy_mask
 from xbkg.io.fitstable import read_header
 from xbkg.sky import fov
 from xbkg.sky.exclusion import apply_exclusion

@@ -13,8 +13,8 @@ import logging
 import dask
 import numpy as np
 
-from xbkg.building.histogram import Binning
 from xbkg.building.parallel import compute
+from xbkg.core.binning import Binning
 from xbkg.sky.extent import STRAY_GAP, robust_max_offset, run_max_offset
 from xbkg.sky.fov import offset_deg
 from xbkg.store.datastore import takes_store

@@ -255,7 +255,7 @@ def outside_fraction(binning, centres, cos_radius, time_weight=None) -> np.ndarr
 
     Parameters
     ----------
-    binning : xbkg.building.histogram.Binning
+    binning : xbkg.core.binning.Binning
     centres : array (T, R, 3)
         Unit vectors of the circle centres in the FoV frame at ``T`` sample times.
     cos_radius : array (R,)
@@ -366,7 +366,7 @@ def run_exclusion_fraction(info: dict, binning, regions: dict | None = None, *, 
     info : dict
         Run parameters (``ra_pnt, dec_pnt``; for a 3D ALTAZ binning also the site, time
         reference, ``tstart`` and ``tstop``), as given to the per-run tasks.
-    binning : xbkg.building.histogram.Binning
+    binning : xbkg.core.binning.Binning
     regions : dict, optional
         :meth:`SkyCircles.to_dict` of the regions (default: ``info["exclusion"]``).
     gti : (array, array), optional
