@@ -5,6 +5,7 @@ checks them in the test command, together with the rules import-linter cannot ex
 """
 
 import ast
+import re
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "xbkg"
+MODULE_DOCSTRING_LINES = 10
 LAYERS = ["core", "io", "sky", "store", "model", "building", "checks", "plots", "report"]
 
 
@@ -78,9 +80,52 @@ def test_every_layer_is_a_package_with_a_short_docstring():
         assert doc and len(doc.splitlines()) <= 6, layer
 
 
+def test_every_module_docstring_is_short():
+    """A module docstring says what the module is for; the narrative lives in docs/."""
+    long = {}
+    for path in _modules():
+        doc = ast.get_docstring(ast.parse(path.read_text()))
+        if doc and len(doc.splitlines()) > MODULE_DOCSTRING_LINES:
+            long[str(path.relative_to(ROOT))] = len(doc.splitlines())
+    assert not long, f"module docstrings over {MODULE_DOCSTRING_LINES} lines: {long}"
+
+
+#: A measured duration or speed-up written into the code, where it goes stale: "about 0.3 s",
+#: "(0.2 s)", "~50 ms", "1.3x faster", "(measured)". Figures belong in docs/performance.rst and
+#: docs/benchmarks.md. Durations that are settings or data ("1s", "+-60 s", "by up to 0.93 s")
+#: are not matched.
+MEASURED_TIMING = re.compile(
+    r"\(measured\)"
+    r"|\b(about|costs?|took|takes)\s+\d+(\.\d+)?\s?(ms|s|us|µs)\b"
+    r"|(~|\()\s?\d+(\.\d+)?\s?(ms|s|us|µs)\b"
+    r"|\b\d+(\.\d+)?\s?x (faster|slower)\b"
+    r"|\b\d+(\.\d+)?\s?% (faster|slower)\b",
+    re.IGNORECASE)
+
+
+@pytest.mark.parametrize("line, measured", [
+    ("costs about 0.3 s per process", True), ("(0.2 s)", True), ("builds it in ~50 ms", True),
+    ("about 1.3x faster", True), ("9 is 6x slower for 0.5% less", True),
+    ("about 12% of its time (measured)", True), ("is about 8% faster", True),
+    ('"distributed.admin.tick.interval": "500ms",', False), ("within +-60 s of it", False),
+    ("by up to 0.93 s.", False), ("2**31 s (68 years) per group", False),
+])
+def test_the_timing_pattern(line, measured):
+    assert bool(MEASURED_TIMING.search(line)) is measured
+
+
+def test_no_measured_timing_in_the_code():
+    found = [f"{path.relative_to(ROOT)}:{i}: {line.strip()}"
+             for path in _modules()
+             for i, line in enumerate(path.read_text().splitlines(), 1)
+             if MEASURED_TIMING.search(line)]
+    assert not found, "measured timings belong in docs/performance.rst:\n" + "\n".join(found)
+
+
 @pytest.mark.parametrize("old, new", [("xbkg.make", "xbkg.building.make"), ("xbkg.fov", "xbkg.sky.fov"),
                                       ("xbkg.io.products", "xbkg.building.products"),
-                                      ("xbkg.validation", "xbkg.checks.crossval")])
+                                      ("xbkg.validation", "xbkg.checks.crossval"),
+                                      ("xbkg.io.dl3", "xbkg.io.index_tables")])
 def test_module_names_from_before_the_layout_still_import_with_a_warning(old, new):
     code = (f"import warnings, importlib; warnings.simplefilter('error')\n"
             f"import {new} as new\n"
@@ -92,6 +137,16 @@ def test_module_names_from_before_the_layout_still_import_with_a_warning(old, ne
                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, timeout=120)
     assert out.returncode == 0, out.stderr
     assert f"warned: {old} is now {new}" in out.stdout and "same: True" in out.stdout
+
+
+def test_binning_is_declared_next_to_the_edges_it_holds():
+    """``Binning`` lives in :mod:`xbkg.core.binning` (sky and building both take it); the
+    histogram module still gives the same class to code that imported it from there."""
+    import xbkg.building.histogram
+    import xbkg.core.binning
+
+    assert xbkg.core.binning.Binning.__module__ == "xbkg.core.binning"
+    assert xbkg.building.histogram.Binning is xbkg.core.binning.Binning
 
 
 def test_the_old_schema_names_forward_from_xbkg_model_with_a_warning():

@@ -1,4 +1,4 @@
-"""Index tables read without astropy.io.fits give what astropy gives (xbkg.io.dl3)."""
+"""Index tables read without astropy.io.fits give what astropy gives (xbkg.io.index_tables)."""
 
 import gzip
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from xbkg.io.dl3 import read_index_table
+from xbkg.io.index_tables import read_index_table
 
 
 def _reference(path, hdu=1):

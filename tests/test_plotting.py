@@ -7,6 +7,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import xarray as xr  # noqa: E402
 
 from xbkg.core.schema import assemble_model  # noqa: E402
 from xbkg.plots import model as plotting  # noqa: E402
@@ -217,7 +218,7 @@ def test_counts_plot(model2d, tmp_path):
 
 def test_energy_threshold_rises_and_is_near_truth(model2d, model3d):
     for model in (model2d, model3d):
-        thr = plotting.energy_threshold(model).values
+        thr = plotting.counts_peak_energy(model).values
         assert np.all(np.diff(thr) > 0)
         # the counts peak sits near the turn-on of the simulated spectrum (within a factor 2)
         assert np.all(np.abs(np.log(thr / THRESHOLDS)) < np.log(2.0))
@@ -226,15 +227,21 @@ def test_energy_threshold_rises_and_is_near_truth(model2d, model3d):
 def test_energy_threshold_empty_group_is_nan(model2d):
     model = model2d.copy(deep=True)
     model["counts"][dict(zenith_group=1)] = 0
-    thr = plotting.energy_threshold(model).values
+    thr = plotting.counts_peak_energy(model).values
     assert np.isnan(thr[1]) and np.isfinite(thr[[0, 2]]).all()
 
 
 def test_energy_threshold_without_counts_uses_rate():
     with_counts = _model3d()
     rate_only = _model3d(counts_too=False)
-    np.testing.assert_allclose(plotting.energy_threshold(rate_only),
-                               plotting.energy_threshold(with_counts), rtol=0.3)
+    np.testing.assert_allclose(plotting.counts_peak_energy(rate_only),
+                               plotting.counts_peak_energy(with_counts), rtol=0.3)
+
+
+def test_the_old_name_energy_threshold_warns_and_gives_the_counts_peak_energy(model2d):
+    with pytest.warns(DeprecationWarning, match="counts_peak_energy"):
+        old = plotting.energy_threshold(model2d)
+    xr.testing.assert_identical(old, plotting.counts_peak_energy(model2d))
 
 
 def test_fov_mean_rate_of_flat_model():

@@ -1,18 +1,8 @@
 """xbkg: background models for imaging atmospheric Cherenkov telescopes, with xarray and dask.
 
-The package is layered, each folder using only those below it (docs/architecture.rst)::
-
-    cli, accessor -> report -> plots -> checks -> building, simulate -> model -> store -> sky
-                  -> io -> core
-
-Typical use::
-
-    import xbkg
-    model = xbkg.make_model("path/to/dl3-store", kind="3d", fov_alignment="altaz",
-                            selection="off", zenith_edges=[0, 30, 45, 60])
-    xbkg.save_model(model, "model.nc")
-    model = xbkg.open_model("model.nc")
-    model = xbkg.update_model(model, "path/to/dl3-store", obs_ids=new_runs)  # adds runs
+The public API: ``make_model``, ``save_model``, ``open_model``, ``update_model``, ... (typical use
+in docs/getting_started.rst). The package is layered, each folder using only those below it
+(docs/architecture.rst).
 """
 
 from xbkg import _compat, accessor  # noqa: F401  (accessor registers ``ds.bkg``)

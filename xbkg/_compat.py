@@ -36,6 +36,7 @@ MOVED = {
     "xbkg.histogram": "xbkg.building.histogram",
     "xbkg.iers_cache": "xbkg.sky.iers_cache",
     "xbkg.interpolate": "xbkg.model.group_interpolation",
+    "xbkg.io.dl3": "xbkg.io.index_tables",
     "xbkg.io.apply": "xbkg.building.apply",
     "xbkg.io.perrun": "xbkg.building.perrun",
     "xbkg.io.products": "xbkg.building.products",

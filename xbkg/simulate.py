@@ -1,22 +1,8 @@
 """Simulated GADF DL3 stores whose background follows a known model.
 
-The truth (:class:`TruthModel`) is a factorised rate in s-1 MeV-1 sr-1::
-
-    rate(E, lon, lat, z) = norm * Z(z) * (E / 1 TeV)**-index * T(E, z) * R(lon, lat)
-    Z(z)       = 1 + zenith_norm_slope * (1 / cos z - 1)
-    T(E, z)    = 1 / (1 + (E_thr(z) / E)**threshold_sharpness)
-    E_thr(z)   = e_threshold / cos(z)**threshold_power
-    R(lon, lat) = exp(-offset**2 / (2 radial_sigma**2)) * max(0, 1 + gradient * lat)
-
-with ``rate = 0`` outside ``[e_min, e_max]``. ``lon, lat`` are field-of-view coordinates (deg,
-gammapy sign convention) in the truth's ``frame``: ``"altaz"`` (lat toward higher altitude) or
-``"radec"`` (lat toward higher Dec); ``offset`` is the angular distance from the FoV centre.
-
-:func:`simulate_store` writes a store of off runs whose events are drawn from that rate. Each
-run is evaluated at its own ``ZEN_PNT`` (the truth does not change during a run, so the per-run
-expectation ``expected_counts(..., zenith=ZEN_PNT, ontime=ONTIME)`` is exact); the FoV frame of an
-``"altaz"`` truth does follow the time: an event's position is fixed in the Alt/Az FoV frame at
-its arrival time, then converted to RA/Dec.
+The truth (:class:`TruthModel`) is a factorised rate ``norm * Z(z) * (E / 1 TeV)**-index *
+T(E, z) * R(lon, lat)`` in s-1 MeV-1 sr-1; :func:`simulate_store` writes a store of off runs
+drawn from it (the terms and frames: docs/architecture.rst).
 """
 
 from __future__ import annotations

@@ -1,17 +1,8 @@
 """``xbkg apply-model``: a conditional model's background for every run of a store.
 
-OUTDIR gets::
-
-    bg_run_models/bg_run_model_obs<OBS_ID>.fits.gz   one BKG HDU per run (BKG_ERR column and
-                                                      BKG_SYS/BKG_STAT/BKG_OUTR/BKG_COND cards)
-    hdu-index.fits.gz    the store's HDU index (FILE_DIR rewritten to reach the store's files)
-                         without its bkg rows, plus one bkg row per run pointing at its model
-    obs-index.fits.gz    the store's obs index (the runs written) plus BKG_OUTSIDE (bool: the
-                         run's conditions are outside the fitted range), BKG_OUTSIDE_TERMS,
-                         BKG_SYS and BKG_STAT (relative uncertainties of the run's level)
-
-so that ``gammapy.data.DataStore.from_dir(OUTDIR).obs(ID).bkg`` is the run's model while its
-events, GTI and IRFs are read from the store.
+Writes one BKG file per run plus an HDU index and obs index, so that
+``gammapy.data.DataStore.from_dir(OUTDIR).obs(ID).bkg`` is the run's model while its events, GTI
+and IRFs are read from the store. The folder's contents are listed in docs/formats.rst.
 """
 
 from __future__ import annotations

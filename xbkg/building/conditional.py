@@ -1,54 +1,9 @@
 """A conditional background model: the rate as a smooth function of each run's conditions.
 
-Model. For a run ``r`` with condition terms ``x_r`` (:mod:`xbkg.store.conditions`, standardised:
-centred on the observation-time weighted mean of the fitted runs, divided by their standard
-deviation) the rate in energy bin ``e`` and FoV bin ``p`` of the run's group ``g`` is::
-
-    rate_r(e, p) = template_g(e, p) * exp(f_e(x_r)),     f_e(x) = sum_k beta[e, k] * x_k
-
-``template_g`` is the group's rate at the reference conditions ``x = 0``: the model's ``rate``
-divided by ``cond_reference_factor`` (the exposure-weighted mean of ``exp(f)`` over the
-group's runs in the fit bin that holds ``p``). Zenith groups are thus a step function in
-``cos z`` that the smooth terms refine; with one group (the default) the terms carry every
-dependence on the conditions.
-
-Fit. A Poisson likelihood over runs x energy bins x coarse FoV fit bins (offset rings of
-:data:`RING_WIDTH` deg), on the per-run counts and exposure in those bins that
-:func:`xbkg.building.reduce.group_cubes` gathers in the same pass over the events as the model's cubes
-(``fit_bins``): memory grows with runs x energy x rings, not with events. Each (group, energy,
-fit bin) has a free level ``alpha``; it is profiled out exactly (``alpha = log(N / D)``), which
-leaves a convex function of the ``E x K`` coefficients ``beta``::
-
-    -log L(beta) = sum_geb N_geb log D_geb - sum_re n_re eta_re,   eta_re = x_r . beta_e,
-    D_geb = sum_{r in g} exposure_reb exp(eta_re)
-
-plus a roughness penalty ``smoothness * sum_k sum_e (second difference of beta[., k] over
-the energy bins)**2`` and a tiny ridge. Its exact gradient and Hessian are cheap, so the
-minimum is found by :func:`scipy.optimize.minimize` with the exact-Hessian trust-region Newton
-method (``trust-exact``): scipy is already a dependency, the method converges in a few
-iterations on this convex problem and needs no tuning. (iminuit's MIGRAD would rebuild the
-Hessian from gradients; GLM packages such as statsmodels or glum would need the design matrix
-with one dummy column per (group, energy, fit bin): far larger than this problem.)
-``smoothness`` is chosen among :data:`SMOOTHNESS_GRID` by cross-validation over runs on the
-same statistics (held-out Poisson deviance of the per-run energy spectra), which costs no
-read of the events.
-
-Uncertainties.
-
-- ``cond_cov``: the covariance of ``beta``, the cluster-robust (sandwich) estimate with runs
-  as clusters, ``H^-1 M H^-1`` (``H`` the penalised Hessian, ``M`` the sum over runs of the
-  outer products of their score contributions): honest when runs scatter more than Poisson.
-  ``cond_cov_poisson`` is ``H^-1``.
-- Per run and energy bin, the statistical error of ``f`` (``sqrt(x H x)``) is combined with the
-  template's Poisson error into the per-run model's ``rate_error``.
-- The systematic per-run normalisation scatter ``sys_scatter`` (attribute ``conditional``):
-  from a k-fold cross-validation over runs on the per-run statistics, the root mean square of
-  ``counts / predicted - 1`` of held-out runs minus its Poisson part. "This model predicts a
-  run's level to ``sys_scatter``": use it as the width of a Gaussian prior on gammapy's
-  ``FoVBackgroundModel`` norm.
-
-Runs whose condition terms lie outside the fitted range (widened by :data:`RANGE_MARGIN` of its
-span) are flagged (``outside_range``) with a warning: the model extrapolates linearly there.
+``rate_r(e, p) = template_g(e, p) * exp(f_e(x_r))`` with ``f_e(x) = sum_k beta[e, k] * x_k`` of
+the run's standardised condition terms (:mod:`xbkg.store.conditions`), fitted by a profiled,
+penalised Poisson likelihood on per-run statistics gathered in the build's pass over the events.
+The model, its fit and its uncertainties are described in docs/conditional.rst.
 """
 
 from __future__ import annotations

@@ -1,41 +1,10 @@
 """Grouping runs: zenith-angle groups (declared or adaptive), optionally split by other columns.
 
 Groups are decided from the observation table alone (no event is read), before any model is
-built, so they can be inspected, saved (``bg_observation_groups.ecsv``, see
-:mod:`xbkg.io.groups`) and reused for other model builds.
-
-Two layers, as elsewhere:
-
-* array kernels: :func:`zenith_groups` (fixed edges), :func:`adaptive_zenith_edges`
-  (BAccMod's method, below), :func:`column_groups` and :func:`bounds_groups` (which group's
-  bounds contain each run);
-* labelled: :func:`make_grouping` (observation Dataset -> grouping Dataset) and
-  :func:`assign_groups` (any observation Dataset -> the group of each run, from the bounds).
-
-Adaptive zenith binning (as in BAccMod): the range of cos(zenith) is cut into fine bins of
-width ``cos_zenith_step`` (default 0.01); walking from the largest zenith angle (smallest cos)
-upward, fine bins are merged until the group holds at least ``min_ontime`` seconds of
-observation time and ``min_runs`` runs; the group is closed there and the next one starts.
-What is left at the low-zenith end when the walk stops is merged into the last closed group.
-Runs are assigned by their mean zenith (ZEN_PNT); a run is not split between groups.
-
-The grouping Dataset (what :func:`make_grouping` returns and what a model built from it
-carries on its ``zenith_group`` dimension)::
-
-    coords  zenith_group (G)                   group ID, 0..G-1
-            zenith_bounds (zenith_group, bnds) zenith range of each group (deg), [lo, hi)
-            <COLUMN>_bounds (zenith_group, bnds) range of each extra column, e.g. AZ_PNT_bounds
-            obs_id (R)
-    vars    obs_group (obs_id)  group of each run (-1: outside every group)
-            obs_zenith, obs_ontime (obs_id), obs_<COLUMN> (obs_id) for extra columns
-            group_n_obs, group_ontime, group_mean_cos_zenith (zenith_group): ONTIME-weighted
-    attrs   group_by (comma-separated extra columns, "" for none), grouping (JSON parameters)
-
-With extra columns, groups are ordered by the extra cells first (the cartesian product of their
-bins) and by zenith inside each cell; the zenith groups of a cell are contiguous, and the zenith
-edges (fixed or adaptive) are decided per cell. Azimuth (``AZ_PNT``) is periodic: its values
-are wrapped into ``[first edge, first edge + 360)``, so ``[-90, 90, 270]`` gives north
-(-90..90) and south (90..270) groups (:data:`NORTH_SOUTH`).
+built, so they can be inspected, saved (:mod:`xbkg.io.groups`) and reused. Kernels
+(:func:`zenith_groups`, :func:`adaptive_zenith_edges`, ...) under labelled functions
+(:func:`make_grouping`, :func:`assign_groups`); the adaptive method and the grouping Dataset
+are described in docs/architecture.rst.
 """
 
 from __future__ import annotations

@@ -10,32 +10,13 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 
+from xbkg.core.binning import Binning
 from xbkg.sky import fov
 
-__all__ = ["Binning", "bin_index", "histogram", "fov_coordinates", "run_counts"]
-
-
-@dataclass(frozen=True)
-class Binning:
-    """Declared binning of a model: kind, FoV alignment, edges and the offset cut."""
-
-    kind: str
-    fov_alignment: str
-    energy_edges: np.ndarray
-    fov_edges: dict = field(default_factory=dict)
-    offset_max: float = 2.5
-
-    @property
-    def fov_dims(self) -> tuple[str, ...]:
-        return ("offset",) if self.kind == "2d" else ("dety", "detx")
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return (self.energy_edges.size - 1,) + tuple(self.fov_edges[d].size - 1 for d in self.fov_dims)
+__all__ = ["bin_index", "histogram", "fov_coordinates", "run_counts"]
 
 
 #: Most cells of a bin-index lookup table (intp entries: at most 512 kB, in the L2 cache).

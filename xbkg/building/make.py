@@ -15,7 +15,6 @@ import xarray as xr
 
 from xbkg.building.conditional import attach_conditional, fit_bin_labels
 from xbkg.building.grouping import attach_grouping, resolve_grouping
-from xbkg.building.histogram import Binning
 from xbkg.building.parallel import compute
 from xbkg.building.reduce import group_cubes
 from xbkg.building.sources import (
@@ -26,7 +25,7 @@ from xbkg.building.sources import (
 )
 from xbkg.building.survey import cut_binning, obs_index_extents, survey_runs
 from xbkg.building.thresholds import needs_counts_peak, run_energy_thresholds, threshold_provenance
-from xbkg.core.binning import parse_edges
+from xbkg.core.binning import Binning, parse_edges
 from xbkg.core.circles import SkyCircles
 from xbkg.core.defaults import DEFAULTS
 from xbkg.core.schema import assemble_model

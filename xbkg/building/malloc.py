@@ -20,7 +20,7 @@ def tune_malloc() -> bool:
 
     Per-run arrays of events (hundreds of kB) are allocated and freed many times a second.
     By default glibc returns such blocks to the system and the next allocation page-faults
-    them back in, which costs a 2D build about 12% of its time (measured). Called by the
+    them back in, which costs a 2D build time (docs/performance.rst). Called by the
     per-run tasks, it sets :data:`MALLOC_SETTINGS` with ``mallopt``: the process keeps up to
     128 MB of freed heap. Applies on Linux with glibc only; set the environment variable
     ``XBKG_MALLOC_TUNING=0`` to leave malloc alone.

@@ -17,14 +17,14 @@ __all__ = ["LOCAL_SCHEDULERS", "WORKER_CONFIG", "MALLOC_SETTINGS", "tune_malloc"
 LOCAL_SCHEDULERS = ("threads", "processes", "synchronous", "sync", "single-threaded")
 
 
-#: dask settings of the clusters xbkg starts. distributed's defaults cost per-run tasks about
-#: twice the CPU time: its statistical profiler samples every thread each 10 ms, and its
+#: dask settings of the clusters xbkg starts. distributed's defaults cost per-run tasks CPU
+#: time: its statistical profiler samples every thread each 10 ms, and its
 #: ``MALLOC_TRIM_THRESHOLD_=65536`` turns off glibc's adaptive mmap threshold, so every array
 #: above 128 kB (a column of 16k events) is a fresh mmap and page faults on first use. Its
 #: monitors (memory every 100 ms, event-loop ticks every 20 ms, system every 500 ms, in every
-#: nanny, worker and the scheduler) took about 1 s of CPU per 2,000-run build from the cores
-#: the workers run on; at 1 s, 500 ms and 2 s a 2-worker build on 2 cores is about 8% faster
-#: (measured). Memory limits are then enforced within 1 s instead of 0.1 s.
+#: nanny, worker and the scheduler) take CPU from the cores the workers run on, so they wake
+#: up less often here (figures in docs/performance.rst). Memory limits are then enforced
+#: within 1 s instead of 0.1 s.
 
 WORKER_CONFIG = {
     "distributed.worker.profile.enabled": False,
@@ -38,7 +38,7 @@ WORKER_CONFIG = {
 def warm_up() -> None:
     """Do the one-time work of a process's first build: imports (dask imports distributed at
     its first compute), astropy's Earth orientation table (from :mod:`xbkg.sky.iers_cache` after
-    the first process; about 2 s in all without it) and
+    the first process) and
     :func:`tune_malloc`. :func:`local_cluster` runs it on its workers as they start, so that
     the first tasks do not stall."""
     with contextlib.suppress(ImportError):  # dask imports it at the first compute
@@ -87,7 +87,7 @@ def compute(*objs, scheduler=None, progress: bool = False):
             with bar:
                 return dask.compute(*objs, scheduler=local_get(sched))
         # xbkg's graphs are written task by task, already minimal: dask's optimisation (cull,
-        # fuse) would only delay the start on the client (0.15 s for 2,000 runs)
+        # fuse) would only delay the start on the client
         futures = client.compute(list(objs), optimize_graph=False)
         if progress:
             from distributed import progress as dist_progress
@@ -105,8 +105,8 @@ def local_cluster(n_workers: int, *, threads_per_worker: int = 1, processes: boo
     processes are spawned: a script that uses this must run it under
     ``if __name__ == "__main__":``. Extra keyword arguments go to ``LocalCluster``.
 
-    The workers run with :data:`WORKER_CONFIG`, which makes per-run tasks use about half the
-    CPU time they take with distributed's defaults (measured); pass the same settings to
+    The workers run with :data:`WORKER_CONFIG`, which makes per-run tasks use less CPU time
+    than with distributed's defaults (docs/performance.rst); pass the same settings to
     clusters started otherwise (``dask worker``, dask-jobqueue), e.g. in a dask config file.
     With ``warm_up`` (default), every worker runs :func:`warm_up` before the Client is
     yielded; on other clusters, ``client.run(xbkg.building.parallel.warm_up)`` does the same.

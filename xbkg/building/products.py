@@ -1,23 +1,8 @@
 """The output folder of ``xbkg make-models``, named as gammapy's old make-bg-cube-models named it.
 
-==================================================  ===============================================
-``bg_observation_table.fits.gz``                    the runs used (obs-index rows)
-``bg_observation_table_grouped.fits.gz``            the same with GROUP_ID
-``bg_observation_groups.ecsv``                      one row per group: bounds, runs, time
-``bg_rejected_runs.ecsv``                           runs not used and why
-``bg_cube_model_group<ID>_table.fits.gz``           3D: BACKGROUND + COUNTS + EXPOSURE HDUs
-``bg_cube_model_group<ID>_image.fits.gz``           3D: the rate cube as an image (DS9)
-``bg_offset_model_group<ID>_table.fits.gz``         2D: BACKGROUND + COUNTS + EXPOSURE HDUs
-``model.nc``                                        all groups, for ``xbkg.open_model``
-``bg_run_models/bg_run_model_obs<ID>.fits.gz``      with ``per_run``: one interpolated model per run
-``bg_models_bundle.fits.gz``                        with ``bundle``: models, HDU_INDEX, OBS_INDEX
-``hdu-index.fits.gz``, ``obs-index.fits.gz``        so ``gammapy.data.DataStore.from_dir(OUTDIR)``
-                                                    loads ``obs.bkg`` for every run in a group
-                                                    (its group's file, or its own with ``per_run``)
-==================================================  ===============================================
-
-Everything is written to a temporary sibling folder and moved into place at the end, so an
-interrupted run leaves no partial output and an earlier OUTDIR untouched.
+The files are listed in docs/formats.rst. Everything is written to a temporary sibling folder
+and moved into place at the end, so an interrupted run leaves no partial output and an earlier
+OUTDIR untouched.
 """
 
 from __future__ import annotations

@@ -1,17 +1,10 @@
 """Per-run cubes and their reduction over runs: the lazy heart of a model build.
 
-:func:`run_cubes` is one run's work: read its events, compute FoV coordinates, histogram the
-counts and compute the run's own exposure (ONTIME x energy width x solid angle, x the run's
-energy mask). :func:`group_cubes` writes the graph: leaf tasks each doing a few runs one after
-the other, then per-group tree sums, so memory does not depend on the number of runs. A run's
-contribution is all or nothing: a run that fails contributes neither counts nor exposure, and
-its error is reported (``on_error="skip"``) or raised (``on_error="raise"``).
-
-Determinism: counts are int64 and exposure time is summed as int64 multiples of
-:data:`TIME_QUANTUM` (2**-32 s), so both sums are exact and the model is bitwise the same
-whatever the order of the sums (``split_every`` of the tree, the order of the runs, the
-scheduler, the number of workers). Each group's exposure is its summed time (s) times
-:func:`exposure_scale` (energy width x solid angle), one rounding at the end.
+:func:`run_cubes` is one run's work (events -> counts and exposure); :func:`group_cubes` writes
+the graph: leaf tasks of a few runs each, then per-group tree sums, so memory does not depend on
+the number of runs. A run contributes all or nothing. The sums are exact (int64 counts, exposure
+time in multiples of :data:`TIME_QUANTUM`), so the model does not depend on the order of the
+sums (docs/architecture.rst).
 """
 
 from __future__ import annotations
@@ -20,9 +13,9 @@ import dask
 import dask.array as da
 import numpy as np
 
-from xbkg.building.histogram import Binning, run_counts
+from xbkg.building.histogram import run_counts
 from xbkg.building.malloc import tune_malloc
-from xbkg.core.binning import run_energy_mask
+from xbkg.core.binning import Binning, run_energy_mask
 from xbkg.io.fitstable import read_header
 from xbkg.sky import fov
 from xbkg.sky.exclusion import apply_exclusion
@@ -172,8 +165,8 @@ _ALTAZ_KEYS = ("ra_pnt", "dec_pnt", "geolon", "geolat", "altitude", "mjdrefi", "
 def with_altaz_params(runs: list[dict]) -> list[dict]:
     """Copies of ``runs`` with their ALTAZ constants (``altaz_params``) computed all at once.
 
-    One astropy call per site and time scale (:func:`xbkg.sky.fov.altaz_runs_params`, about 1 ms
-    per run instead of tens of ms run by run); the vectors are those a run's own call would
+    One astropy call per site and time scale (:func:`xbkg.sky.fov.altaz_runs_params`, far
+    cheaper than one call per run); the vectors are those a run's own call would
     give. Runs with missing or invalid values (filled from, or reported by, their task) are
     left to their task.
     """
@@ -234,7 +227,7 @@ def _errors(totals: list, n_runs: int, field: str = "errors") -> list:
 
 
 #: Events a leaf task reads when the runs' EVENT_COUNT is known (runs are packed in order until
-#: their counts reach it): about 0.3 s of one core for a 3D ALTAZ build, long enough that a
+#: their counts reach it): a fraction of a second of one core, long enough that a
 #: distributed scheduler's cost per task (a few ms on the scheduler, messages and a transfer
 #: on the workers) stays small, short enough that workers finish together.
 EVENTS_PER_TASK = 1_500_000

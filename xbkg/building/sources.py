@@ -1,18 +1,9 @@
 """Known gamma-ray sources to exclude from a model: each run's target and catalog sources.
 
-Stores without off runs (MAGIC, VERITAS, CTA, LST: every run points near a source) need their
-sources excluded before ``selection="all"`` gives a background model:
-
-- :func:`target_circles`: a circle of a given radius around each run's target, taken from the
-  obs index (``RA_OBJ``/``DEC_OBJ`` or ``TARGET_RA``/``TARGET_DEC``), else from the EVENTS
-  header (``RA_OBJ``/``DEC_OBJ``), else by resolving its name (``OBJECT``, ``TARGET_NAME``,
-  ``TARGET``) in a source catalog;
-- :func:`catalog_circles`: every catalog source whose circle reaches a run's field of view,
-  with radius ``max(min_radius, factor x extension)`` (defaults as the VERITAS tools: 0.35 deg
-  for point sources, 3 x the extension otherwise).
-
-:func:`on_source_runs` names the runs whose target says they are on a source (for the warning
-of a ``selection="all"`` build without exclusions).
+Stores without off runs (MAGIC, VERITAS, CTA, LST) need their sources excluded before
+``selection="all"`` gives a background model: :func:`target_circles` (each run's target),
+:func:`catalog_circles` (catalog sources reaching a run's FoV) and :func:`on_source_runs`.
+Where targets are looked up and the radii used: docs/architecture.rst.
 """
 
 from __future__ import annotations

@@ -1,32 +1,8 @@
 """What a store's own events say before a build: each run's field-of-view extent and counts peak.
 
-Two facts of a store decide how a model should be binned and thresholded, and no GADF keyword
-gives them:
-
-* **FoV extent.** Some stores cut their event lists at a fixed offset from the pointing
-  (VERITAS: 2.0 deg); others do not (H.E.S.S. DR1 reaches 58 deg). A model binned beyond the
-  cut would hold bins with exposure but no events, i.e. rates of zero (then floors) that look
-  like measurements. A run's extent is the obs-index column ``OFFSET_MAX`` (deg; an xbkg
-  convention, no public store has it yet) when present, else the largest offset of its events
-  from the pointing, ignoring stray events: up to ``max(3, 0.1 %)`` of the events lying more
-  than 0.5 deg beyond all others (:func:`robust_max_offset`).
-* **Counts peak.** The energy at which a run's counts per log-energy interval peak (gammapy's
-  ``SafeMaskMaker`` ``"bkg-peak"`` method, on the events): below it the instrument is losing
-  efficiency. :mod:`xbkg.building.thresholds` fits its zenith rule to these peaks when a store has no
-  ``SAFE_ENERGY_LO``.
-
-Both need the events. The extent alone is measured by the build's own pass over the events
-(:func:`run_max_offset` in each run's task); the build then runs a second pass only when the
-extent cuts the binning. When the counts peaks are needed (they set the runs' thresholds before
-the build), :func:`survey_runs` reads ``RA``, ``DEC`` and ``ENERGY`` of each run first
-(one dask task per run, on the build's scheduler). It is an explicit, eager step:
-:func:`xbkg.make_model` runs it only when it computes the model (``compute_now=True``) and the
-answer is not in the obs index; a lazy build never computes it behind the user's back (it keeps
-the declared binning, and a threshold rule that would need the peaks raises).
-
-:func:`cut_binning` then cuts a declared binning at the extent: FoV bins wholly beyond it are
-dropped and ``offset_max`` is lowered to it, so the model has no bins without data inside its
-offset cut.
+No GADF keyword gives them, yet they decide how a model is binned (:func:`cut_binning` at the
+extent) and thresholded (:mod:`xbkg.building.thresholds`). :func:`survey_runs` is an explicit,
+eager step: a lazy build never computes it behind the user's back (docs/architecture.rst).
 """
 
 from __future__ import annotations
@@ -37,8 +13,8 @@ import logging
 import dask
 import numpy as np
 
-from xbkg.building.histogram import Binning
 from xbkg.building.parallel import compute
+from xbkg.core.binning import Binning
 from xbkg.sky.extent import STRAY_GAP, robust_max_offset, run_max_offset
 from xbkg.sky.fov import offset_deg
 from xbkg.store.datastore import takes_store

@@ -1,45 +1,9 @@
 """Per-run energy thresholds: a run adds counts and exposure only in energy bins above its own.
 
-Stacking runs whose energy thresholds differ biases a model near the thresholds: a run at high
-zenith adds observation time to low-energy bins where it records (almost) nothing, so the
-stacked rate there is too low for the runs that do see those energies. With thresholds each
-run contributes counts *and* exposure only to the energy bins whose lower edge is at or above
-its threshold (:func:`xbkg.building.reduce.run_energy_mask`), so every bin's rate is the average over
-the runs that really cover it.
-
-Policies (``make_model(energy_threshold=...)``, ``xbkg make-models --energy-threshold``):
-
-``"none"``
-    No threshold: every run contributes to every energy bin.
-``"safe"``
-    The obs table's ``SAFE_ENERGY_LO`` (converted to TeV) for every run that has a finite,
-    positive value; runs without one get the zenith rule below.
-``"zenith"``
-    The zenith rule for every run.
-float
-    One threshold (TeV) for every run.
-
-Zenith rule: ``E_thr(z) = e0 / cos(z)**power``, always fitted to the store's own runs (least
-squares in ``log E`` against ``log cos z``; only ``e0`` when their zenith angles span less than
-0.05 in cos z, with ``power`` held at :data:`DEFAULT_POWER`):
-
-1. to their ``SAFE_ENERGY_LO`` when at least three runs (or every run) have one;
-2. otherwise to the **counts peak** of each run's events: the energy at which the counts per
-   log-energy interval within the offset cut peak (gammapy's ``SafeMaskMaker`` "bkg-peak"
-   method, measured on the events by :mod:`xbkg.building.survey`; runs with fewer than 200 events are
-   left out). Measuring needs the events, so it happens only in a computed build
-   (``make_model(compute_now=True)``); a lazy build raises instead.
-
-No other instrument's rule is ever applied: :data:`DEFAULT_E0` = 0.22 TeV and
-:data:`DEFAULT_POWER` = 3.2 are the first method's fit on the 105 runs of H.E.S.S. DL3 DR1
-(0.222 TeV, 3.23), kept as reference values. On the same runs the second method gives
-0.215 TeV / cos(z)^2.90: the counts peaks lie at 0.92 x SAFE_ENERGY_LO (median, 10 % rms).
-The rule and what it was fitted to are recorded in the model's provenance
-(``energy_threshold``, ``zenith_rule``, ``zenith_rule_basis``) and printed by
-``xbkg make-models`` and ``xbkg info``.
-
-Energy slices left without exposure by thresholds follow the model's documented policy
-(:mod:`xbkg.core.schema`): they copy the nearest exposed slice, so no step reaches gammapy.
+Policies ``"none"``, ``"safe"`` (``SAFE_ENERGY_LO``), ``"zenith"`` (a rule
+``E_thr(z) = e0 / cos(z)**power`` fitted to the store's own runs) or one threshold in TeV
+(``make_model(energy_threshold=...)``, ``xbkg make-models --energy-threshold``). Why thresholds
+matter, how the rule is fitted and its DR1 reference values: docs/architecture.rst.
 """
 
 from __future__ import annotations

@@ -1,40 +1,9 @@
 """Incremental updates: add runs to a model without re-reading the runs it already holds.
 
-A model keeps its raw ``counts`` (int64) and ``exposure`` per group, and records in its
-attributes and provenance everything that decided them: binning and alignment (coordinates,
-``kind``, ``fov_alignment``, ``offset_max``), groups (``zenith_bounds``, extra
-``<COLUMN>_bounds``, ``group_by``), run selection and cuts, energy-threshold policy and its
-zenith rule, exclusion regions and the empty-bin floor. :func:`update_model` builds a partial
-model of the new runs with exactly those options (:func:`model_options`), and
-:func:`merge_models` adds it to the old one::
-
-    counts   = counts_old + counts_new          (exact)
-    exposure = exposure_old + exposure_new      (one float addition per bin)
-    rate     = recomputed by xbkg.core.schema.assemble_model (same floor, same policy)
-
-so the result equals a full rebuild from all runs: counts bitwise, exposure and rate to about
-1e-16 relative (a full rebuild sums exposure times exactly, :mod:`xbkg.building.reduce`; the update
-adds two float sums). Run variables (``obs_*``) are concatenated and sorted by OBS_ID, and
-the group summaries recomputed.
-
-What an update does not redo, by design (each would change what the old runs contributed):
-
-* adaptive zenith groups are not re-decided: the new runs go into the model's groups (a
-  rebuild with ``grouping=model`` gives the same model);
-* the zenith rule of the "safe"/"zenith" threshold policies is not refitted: new runs get
-  the model's rule (a rebuild refitting it on all runs can move the old runs' thresholds);
-* ``n_obs_max`` is not applied to the new runs;
-* target and catalog exclusions (``exclude_targets``, ``exclusion_catalog``) are not looked up
-  again: the new runs get the model's circles, so a new run on a target the model does not
-  know keeps its source (build a new model, or pass the target's circle to a rebuild).
-
-A smoothed model (attribute ``smoothing``) is smoothed again after the merge with the
-recorded method and options (:func:`xbkg.model.smoothing.smooth_model`).
-
-Refused (:class:`UpdateError`): a run already in the model, a model without raw counts or
-exposure (e.g. read from a GADF FITS file), models whose binning, alignment, groups or
-options differ, and expected options (``update_model(..., kind="2d")``) that differ from the
-model's.
+:func:`update_model` builds a partial model of the new runs with the model's recorded options
+(:func:`model_options`) and :func:`merge_models` adds counts and exposure, so the result equals a
+full rebuild (counts bitwise, rates to about 1e-16). What an update does not redo, and what it
+refuses (:class:`UpdateError`): docs/architecture.rst.
 """
 
 from __future__ import annotations

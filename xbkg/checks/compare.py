@@ -1,28 +1,8 @@
 """Comparing two background model sets (``xbkg compare A B``), as the seeds' comparison script did.
 
-Model B is put on model A's grid and compared bin by bin, per zenith group of A:
-
-* each group of A is matched with the group of B containing its centre zenith (arccos of the
-  ONTIME-weighted mean cos(zenith), else the middle of its bounds; the nearest group when B has
-  none there, see :func:`xbkg.model.evaluate.select_group`);
-* when both models have the same kind and the same energy and FoV edges, B's bin values are
-  used as they are; otherwise B is evaluated at A's bin centres with gammapy's interpolation
-  (:func:`xbkg.model.evaluate.evaluate_rate`): a 2D B at the offsets of a 3D A's DETX/DETY centres,
-  a 3D B averaged over the circle of each offset of a 2D A;
-* the ratio ``B / A`` is given in the bins of A that lie (partly) inside A's ``offset_max`` and
-  have exposure (A's exposure, when A has one), and where both rates are positive; NaN elsewhere.
-
-Profiles, per group of A: the energy profile is the FoV-mean rate (solid-angle weighted within
-A's ``offset_max``) of both models on A's grid; the offset profile is the energy-integrated rate
-(s-1 sr-1, the rate times each energy bin's width summed over A's exposed energy bins) at ring
-centres, 3D models averaged over each circle. The FoV frames of the two models are not changed:
-comparing an ALTAZ with a RADEC model compares them in their own FoV coordinates (recorded in
-the attributes).
-
-Summary (:func:`comparison_summary`), one row per group of A: ``ratio_integral`` (the ratio of
-the rates integrated over energy and solid angle: of predicted counts for a flat exposure), the
-median and 16/84 percentiles of the bin ratios, the rms of their natural logarithm, the extreme
-ratios and the number of bins compared.
+Model B is put on model A's grid and compared bin by bin, per zenith group of A (ratios
+``B / A``, energy and offset profiles, :func:`comparison_summary`). How groups are matched and
+what is compared: docs/architecture.rst.
 """
 
 from __future__ import annotations

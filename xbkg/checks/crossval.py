@@ -1,62 +1,9 @@
 """k-fold cross-validation of background models over runs (``xbkg validate``).
 
 For each fold a model is built on the other runs and predicts the held-out runs' counts per bin;
-the counts it should predict are the held-out runs' own events. The result tells how well a model
-predicts runs it has not seen: per-run normalisation and spectral tilt, per-bin significances,
-residual maps.
-
-Evaluation region and binning (defaults chosen to compare with the published H.E.S.S. DR1 figures
-in REFERENCE.md): every run on a ``width x width`` deg grid of ``binsz`` boxes around its pointing
-in the RADEC-aligned FoV frame (the grid of :func:`xbkg.model.predict.predict_counts`, fixed on the sky),
-pixels whose centre lies within ``offset_max`` of the pointing, energies ``0.3-50 TeV`` in 12 log
-bins, and per run only the energy bins lying wholly above its safe threshold and below
-``SAFE_ENERGY_HI``. The threshold is ``SAFE_ENERGY_LO`` of the obs table; for H.E.S.S. DR1 it is
-the "aeff-default" threshold (equal to the LO_THRES of each run's effective area for all 105
-runs), so the selected bins are those gammapy's ``SafeMaskMaker(methods=["aeff-default"])``
-keeps. An edge within a relative 1e-6 of a threshold counts as on it (float32 thresholds).
-Residual maps are drawn in that RADEC-aligned FoV frame, stacked over runs.
-
-Statistics (all computed on the selected bins only):
-
-normalisation
-    ``norm = counts / predicted`` summed over a run's bins (the maximum-likelihood scale of the
-    prediction for Poisson counts), ``norm_error = sqrt(counts) / predicted``.
-spectral tilt
-    Poisson maximum-likelihood fit of ``counts ~ amplitude * (E / 1 TeV)**tilt * predicted``
-    over the run's energy bins (counts and predictions summed over pixels, ``E`` the bin's
-    geometric centre). The amplitude is profiled out (``amplitude = counts / sum((E/1 TeV)**tilt
-    * predicted)``), the tilt found by Newton steps on the concave profile likelihood;
-    ``tilt_error`` is the inverse square root of the profile's curvature. A tilt of 0 means the
-    model has the right spectral shape; the tilt is NaN with fewer than 2 predicted energy bins.
-per-bin significance
-    The signed square root of the Poisson likelihood-ratio statistic of the counts ``n`` given
-    the prediction ``mu`` (no Li & Ma: the prediction has no error of its own):
-    ``sign(n - mu) * sqrt(2 * (n * log(n / mu) - (n - mu)))``, ``-sqrt(2 mu)`` for ``n = 0``.
-    For a perfect model and large ``mu`` it is standard normal. For small ``mu`` it is not: at
-    ``mu = 0.1`` its mean is -0.24 and its width 0.65. The summary therefore also gives the mean
-    and width it would have if the model were exact (``null_mean``, ``null_width``, computed
-    exactly from the Poisson distribution of every bin), the reference against which the
-    observed mean and width are to be read. Bins with a prediction of 0 have no significance
-    and are counted separately (``n_bins_unpredicted``).
-residual maps
-    Counts and predictions of the selected bins summed over runs (and energy) in each FoV
-    pixel; relative residual ``counts / predicted - 1`` (also after scaling the prediction to
-    the total counts: the FoV shape alone) and the significance of the sums.
-
-Reading the results: a model built from few runs with many empty or low-count bins predicts
-too little when evaluated as gammapy evaluates it (log interpolation between bin centres, see
-:mod:`xbkg.model.evaluate`), most at high energies: it shows as ``norm > 1`` with a positive tilt
-and a significance width above ``null_width``. Smoothing the models (``smooth="gauss"``)
-removes most of it.
-
-Folds (:func:`assign_folds`) are deterministic for a seed: the sorted OBS_IDs are permuted by
-``numpy.random.default_rng(seed)`` and dealt out in turn, so fold sizes differ by at most one.
-
-Besides k-fold builds, :func:`validate` scores fixed models on the same runs with the same code:
-one model for every run, or the per-run models of the store itself (``reference="store"``: the
-bkg HDU of each run in the HDU index, e.g. the published H.E.S.S. DR1 models). gammapy reads
-the DR1 per-run models in a reversed-longitude RADEC frame (REFERENCE.md); ``reverse_lon=True``
-(default) mirrors their DETX axis so they are evaluated as gammapy evaluates them.
+the result tells how well a model predicts runs it has not seen (per-run normalisation and
+spectral tilt, per-bin significances, residual maps). :func:`validate` also scores fixed models
+or the store's own per-run models. Region, binning and statistics: docs/architecture.rst.
 """
 
 from __future__ import annotations
@@ -76,7 +23,7 @@ from xbkg.building.thresholds import run_energy_thresholds
 from xbkg.core.binning import axis_coords, edges_of, parse_edges
 from xbkg.core.groups import assign_folds
 from xbkg.io import open_model
-from xbkg.io.dl3 import read_index_table
+from xbkg.io.index_tables import read_index_table
 from xbkg.model.group_interpolation import models_for_observations
 from xbkg.model.predict import ENERGY_INTEGRATION, predict_counts
 from xbkg.model.smoothing import smooth_model

@@ -1,17 +1,22 @@
-"""Bin edges as xarray coordinates: centres as the index, edges as CF bounds variables.
+"""Bin edges as xarray coordinates (centres as the index, edges as CF bounds variables), and
+the declared :class:`Binning` of a model.
 
-Axes are not a class here. An axis is a dimension coordinate holding bin centres plus a
+Axes are not a class: an axis is a dimension coordinate holding bin centres plus a
 ``<name>_bounds`` coordinate of shape ``(n, 2)`` on dimension ``bnds`` (CF convention), so
 selections keep the edges with their bins and netCDF files round-trip them exactly.
+:class:`Binning` only declares a model's edges before it is built.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import numpy as np
 import xarray as xr
 
 __all__ = [
     "BOUNDS_DIM",
+    "Binning",
     "parse_edges",
     "log_edges",
     "lin_edges",
@@ -30,6 +35,25 @@ _LONG_NAMES = {
     "detx": "field-of-view longitude (GADF DETX, fov_lon)",
     "dety": "field-of-view latitude (GADF DETY, fov_lat)",
 }
+
+
+@dataclass(frozen=True)
+class Binning:
+    """Declared binning of a model: kind, FoV alignment, edges and the offset cut."""
+
+    kind: str
+    fov_alignment: str
+    energy_edges: np.ndarray
+    fov_edges: dict = field(default_factory=dict)
+    offset_max: float = 2.5
+
+    @property
+    def fov_dims(self) -> tuple[str, ...]:
+        return ("offset",) if self.kind == "2d" else ("dety", "detx")
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.energy_edges.size - 1,) + tuple(self.fov_edges[d].size - 1 for d in self.fov_dims)
 
 
 def bounds_name(dim: str) -> str:

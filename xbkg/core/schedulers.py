@@ -14,7 +14,7 @@ def local_get(scheduler):
     """A local scheduler as dask's get function, when no distributed Client can exist.
 
     dask looks for a default distributed Client at each compute, importing distributed
-    (about 0.3 s) even for ``scheduler="synchronous"``; a callable skips that. While
+    (docs/performance.rst) even for ``scheduler="synchronous"``; a callable skips that. While
     distributed is not imported no Client exists, so the callable is the scheduler dask
     would pick: the named one, or dask's configured or default (threaded) one for None.
     """
@@ -35,7 +35,7 @@ def local_get(scheduler):
 @contextlib.contextmanager
 def no_client_lookup():
     """Within the block, code that asks dask for its scheduler does not import distributed to
-    look for a Client that cannot exist (about 0.3 s).
+    look for a Client that cannot exist.
 
     xarray's ``to_netcdf`` asks dask for the scheduler and then imports
     ``dask.distributed`` to compare it with a Client, even for in-memory data. While

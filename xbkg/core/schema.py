@@ -1,60 +1,9 @@
 """The background model: one xarray Dataset with a checked schema.
 
-Layout (``kind="2d"`` uses ``offset``; ``kind="3d"`` uses ``dety, detx``)::
-
-    dims    zenith_group (G), energy (E), offset (O) | dety (Y), detx (X), bnds (2), obs_id (R)
-    coords  energy, offset | detx, dety       bin centres (TeV, deg), attrs units/long_name/bounds
-            <axis>_bounds (<axis>, bnds)      bin edges as CF bounds
-            zenith_group (G)                  int group ID, 0..G-1
-            zenith_bounds (zenith_group, bnds) zenith-angle range of each group (deg)
-            obs_id (R)                        runs used
-    vars    counts     (zenith_group, energy, offset | dety, detx)  int64 events
-            exposure   (same)  s MeV sr: sum over runs of ONTIME x energy width x solid angle
-            rate       (same)  s-1 MeV-1 sr-1: counts / exposure
-            rate_error (same)  s-1 MeV-1 sr-1: Poisson error, see below
-            has_data   (same)  bool: the bin has exposure (some run observed it); False bins
-                               hold placeholder rates only, see below
-            obs_group  (obs_id) group of each run;  obs_ontime (obs_id) s;  obs_zenith (obs_id) deg
-            obs_energy_threshold (obs_id) TeV, when thresholds were applied (NaN: none)
-            group_ontime (zenith_group) s; group_n_obs (zenith_group);
-            group_mean_cos_zenith (zenith_group): ONTIME-weighted mean cos(zenith)
-            <COLUMN>_bounds (zenith_group, bnds): extra grouping columns (xbkg.building.grouping)
-    attrs   xbkg_model_version (int), kind ("2d"|"3d"), fov_alignment ("ALTAZ"|"RADEC"),
-            offset_max (deg), xbkg_version, provenance (JSON text), empty_bins (policy text)
-
-Empty bins (documented policy). The estimate is ``counts / exposure``; ``rate_error`` is
-``sqrt(counts)/exposure``, and ``1/exposure`` (the rate one event would give) where
-``counts == 0``; bins with zero exposure (no run contributes) get ``rate_error = nan``.
-No bin is handed downstream as 0 next to populated bins, because gammapy integrates the rate
-log-log in energy and a rising step from 0 (or a float32 tiny) to a populated bin makes its
-predicted counts explode. So every bin gets at least a *floor*::
-
-    rate = max(counts / exposure, rate_floor * S_g(E))
-
-where ``S_g(E)`` is the group's field-of-view averaged rate in that energy bin (sum of counts /
-sum of exposure; empty energy slices take the nearest populated slice's value) and
-``rate_floor`` (attr, default 1e-3) is the relative floor. The floor adds at most
-``rate_floor`` of the mean rate to an empty bin: negligible for predictions, yet bounded jumps
-(a factor of 1/rate_floor) that log-log integration handles. ``rate_floor=0`` turns it off.
-
-Energy slices without exposure (a group's energy bins below the energy threshold of every one
-of its runs, see :mod:`xbkg.building.thresholds`; counts and exposure stay 0 there) continue the
-nearest exposed slice of the same group, bin by bin: the first slice outside gets its rate
-times the power law of the group's FoV-mean rate between the two outermost exposed slices
-(factor limited to 1/10..10), slices farther out repeat that value (:func:`fill_unexposed`).
-This puts no step at the threshold, and gammapy's log-log interpolation over the first exposed
-bin follows the spectrum instead of a floor (a constant continuation would still under-predict
-the lower half of that bin by about 20 % for a spectrum falling as E^-2.7; a floor far more).
-The values below the threshold are a placeholder, not a measurement: predictions there must be
-masked (gammapy's safe mask, with the run's threshold rounded up to a model energy edge). A
-group without any exposure keeps rate 0.
-
-Bins without data are marked, not hidden: ``has_data`` is False wherever no run contributed
-exposure (parts of a 3D FoV box outside ``offset_max``, energy slices below every run's
-threshold, a group without runs). Their ``rate`` is the placeholder described above, kept only
-so that GADF exports have no steps; :mod:`xbkg.plots.model` hatches them and never draws them as
-measurements. Bins beyond the runs' FoV extent are not built at all by default
-(:mod:`xbkg.building.survey`).
+``counts``, ``exposure``, ``rate``, ``rate_error`` and ``has_data`` on ``(zenith_group, energy,
+offset | dety, detx)``, run variables on ``obs_id``, bin edges as CF bounds. Bins without data
+get a documented placeholder rate (a floor, and the continuation of the nearest exposed energy
+slice), never a 0 next to populated bins. Layout and policy: docs/architecture.rst.
 """
 
 from __future__ import annotations

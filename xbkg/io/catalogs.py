@@ -1,17 +1,8 @@
 """Gamma-ray source catalogs (gamma-cat, HGPS and similar tables): names, positions, extensions.
 
-A catalog is a FITS (first table HDU) or ECSV/CSV table with, matched case-insensitively:
-
-- a position: ``ra``/``dec`` (gamma-cat), ``RAJ2000``/``DEJ2000`` (HGPS) or ``RA``/``DEC``, in deg
-  unless the column carries another angle unit;
-- optionally an extension (deg; masked or missing = point-like): the largest of
-  ``morph_sigma``/``morph_sigma2`` (gamma-cat, Gaussian sigma or shell radius), ``Size``
-  (HGPS), ``extension``, ``r_ext``;
-- optionally names: ``common_name``, ``other_names`` and ``gamma_names`` (comma-separated
-  aliases) of gamma-cat, ``Source_Name`` and ``Identified_Object`` of HGPS, or ``name``.
-
-:func:`read_source_catalog` returns a :class:`SourceCatalog`; :mod:`xbkg.building.sources` turns it into
-exclusion circles.
+:func:`read_source_catalog` reads a FITS or ECSV/CSV table (columns matched case-insensitively,
+docs/architecture.rst) into a :class:`SourceCatalog`; :mod:`xbkg.building.sources` turns it
+into exclusion circles.
 """
 
 from __future__ import annotations

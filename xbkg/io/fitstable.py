@@ -1,43 +1,9 @@
 """Fast, strict reader of FITS headers and scalar binary-table columns.
 
-Opening a file with :mod:`astropy.io.fits` costs milliseconds of Python bookkeeping per file, far
-more than reading the bytes of an event list. This module parses just the FITS structure needed
-to pull a few scalar columns out of one binary-table HDU:
-
-- headers are 2880-byte blocks of 80-character cards ending with an ``END`` card;
-- HDUs are walked using BITPIX/NAXIS/NAXISn/PCOUNT/GCOUNT, skipping the data of HDUs before
-  the wanted one and never touching the HDUs after it;
-- the wanted table is read in one piece and the requested columns are cut out of it with a
-  big-endian strided view, then copied to native byte order (TSCALn/TZEROn applied the way
-  astropy applies them).
-
-Gzip files (recognised by their magic bytes, whatever their name) are decompressed as a stream
-and decompression stops as soon as the wanted bytes are in hand: a DL3 file with EVENTS first
-and large IRF HDUs after it costs only the decompression of its first HDUs.
-
-Anything unusual but valid (ASCII tables, tile-compressed image headers, bzip2 or zip files) is
-handed to :mod:`astropy.io.fits`. Whatever goes wrong (truncated file, corrupt gzip stream, a
-header without ``END``, a missing HDU or column, a column that is not a scalar number) raises
-:class:`FitsReadError` naming the file, the HDU and the problem; arrays are never returned short.
-
-Gzip streams are inflated with ISA-L (the optional ``isal`` package, about 1.3x faster on DL3
-files) when it is installed, else with :mod:`zlib`. The gzip CRC is checked only when inflation
-reaches the end of the stream, i.e. when the wanted HDU is the last one; corruption of the
-deflate stream before the wanted bytes is caught by the inflater itself or by the strict header
-checks.
-
->>> import numpy as np, tempfile, os
->>> from astropy.io import fits
->>> path = os.path.join(tempfile.mkdtemp(), "ev.fits.gz")
->>> table = fits.BinTableHDU.from_columns(
-...     [fits.Column("TIME", "D", unit="s", array=np.array([1.0, 2.5]))], name="EVENTS")
->>> fits.HDUList([fits.PrimaryHDU(), table]).writeto(path)
->>> cols, header, units = read_columns(path, "events", ["time"], header=True)
->>> cols["time"], header["NAXIS2"], units["time"]
-(array([1. , 2.5]), 2, 's')
->>> read_header(path, 1)["EXTNAME"]
-'EVENTS'
->>> import shutil; shutil.rmtree(os.path.dirname(path))
+Parses just the FITS structure needed to pull a few scalar columns out of one binary-table HDU,
+inflating gzip streams only as far as the wanted bytes; unusual but valid files go to
+:mod:`astropy.io.fits`. Anything wrong raises :class:`FitsReadError` naming the file, the HDU
+and the problem; arrays are never returned short (docs/architecture.rst).
 """
 
 from __future__ import annotations
@@ -137,7 +103,7 @@ class _PlainSource:
 
     def read_scratch(self, n: int):
         """Like :meth:`read`, into this thread's reused buffer (valid until its next call):
-        reading a table into a fresh bytes object page-faults it in, about 4x slower."""
+        reading a table into a fresh bytes object page-faults it in, which is slower."""
         n = min(n, self.size - self.pos)
         if n > _SCRATCH_MAX:
             return self.read(n)
@@ -801,6 +767,21 @@ def read_columns(path, hdu, columns, *, header: bool = False):
     -----
     As with astropy.io.fits, TNULLn is not applied and a logical column's undefined bytes
     (0x00) read as False. Only the table's rows are read (no heap, no padding), in one read.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from astropy.io import fits
+    >>> path = os.path.join(tempfile.mkdtemp(), "ev.fits.gz")
+    >>> table = fits.BinTableHDU.from_columns(
+    ...     [fits.Column("TIME", "D", unit="s", array=np.array([1.0, 2.5]))], name="EVENTS")
+    >>> fits.HDUList([fits.PrimaryHDU(), table]).writeto(path)
+    >>> cols, header, units = read_columns(path, "events", ["time"], header=True)
+    >>> cols["time"], header["NAXIS2"], units["time"]
+    (array([1. , 2.5]), 2, 's')
+    >>> read_header(path, 1)["EXTNAME"]
+    'EVENTS'
+    >>> import shutil; shutil.rmtree(os.path.dirname(path))
     """
     key = _normalise_hdu(hdu, path)
     names = [columns] if isinstance(columns, str) else list(columns)

@@ -1,7 +1,7 @@
 """Fast, deterministic FITS writing: binary-table bytes without astropy's HDU machinery.
 
-astropy builds a ``BinTableHDU`` in ~50 ms and byte-swaps array columns with a Python loop
-(0.2 s for one 20x50x50 cube); these helpers write the same bytes directly. Headers contain no
+astropy's ``BinTableHDU`` costs Python bookkeeping and byte-swaps array columns with a Python
+loop (docs/performance.rst); these helpers write the same bytes directly. Headers contain no
 timestamps and gzip streams carry neither mtime nor file name, so the same content always gives
 the same file.
 """

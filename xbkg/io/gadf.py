@@ -1,33 +1,9 @@
 """GADF background FITS: model <-> BKG_2D / BKG_3D HDUs, table files and image files.
 
-Everything this package knows about the background FITS layouts is in the tables at the top
-of this module (:data:`TABLE_AXES`, :data:`AXIS_COLUMNS`, :data:`HDU_SPECS`,
-:data:`GROUP_CARDS`); one writer (:func:`_table_hdu`) builds every binary-table HDU from them
-and one reader (:func:`read_bkg_hdu`) decodes them.
-
-Writing (strict)
-    One row; axis columns ``ENERG_LO/HI`` (TeV) then ``THETA_LO/HI`` or ``DETX_LO/HI,
-    DETY_LO/HI`` (deg); the data column in gammapy 2.0's axis order, numpy ``(offset, energy)``
-    and ``(dety, detx, energy)``, i.e. ``TDIM = (nE, ntheta)`` and ``(nE, nx, ny)``. ``FOVALIGN``
-    is always written on 3D HDUs. Headers hold no timestamps: the same model gives the same
-    bytes, ``.fits.gz`` included (gzip with mtime 0 and no embedded file name). The header cards
-    of :data:`GROUP_CARDS` (zenith range, runs, observation time), ``CREATOR`` and the offset
-    cut :data:`OFFSET_CARD` are added; ogadf-schema accepts them, reporting the ones outside its schema with its
-    ``AdditionalHeaderCard`` warning.
-
-Reading (tolerant)
-    ``BKG`` or ``BGD`` data column, ``HDUCLASS`` GADF or OGIP, any energy/angle/rate units
-    convertible to TeV / deg / s-1 MeV-1 sr-1. The data axis order is gammapy's or its
-    transpose (H.E.S.S. DR1 and CTA files: numpy ``(energy, detx, dety)``), told apart by shape.
-    When both fit (``nE == ny``, or ``nE == ntheta`` in 2D) the file is assumed to be in
-    gammapy's order, like gammapy does, with an :class:`AxisOrderWarning` (files written by
-    xbkg are known to be in that order and do not warn). A 3D HDU without ``FOVALIGN`` is read
-    as ``ALTAZ`` (the GADF default; note that gammapy assumes ``RADEC``) with a
-    :class:`FovAlignmentWarning`, unless ``fov_alignment=`` is given.
-
-H.E.S.S. DR1 per-run BKG HDUs say ``FOVALIGN = RADEC`` and are read as such (values equal to
-gammapy's ``Background3D.read``); note that gammapy's DataStore applies them with reversed
-longitude for DR1 runs (see REFERENCE.md): no flip is done here.
+Everything known about the layouts is in the tables at the top (:data:`TABLE_AXES`,
+:data:`AXIS_COLUMNS`, :data:`HDU_SPECS`, :data:`GROUP_CARDS`); one writer (strict, deterministic
+bytes) and one reader (:func:`read_bkg_hdu`, tolerant of axis order, ``BGD``, OGIP, units).
+What is written and what is accepted: docs/formats.rst.
 """
 
 from __future__ import annotations
@@ -390,7 +366,7 @@ def _write_hdus(hdus: list, path, overwrite: bool) -> Path:
     fits.HDUList(hdus).verify("exception")
     content = b"".join(hdu_bytes(hdu) for hdu in hdus)
     if path.suffix == ".gz":  # astropy would store the time and file name
-        content = gzip_bytes(content, level=6)  # 9 is 6x slower for 0.5% less
+        content = gzip_bytes(content, level=6)  # 9 is far slower for barely smaller files
     with atomic_path(path, overwrite=overwrite) as tmp:
         tmp.write_bytes(content)
     return path

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xbkg.io.dl3 import takes_store_directory
+from xbkg.io.index_tables import takes_store_directory
 
 __all__ = ["make_bkg_index_table", "make_total_index_table", "HDU_INDEX_META"]
 

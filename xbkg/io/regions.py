@@ -1,14 +1,7 @@
 """Exclusion regions from files: region tables (FITS, ECSV, CSV) and DS9 region files.
 
-Tables follow the seed's ``excluded_sources`` convention: columns ``RA``, ``DEC`` and ``Radius``
-(any case; deg unless the column carries another angle unit), optionally a name column
-(``NAME``, ``SOURCE_NAME``, ``Source_Name``...). DS9 files may hold sky circles only
-(``circle`` in ``fk5``, ``icrs``, ``galactic``... coordinates), read with the ``regions``
-package; other shapes and image (pixel) coordinates raise a ValueError naming the region.
-
-The format is chosen by the file name: ``.reg`` is DS9; ``.fits``, ``.fit``, ``.fits.gz`` a
-FITS table (first table HDU); ``.ecsv`` ECSV; ``.csv`` CSV; other names are tried as DS9 when
-the text looks like one, else as an ASCII table.
+Tables have columns ``RA``, ``DEC`` and ``Radius`` (deg unless a unit says otherwise); DS9 files
+may hold sky circles only. The format is chosen by the file name (docs/architecture.rst).
 """
 
 from __future__ import annotations

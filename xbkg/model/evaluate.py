@@ -1,60 +1,10 @@
 """Evaluate a background model at arbitrary points and integrate it into expected counts.
 
-Two layers, as everywhere in xbkg:
-
-* numpy kernels that know nothing of xarray: :func:`interpolate_grid` (pointwise values from
-  an array of bin values plus bin centres and edges), :func:`loglog_segment_integrals` and
-  :func:`integrate_grid` (solid angles come from :mod:`xbkg.sky.exposure`);
-* labelled functions on a model Dataset (:mod:`xbkg.core.schema` layout): :func:`evaluate_rate`,
-  :func:`integrate_counts` and :func:`select_group`.
-
-Interpolation convention (identical to gammapy 2.0.1 ``Background2D/Background3D.evaluate``,
-i.e. ``IRF.evaluate`` with ``ScaledRegularGridInterpolator`` and the BackgroundIRF defaults
-``values_scale="log"``, ``fill_value=0``):
-
-* nodes are the bin centres; energy is interpolated in ``log(E)`` (centres are geometric
-  means), the FoV axes (offset, detx, dety) linearly (centres are arithmetic means);
-* values are interpolated multilinearly in ``log(value)``, after clipping values to at least
-  ``numpy.finfo(float32).tiny`` (``TINY``); results ``<= 2 * TINY`` are set to 0;
-* between the outermost bin centre and the outer edge the interpolant is *extrapolated*
-  linearly (in log value) from the last two centres; a point exactly on an outer edge is inside
-  (``extrapolate=False``, not gammapy's behaviour, holds the outermost centre's value instead);
-* a point outside the edges of any axis (or with a NaN coordinate) gets 0; a non-finite result
-  is set to 0 (never NaN);
-* an axis with a single bin is not interpolated along (the value is constant across the bin).
-
-Zero bins (what gammapy does and xbkg matches): a zero rate enters the log interpolation as
-``log(TINY) ~ -87.3``, so the interpolant falls geometrically from a populated bin centre to the
-centre of a neighbouring empty bin (half-way between the centres it is ``sqrt(r * TINY)``, about
-``1e-21`` for ``r = 1e-4``). A populated bin next to an empty one therefore loses nearly half of
-its content in evaluation and integration, and an isolated populated bin between empty ones
-keeps only the neighbourhood of its centre. Worse, in the half-bin beyond an outermost centre
-the extrapolation *grows* at the same steep slope when the second-to-last bin is empty or tiny:
-with an empty neighbour the rate at the outer edge is about ``(r / TINY)**0.5`` times ``r``
-(~1e16 for ``r = 1e-6``, equal bins); this is how gammapy predicts absurd counts for such
-models. With assemble_model's default relative floor of 1e-3 the overshoot is at most about
-``1e-3**-0.5 ~ 32``. ``extrapolate=False`` removes it (and differs from gammapy in those
-half-bins only). Models built by :func:`xbkg.core.schema.assemble_model` have no zero bins unless its
-``relative_floor`` is 0 (see the empty-bin policy in :mod:`xbkg.core.schema`); imported models may,
-and the evaluation does not hide them.
-
-Integration (:func:`integrate_counts`) integrates that interpolant. In energy it is exact: at a
-fixed FoV point, ``log(rate)`` is linear in ``log(E)`` between consecutive energy centres (and
-from the outer centres to the outer edges), so the log-log trapezoid (gammapy's
-``trapz_loglog``, a power law per segment) evaluated on nodes made of the analysis edges plus
-the model's centres and edges integrates it exactly; no energy oversampling is needed. A segment
-with a zero value at either end contributes 0 (as in gammapy). In the field of view each
-analysis bin is cut at the model's centres and edges (where the interpolant has kinks or jumps
-to 0); a piece inside a model half-bin (centre to edge) is split so that every half-bin holds
-at least ``oversample`` sub-pieces, and each sub-piece is sampled at its two Gauss-Legendre
-points, which share the sub-piece's exact solid angle: annulus ``2 pi (cos t1 - cos t2)`` for
-offset bins, ``dlon (sin lat2 - sin lat1)`` (radians) for ``detx, dety`` boxes, split in
-proportion to ``sin(offset)`` resp. ``cos(lat)`` at the points. A rate constant in the FoV is
-integrated exactly. Accuracy against a converged integral (the tests' models; the error falls
-about as ``oversample**-4``): smooth model 3e-6 at ``oversample=2``, 2e-7 at 4 (default);
-model with assemble_model's 1e-3 floor next to empty bins 5e-3 at 2, 4e-4 at 4; exact zeros
-(no floor) converge slowly in bins dominated by the steep fall-off to ``TINY`` (5% at 4, 6e-4
-at 16, per bin; 1e-4 of the total).
+Numpy kernels (:func:`interpolate_grid`, :func:`loglog_segment_integrals`,
+:func:`integrate_grid`) under labelled functions on a model Dataset (:func:`evaluate_rate`,
+:func:`integrate_counts`, :func:`select_group`). The interpolation is gammapy 2.0.1's
+(``Background2D/3D.evaluate``: log value, log energy, linear FoV, 0 outside); its convention,
+zero bins and the accuracy of the integration: docs/architecture.rst.
 """
 
 from __future__ import annotations

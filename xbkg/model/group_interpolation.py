@@ -1,38 +1,9 @@
 """Per-run models: interpolate a grouped model between its groups in cos(zenith).
 
-A run at zenith ``z`` gets the rate ``exp(sum_g w_g log rate_g)`` (``method="log"``, the
-default: linear interpolation of log rate in cos z), ``sum_g w_g rate_g`` (``"linear"``; where
-an extrapolation makes it negative, the log value) or the nearest group's rate
-(``"nearest"``), bin by bin. The weights are decided per energy slice:
-
-* the node of group ``g`` in slice ``E`` is the observation-time-weighted mean cos(zenith) of
-  the runs that contribute exposure to that slice (:func:`slice_cos_zenith`); without energy
-  thresholds this is the group's ``group_mean_cos_zenith`` for every slice. With thresholds,
-  only lower-zenith runs reach the lowest energies of a group, and the node moves with them;
-* groups without exposure in a slice (below the threshold of all their runs) are not used there;
-* between the two valid nodes that bracket ``cos z`` the weights are linear in cos z; beyond
-  the outermost valid node the two outermost nodes (at least 0.02 apart) are extrapolated
-  linearly, by at most their spacing (``extrapolate=False`` holds the outermost node). On
-  simulated stores with a zenith-dependent truth, extrapolating halves the interpolation error
-  of the runs beyond the outermost group centres;
-* a slice where no group has exposure uses the groups' ``group_mean_cos_zenith`` nodes (the
-  model's placeholder values there, see the empty-bin policy in :mod:`xbkg.core.schema`);
-* ``method="log"`` never interpolates or extrapolates in log through a bin that a used group
-  barely populates (fewer than :data:`MIN_LOG_COUNTS` counts, which includes every floored
-  empty bin): there the rate is interpolated linearly between the bracketing groups, without
-  extrapolation (an unbiased combination of Poisson estimates, where the log of one is biased
-  and of zero undefined). Sparse bins are still noisy: smoothing the grouped model first
-  (``--smooth`` with ``--per-run``) is advised whenever groups have bins with few counts,
-  typically the highest energies and the FoV edge.
-
-Models grouped by extra columns (:mod:`xbkg.building.grouping`, e.g. azimuth) interpolate only between
-the groups whose extra bounds contain the run's values (``extra={"AZ_PNT": 123.0}``).
-
-The result is a one-group model in the :mod:`xbkg.core.schema` layout: ``rate`` and ``rate_error``
-(relative errors of the groups combined with the squared weights, as if independent), group
-bounds ``[z, z]``, ``group_mean_cos_zenith = cos z``, the weights used in
-``interpolation_weight`` (dims ``source_group, energy``) and the parameters in the attribute
-``per_run`` (JSON). Lazy (dask) models stay lazy.
+A run at zenith ``z`` gets, bin by bin, the log-linear (default), linear or nearest-group rate,
+with weights decided per energy slice from the groups that have exposure there. The result is a
+one-group model in the :mod:`xbkg.core.schema` layout; lazy models stay lazy. The rules:
+docs/architecture.rst.
 """
 
 from __future__ import annotations

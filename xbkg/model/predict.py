@@ -1,22 +1,8 @@
 """Expected background counts of a run: the model integrated over its energy and sky bins.
 
-Kernel layer: :func:`time_samples` (times across a run and their trapezoid weights, dense
-enough that the Alt/Az field of view rotates less than ``max_rotation`` between samples) and
-:func:`predict_at` (expected counts at given sky positions, each with its solid angle).
-Convenience: :func:`predict_counts` reads the run from a store and predicts on a grid of FoV
-boxes around its pointing (RADEC-aligned, so the grid is fixed on the sky).
-
-Conventions follow gammapy's ``MapDatasetMaker.make_background``: the rate is evaluated at each
-pixel centre (interpolation of :mod:`xbkg.model.evaluate`), integrated in energy, multiplied by the
-pixel's solid angle and by the observation time (ONTIME, no dead-time correction); for an
-Alt/Az-aligned model the FoV position of each pixel is followed through the run and the
-prediction averaged over time. Energy integration is ``"edges"`` (default; gammapy's method:
-one log-log segment per analysis bin through the rate at its two edges) or ``"exact"`` (the
-interpolated rate is a power law between the model's bin centres, so log-log segments through
-the analysis edges *and* the model's centres and edges integrate it exactly). The two differ
-where the rate bends within a bin (threshold, sparse high-energy bins): on DR1 runs by a few
-per cent in populated bins and by factors in sparse ones, so ``"edges"`` is the default to
-predict what gammapy predicts.
+Kernels :func:`time_samples` and :func:`predict_at`; :func:`predict_counts` reads a run from a
+store and predicts on a grid of FoV boxes around its pointing. Conventions follow gammapy's
+``MapDatasetMaker.make_background`` (docs/architecture.rst).
 """
 
 from __future__ import annotations

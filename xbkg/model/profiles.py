@@ -1,7 +1,9 @@
-"""Summaries of a model that plots and comparisons share: FoV-mean rate, energy threshold of
-the counts, rate on rings of offset."""
+"""Summaries of a model that plots and comparisons share: FoV-mean rate, the energy at which the
+counts peak, rate on rings of offset."""
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import xarray as xr
@@ -11,7 +13,7 @@ from xbkg.core.schema import select_group, validate_model
 from xbkg.model.evaluate import evaluate_rate
 from xbkg.sky.exposure import annulus_solid_angle, box_solid_angle, energy_widths_mev
 
-__all__ = ["fov_mean_rate", "energy_threshold", "group_zenith", "rate_at_offsets", "solid_angle", "check_group", "group_index",
+__all__ = ["fov_mean_rate", "counts_peak_energy", "group_zenith", "rate_at_offsets", "solid_angle", "check_group", "group_index",
            "energy_distribution"]
 
 
@@ -109,8 +111,8 @@ def _peak_log_energy(dist: np.ndarray, log_centres: np.ndarray) -> float:
 
 
 
-def energy_threshold(model: xr.Dataset) -> xr.DataArray:
-    """Energy threshold of each zenith group: the peak of its counts distribution in energy.
+def counts_peak_energy(model: xr.Dataset) -> xr.DataArray:
+    """The counts-peak energy of each zenith group: the peak of its counts distribution in energy.
 
     Definition: the energy (TeV) at which the group's counts per energy bin, summed over the
     field of view, peak. With log-spaced energy bins that is the peak of ``dN/dlog E``, the
@@ -131,7 +133,7 @@ def energy_threshold(model: xr.Dataset) -> xr.DataArray:
     >>> model = assemble_model(counts, np.ones((1, 4, 1)), kind="2d",
     ...     energy_edges=[0.1, 1.0, 10.0, 100.0, 1000.0], fov_edges={"offset": [0.0, 1.0]},
     ...     zenith_edges=[0, 60], fov_alignment="ALTAZ", offset_max=1.0)
-    >>> round(float(energy_threshold(model)[0]), 3)
+    >>> round(float(counts_peak_energy(model)[0]), 3)
     10.0
     """
     validate_model(model)
@@ -141,6 +143,13 @@ def energy_threshold(model: xr.Dataset) -> xr.DataArray:
     return xr.DataArray(np.asarray(values, dtype=float), dims="zenith_group",
                         coords={"zenith_group": model["zenith_group"].values},
                         attrs={"units": "TeV", "long_name": "energy threshold (peak of counts)"})
+
+
+def energy_threshold(model: xr.Dataset) -> xr.DataArray:
+    """Deprecated name of :func:`counts_peak_energy` (it is no per-run energy threshold)."""
+    warnings.warn("energy_threshold(model) is now counts_peak_energy(model); the old name will "
+                  "be removed in a later release", DeprecationWarning, stacklevel=2)
+    return counts_peak_energy(model)
 
 
 

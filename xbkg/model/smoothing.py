@@ -1,42 +1,9 @@
 """Smoothing a model's rate; the raw ``counts`` and ``exposure`` stay in the model.
 
-Two methods (``smooth_model(model, method)``, ``xbkg make-models --smooth``):
-
-``"gauss"``: a Gaussian kernel in the field of view, per group and energy slice
-    The smoothed rate is the kernel-weighted ratio ``K*counts / K*exposure`` (a
-    Nadaraya-Watson estimate: edges, the offset cut and bins of different solid angle need no
-    special care, since exposure is smoothed with the same kernel), then scaled so that the
-    slice's total ``sum(rate x exposure)`` equals its counts exactly. The kernel width adapts
-    to the statistics of each slice: among widths of 0 to ``sigma_max`` (deg; multiples of the
-    bin size) it takes the one with the smallest estimated squared error of the predicted
-    counts (Mallows' Cp / Stein's unbiased risk, :func:`choose_sigma`), no smoothing when the
-    raw counts do better. So well-measured slices with structure are smoothed little, sparse
-    slices a lot. Separable in ``detx, dety`` (kernel matrices on the bin centres, so uneven
-    bins are fine); along ``offset`` for 2D models. Errors: Poisson, propagated through the kernel
-    (``sqrt(K^2*counts) / K*exposure``).
-``"fit"``: a smooth surface in log rate fitted with a Poisson likelihood, per group
-    ``log rate = f(log E, offset)`` (2D), plus ``g_x(log E) detx + g_y(log E) dety`` (3D: a
-    FoV gradient per energy), with ``f`` a tensor product of cubic B-splines and ``g`` cubic
-    B-splines (P-splines: many basis functions and a second-order difference penalty, Eilers &
-    Marx 1996). The expected counts are ``exposure x rate``; the penalised Poisson
-    log-likelihood is maximised by Newton iterations, for each penalty strength on a grid,
-    keeping the one with the smallest AIC (effective degrees of freedom from the hat matrix).
-    The penalty does not touch constants, so the fit preserves the group's total counts.
-    Errors from the inverse penalised Hessian. The design is a Kronecker product (energy basis
-    x FoV basis), handled in array form, so a 20 x 25 x 25 group fits in about a second.
-    Structure beyond a radial shape and a linear gradient is not represented.
-
-Empty and low-statistics bins (explicit): bins without counts get a smoothed, non-zero rate
-from their neighbours (this is the point); energy slices without any count keep the model's
-floor (gauss: the slice is left as it is, its kernel has nothing to spread; fit: they enter
-the likelihood with zero counts and get the surface's value); in slices with few counts the
-chosen width goes up to ``sigma_max`` (a nearly flat FoV shape there). Bins without exposure
-inside a slice (corners beyond the offset cut) get the smoothed value of their neighbourhood.
-Energy slices without exposure keep the model's policy (:func:`xbkg.core.schema.fill_unexposed`),
-and the floor of :func:`xbkg.core.schema.rate_floor` is applied after smoothing.
-
-The smoothed model records ``smoothing`` (JSON: method and options, chosen sigma or penalty per
-group) in its attributes.
+Two methods (``smooth_model(model, method)``, ``xbkg make-models --smooth``): ``"gauss"``, an
+adaptive Gaussian kernel in the FoV, and ``"fit"``, a P-spline surface in log rate fitted with a
+Poisson likelihood. The smoothed model records ``smoothing`` in its attributes. The methods and
+what happens to empty bins: docs/architecture.rst.
 """
 
 from __future__ import annotations

@@ -1,24 +1,8 @@
 """Plots of background models (matplotlib, imported inside the functions that draw).
 
-Every plotting function takes an optional ``ax`` (one panel) or ``fig`` (several panels), draws
-into a new figure when none is given, and returns what it drew into (``Axes`` or ``Figure``); none
-calls ``plt.show()``. Two small numpy helpers come with them and need no matplotlib:
-:func:`fov_mean_rate` and :func:`energy_threshold`.
-
-Conventions of the figures:
-
-* energy axes are logarithmic (TeV), rates in s-1 MeV-1 sr-1 on log colour or y scales;
-* bins without data (``has_data`` False: no exposure) are drawn as a grey hatched "no data"
-  background, never as a rate: those with no solid angle inside the model's ``offset_max``
-  (the corners of a 3D FoV box) and the energy slices below the energy threshold of every run
-  of a group, whose rate is a placeholder (see :mod:`xbkg.core.schema`);
-* FoV maps put ``detx`` (GADF DETX = gammapy ``fov_lon``) on the x axis growing to the right and
-  ``dety`` (``fov_lat``) upward, in the gammapy sign convention: ``fov_lon`` grows toward lower RA
-  (RADEC models) or lower azimuth (ALTAZ models), so a RADEC map looks like a sky image with east
-  on the left. The axis labels say which;
-* "rate at an offset" is the model interpolated as gammapy does
-  (:func:`xbkg.model.evaluate.evaluate_rate`, log-log in energy), averaged over the circle of that
-  offset for 3D models.
+Every function takes an optional ``ax`` or ``fig``, draws into a new figure when none is given,
+and returns what it drew into; none calls ``plt.show()``. Bins without data are drawn as a grey
+hatched "no data" background, never as a rate. Conventions of the figures: docs/plots.rst.
 """
 
 from __future__ import annotations
@@ -33,8 +17,9 @@ from xbkg.model.profiles import (
     _exposed_slices,
     _fov_sum,
     check_group,
+    counts_peak_energy,
     energy_distribution,
-    energy_threshold,
+    energy_threshold,  # noqa: F401  (deprecated name of counts_peak_energy, still importable here)
     fov_mean_rate,
     group_index,
     group_zenith,
@@ -46,7 +31,7 @@ from xbkg.store.datastore import takes_store
 
 __all__ = [
     "fov_mean_rate",
-    "energy_threshold",
+    "counts_peak_energy",
     "peek",
     "plot_rate_energy_offset",
     "plot_fov_maps",
@@ -229,7 +214,7 @@ def plot_counts(model: xr.Dataset, group=None, ax=None, *, threshold: bool = Tru
         One zenith group; default all.
     ax : matplotlib.axes.Axes, optional
     threshold : bool
-        Mark each group's :func:`energy_threshold` with a dashed line.
+        Mark each group's :func:`counts_peak_energy` with a dashed line.
 
     Returns
     -------
@@ -243,7 +228,7 @@ def plot_counts(model: xr.Dataset, group=None, ax=None, *, threshold: bool = Tru
     ax = _new_axes(ax)
     e_edges = edges_of(model, "energy")
     dist = energy_distribution(model)
-    thr = energy_threshold(model)
+    thr = counts_peak_energy(model)
     for gid in ids:
         row = dist[group_index(model, int(gid))]
         step = ax.stairs(_masked_positive(row), e_edges, label=_group_label(model, int(gid)))
@@ -353,7 +338,7 @@ def plot_zenith_dependence(model: xr.Dataset, *, energy: float = 1.0, obs=None, 
 
     Three panels against each group's centre zenith (arccos of its ONTIME-weighted mean
     cos(zenith), else the middle of its bounds; horizontal bars span the group's bounds):
-    the :func:`energy_threshold`; the predicted event rate in the FoV within ``offset_max``
+    the :func:`counts_peak_energy`; the predicted event rate in the FoV within ``offset_max``
     (s-1, the rate integrated over solid angle and the exposed energy bins); the FoV-mean rate
     in the energy bin containing ``energy`` (TeV). For H.E.S.S. the threshold rises with zenith
     while the rate at a fixed energy above the threshold rises too.
@@ -384,7 +369,7 @@ def plot_zenith_dependence(model: xr.Dataset, *, energy: float = 1.0, obs=None, 
     event_rate = np.nansum(mean * widths, axis=1) * solid_angle(model).sum()
     e_lo, e_hi = edges_of(model, "energy")[ebin: ebin + 2]
     panels = [
-        (energy_threshold(model).values, "energy threshold (TeV)", "SAFE_ENERGY_LO", True),
+        (counts_peak_energy(model).values, "energy threshold (TeV)", "SAFE_ENERGY_LO", True),
         (event_rate, f"event rate, offset < {model.attrs['offset_max']:g} deg (s⁻¹)",
          "EVENT_RATE", False),
         (mean[:, ebin], f"FoV-mean rate, {e_lo:.3g}-{e_hi:.3g} TeV\n(s⁻¹ MeV⁻¹ sr⁻¹)", None,
@@ -457,7 +442,7 @@ def _peek_3d(model: xr.Dataset, gid: int, energy, fig):
     _peek_energy_panel(model, gid, ax_e)
     centres = np.asarray(model["energy"].values, dtype=float)
     if energy is None:
-        energy = float(energy_threshold(model).sel(zenith_group=gid))
+        energy = float(counts_peak_energy(model).sel(zenith_group=gid))
         if not np.isfinite(energy):
             energy = float(centres[centres.size // 2])
     (ebin,) = _energy_bins(model, [energy])
@@ -493,7 +478,7 @@ def peek(model: xr.Dataset, group=None, *, energy: float | None = None, fig=None
     * 2D models: rate over energy x offset (:func:`plot_rate_energy_offset`), one panel per
       zenith group (``group=None``) or for the given group.
     * 3D models: four panels for one group: the FoV-mean rate versus energy, the offset profile
-      and the FoV map at ``energy`` (TeV; default the group's :func:`energy_threshold`), and
+      and the FoV map at ``energy`` (TeV; default the group's :func:`counts_peak_energy`), and
       the counts per energy bin. ``group=None`` picks the group with the most counts.
 
     Parameters

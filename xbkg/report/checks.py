@@ -1,23 +1,7 @@
 """Output folders of ``xbkg validate`` and ``xbkg compare`` (ECSV, JSON, netCDF, PNG).
 
-``xbkg validate`` OUTDIR:
-
-================================  =================================================================
-``validation_runs.ecsv``          one row per run: OBS_ID, FOLD, ZENITH, ONTIME, E_THRESHOLD,
-                                  COUNTS, PREDICTED, NORM, NORM_ERROR, TILT, TILT_ERROR, AMPLITUDE,
-                                  N_BINS, N_BINS_UNPREDICTED, SIG_MEAN, SIG_STD, DEVIANCE
-``validation_summary.json``       :func:`xbkg.checks.crossval.summarise`
-``validation_cubes.nc``           counts, predictions and masks of every run (re-plot, re-analyse)
-``validation_norm.png`` ...       normalisation, tilt, significance histogram, residual map,
-                                  energy residuals
-================================  =================================================================
-
-``xbkg compare`` OUTDIR: ``compare_summary.ecsv`` (one row per zenith group of A),
-``compare.nc`` (ratios and profiles), ``compare_ratio_maps_group<ID>.png``,
-``compare_energy_profiles.png``, ``compare_offset_profiles.png``.
-
-Folders are written atomically (:func:`xbkg.building.products.atomic_dir`). Each figure is closed
-once saved.
+Folders are written atomically (:func:`xbkg.building.products.atomic_dir`); each figure is closed
+once saved. The files are listed in docs/formats.rst.
 """
 
 from __future__ import annotations

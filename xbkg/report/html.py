@@ -22,7 +22,7 @@ import xarray as xr
 from xbkg.core.binning import edges_of
 from xbkg.io import open_model
 from xbkg.io.atomic import atomic_path
-from xbkg.model.profiles import energy_threshold
+from xbkg.model.profiles import counts_peak_energy
 from xbkg.plots.model import (
     plot_counts,
     plot_fov_maps,
@@ -160,7 +160,7 @@ def _fov_figure(model: xr.Dataset, gid: int) -> str:
 
 
 def _zenith_figure(model: xr.Dataset, obs) -> str:
-    thr = energy_threshold(model).values
+    thr = counts_peak_energy(model).values
     centres = model["energy"].values
     energy = float(np.nanmax(thr)) * 2 if np.isfinite(thr).any() else float(np.median(centres))
     energy = float(np.clip(energy, edges_of(model, "energy")[0], edges_of(model, "energy")[-1]))

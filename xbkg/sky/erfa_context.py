@@ -1,24 +1,8 @@
 """ERFA astrometry contexts of ICRS -> Alt/Az without astropy.coordinates and astropy.time.
 
-:func:`xbkg.sky.fov.altaz_runs_params` needs, per run and time, the contexts astropy's
-``ErfaAstrom.apco`` (AltAz frame, no refraction) and ``ErfaAstrom.apcs`` (geocentre) compute.
-Importing astropy.coordinates and astropy.time for them costs about 0.3 s per process, more
-than the computation. :func:`altaz_contexts` makes the same ERFA calls with the same inputs:
-
-* times: the reference epoch (MJDREFI + MJDREFF in the run's time scale) plus seconds, added
-  in TT or TAI (UTC epochs go through TAI, as astropy's ``Time + TimeDelta`` does), then TT,
-  UTC, UT1 (UT1-UTC interpolated in UTC), TDB (``erfa.dtdb`` at the geocentre) with ERFA's
-  time-scale functions;
-* Earth orientation: UT1-UTC and polar motion interpolated linearly in astropy's own table
-  (the cached copy of :mod:`xbkg.sky.iers_cache`, with astropy's leap-second correction of UT1-UTC
-  differences), CIP from ``pnm06a``, ``s06``, ``sp00``; Earth position and velocity from
-  ``epv00`` (astropy's builtin ephemeris); the site through ``gd2gc`` and back (WGS84).
-
-The contexts agree with astropy's to rounding (a test compares every field); ALTAZ FoV
-coordinates built from them differ from astropy's by far less than their documented accuracy.
-It returns None (and astropy does the work) when astropy's own table or settings may differ:
-no cached table yet, a non-default Earth orientation table or ephemeris in use, or times
-outside the table's measured (non-predictive) range, where astropy may download newer values.
+:func:`altaz_contexts` makes the ERFA calls astropy's ``ErfaAstrom.apco`` and ``apcs`` make,
+with the same inputs, so the contexts agree with astropy's to rounding; it returns None (and
+astropy does the work) whenever astropy could give other values (docs/architecture.rst).
 """
 
 from __future__ import annotations

@@ -2,27 +2,8 @@
 
 Used for the exposure fractions of exclusion regions (:mod:`xbkg.sky.exclusion`). Angles in
 radians; circles are given in the FoV frame as unit vectors (x toward the FoV centre, y toward
-+lon, z toward +lat) and the cosines of their radii, at one or more sample times with weights.
-
-Method: one variable is integrated numerically and the other exactly.
-
-* Boxes (``lon in [x1, x2], lat in [y1, y2]``, measure ``cos(lat) dlat dlon``): at longitude
-  ``t`` every circle covers one interval of latitude (the great semicircle ``lon = t`` cuts a
-  circle in one arc), the offset cut covers ``|lat| <= arccos(cos r / cos t)``; the covered
-  measure ``d sin(lat)`` of each bin row is the union of the circles' intervals within the row
-  and the cut, computed exactly.
-* Annuli (offset ``rho`` in ``[r1, r2]``, measure ``sin(rho) drho dphi``): at offset ``rho``
-  every circle covers one interval of bearing, and the union of those on the circle of
-  bearings is exact.
-
-The covered measure is smooth in the outer variable except at a finite set of points, all
-computed in closed form and used as breakpoints: bin edges, the circles' extents (where the
-measure behaves like a square root), the points where a circle crosses a bin edge, the offset
-cut or another circle. Between breakpoints Gauss-Legendre quadrature after the substitution
-``t = a + (b - a)(1 - cos(pi s)) / 2`` (which smooths square-root ends) converges
-fast: with :data:`NODES` nodes (:data:`SHORT_NODES` on short pieces) the fractions of the
-``bench_exclusion`` workload (3D ALTAZ, 10 runs, 252 time samples) agree with 16 nodes to
-2.5e-5 of a bin at worst (6 and 4 nodes: 1.2e-5; 6 and 3: 1e-3, in a bin cut to 3 %).
++lon, z toward +lat) and the cosines of their radii, at sample times with weights. The method
+and its accuracy: docs/architecture.rst.
 """
 
 from __future__ import annotations

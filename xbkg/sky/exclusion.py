@@ -1,31 +1,10 @@
 """Exclusion regions: sky circles whose events are dropped and whose solid angle is not exposed.
 
-A run near excluded regions (known gamma-ray sources) still contributes to a background model:
-
-1. events inside any region are dropped (:func:`inside_circles`, :func:`drop_excluded_events`);
-2. each FoV bin's exposure is multiplied by the fraction of its solid angle outside the regions,
-   averaged over the run's time in the model's FoV frame (:func:`run_exclusion_fraction`).
-
-Fractions are exact: the solid angle of each bin ∩ offset cut ∩ union of the regions is
-integrated exactly over one coordinate and by Gauss-Legendre quadrature between closed-form
-breakpoints over the other (:mod:`xbkg.sky.excluded_area`; ~1e-6 of a bin), and divided by the
-bin's exact solid angle inside the cut (:mod:`xbkg.sky.exposure`). Overlapping regions count once
-(their union). A region is handled in the FoV frame, where distances are those on the sky: its
-centre is taken to FoV coordinates, and it is the spherical circle of its radius there.
-
-In a RADEC frame (and for offset annuli, which do not depend on the frame) the regions are
-fixed in the FoV. In an ALTAZ frame they turn about the FoV centre as the sky rotates, at
-``omega = Omega_earth cos(lat) cos(az) / cos(alt)``; the run is cut into time intervals over
-which the farthest point of any region moves by at most ``max_step`` (default: 1/oversample
-of the narrowest bin), with more intervals where the field turns faster, and the
-fractions of the interval mid-times are averaged with the intervals' durations as weights. Time
-runs over the run's good time intervals (GTI) when given, else from TSTART to TSTOP.
-
-Regions travel to the per-run tasks as plain dicts (:meth:`SkyCircles.to_dict`), attached to
-the run parameters at graph-build time by :func:`attach_exclusions` for the runs they can reach;
-nothing is computed before the model is. Closure on simulated stores with bright sources in
-overlapping and FoV-edge circles is in ``tests/test_exclusion_closure.py``; the cost in
-``benchmarks/bench_exclusion.py`` (a few ms per run with regions in reach).
+Events inside any region are dropped (:func:`inside_circles`, :func:`drop_excluded_events`);
+each FoV bin's exposure is multiplied by the fraction of its solid angle outside the regions,
+averaged over the run's time in the model's FoV frame (:func:`run_exclusion_fraction`).
+Regions are attached to runs at graph-build time (:func:`attach_exclusions`); nothing is
+computed before the model is (docs/architecture.rst).
 """
 
 from __future__ import annotations
@@ -276,7 +255,7 @@ def outside_fraction(binning, centres, cos_radius, time_weight=None) -> np.ndarr
 
     Parameters
     ----------
-    binning : xbkg.building.histogram.Binning
+    binning : xbkg.core.binning.Binning
     centres : array (T, R, 3)
         Unit vectors of the circle centres in the FoV frame at ``T`` sample times.
     cos_radius : array (R,)
@@ -387,7 +366,7 @@ def run_exclusion_fraction(info: dict, binning, regions: dict | None = None, *, 
     info : dict
         Run parameters (``ra_pnt, dec_pnt``; for a 3D ALTAZ binning also the site, time
         reference, ``tstart`` and ``tstop``), as given to the per-run tasks.
-    binning : xbkg.building.histogram.Binning
+    binning : xbkg.core.binning.Binning
     regions : dict, optional
         :meth:`SkyCircles.to_dict` of the regions (default: ``info["exclusion"]``).
     gti : (array, array), optional

@@ -1,44 +1,9 @@
 """Field-of-view (FoV) coordinates of events: offset and FoV lon/lat, RADEC- or ALTAZ-aligned.
 
-Pure numpy kernels on angles in degrees (float64 inside, any float input); no xarray and no
-per-event astropy. Inputs broadcast against each other and outputs have the broadcast shape.
-Events are processed in cache-sized blocks with in-place operations, and numpy's slow float64
-``sin``/``arctan`` are replaced by Horner series whose length follows the block's largest
-argument (truncation below 5e-17 relative; numpy takes over outside the series' range).
-
-Conventions (gammapy/GADF; reference ``gammapy.utils.coordinates.sky_to_fov``): ``fov_lon`` is
-*minus* the longitude of the astropy ``SkyOffsetFrame`` centred on the pointing and ``fov_lat``
-its latitude, ``fov_lon`` in [-180, 180]. RADEC alignment: the offset frame is built in ICRS, so
-``fov_lon`` grows toward decreasing RA. ALTAZ alignment: event and pointing (fixed in ICRS at
-``RA_PNT, DEC_PNT``) are both taken to the horizontal frame at the event time, without
-refraction, and the offset frame is built there: ``fov_lon`` grows toward decreasing azimuth,
-``fov_lat`` toward higher altitude.
-
-ALTAZ method
-------------
-`altaz_run_params` calls astropy/erfa once per run (a few ms), at the run's mid time, and packs
-the result into a float64 vector; `altaz_runs_params` does it for many runs with one astropy
-call per site and time scale (about 1 ms per run), giving the same vectors bit for bit. The
-per-event transform follows the erfa chain of astropy's ICRS -> AltAz (``atciqz`` then
-``atioq``), the event time entering only through the Earth rotation angle, which is linear in
-time:
-
-1. ICRS -> CIRS at the mid time: light deflection by the Sun (a 3x3 linear map fitted within
-   6 deg of the pointing), annual aberration of the geocentre (exact: an affine map of the unit
-   vector), bias-precession-nutation; plus the linear drift of all this over time (a few
-   milliarcsec per run), applied as a shift common to event and pointing.
-2. CIRS -> horizontal at the event time: rotation by the local Earth rotation angle
-   ``ERA(t) + along``, polar motion, diurnal aberration (a constant vector in the horizontal
-   frame), site latitude.
-3. The offset frame around the pointing taken through the same chain at the same time.
-
-Measured against astropy ``AltAz`` (pressure 0) followed by gammapy ``sky_to_fov`` with
-per-event times, for events within 5 deg of the pointing: < 0.001 arcsec on the 105 H.E.S.S. DR1
-runs and on synthetic night runs from 5 to 60 deg zenith at two sites; near the zenith the FoV
-frame is ill-conditioned and the difference grows like 0.0001 arcsec x (5 deg / zenith angle):
-up to 0.03 arcsec when the pointing passes 0.015 deg from the zenith (tests/test_fov.py).
-Events 60 deg away: 0.01 arcsec (linearised light deflection). At the zenith itself the frame
-is undefined.
+Pure numpy kernels on angles in degrees; inputs broadcast against each other. Conventions are
+gammapy's (``gammapy.utils.coordinates.sky_to_fov``): ``fov_lon`` is *minus* the longitude of the
+offset frame centred on the pointing. ALTAZ uses per-run constants (:func:`altaz_run_params`),
+no per-event astropy; its method and accuracy against astropy: docs/architecture.rst.
 """
 
 from __future__ import annotations
@@ -528,7 +493,7 @@ def _astropy_contexts(mjdref, seconds, scale, site):
     from astropy.time import Time, TimeDelta
 
 
-    prefill()  # astropy's IERS table from a binary cache instead of its 1.3 s text parse
+    prefill()  # astropy's IERS table from a binary cache instead of its slow text parse
     obstime = Time(mjdref[0][:, None], mjdref[1][:, None], format="mjd", scale=scale)
     obstime = (obstime + TimeDelta(seconds, format="sec")).ravel()
     location = EarthLocation.from_geodetic(site[0] * u.deg, site[1] * u.deg, site[2] * u.m)

@@ -1,23 +1,10 @@
 """A binary cache of astropy's default Earth orientation (IERS) table.
 
-The first Alt/Az transformation in a process makes astropy parse its bundled IERS-A and
-IERS-B text tables (``IERS_Auto.open``, the CDS ASCII reader): about 1.3 s, for UT1-UTC and
-polar motion that change only when astropy-iers-data is updated. :func:`prefill` keeps the
-parsed table as one uncompressed ``.npz`` file (about 5 MB) and, in later processes, hands the
-same table to astropy (``IERS_Auto.iers_table``, astropy's own lazily filled class cache) in a
-few milliseconds. The table is the one astropy builds, column by column (values, units, masks,
-metadata): astropy's transformations give the same numbers bit for bit.
-:func:`cached_table` gives its Earth orientation columns to :mod:`xbkg.sky.erfa_context`, which
-computes the ALTAZ run constants without astropy.
-
-The cache is used only when astropy would read its default table: no table set with
-``earth_orientation_table.set``, none loaded yet, and no ``finals2000A.all`` in the current
-directory. Its key is the astropy version and the size and modification time of the bundled
-files, so an update of astropy or astropy-iers-data builds a new one. Downloads of newer
-IERS-A values (``iers.conf.auto_download``) still happen inside astropy as before.
-
-The folder is ``$XBKG_CACHE_DIR``, else ``$XDG_CACHE_HOME/xbkg``, else ``~/.cache/xbkg``;
-``XBKG_CACHE_DIR=off`` turns the cache off. An unwritable or damaged cache is ignored.
+:func:`prefill` keeps astropy's parsed table as one ``.npz`` file and hands the same table back to
+astropy in later processes (bit for bit the same transformations); :func:`cached_table` gives
+its columns to :mod:`xbkg.sky.erfa_context`. Folder: ``$XBKG_CACHE_DIR``, else
+``$XDG_CACHE_HOME/xbkg``, else ``~/.cache/xbkg``; ``XBKG_CACHE_DIR=off`` turns it off (when it
+is used: docs/architecture.rst).
 """
 
 from __future__ import annotations

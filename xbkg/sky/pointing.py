@@ -1,20 +1,8 @@
 """A run's pointing RA/Dec when neither the obs index nor the EVENTS header has RA_PNT nor DEC_PNT.
 
-LST-1 stores written by lstchain may give the pointing only as Alt/Az (EVENTS header
-``ALT_PNT``/``AZ_PNT``) and in a ``POINTING`` HDU (HDU index type ``pointing``). xbkg then
-takes, in this order:
-
-1. ``RA_PNT``/``DEC_PNT`` columns of the POINTING HDU (their mean over its rows);
-2. ``ALT_PNT``/``AZ_PNT`` of the POINTING HDU at its ``TIME`` values (mean of the converted
-   rows), else of the EVENTS header at the run's mid time ``(TSTART + TSTOP) / 2``, converted
-   to ICRS with astropy for the site of the header (GEOLON, GEOLAT, ALTITUDE) without
-   refraction.
-
-Only a run with neither RA nor Dec is completed this way (one of the two missing is a broken
-run, reported as such). A run tracked on a fixed sky position (OBS_MODE POINTING) has one RA/Dec; its Alt/Az moves, so
-the time it refers to matters: the header's Alt/Az is taken to be the mid-time pointing
-(lstchain writes the pointing at the run's middle; an Alt/Az averaged over the run differs by
-up to a few hundredths of a degree).
+LST-1 stores written by lstchain may give the pointing only as Alt/Az and in a ``POINTING`` HDU;
+xbkg then converts it to ICRS for the site of the header, without refraction. The order of the
+sources and the time the Alt/Az refers to: docs/architecture.rst.
 """
 
 from __future__ import annotations

@@ -1,14 +1,9 @@
 """Geometry sanity of a run for Alt/Az-aligned models (a pure check, run inside each run's task).
 
-An ALTAZ model places each event by the Alt/Az of the pointing, computed from the run's time,
-the site (GEOLON, GEOLAT, ALTITUDE) and RA/Dec of the pointing. When those keywords are not
-physical (CTA 1DC: GEOLON 79.4041, ALTITUDE 2.15, pointings computed at -34..+26 deg altitude
-while the obs index says zenith 0), an ALTAZ model is silently wrong. :func:`check_run_geometry`
-therefore rejects, for ALTAZ builds only, a run whose pointing computed at mid-run is below the
-horizon, or whose computed altitude differs from the store's (90 - zenith: ZEN_PNT or ALT_PNT
-of the obs index, else of the EVENTS header) by more than a tolerance. RADEC models do not use
-the site and are not checked. :func:`geometry_advice` turns the rejections of a build into one
-message with the fix.
+:func:`check_run_geometry` rejects, for ALTAZ builds only, a run whose pointing computed at
+mid-run from the site keywords is below the horizon or disagrees with the store's altitude by
+more than a tolerance (CTA 1DC's site keywords are not physical); :func:`geometry_advice` turns
+the rejections into one message with the fix (docs/architecture.rst).
 """
 
 from __future__ import annotations

@@ -1,32 +1,10 @@
 """Run conditions: the per-run values a conditional background model depends on.
 
-A condition name is either a computed one or an obs-table column (case as in the table):
-
-``zenith``
-    ``ln cos z`` of the run's zenith (the ``zenith`` of :func:`xbkg.open_datastore`, deg):
-    the background rate of IACTs falls roughly as a power of ``cos z``.
-``azimuth``
-    Two terms, ``cos az`` and ``sin az`` of AZ_PNT (a periodic quantity has no linear term).
-``time``
-    Years since MJD 51544 (2000-01-01) at the run's start: ageing of mirrors and cameras.
-``event_rate``
-    ``ln(EVENT_COUNT / ONTIME)``: the run's whole recorded event rate (all energies and
-    offsets, from the obs index). It carries trigger-rate information (weather, NSB,
-    hardware), but it is counted from the same events a model predicts: read results that
-    use it as a model fed with part of the answer (see the docs).
-``outer_rate``
-    ``ln`` of the rate (s-1) of the run's events farther from the pointing than
-    ``outer_offset`` (the model's ``offset_max``): events a model of the FoV inside does not
-    use and its evaluation does not count, yet they follow the run's trigger conditions
-    (weather, NSB, hardware). Counted in the same pass over the events as the model
-    (:func:`xbkg.building.reduce.group_cubes`) for the fitted runs, read from the event lists
-    (:func:`outer_event_counts`) for other runs.
-``MUONEFF``, ``N_TELS``, ``NSBLEVEL``, ... (any numeric obs-table column)
-    ``ln`` of the value for the strictly positive efficiency and multiplicity columns
-    (:data:`LOG_COLUMNS`: the rate scales as a power of them), the value itself otherwise.
-
-:func:`condition_matrix` gives the raw term values ``(runs, terms)`` and their names;
-standardising them is the fit's business (:mod:`xbkg.building.conditional`).
+A condition is a computed one (``zenith``, ``azimuth``, ``time``, ``event_rate``,
+``outer_rate``) or a numeric obs-table column (``MUONEFF``, ``N_TELS``, ...; logarithms for
+:data:`LOG_COLUMNS`). :func:`condition_matrix` gives the raw term values ``(runs, terms)``;
+standardising them is the fit's business (:mod:`xbkg.building.conditional`). The terms:
+docs/conditional.rst.
 """
 
 from __future__ import annotations

@@ -1,16 +1,8 @@
 """The data store: GADF obs index + HDU index -> an observation table on dimension ``obs_id``.
 
-Every obs-index column is kept (units in attrs). Derived per-run variables, in canonical units,
-are added with lower-case names so downstream stages never parse the index again:
-
-``ra_pnt, dec_pnt`` (deg), ``zenith`` (deg; ZEN_PNT, else 90 - ALT_PNT), ``ontime`` (s),
-``tstart, tstop`` (s since MJDREF), ``event_count`` (-1 when unknown), ``geolon, geolat``
-(deg) and ``altitude`` (m) of the site, ``mjdrefi, mjdreff, timesys`` (time reference),
-``events_file, events_hdu, gti_file, gti_hdu`` (resolved through the HDU index; also
-``pointing_file, pointing_hdu`` when the HDU index has ``pointing`` rows).
-
-Values missing from the obs index come from its header (site, time reference); values that are
-still missing are NaN here and are taken from each run's EVENTS header when the run is read.
+Every obs-index column is kept (units in attrs), and derived per-run variables in canonical
+units are added with lower-case names (``ra_pnt``, ``zenith``, ``ontime``, ``events_file``, ...)
+so downstream stages never parse the index again (the list: docs/architecture.rst).
 """
 
 from __future__ import annotations
@@ -22,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from xbkg.io.dl3 import (
+from xbkg.io.index_tables import (
     converts_store_argument,
     find_index_dir,
     find_index_file,
@@ -55,7 +47,7 @@ def resolve_path(base_dir: Path, file_dir: str, file_name: str) -> Path:
 
 def _to_unit(values, unit: str, target: str, *, name: str, default: str):
     """Convert ``values`` from ``unit`` (default ``default`` when empty) to ``target``."""
-    if (unit or default).strip() == target:  # the usual case, without astropy.units (0.2 s)
+    if (unit or default).strip() == target:  # the usual case, without importing astropy.units
         return np.asarray(values, dtype=float)
     import astropy.units as u
 

@@ -1,27 +1,9 @@
 """Checks of one run's data before it enters a model (pure functions, run inside each run's task).
 
-A run whose data cannot be trusted must contribute neither counts nor exposure: a half-used
-run (events dropped but its full ONTIME counted) biases the model low without any error.
-:func:`validate_run_events` therefore rejects the whole run, raising
-:class:`~xbkg.store.events.RunDataError` with a message naming the run, its file and the problem;
-:mod:`xbkg.building.reduce` then skips and reports it, or stops (``on_error="raise"``).
-
-Policy (what is rejected, and why):
-
-- an empty event list, or ONTIME missing, not finite or <= 0 (no exposure to speak of);
-- NaN or infinite ENERGY, RA, DEC or TIME;
-- ENERGY <= 0, or a median energy outside :data:`ENERGY_MEDIAN_RANGE` (a wrong unit);
-- |DEC| > 90 deg, a pointing that is missing or not finite;
-- events not around the pointing: median offset above :data:`MEDIAN_OFFSET_MAX` (a wrong
-  pointing or angles in the wrong unit). Single events far out are normal (H.E.S.S. DR1 runs
-  have events up to 89 deg from the pointing, mis-reconstructed): they are dropped by the
-  model's offset cut like every event beyond ``offset_max``;
-- events outside the good time intervals by more than :data:`GTI_TOLERANCE` (a wrong TIME
-  column, time reference or GTI), and GTIs that are empty, not finite or with STOP < START.
-  Events outside the GTI are not silently dropped: GADF event lists are already filtered on
-  their GTI, so such events mean the run's times (and its ONTIME) cannot be trusted.
-
-A run without a GTI row in the HDU index is checked without GTI (the ONTIME check remains).
+A run whose data cannot be trusted contributes neither counts nor exposure:
+:func:`validate_run_events` rejects the whole run with a
+:class:`~xbkg.store.events.RunDataError` naming the run, its file and the problem. What is
+rejected, and why: docs/architecture.rst.
 """
 
 from __future__ import annotations

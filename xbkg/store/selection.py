@@ -1,28 +1,9 @@
 """Run selection from the observation table (no event is read).
 
-:func:`select_runs` applies, in order: a run list, the presence of an events file, the kind of
-run (``off``, ``offplane``, ``all``), a zenith range, quality cuts on obs-table columns when
-present (``N_TELS``, ``MUONEFF``, ``QUALITY``), a ``where`` expression, distance to excluded
-sources (``exclusion_mode="runs"``) and a maximum number of runs. Every rejected run gets the
-first reason it failed.
-
-``where`` expressions are comparisons of obs-table columns with numbers or quoted strings,
-combined with ``and``, ``or``, ``not`` and parentheses, e.g. ``"MUONEFF > 0.7 and
-(N_TELS >= 3 or TARGET_NAME == 'Off data')"``. They are parsed by a small recursive-descent
-parser (:func:`parse_where`) into a tree that is evaluated on numpy arrays
-(:func:`evaluate_where`); nothing is ever passed to ``eval``. Grammar::
-
-    expr    := and_expr ("or" and_expr)*
-    and_expr:= not_expr ("and" not_expr)*
-    not_expr:= "not" not_expr | "(" expr ")" | compare
-    compare := operand (OP operand)+        chained: 0.7 < MUONEFF <= 1.2
-    operand := COLUMN | NUMBER | 'string' | "string"
-    OP      := < | <= | > | >= | == | = | !=
-
-``&``, ``|`` and ``~`` are accepted for ``and``, ``or``, ``not`` (keywords in any case).
-Column names are matched exactly, else case-insensitively (``zenith`` and the other derived
-variables of :func:`xbkg.open_datastore` work too); a comparison with a missing value (NaN)
-is false.
+:func:`select_runs` applies a run list, the kind of run, a zenith range, quality cuts, a
+``where`` expression, distance to excluded sources and a maximum number of runs; every rejected
+run gets the first reason it failed. ``where`` expressions are parsed by a small parser
+(:func:`parse_where`) and never passed to ``eval`` (grammar: docs/user_guide.rst).
 """
 
 from __future__ import annotations
