@@ -12,7 +12,7 @@ from xbkg.sky import iers_cache
 
 SCRIPT = """
 import json
-from xbkg import fov
+from xbkg.sky import fov
 import sys
 import numpy as np
 out = []

@@ -30,8 +30,6 @@ from xbkg.sky.exposure import energy_widths_mev
 from xbkg.store.datastore import takes_store
 
 __all__ = [
-    "fov_mean_rate",
-    "counts_peak_energy",
     "peek",
     "plot_rate_energy_offset",
     "plot_fov_maps",
