@@ -300,3 +300,333 @@ def excluded_annulus_area(edges, offset_max, centres, cos_radius, weights=None):
                              lambda v: v)
     ring = np.clip(np.searchsorted(e, rho) - 1, 0, n - 1)
     return np.bincount(ring, covered * np.sin(rho) * w, minlength=n)
+
+
+# --------------------------------------------------------------------------------------------
+# circles turning about the FoV centre: the exact average over the turning angle
+
+
+def angle_table(first, second, weights):
+    """Distribution of an angle that moves linearly from ``first[i]`` to ``second[i]`` during
+    a time ``weights[i]`` (rad; weights normalised to sum 1): its cumulative distribution F,
+    piecewise linear, and ``G(x) = int_-inf^x F``, piecewise quadratic (exact for that motion).
+
+    Returns
+    -------
+    tuple
+        ``(knots, cdf, slope, g)``: sorted knots, F and G at the knots, and F' after each knot
+        (for :func:`angle_table_g`).
+
+    Examples
+    --------
+    >>> knots, cdf, slope, g = angle_table([0.0], [2.0], [1.0])  # uniform on [0, 2]
+    >>> knots.tolist(), cdf.tolist(), angle_table_g([-1.0, 1.0, 3.0], (knots, cdf, slope, g)).tolist()
+    ([0.0, 2.0], [0.0, 1.0], [0.0, 0.25, 2.0])
+    """
+    first = np.atleast_1d(np.asarray(first, dtype=float))
+    second = np.atleast_1d(np.asarray(second, dtype=float))
+    w = np.atleast_1d(np.asarray(weights, dtype=float))
+    w = w / w.sum()
+    lo = np.minimum(first, second)
+    width = np.maximum(np.maximum(first, second) - lo, 1e-12)  # still: a steep ramp
+    density = w / width
+    pos = np.concatenate([lo, lo + width])
+    order = np.argsort(pos, kind="stable")
+    knots = pos[order]
+    slope = np.maximum(np.cumsum(np.concatenate([density, -density])[order]), 0.0)
+    slope[-1] = 0.0
+    dk = np.diff(knots)
+    cdf = np.concatenate([[0.0], np.cumsum(slope[:-1] * dk)])
+    g = np.concatenate([[0.0], np.cumsum((cdf[:-1] + 0.5 * slope[:-1] * dk) * dk)])
+    return knots, cdf, slope, g
+
+
+def angle_table_g(x, table) -> np.ndarray:
+    """``G(x) = int_-inf^x F`` of an :func:`angle_table` (``x - mean`` far above the knots)."""
+    knots, cdf, slope, g = table
+    x = np.asarray(x, dtype=float)
+    j = np.searchsorted(knots, x, side="right") - 1
+    below = j < 0
+    j = np.maximum(j, 0)
+    dx = x - knots[j]
+    return np.where(below, 0.0, g[j] + dx * (cdf[j] + 0.5 * slope[j] * dx))
+
+
+def _half_width(rho, d, cos_a):
+    """Half-width in bearing of the arc of circles (centre offset ``d``, ``cos_a``) on the ring
+    of offset ``rho``: 0 where the ring misses the circle, pi where the circle holds it."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        num = cos_a - np.cos(rho) * np.cos(d)
+        den = np.sin(rho) * np.sin(d)
+        q = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.where(num < 0, -2.0, 2.0))
+    return np.arccos(np.clip(q, -1.0, 1.0))
+
+
+def _ranges(lo, hi):
+    """Owner and value of every integer in ``[lo[i], hi[i])``, flat."""
+    count = np.maximum(hi - lo, 0)
+    owner = np.repeat(np.arange(lo.size), count)
+    return owner, lo[owner] + np.arange(owner.size) - np.repeat(np.cumsum(count) - count, count)
+
+
+def _circular_union(start, length):
+    """Union of arcs ``[start, start + length]`` on the circle of bearings, one row per ring
+    (``start`` NaN: no arc): merged arcs as ``(row, s, e, first, last)`` with ``s <= e <= s +
+    2 pi`` and the arcs whose start and end they are; a ring covered all round gets one arc
+    ``[0, 2 pi]`` with ``first = last = -1``.
+
+    A start that no other arc covers begins a merged arc; from there the arcs are merged along
+    the line (no arc crosses that point).
+    """
+    two_pi = 2.0 * np.pi
+    n_rows, n_arcs = start.shape
+    valid = np.isfinite(start)
+    s = np.where(valid, np.mod(np.where(valid, start, 0.0), two_pi), 0.0)
+    ln = np.where(valid, length, 0.0)
+    rel = np.mod(s[:, :, None] - s[:, None, :], two_pi)  # start i seen from start j
+    covered = (valid[:, None, :] & (rel < ln[:, None, :]) & ~np.eye(n_arcs, dtype=bool)).any(2)
+    free = valid & ~covered
+    full = (valid & (ln >= two_pi * (1 - 1e-12))).any(1) | (valid.any(1) & ~free.any(1))
+    ref = s[np.arange(n_rows), free.argmax(axis=1)][:, None]
+    r = np.where(valid & ~full[:, None], np.mod(s - ref, two_pi), np.inf)
+    order = np.argsort(r, axis=1, kind="stable")
+    r = np.take_along_axis(r, order, axis=1)
+    end = r + np.take_along_axis(ln, order, axis=1)
+    ids = order
+    reach = np.maximum.accumulate(np.where(np.isfinite(r), end, -np.inf), axis=1)
+    new = np.isfinite(r) & (r > np.concatenate([np.full((n_rows, 1), -np.inf), reach[:, :-1]],
+                                                 axis=1))
+    col = np.arange(n_arcs)
+    # the arc holding the reach so far: the last one that raised it
+    holder = np.maximum.accumulate(np.where(np.isfinite(r) & (end >= reach), col, 0), axis=1)
+    last_of_group = np.isfinite(r) & np.concatenate(
+        [new[:, 1:] | ~np.isfinite(r[:, 1:]), np.ones((n_rows, 1), bool)], axis=1)
+    row_s, k_s = np.nonzero(new)
+    row_e, k_e = np.nonzero(last_of_group)  # same rows, same order as the starts
+    base = ref[row_s, 0]
+    fr = np.flatnonzero(full)
+    cat = np.concatenate
+    return (cat([row_s, fr]), cat([base + r[row_s, k_s], np.zeros(fr.size)]),
+            cat([base + reach[row_e, k_e], np.full(fr.size, two_pi)]),
+            cat([ids[row_s, k_s], np.full(fr.size, -1)]),
+            cat([ids[row_e, holder[row_e, k_e]], np.full(fr.size, -1)]))
+
+
+_FULL_START = 1.0  # rad: bearing where the window of a ring covered all round starts
+
+
+def _turning_breakpoints(x, y, d, psi, a, cos_a, centres, kinks, span):
+    """Offsets where the time-averaged covered measure of a ring is not smooth: the circles'
+    extents and mutual crossings, grid corners and tangent points of grid lines inside the
+    swept sectors, and the crossings of grid lines by the circles turned to each ``kink``."""
+    t_lo, t_hi = span
+    pts = [d - a, d + a, a - d, np.arccos(np.clip(_circle_pairs(centres[None], cos_a)[0, :, 0],
+                                                    -1.0, 1.0))]
+    gx, gy = np.meshgrid(x, y)
+    rho = np.concatenate([np.arccos(np.clip(np.cos(gy) * np.cos(gx), -1, 1)).ravel(),
+                          np.abs(x), np.abs(y)])
+    phi = np.concatenate([np.arctan2(np.cos(gy) * np.sin(gx), np.sin(gy)).ravel(),
+                          np.where(x >= 0, 0.5 * np.pi, -0.5 * np.pi),
+                          np.where(y >= 0, 0.0, np.pi)])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        half = np.where(d > a, np.arcsin(np.clip(np.sin(a) / np.sin(d), 0, 1)), np.pi)
+    half = half + 0.5 * (t_hi - t_lo) + 1e-9
+    rel = np.abs(np.mod(phi[:, None] - psi - 0.5 * (t_lo + t_hi) + np.pi, 2 * np.pi) - np.pi)
+    near = ((np.abs(rho[:, None] - d) <= a) & (rel <= half)).any(axis=1)
+    pts.append(rho[near])
+    # circles turned to the kinks: crossings of latitude lines, then of longitude lines
+    bearing = psi[None, :] + np.asarray(kinks, dtype=float)[:, None]  # (K, R)
+    cx = np.broadcast_to(np.cos(d), bearing.shape)
+    cy, cz = np.sin(d) * np.sin(bearing), np.sin(d) * np.cos(bearing)
+    lon_c, lat_c = np.arctan2(cy, cx), np.arcsin(np.clip(cz, -1, 1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cd = (cos_a[:, None] - np.sin(y) * np.sin(lat_c)[..., None]) / (
+            np.cos(y) * np.cos(lat_c)[..., None])
+        dl = np.arccos(np.where(np.abs(cd) <= 1, cd, np.nan))
+    for sign in (-1.0, 1.0):
+        pts.append(np.arccos(np.clip(np.cos(y) * np.cos(lon_c[..., None] + sign * dl), -1, 1)))
+    aa = cx[..., None] * np.cos(x) + cy[..., None] * np.sin(x)
+    bb = np.broadcast_to(cz[..., None], aa.shape)
+    rr = np.hypot(aa, bb)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dt = np.arccos(np.where(cos_a[:, None] <= rr, cos_a[:, None] / rr, np.nan))
+    for sign in (-1.0, 1.0):
+        t = np.arctan2(bb, aa) + sign * dt
+        pts.append(np.arccos(np.clip(np.cos(t) * np.cos(x), -1, 1)))
+    if np.any(a > d):  # rings covered all round: their windows start at _FULL_START
+        with np.errstate(invalid="ignore", divide="ignore"):
+            pts.append(np.arcsin(np.sin(y) / math.cos(_FULL_START)))
+            pts.append(np.arctan(np.tan(x) / math.sin(_FULL_START)))
+    return np.concatenate([np.ravel(p) for p in pts])
+
+
+def turning_box_area(x_edges, y_edges, offset_max, centres, cos_radius, table, kinks,
+                     n_nodes: int = NODES) -> np.ndarray:
+    """Solid angle (sr) of each FoV box within ``offset_max`` inside any circle, averaged over
+    the turning of the circles about the FoV centre.
+
+    The circles turn rigidly about the FoV centre (the x axis): at angle ``theta`` a point at
+    offset ``rho`` and bearing ``phi`` (``atan2(y, z)``, from +lat toward +lon) moves to
+    bearing ``phi + theta``. With ``U(rho)`` the bearings the circles cover at angle 0, a
+    point is covered for the fraction ``int_U f(phi - u) du`` of the time (``f`` the density
+    of ``theta``); over a bearing arc ``[p, q]`` of a box on the ring this integrates to
+    ``G(q - u1) - G(p - u1) - G(q - u2) + G(p - u2)`` per arc ``[u1, u2]`` of ``U``, exactly
+    (:func:`angle_table`). The offset is integrated by Gauss-Legendre between breakpoints
+    (:func:`_turning_breakpoints`) with ``n_nodes`` nodes per piece; the arcs' ends (grid
+    line crossings, circle edges) are closed-form functions of the offset.
+
+    Parameters
+    ----------
+    x_edges, y_edges : array
+        Box edges in FoV longitude and latitude, rad.
+    offset_max : float
+        Offset cut, rad, or inf; the area is integrated to ``min(offset_max, farthest circle
+        point)``, which must be below pi/2.
+    centres : array (R, 3)
+        Unit vectors of the circle centres in the FoV frame at angle 0.
+    cos_radius : array (R,)
+        Cosines of the circle radii.
+    table : tuple
+        :func:`angle_table` of the turning angle (rad).
+    kinks : array
+        Angles where the density of the turning angle jumps (its extremes, the ends of time
+        intervals): breakpoints of the offset integral.
+    n_nodes : int
+        Gauss-Legendre nodes per piece.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(ny, nx)``.
+    """
+    x = np.asarray(x_edges, dtype=float)
+    y = np.asarray(y_edges, dtype=float)
+    cos_a = np.atleast_1d(np.asarray(cos_radius, dtype=float))
+    c = np.asarray(centres, dtype=float).reshape(cos_a.size, 3)
+    nx, ny = x.size - 1, y.size - 1
+    out = np.zeros(ny * nx)
+    t_lo, t_hi = float(table[0][0]), float(table[0][-1])
+    d = np.arccos(np.clip(c[:, 0], -1.0, 1.0))
+    psi = np.arctan2(c[:, 1], c[:, 2])
+    a = np.arccos(np.clip(cos_a, -1.0, 1.0))
+    lo, hi = max(0.0, float(np.min(d - a))), min(float(offset_max), float(np.max(d + a)))
+    if not hi < 0.5 * np.pi:
+        raise ValueError(f"turning_box_area: offsets up to {hi} rad (at most pi/2)")
+    if not hi > lo:
+        return out.reshape(ny, nx)
+    b = _turning_breakpoints(x, y, d, psi, a, cos_a, c, kinks, (t_lo, t_hi))
+    b = np.unique(np.concatenate([b[np.isfinite(b) & (b > lo) & (b < hi)], [lo, hi]]))
+    b = b[np.concatenate([[True], np.diff(b) > _TINY])]
+    mid = 0.5 * (b[1:] + b[:-1])
+    keep = (np.abs(mid[:, None] - d) < a).any(axis=1)
+    p_a, p_b, mid = b[:-1][keep], b[1:][keep], mid[keep]
+    if not mid.size:
+        return out.reshape(ny, nx)
+    # 1. at each piece's middle: the arcs of U (union of the circles' arcs) and their windows
+    #    (the bearings they sweep), the grid lines crossing each window, sorted
+    h_mid = _half_width(mid[:, None], d, cos_a)  # (P, R)
+    cover = np.abs(mid[:, None] - d) < a
+    start = np.where(cover, psi - h_mid, np.nan)
+    piece, s_mid, e_mid, first, last = _circular_union(start, 2.0 * h_mid)
+    two_pi = 2.0 * np.pi
+    has_f, has_l = first >= 0, last >= 0
+    off_s = np.where(has_f, two_pi * np.round((s_mid - (psi[first] - h_mid[piece, first]))
+                                              / two_pi), s_mid)
+    off_e = np.where(has_l, two_pi * np.round((e_mid - (psi[last] + h_mid[piece, last]))
+                                              / two_pi), e_mid)
+    full = ~has_f  # a ring covered all round: covered at every angle, a window [s, s + 2 pi]
+    s_mid, e_mid = np.where(full, _FULL_START, s_mid), np.where(full, _FULL_START + two_pi, e_mid)
+    off_s, off_e = np.where(full, s_mid, off_s), np.where(full, e_mid, off_e)
+    w_s, w_e = s_mid + np.where(full, 0.0, t_lo), e_mid + np.where(full, 0.0, t_hi)
+    span = w_e - w_s
+    rm = mid[piece]
+    sin_r, tan_r = np.sin(rm), np.tan(rm)
+
+    def contains(angle):
+        return (np.mod(angle - w_s, two_pi) <= span) | (span >= two_pi)
+
+    cos_s, cos_e, sin_s, sin_e = np.cos(w_s), np.cos(w_e), np.sin(w_s), np.sin(w_e)
+    c_hi = np.where(contains(0.0), 1.0, np.maximum(cos_s, cos_e))
+    c_lo = np.where(contains(np.pi), -1.0, np.minimum(cos_s, cos_e))
+    s_hi = np.where(contains(0.5 * np.pi), 1.0, np.maximum(sin_s, sin_e))
+    s_lo = np.where(contains(-0.5 * np.pi), -1.0, np.minimum(sin_s, sin_e))
+    sy = np.sin(y)
+    tx = np.tan(np.clip(x, -0.5 * np.pi + 1e-9, 0.5 * np.pi - 1e-9))
+    lat_w, lat_k = _ranges(np.searchsorted(sy, sin_r * c_lo, "left"),
+                           np.searchsorted(sy, sin_r * c_hi, "right"))
+    lon_w, lon_k = _ranges(np.searchsorted(tx, tan_r * s_lo, "left"),
+                           np.searchsorted(tx, tan_r * s_hi, "right"))
+    # crossings: kind 2 (latitude line, branch +-1), kind 3 (longitude line, branch 1 / -1 for
+    # arcsin / pi - arcsin); each shifted by whole turns into its window
+    win = np.concatenate([lat_w, lat_w, lon_w, lon_w])
+    kind = np.repeat([2, 2, 3, 3], [lat_w.size, lat_w.size, lon_w.size, lon_w.size])
+    value = np.concatenate([sy[lat_k], sy[lat_k], tx[lon_k], tx[lon_k]])
+    branch = np.repeat([1.0, -1.0, 1.0, -1.0], [lat_w.size, lat_w.size, lon_w.size, lon_w.size])
+    base = _crossing_bearing(kind, value, branch, rm[win][:, None])[:, 0]
+    m0 = np.ceil((w_s[win] - base) / two_pi)
+    phi0 = base + two_pi * m0
+    n_occ = np.where(phi0 <= w_e[win], np.floor((w_e[win] - phi0) / two_pi) + 1, 0).astype(int)
+    rep = np.repeat(np.arange(win.size), n_occ)
+    turn = two_pi * (m0[rep] + np.arange(rep.size) - np.repeat(np.cumsum(n_occ) - n_occ, n_occ))
+    n_win = piece.size
+    win = np.concatenate([np.arange(n_win), np.arange(n_win), win[rep]])
+    kind = np.concatenate([np.zeros(n_win, int), np.ones(n_win, int), kind[rep]])
+    value = np.concatenate([np.zeros(2 * n_win), value[rep]])
+    branch = np.concatenate([np.zeros(2 * n_win), branch[rep]])
+    phi = np.concatenate([w_s, w_e, base[rep] + turn])
+    turn = np.concatenate([np.zeros(2 * n_win), turn])
+    rank = np.where(kind == 0, 0, np.where(kind == 1, 2, 1))  # ties: start, crossings, end
+    order = np.lexsort((rank, phi, win))
+    win, kind, value, branch, turn, phi = (v[order] for v in (win, kind, value, branch, turn, phi))
+    # sub-arcs between consecutive entries of a window, and their bins
+    arc = np.flatnonzero(win[1:] == win[:-1])
+    pm = 0.5 * (phi[arc] + phi[arc + 1])
+    r_arc = mid[piece[win[arc]]]
+    lon = np.arctan2(np.sin(r_arc) * np.sin(pm), np.cos(r_arc))
+    lat = np.arcsin(np.clip(np.sin(r_arc) * np.cos(pm), -1.0, 1.0))
+    ix = np.searchsorted(x, lon, "right") - 1
+    iy = np.searchsorted(y, lat, "right") - 1
+    ok = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
+    arc, ix, iy = arc[ok], ix[ok], iy[ok]
+    if not arc.size:
+        return out.reshape(ny, nx)
+    # 2. at the nodes: every entry's bearing, H = G(phi - u1) - G(phi - u2), and per sub-arc
+    #    the difference of H at its ends, weighted
+    u, du = _legendre(int(n_nodes))
+    length = (p_b - p_a)[:, None]
+    rho = p_a[:, None] + length * u  # (P, n)
+    weight = length * du * np.sin(rho)
+    r_win = rho[piece]  # (J, n)
+    h_f = _half_width(r_win, d[first][:, None], cos_a[first][:, None])
+    h_l = _half_width(r_win, d[last][:, None], cos_a[last][:, None])
+    sigma = np.where(has_f[:, None], psi[first][:, None] - h_f, 0.0) + off_s[:, None]
+    eps = np.where(has_l[:, None], psi[last][:, None] + h_l, 0.0) + off_e[:, None]
+    need = np.arange(win.size)
+    bearing = np.empty((need.size, rho.shape[1]))
+    wk, kk = win[need], kind[need]
+    for k in (0, 1):
+        sel = kk == k
+        bearing[sel] = (sigma + np.where(full, 0.0, t_lo)[:, None] if k == 0
+                        else eps + np.where(full, 0.0, t_hi)[:, None])[wk[sel]]
+    sel = kk >= 2
+    bearing[sel] = (_crossing_bearing(kk[sel], value[need][sel], branch[need][sel],
+                                      r_win[wk[sel]]) + turn[need][sel, None])
+    g_val = np.where(full[wk, None], bearing - sigma[wk],
+                     angle_table_g(bearing - sigma[wk], table)
+                     - angle_table_g(bearing - eps[wk], table))
+    pos = arc
+    value_arc = ((g_val[pos + 1] - g_val[pos]) * weight[piece[win[arc]]]).sum(axis=1)
+    out += np.bincount(iy * nx + ix, value_arc, minlength=ny * nx)
+    return out.reshape(ny, nx)
+
+
+def _crossing_bearing(kind, value, branch, rho):
+    """Bearing (rad) where a grid line crosses the ring of offset ``rho`` (``(N, n)``, one
+    row per crossing): latitude line (kind 2, ``value = sin(lat)``): ``branch * arccos(value /
+    sin(rho))``; longitude line (kind 3, ``value = tan(lon)``): ``arcsin(value / tan(rho))``
+    (branch 1) or ``pi -`` that (branch -1); clipped at the tangent point."""
+    lat = (kind == 2)[:, None]
+    v, b = value[:, None], branch[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        q = np.clip(v / np.where(lat, np.sin(rho), np.tan(rho)), -1.0, 1.0)
+    return np.where(lat, b * np.arccos(q), np.where(b > 0, np.arcsin(q), np.pi - np.arcsin(q)))

@@ -19,7 +19,12 @@ import numpy as np
 from xbkg.core.circles import SkyCircles
 from xbkg.io.regions import read_exclusion_regions
 from xbkg.sky import fov
-from xbkg.sky.excluded_area import excluded_annulus_area, excluded_box_area
+from xbkg.sky.excluded_area import (
+    angle_table,
+    excluded_annulus_area,
+    excluded_box_area,
+    turning_box_area,
+)
 from xbkg.sky.exposure import annulus_solid_angle, box_solid_angle
 
 __all__ = [
@@ -38,6 +43,9 @@ __all__ = [
     "outside_fraction",
     "rotation_rate",
     "time_samples",
+    "ROTATION_KNOTS",
+    "rotation_knots",
+    "rotation_table",
     "run_exclusion_fraction",
     "apply_exclusion",
 ]
@@ -51,6 +59,9 @@ EXCLUSION_MODES = ("regions", "runs")
 #: Earth's sidereal rotation rate, rad/s.
 OMEGA_EARTH = 7.292115e-5
 _MAX_TIME_SAMPLES = 4096
+#: ALTAZ fractions: times per run at which the FoV rotation angle is computed (linear between).
+ROTATION_KNOTS = 1024
+_MAX_KINK_INTERVALS = 16
 
 
 def as_circles(regions) -> SkyCircles:
@@ -350,6 +361,68 @@ def time_samples(starts, stops, rate_of_time, max_angle: float, *, n_grid: int =
     return times[keep], widths[keep] / widths[keep].sum()
 
 
+def rotation_knots(starts, stops, n_knots: int = ROTATION_KNOTS):
+    """Times at which the FoV rotation angle is tabulated over time intervals (the GTIs).
+
+    ``n_knots`` steps are shared among the intervals by duration (at least 4 each); each
+    interval gets its two ends and equal steps between. Returns the times and the index of
+    each time's interval (intervals of zero duration are left out, unless all are).
+
+    >>> t, k = rotation_knots([0.0, 30.0], [10.0, 50.0], 6)
+    >>> t.tolist(), k.tolist()
+    ([0.0, 2.5, 5.0, 7.5, 10.0, 30.0, 35.0, 40.0, 45.0, 50.0], [0, 0, 0, 0, 0, 1, 1, 1, 1, 1])
+    """
+    starts = np.atleast_1d(np.asarray(starts, dtype=float))
+    stops = np.atleast_1d(np.asarray(stops, dtype=float))
+    if starts.shape != stops.shape or not np.all(stops >= starts):
+        raise ValueError(f"time intervals must have stops >= starts, got {starts} and {stops}")
+    width = stops - starts
+    keep = np.flatnonzero(width > 0) if np.any(width > 0) else np.arange(1)
+    steps = np.maximum(4, np.round(n_knots * width[keep] / max(width[keep].sum(), 1e-300)))
+    times = [np.linspace(starts[k], stops[k], int(n) + 1) for k, n in zip(keep, steps)]
+    return np.concatenate(times), np.repeat(np.arange(keep.size), [t.size for t in times])
+
+
+def rotation_table(angles, times, interval, *, max_kink_intervals: int = _MAX_KINK_INTERVALS):
+    """Distribution over time of an angle tabulated at knots (linear between them).
+
+    Parameters
+    ----------
+    angles : array
+        The angle (rad, unwrapped) at ``times``.
+    times, interval : array
+        :func:`rotation_knots`: knot times and the index of each knot's interval.
+    max_kink_intervals : int
+        With at most this many intervals, the angles at their ends are returned as kinks
+        (else only the extremes and the turning points).
+
+    Returns
+    -------
+    table, kinks
+        :func:`xbkg.sky.excluded_area.angle_table` of the angle over the intervals' time, and the
+        angles where its density jumps (extremes, turning points, intervals' ends).
+
+    >>> table, kinks = rotation_table(np.array([0.0, 0.1, 0.2]), np.array([0.0, 5.0, 10.0]),
+    ...                               np.zeros(3, int))
+    >>> table[0].tolist(), kinks.tolist()
+    ([0.0, 0.1, 0.1, 0.2], [0.0, 0.2])
+    """
+    angles, times = np.asarray(angles, dtype=float), np.asarray(times, dtype=float)
+    interval = np.asarray(interval)
+    step = np.flatnonzero(interval[1:] == interval[:-1])  # knot steps within an interval
+    dt = times[step + 1] - times[step]
+    if not np.sum(dt) > 0:  # one instant
+        return angle_table(angles[:1], angles[:1], [1.0]), angles[:1]
+    table = angle_table(angles[step], angles[step + 1], dt)
+    move = np.sign(np.diff(angles))
+    turning = np.flatnonzero((move[1:] * move[:-1] < 0) & (interval[2:] == interval[:-2])) + 1
+    first = np.flatnonzero(np.diff(interval, prepend=interval[0] - 1))
+    ends = (np.concatenate([first, first[1:] - 1, [angles.size - 1]])
+            if first.size <= max_kink_intervals else np.array([], int))
+    kinks = np.concatenate([angles[turning], angles[ends], [angles.min(), angles.max()]])
+    return table, np.unique(kinks)
+
+
 def _altaz_params(info: dict):
     return fov.altaz_run_params(
         info["ra_pnt"], info["dec_pnt"], geolon=info["geolon"], geolat=info["geolat"],
@@ -398,13 +471,15 @@ def run_exclusion_fraction(info: dict, binning, regions: dict | None = None, *, 
         params = _altaz_params(info) if params is None else params
         offset = fov.offset_deg(c_ra, c_dec, info["ra_pnt"], info["dec_pnt"])
         reach = min(float(np.max(offset + radius)), binning.offset_max)
+        starts, stops = (info["tstart"], info["tstop"]) if gti is None else gti
+        if reach < _TURNING_REACH:
+            return _turning_fraction(info, binning, params, starts, stops, c_ra, c_dec, radius)
         lat_site = float(info["geolat"])
 
         def rate(t):
             alt, az = fov.pointing_altaz(t, params)
             return rotation_rate(alt, az, lat_site)
 
-        starts, stops = (info["tstart"], info["tstop"]) if gti is None else gti
         times, weights = time_samples(starts, stops, rate, max_step / max(reach, 1e-3))
         lon, lat = fov.radec_to_altaz_fov(c_ra[None, :], c_dec[None, :], times[:, None], params)
     else:
@@ -412,6 +487,37 @@ def run_exclusion_fraction(info: dict, binning, regions: dict | None = None, *, 
         weights = np.ones(1)
     centres = _unit_vectors(lon, lat)  # (T, R, 3)
     return outside_fraction(binning, centres, np.cos(np.radians(radius)), weights)
+
+
+_TURNING_REACH = 80.0  # deg: regions reaching farther from the pointing take the time samples
+
+
+def _turning_fraction(info, binning, params, starts, stops, c_ra, c_dec, radius):
+    """ALTAZ fractions averaged exactly over the FoV rotation of the good time.
+
+    The FoV turns rigidly about its centre (to ~1e-8 rad within 2.5 deg over a run, measured):
+    the rotation angle is tabulated at :func:`rotation_knots` (a sky point 1 deg from the
+    pointing, through the ALTAZ transform), the circles are taken to the FoV at the first knot,
+    and :func:`xbkg.sky.excluded_area.turning_box_area` averages over the angle's distribution.
+    """
+    times, interval = rotation_knots(starts, stops)
+    ref_ra, ref_dec = fov.fov_to_radec(0.0, 1.0, info["ra_pnt"], info["dec_pnt"])
+    n = times.size
+    lon, lat = fov.radec_to_altaz_fov(
+        np.concatenate([np.full(n, float(ref_ra)), c_ra]),
+        np.concatenate([np.full(n, float(ref_dec)), c_dec]),
+        np.concatenate([times, np.full(c_ra.size, times[0])]), params)
+    ref = _unit_vectors(lon[:n], lat[:n])
+    angle = np.unwrap(np.arctan2(ref[:, 1], ref[:, 2]))
+    table, kinks = rotation_table(angle - angle[0], times, interval)
+    x_edges, y_edges = _fov_edges_rad(binning)
+    excluded = turning_box_area(x_edges, y_edges, math.radians(binning.offset_max),
+                                _unit_vectors(lon[n:], lat[n:]), np.cos(np.radians(radius)),
+                                table, kinks)
+    total = _bin_solid_angle(binning)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(total > 0, 1.0 - excluded / total, 1.0)
+    return np.clip(frac, 0.0, 1.0)
 
 
 def apply_exclusion(columns: dict, info: dict, binning, gti=None):
