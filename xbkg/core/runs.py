@@ -87,8 +87,8 @@ class RunInfo:
         return hash((self.obs_id, self.events_file))
 
     def with_(self, **changes) -> RunInfo:
-        """A copy with these fields changed (as :func:`dataclasses.replace`, ten times faster:
-        a build makes a few per run); ``self`` is unchanged."""
+        """A copy with these fields changed, as :func:`dataclasses.replace` without its
+        per-field ``__init__`` (a build makes a few per run); ``self`` is unchanged."""
         unknown = changes.keys() - _FIELD_NAMES
         if unknown:
             raise TypeError(f"unknown run parameter(s) {sorted(unknown)}; RunInfo fields are "
