@@ -93,7 +93,8 @@ def run_cubes(info: RunInfo, binning: Binning, solid_angle: np.ndarray, on_error
         full = complete_run_info(info, header)
         made_for = info.altaz_pointing or (info.ra_pnt, info.dec_pnt)
         if full.altaz_params is not None and (full.ra_pnt, full.dec_pnt) != tuple(made_for):
-            full = full.with_(altaz_params=None)  # made for another pointing: redone for the header's
+            # made for another pointing: redone for the header's
+            full = full.with_(altaz_params=None)
         validate_run_events(columns, header, full, gti=gti)
         if binning.kind == "3d" and binning.fov_alignment == "ALTAZ":
             if full.altaz_params is None:  # once for the geometry check, exclusion and counts
