@@ -42,22 +42,20 @@ def exclusion_parts(store, binning, oversample):
     from xbkg.sky.exclusion import attach_exclusions, drop_excluded_events, run_exclusion_fraction
     from xbkg.store.events import read_run, run_infos
 
-    runs = run_infos(store)
-    attach_exclusions(runs, SkyCircles.from_dict(CIRCLES), binning.offset_max,
-                      oversample=oversample)
-    runs = [r for r in runs if "exclusion" in r]
-    for info in runs:
-        info["altaz_params"] = fov.altaz_run_params(
-            info["ra_pnt"], info["dec_pnt"], geolon=info["geolon"], geolat=info["geolat"],
-            altitude=info["altitude"], mjdrefi=info["mjdrefi"], mjdreff=info["mjdreff"],
-            timesys=info["timesys"], tstart=info["tstart"], tstop=info["tstop"])
+    runs, _ = attach_exclusions(run_infos(store), SkyCircles.from_dict(CIRCLES),
+                                binning.offset_max, oversample=oversample)
+    runs = [info.with_(altaz_params=fov.altaz_run_params(
+                info.ra_pnt, info.dec_pnt, geolon=info.geolon, geolat=info.geolat,
+                altitude=info.altitude, mjdrefi=info.mjdrefi, mjdreff=info.mjdreff,
+                timesys=info.timesys, tstart=info.tstart, tstop=info.tstop))
+            for info in runs if info.exclusion is not None]
     events = [read_run(info)[0] for info in runs]
     t0 = time.process_time()  # CPU time: one thread, less sensitive to a shared machine
     for info in runs:
         run_exclusion_fraction(info, binning)
     t1 = time.process_time()
     for info, columns in zip(runs, events):
-        drop_excluded_events(columns, info["exclusion"])
+        drop_excluded_events(columns, info.exclusion)
     return t1 - t0, time.process_time() - t1, len(runs)
 
 

@@ -100,19 +100,19 @@ def task_astropy(store_dir, args) -> dict:
     iers.conf.auto_download = False  # bundled IERS tables, no network
     store = xbkg.open_datastore(store_dir)
     info = run_infos(store.isel(obs_id=[0]))[0]
-    cols, _ = read_run_events(info["events_file"], info["events_hdu"])
+    cols, _ = read_run_events(info.events_file, info.events_hdu)
     n = min(int(args.astropy_events), cols["RA"].size)
     ra, dec, t = cols["RA"][:n], cols["DEC"][:n], cols["TIME"][:n]
 
     def route(sl):
-        loc = EarthLocation.from_geodetic(info["geolon"] * u.deg, info["geolat"] * u.deg,
-                                          info["altitude"] * u.m)
-        obstime = (Time(info["mjdrefi"], info["mjdreff"], format="mjd",
-                        scale=info["timesys"].lower()) + TimeDelta(t[sl], format="sec"))
+        loc = EarthLocation.from_geodetic(info.geolon * u.deg, info.geolat * u.deg,
+                                          info.altitude * u.m)
+        obstime = (Time(info.mjdrefi, info.mjdreff, format="mjd",
+                        scale=info.timesys.lower()) + TimeDelta(t[sl], format="sec"))
         frame = AltAz(obstime=obstime, location=loc, pressure=0 * u.hPa)
         ev = SkyCoord(ra[sl], dec[sl], unit="deg").transform_to(frame)
         m = ev.shape[0]
-        pnt = SkyCoord(np.full(m, info["ra_pnt"]), np.full(m, info["dec_pnt"]),
+        pnt = SkyCoord(np.full(m, info.ra_pnt), np.full(m, info.dec_pnt),
                        unit="deg").transform_to(frame)
         return sky_to_fov(ev.az, ev.alt, pnt.az, pnt.alt)
 
@@ -121,11 +121,11 @@ def task_astropy(store_dir, args) -> dict:
     lon, lat = route(slice(None))
     seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
-    params = fov.altaz_run_params(info["ra_pnt"], info["dec_pnt"], geolon=info["geolon"],
-                                  geolat=info["geolat"], altitude=info["altitude"],
-                                  mjdrefi=info["mjdrefi"], mjdreff=info["mjdreff"],
-                                  timesys=info["timesys"], tstart=info["tstart"],
-                                  tstop=info["tstop"])
+    params = fov.altaz_run_params(info.ra_pnt, info.dec_pnt, geolon=info.geolon,
+                                  geolat=info.geolat, altitude=info.altitude,
+                                  mjdrefi=info.mjdrefi, mjdreff=info.mjdreff,
+                                  timesys=info.timesys, tstart=info.tstart,
+                                  tstop=info.tstop)
     t_params = time.perf_counter() - t0
     ra_all, dec_all, t_all = cols["RA"], cols["DEC"], cols["TIME"]
     best = np.inf

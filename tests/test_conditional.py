@@ -297,7 +297,7 @@ def test_conditional_build_reads_every_run_once(store, monkeypatch, split_every)
     run_cubes = xbkg.building.reduce.run_cubes
 
     def counted(info, *args, **kwargs):
-        reads[info["obs_id"]] += 1
+        reads[info.obs_id] += 1
         return run_cubes(info, *args, **kwargs)
 
     monkeypatch.setattr(xbkg.building.reduce, "run_cubes", counted)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy.integrate import quad
 
+from xbkg.core.runs import RunInfo
 from xbkg.sky.exposure import annulus_solid_angle, box_cap_solid_angle, box_solid_angle
 
 
@@ -144,7 +145,7 @@ def test_box_exclusion_fractions_vs_dense_grid(case):
         "bigger_than_bins": _sky_circles([0.13], [-0.21], [1.1]),
     }[case]
     binning = make_binning("3d", "radec", fov_edges=edges, offset_max=2.2)
-    frac = run_exclusion_fraction({"ra_pnt": RA0, "dec_pnt": DEC0}, binning, circles)
+    frac = run_exclusion_fraction(RunInfo(ra_pnt=RA0, dec_pnt=DEC0), binning, circles)
     brute, total = _grid_fractions_box(edges, edges, 2.2, circles)
     ok = total > 0.1 * 160**2  # bins mostly beyond the cut: too few grid cells to compare
     assert np.abs(frac - brute)[ok].max() < 1e-3
@@ -165,7 +166,7 @@ def test_annulus_exclusion_fractions_vs_dense_grid():
     # one containing the FoV centre, an overlapping pair, one across the cut (2.2 deg)
     circles = _sky_circles([0.1, 1.0, 1.3, -1.5], [0.05, 0.0, 0.3, 1.4], [0.3, 0.5, 0.4, 0.6])
     binning = make_binning("2d", offset_edges=edges, offset_max=2.2)
-    frac = run_exclusion_fraction({"ra_pnt": RA0, "dec_pnt": DEC0}, binning, circles)
+    frac = run_exclusion_fraction(RunInfo(ra_pnt=RA0, dec_pnt=DEC0), binning, circles)
     n = 1500
     cut = np.minimum(edges, 2.2)
     k = (np.arange(n) + 0.5) / n

@@ -9,6 +9,7 @@ from astropy.coordinates import SkyCoord
 import xbkg
 from xbkg.building.make import make_binning
 from xbkg.core.circles import SkyCircles
+from xbkg.core.runs import RunInfo
 from xbkg.io.regions import read_exclusion_regions
 from xbkg.simulate import SITES
 from xbkg.sky import fov
@@ -101,12 +102,14 @@ def test_edge_distance_and_attach():
     d = edge_distance([RA0, RA0 + 3], [DEC0 + 1, DEC0], circles)
     assert d.shape == (2, 2)
     np.testing.assert_allclose(d[0, 0], 0.5, atol=1e-9)
-    runs = [{"ra_pnt": RA0, "dec_pnt": DEC0 + 1}, {"ra_pnt": RA0 + 20, "dec_pnt": DEC0},
-            {"ra_pnt": RA0 + 2.5, "dec_pnt": DEC0}]
-    assert attach_exclusions(runs, circles, 2.0, oversample=4) == 2
-    assert runs[0]["exclusion"]["ra"] == [RA0] and runs[0]["exclusion"]["oversample"] == 4
-    assert "exclusion" not in runs[1]
-    assert len(runs[2]["exclusion"]["ra"]) == 2  # both edges within 2 deg
+    given = [RunInfo(ra_pnt=RA0, dec_pnt=DEC0 + 1), RunInfo(ra_pnt=RA0 + 20, dec_pnt=DEC0),
+             RunInfo(ra_pnt=RA0 + 2.5, dec_pnt=DEC0)]
+    runs, n = attach_exclusions(given, circles, 2.0, oversample=4)
+    assert n == 2
+    assert runs[0].exclusion["ra"] == [RA0] and runs[0].exclusion["oversample"] == 4
+    assert runs[1].exclusion is None and runs[1] is given[1]
+    assert len(runs[2].exclusion["ra"]) == 2  # both edges within 2 deg
+    assert all(r.exclusion is None for r in given)  # new records; the given ones unchanged
     columns = {"RA": np.array([1.0]), "DEC": np.array([2.0])}
     assert apply_exclusion(columns, runs[1], make_binning("2d")) == (columns, 1.0)
 
@@ -118,7 +121,7 @@ def test_edge_distance_and_attach():
 def _radec_fraction(circles, kind="3d", oversample=8, offset_max=3.0):
     binning = make_binning(kind, "radec", fov_edges=F_EDGES, offset_edges=np.linspace(0, 2.5, 6),
                            offset_max=offset_max)
-    info = {"ra_pnt": RA0, "dec_pnt": DEC0}
+    info = RunInfo(ra_pnt=RA0, dec_pnt=DEC0)
     return run_exclusion_fraction(info, binning, circles, oversample=oversample), binning
 
 
@@ -195,31 +198,31 @@ def near_zenith_run():
     mid = 6.3e8
     when = Time(mjdrefi, mjdreff, format="mjd", scale="tt") + mid * u.s
     lst = when.sidereal_time("apparent", longitude=site["geolon"] * u.deg).deg
-    return {"ra_pnt": float(lst), "dec_pnt": site["geolat"] + 4.0, "tstart": mid - 840.0,
-            "tstop": mid + 840.0, "mjdrefi": float(mjdrefi), "mjdreff": mjdreff, "timesys": "TT",
-            **site}
+    return RunInfo(ra_pnt=float(lst), dec_pnt=site["geolat"] + 4.0, tstart=mid - 840.0,
+                   tstop=mid + 840.0, mjdrefi=float(mjdrefi), mjdreff=mjdreff, timesys="TT",
+                   **site)
 
 
 def _params(info):
-    return fov.altaz_run_params(info["ra_pnt"], info["dec_pnt"], geolon=info["geolon"],
-                                geolat=info["geolat"], altitude=info["altitude"],
-                                mjdrefi=info["mjdrefi"], mjdreff=info["mjdreff"],
-                                timesys=info["timesys"], tstart=info["tstart"], tstop=info["tstop"])
+    return fov.altaz_run_params(info.ra_pnt, info.dec_pnt, geolon=info.geolon,
+                                geolat=info.geolat, altitude=info.altitude,
+                                mjdrefi=info.mjdrefi, mjdreff=info.mjdreff,
+                                timesys=info.timesys, tstart=info.tstart, tstop=info.tstop)
 
 
 def test_rotation_rate_matches_the_transform(near_zenith_run):
     info = near_zenith_run
     params = _params(info)
-    t = np.linspace(info["tstart"], info["tstop"], 7)
-    ra, dec = fov.fov_to_radec(0.0, 1.5, info["ra_pnt"], info["dec_pnt"])  # a sky point
+    t = np.linspace(info.tstart, info.tstop, 7)
+    ra, dec = fov.fov_to_radec(0.0, 1.5, info.ra_pnt, info.dec_pnt)  # a sky point
     dt = 1.0
     lon0, lat0 = fov.radec_to_altaz_fov(ra, dec, t - dt, params)
     lon1, lat1 = fov.radec_to_altaz_fov(ra, dec, t + dt, params)
     turn = np.unwrap(np.arctan2(lon1, lat1) - np.arctan2(lon0, lat0)) / (2 * dt)
     alt, az = fov.pointing_altaz(t, params)
-    np.testing.assert_allclose(np.abs(turn), np.abs(rotation_rate(alt, az, info["geolat"])),
+    np.testing.assert_allclose(np.abs(turn), np.abs(rotation_rate(alt, az, info.geolat)),
                                rtol=0.01)
-    assert np.abs(turn).mean() * (info["tstop"] - info["tstart"]) > 1.0
+    assert np.abs(turn).mean() * (info.tstop - info.tstart) > 1.0
 
 
 def test_time_samples_equal_rotation_and_gtis():
@@ -240,26 +243,26 @@ def test_altaz_fraction_is_time_averaged(near_zenith_run):
     """Against Monte Carlo in the Alt/Az FoV at random times, taken back to the sky."""
     info = near_zenith_run
     params = _params(info)
-    ra_c, dec_c = fov.fov_to_radec([1.2, -0.9], [0.4, -1.0], info["ra_pnt"], info["dec_pnt"])
+    ra_c, dec_c = fov.fov_to_radec([1.2, -0.9], [0.4, -1.0], info.ra_pnt, info.dec_pnt)
     circles = _circles(ra_c, dec_c, [0.4, 0.5])
     binning = make_binning("3d", "altaz", fov_edges=F_EDGES, offset_max=3.0)
-    frac = run_exclusion_fraction(dict(info, altaz_params=params), binning, circles)
+    frac = run_exclusion_fraction(info.with_(altaz_params=params), binning, circles)
     rng = np.random.default_rng(6)
     lon, lat, idx, _ = _mc_box(400_000, rng)
-    time = rng.uniform(info["tstart"], info["tstop"], lon.size)
+    time = rng.uniform(info.tstart, info.tstop, lon.size)
     ra, dec = fov.altaz_fov_to_radec(lon, lat, time, params)
     brute = _mc_fraction(_astropy_inside(ra, dec, circles), idx, 64).reshape(8, 8)
     assert np.abs(frac - brute).max() < 0.025  # Monte Carlo: 0.007 rms per bin
     # the regions really sweep: many bins are touched, none lose more than ~half their time
     assert np.sum(brute < 0.99) >= 15
     # frozen at the mid time (no averaging) the same comparison fails
-    mid = 0.5 * (info["tstart"] + info["tstop"])
-    frozen = run_exclusion_fraction(dict(info, altaz_params=params, tstart=mid, tstop=mid),
+    mid = 0.5 * (info.tstart + info.tstop)
+    frozen = run_exclusion_fraction(info.with_(altaz_params=params, tstart=mid, tstop=mid),
                                     binning, circles)
     assert np.abs(frozen - brute).max() > 0.2
     # with GTIs covering only the first half, the result follows the first half
-    first = run_exclusion_fraction(dict(info, altaz_params=params), binning, circles,
-                                   gti=(np.array([info["tstart"]]), np.array([mid])))
+    first = run_exclusion_fraction(info.with_(altaz_params=params), binning, circles,
+                                   gti=(np.array([info.tstart]), np.array([mid])))
     early = time < mid
     brute_first = _mc_fraction(_astropy_inside(ra[early], dec[early], circles), idx[early],
                                64).reshape(8, 8)

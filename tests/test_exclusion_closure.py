@@ -68,21 +68,21 @@ def _sky_monte_carlo(info, truth, kind, rng):
     cos_max = np.cos(np.radians(OFFSET_MAX))
     rho = np.degrees(np.arccos(1 - rng.random(MC_POINTS) * (1 - cos_max)))  # uniform in sr
     lon_r, lat_r = polar_to_fov(rho, rng.uniform(0, 2 * np.pi, MC_POINTS))
-    ra, dec = fov.fov_to_radec(lon_r, lat_r, info["ra_pnt"], info["dec_pnt"])
-    time = rng.uniform(info["tstart"], info["tstop"], MC_POINTS)
+    ra, dec = fov.fov_to_radec(lon_r, lat_r, info.ra_pnt, info.dec_pnt)
+    time = rng.uniform(info.tstart, info.tstop, MC_POINTS)
     sep = np.stack([fov.offset_deg(ra, dec, r, d) for r, d in zip(CIRCLES["ra"], CIRCLES["dec"])])
     outside = np.all(sep >= np.array(CIRCLES["radius"])[:, None], axis=0)
     if truth.frame == "altaz":
         params = fov.altaz_run_params(
-            info["ra_pnt"], info["dec_pnt"], geolon=info["geolon"], geolat=info["geolat"],
-            altitude=info["altitude"], mjdrefi=info["mjdrefi"], mjdreff=info["mjdreff"],
-            timesys=info["timesys"], tstart=info["tstart"], tstop=info["tstop"])
+            info.ra_pnt, info.dec_pnt, geolon=info.geolon, geolat=info.geolat,
+            altitude=info.altitude, mjdrefi=info.mjdrefi, mjdreff=info.mjdreff,
+            timesys=info.timesys, tstart=info.tstart, tstop=info.tstop)
         lon_t, lat_t = fov.radec_to_altaz_fov(ra, dec, time, params)
     else:
-        lon_t, lat_t = fov.radec_to_fov(ra, dec, info["ra_pnt"], info["dec_pnt"])
+        lon_t, lat_t = fov.radec_to_fov(ra, dec, info.ra_pnt, info.dec_pnt)
     cell = 2 * np.pi * (1 - cos_max) / MC_POINTS
     if kind == "2d":
-        idx = np.digitize(fov.offset_deg(ra, dec, info["ra_pnt"], info["dec_pnt"]), O_EDGES) - 1
+        idx = np.digitize(fov.offset_deg(ra, dec, info.ra_pnt, info.dec_pnt), O_EDGES) - 1
         n_bins, valid = O_EDGES.size - 1, (idx >= 0) & (idx < O_EDGES.size - 1)
     else:  # the model's frame is the truth's frame in these tests
         ix, iy = np.digitize(lon_t, F_EDGES) - 1, np.digitize(lat_t, F_EDGES) - 1
@@ -99,7 +99,7 @@ def _true_rate(store_dir, model, kind):
     """Truth averaged over each bin's exposed part (outside the circles), per zenith group."""
     truth, _ = load_truth(store_dir)
     store = xbkg.open_datastore(store_dir)
-    infos = {i["obs_id"]: i for i in run_infos(store)}
+    infos = {i.obs_id: i for i in run_infos(store)}
     circles = SkyCircles.from_dict(CIRCLES)
     rng = np.random.default_rng(5)
     shape = model["counts"].shape
@@ -108,7 +108,7 @@ def _true_rate(store_dir, model, kind):
     de = energy_widths_mev(E_EDGES)
     for obs_id, group in zip(model.obs_id.values, model.obs_group.values):
         info = infos[int(obs_id)]
-        near = edge_distance(info["ra_pnt"], info["dec_pnt"], circles).min() < OFFSET_MAX
+        near = edge_distance(info.ra_pnt, info.dec_pnt, circles).min() < OFFSET_MAX
         if near:
             spatial, area = _sky_monte_carlo(info, truth, kind, rng)
         elif kind == "2d":
@@ -117,9 +117,9 @@ def _true_rate(store_dir, model, kind):
         else:
             spatial = truth.fov_integral(detx_edges=F_EDGES, dety_edges=F_EDGES).ravel()
             area = box_solid_angle(F_EDGES, F_EDGES).ravel()
-        spectral = truth.energy_integral(E_EDGES, info["zenith"])
-        counts[group] += info["ontime"] * (spectral[:, None] * spatial[None]).reshape(shape[1:])
-        exposure[group] += info["ontime"] * (de[:, None] * area[None]).reshape(shape[1:])
+        spectral = truth.energy_integral(E_EDGES, info.zenith)
+        counts[group] += info.ontime * (spectral[:, None] * spatial[None]).reshape(shape[1:])
+        exposure[group] += info.ontime * (de[:, None] * area[None]).reshape(shape[1:])
     with np.errstate(invalid="ignore", divide="ignore"):
         return counts / exposure
 

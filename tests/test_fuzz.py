@@ -39,8 +39,8 @@ def clean(tmp_path_factory):
     store = simulate_store(root / "store", n_runs=3, events_per_run=400, seed=11)
     info = run_infos(open_datastore(store))[0]
     path = root / "work.fits"
-    shutil.copy(info["events_file"], path)
-    info.update(events_file=str(path), gti_file=str(path))
+    shutil.copy(info.events_file, path)
+    info = info.with_(events_file=str(path), gti_file=str(path))
     data = path.read_bytes()
     with fits.open(path) as hdul:
         ev = hdul[1]
@@ -60,7 +60,7 @@ class Clean(dict):
     """The fixture's values, with a short repr (Hypothesis prints the arguments of failures)."""
 
     def __repr__(self):
-        return f"<clean run {self['info']['obs_id']} of {self['store']}>"
+        return f"<clean run {self['info'].obs_id} of {self['store']}>"
 
 
 def check(clean, data: bytes, changed_rows=None):
@@ -72,7 +72,7 @@ def check(clean, data: bytes, changed_rows=None):
             got = run_cubes(clean["info"], BINNING, SOLID, on_error="raise")
     except RunDataError as exc:
         message = str(exc)
-        assert message.startswith(f"run {clean['info']['obs_id']} (") and str(clean["path"]) in message
+        assert message.startswith(f"run {clean['info'].obs_id} (") and str(clean["path"]) in message
         event("rejected")
         return None
     event("used")

@@ -10,6 +10,7 @@ from astropy.io import fits
 import xbkg
 from xbkg.building.make import _solid_angle, make_binning
 from xbkg.building.reduce import run_cubes
+from xbkg.core.runs import RunInfo
 from xbkg.store.events import POINTING_SOURCES, complete_run_info, run_infos
 
 E_EDGES = np.geomspace(0.1, 100.0, 21)
@@ -39,9 +40,9 @@ def test_dr1_counts_equal_an_astropy_recount_for_every_run(hess_dr1):
     assert len(runs) == 105
     for info in runs:
         got = run_cubes(info, binning, solid)
-        assert got["pointing"] == "EVENTS header", info["obs_id"]
-        np.testing.assert_array_equal(got["counts"], _astropy_counts(info["events_file"]),
-                                      err_msg=f"run {info['obs_id']}")
+        assert got["pointing"] == "EVENTS header", info.obs_id
+        np.testing.assert_array_equal(got["counts"], _astropy_counts(info.events_file),
+                                      err_msg=f"run {info.obs_id}")
 
 
 def test_pointing_source_recorded_in_the_model(hess_dr1):
@@ -54,12 +55,12 @@ def test_pointing_source_recorded_in_the_model(hess_dr1):
 
 
 def test_header_pointing_preferred_and_index_fallback():
-    info = {"ra_pnt": 187.7782, "dec_pnt": 12.5}
+    info = RunInfo(ra_pnt=187.7782, dec_pnt=12.5)
     out = complete_run_info(info, {"RA_PNT": 187.778191656847, "DEC_PNT": 12.4999})
-    assert (out["ra_pnt"], out["dec_pnt"]) == (187.778191656847, 12.4999)
-    assert out["pointing_source"] == POINTING_SOURCES[0]
+    assert (out.ra_pnt, out.dec_pnt) == (187.778191656847, 12.4999)
+    assert out.pointing_source == POINTING_SOURCES[0]
     for header in ({}, {"RA_PNT": 1.0}, {"RA_PNT": "x", "DEC_PNT": 2.0}, {"RA_PNT": 1.0,
                                                                          "DEC_PNT": 95.0}):
         out = complete_run_info(info, header)
-        assert (out["ra_pnt"], out["dec_pnt"]) == (187.7782, 12.5)
-        assert out["pointing_source"] == POINTING_SOURCES[1]
+        assert (out.ra_pnt, out.dec_pnt) == (187.7782, 12.5)
+        assert out.pointing_source == POINTING_SOURCES[1]

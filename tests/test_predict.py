@@ -25,7 +25,7 @@ def model(request, dr1):
 
 def _info(store, obs_id):
     info = run_infos(store.sel(obs_id=[obs_id]))[0]
-    return complete_run_info(info, read_header(info["events_file"], info["events_hdu"]))
+    return complete_run_info(info, read_header(info.events_file, info.events_hdu))
 
 
 @pytest.mark.gammapy
@@ -76,10 +76,10 @@ def test_predict_counts_grid(dr1, model):
 
     info = _info(dr1, 20275)
     ev = xbkg.open_events(dr1, [20275]).compute()
-    off = fov.offset_deg(ev["RA"].values, ev["DEC"].values, info["ra_pnt"], info["dec_pnt"])
+    off = fov.offset_deg(ev["RA"].values, ev["DEC"].values, info.ra_pnt, info.dec_pnt)
     safe = (ev["ENERGY"].values >= 0.5) & (off < 2.0)
-    pix_off = fov.offset_deg(npred["ra"].values, npred["dec"].values, info["ra_pnt"],
-                             info["dec_pnt"])
+    pix_off = fov.offset_deg(npred["ra"].values, npred["dec"].values, info.ra_pnt,
+                             info.dec_pnt)
     e_sel = npred["energy_bounds"].values[:, 0] >= 0.5
     predicted = npred["npred"].values[e_sel][:, pix_off < 2.0].sum()
     assert 0.75 < safe.sum() / predicted < 1.25
@@ -89,7 +89,7 @@ def test_time_samples_follow_field_rotation(dr1):
     info = _info(dr1, 20275)
     times, weights = time_samples(info, max_rotation=0.25)
     coarse, _ = time_samples(info, max_rotation=2.0)
-    assert times[0] == info["tstart"] and times[-1] == pytest.approx(info["tstart"] + info["ontime"])
+    assert times[0] == info.tstart and times[-1] == pytest.approx(info.tstart + info.ontime)
     assert weights.sum() == pytest.approx(1.0)
     assert len(times) > len(coarse) >= 2
 

@@ -19,6 +19,7 @@ from astropy.table import Table
 
 from xbkg import make_model
 from xbkg.cli import main
+from xbkg.core.runs import RunInfo
 from xbkg.io.fitstable import FitsReadError, read_columns, read_tables
 from xbkg.simulate import simulate_store
 from xbkg.store.events import RunDataError, UnitAssumedWarning
@@ -425,8 +426,8 @@ def test_outside_gti_tolerance_and_overlaps():
 
 
 def _info(**kw):
-    return {"obs_id": 9, "events_file": "f.fits", "events_hdu": "EVENTS", "ontime": 100.0,
-            "ra_pnt": 10.0, "dec_pnt": -20.0, **kw}
+    return RunInfo(obs_id=9, events_file="f.fits", events_hdu="EVENTS", ontime=100.0,
+                   ra_pnt=10.0, dec_pnt=-20.0).with_(**kw)
 
 
 def _events(n=100, **kw):

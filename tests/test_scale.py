@@ -21,6 +21,7 @@ from xbkg.building.reduce import (
     leaf_sizes,
     quantize_time,
 )
+from xbkg.core.runs import RunInfo
 from xbkg.simulate import simulate_store
 from xbkg.sky.exposure import box_solid_angle
 from xbkg.store.events import fill_from_headers, run_infos
@@ -135,7 +136,7 @@ def test_every_run_is_read_once(store_dir, monkeypatch, tmp_path, split_every):
     run_cubes = xbkg.building.reduce.run_cubes
 
     def counted(info, *args, **kwargs):
-        reads[info["obs_id"]] += 1
+        reads[info.obs_id] += 1
         return run_cubes(info, *args, **kwargs)
 
     monkeypatch.setattr(xbkg.building.reduce, "run_cubes", counted)
@@ -179,11 +180,11 @@ def test_graph_size_grows_linearly_with_runs(tmp_path):
 
 
 def test_leaves_hold_runs_by_events():
-    runs = [{"event_count": c} for c in (1_000_000, 400_000, 200_000, 3_000_000, None, 10)]
+    runs = [RunInfo(event_count=c) for c in (1_000_000, 400_000, 200_000, 3_000_000, None, 10)]
     assert leaf_sizes(runs) == [3, 1, 2]
     assert leaf_sizes(runs, runs_per_task=4) == [4, 2]
-    assert leaf_sizes([{"event_count": 0}] * 600) == [256, 256, 88]
-    assert sum(leaf_sizes([{"event_count": 7_000}] * 1000, events_per_task=100_000)) == 1000
+    assert leaf_sizes([RunInfo(event_count=0)] * 600) == [256, 256, 88]
+    assert sum(leaf_sizes([RunInfo(event_count=7_000)] * 1000, events_per_task=100_000)) == 1000
 
 
 def test_partial_sums_are_released_as_the_tree_goes(prepared):
@@ -215,20 +216,20 @@ def test_altaz_constants_of_many_runs_equal_run_by_run(prepared):
     from xbkg.building.reduce import with_altaz_params
     from xbkg.sky import fov
 
-    runs = [dict(r) for r in prepared[0][:6]]
-    runs[1].update(geolon=-17.89, geolat=28.76, altitude=2200.0)  # another site
-    runs[2].update(timesys="UTC")
-    runs[3].update(tstop=runs[3]["tstart"] - 1.0)  # invalid: left to the run's own task
+    runs = list(prepared[0][:6])
+    runs[1] = runs[1].with_(geolon=-17.89, geolat=28.76, altitude=2200.0)  # another site
+    runs[2] = runs[2].with_(timesys="UTC")
+    runs[3] = runs[3].with_(tstop=runs[3].tstart - 1.0)  # invalid: left to the run's own task
     keys = ("ra_pnt", "dec_pnt", "geolon", "geolat", "altitude", "mjdrefi", "mjdreff",
             "timesys", "tstart", "tstop")
     together = with_altaz_params(runs[::-1])[::-1]
-    assert "altaz_params" not in together[3] and "altaz_params" not in runs[0]
+    assert together[3].altaz_params is None and runs[0].altaz_params is None
     for i in (0, 1, 2, 4, 5):
-        alone = fov.altaz_run_params(**{k: runs[i][k] for k in keys})
-        np.testing.assert_array_equal(together[i]["altaz_params"], alone)
+        alone = fov.altaz_run_params(**{k: getattr(runs[i], k) for k in keys})
+        np.testing.assert_array_equal(together[i].altaz_params, alone)
     with pytest.raises(ValueError, match="run 1: tstop"):
-        fov.altaz_runs_params(*([r[k] for r in runs[2:4]] for k in keys[:2]),
-                              **{k: [r[k] for r in runs[2:4]] for k in keys[2:]})
+        fov.altaz_runs_params(*([getattr(r, k) for r in runs[2:4]] for k in keys[:2]),
+                              **{k: [getattr(r, k) for r in runs[2:4]] for k in keys[2:]})
 
 
 @pytest.mark.parametrize("setting, expected", [(None, "True"), ("0", "False")])

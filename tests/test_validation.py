@@ -14,6 +14,7 @@ import xbkg  # noqa: E402
 from xbkg.checks import crossval as v  # noqa: E402
 from xbkg.cli import main  # noqa: E402
 from xbkg.core.binning import edges_of  # noqa: E402
+from xbkg.core.runs import RunInfo
 from xbkg.plots import validation as vp  # noqa: E402
 from xbkg.report.checks import validation_table, write_validation  # noqa: E402
 from xbkg.simulate import simulate_store  # noqa: E402
@@ -97,14 +98,14 @@ def test_fit_norm_tilt_recovers_injected_values_with_calibrated_errors():
 
 def test_run_counts_cube_matches_numpy_histogram():
     rng = np.random.default_rng(5)
-    info = {"ra_pnt": 83.6, "dec_pnt": 22.0}
+    info = RunInfo(ra_pnt=83.6, dec_pnt=22.0)
     lon, lat = rng.uniform(-2.2, 2.2, (2, 2000))
-    ra, dec = fov.fov_to_radec(lon, lat, info["ra_pnt"], info["dec_pnt"])
+    ra, dec = fov.fov_to_radec(lon, lat, info.ra_pnt, info.dec_pnt)
     energy = rng.uniform(0.2, 60, 2000)
     e_edges, x_edges = np.geomspace(0.3, 50, 7), np.linspace(-2, 2, 11)
     cube = v.run_counts_cube({"ENERGY": energy, "RA": ra, "DEC": dec}, info, e_edges, x_edges,
                              x_edges)
-    lon2, lat2 = fov.radec_to_fov(ra, dec, info["ra_pnt"], info["dec_pnt"])
+    lon2, lat2 = fov.radec_to_fov(ra, dec, info.ra_pnt, info.dec_pnt)
     reference, _ = np.histogramdd(np.stack([energy, lat2, lon2], 1), [e_edges, x_edges, x_edges])
     np.testing.assert_array_equal(cube, reference)
 

@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from xbkg.core.binning import Binning
+from xbkg.core.runs import RunInfo, as_run_info
 from xbkg.sky import fov
 
 __all__ = ["bin_index", "histogram", "fov_coordinates", "run_counts"]
@@ -148,30 +149,31 @@ def _flat_counts(indices: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarra
     return np.bincount(flat, minlength=size + 1)[:size].reshape(shape).astype(np.int64, copy=False)
 
 
-def fov_coordinates(columns: dict, info: dict, binning: Binning) -> dict[str, np.ndarray]:
+def fov_coordinates(columns: dict, info: RunInfo, binning: Binning) -> dict[str, np.ndarray]:
     """FoV coordinates of a run's events for ``binning``: ``offset`` and, for 3D, ``detx``/``dety``."""
+    info = as_run_info(info)
     ra, dec = columns["RA"], columns["DEC"]
-    out = {"offset": fov.offset_deg(ra, dec, info["ra_pnt"], info["dec_pnt"])}
+    out = {"offset": fov.offset_deg(ra, dec, info.ra_pnt, info.dec_pnt)}
     if binning.kind == "3d":
         out["detx"], out["dety"] = _fov_lonlat(columns, info, binning)
     return out
 
 
-def _fov_lonlat(columns: dict, info: dict, binning: Binning):
+def _fov_lonlat(columns: dict, info: RunInfo, binning: Binning):
     ra, dec = columns["RA"], columns["DEC"]
     if binning.fov_alignment == "RADEC":
-        return fov.radec_to_fov(ra, dec, info["ra_pnt"], info["dec_pnt"])
-    params = info.get("altaz_params")  # already computed for this run, or None
+        return fov.radec_to_fov(ra, dec, info.ra_pnt, info.dec_pnt)
+    params = info.altaz_params  # already computed for this run, or None
     if params is None:
         params = fov.altaz_run_params(
-            info["ra_pnt"], info["dec_pnt"], geolon=info["geolon"], geolat=info["geolat"],
-            altitude=info["altitude"], mjdrefi=info["mjdrefi"], mjdreff=info["mjdreff"],
-            timesys=info["timesys"], tstart=info["tstart"], tstop=info["tstop"],
+            info.ra_pnt, info.dec_pnt, geolon=info.geolon, geolat=info.geolat,
+            altitude=info.altitude, mjdrefi=info.mjdrefi, mjdreff=info.mjdreff,
+            timesys=info.timesys, tstart=info.tstart, tstop=info.tstop,
         )
     return fov.radec_to_altaz_fov(ra, dec, columns["TIME"], params)
 
 
-def run_counts(columns: dict, info: dict, binning: Binning, hav=None) -> np.ndarray:
+def run_counts(columns: dict, info: RunInfo, binning: Binning, hav=None) -> np.ndarray:
     """One run's counts cube, shape ``binning.shape``, from its event columns.
 
     Events beyond ``binning.offset_max`` from the pointing, or outside the edges, are dropped;
@@ -179,8 +181,9 @@ def run_counts(columns: dict, info: dict, binning: Binning, hav=None) -> np.ndar
     haversines (:func:`xbkg.sky.fov.haversine`), which order events like their offsets without
     the inverse tangent; ``hav``: these haversines, when the caller has them already.
     """
+    info = as_run_info(info)
     if hav is None:
-        hav = fov.haversine(columns["RA"], columns["DEC"], info["ra_pnt"], info["dec_pnt"])
+        hav = fov.haversine(columns["RA"], columns["DEC"], info.ra_pnt, info.dec_pnt)
     hav_max = fov.offset_to_haversine(binning.offset_max)
     if binning.kind == "2d":
         indices = [bin_index(columns["ENERGY"], binning.energy_edges, _OUTSIDE),

@@ -231,7 +231,7 @@ def _cut_at_extent(binning, extents, source: str, runs):
             log.warning("%d run(s) have a smaller FoV extent than the model's offset cut %.3g "
                         "deg (%.3g deg and up; e.g. run %d): their exposure is counted to the "
                         "cut", short.size, binning.offset_max, float(np.nanmin(extents)),
-                        runs[int(short[0])]["obs_id"])
+                        runs[int(short[0])].obs_id)
     return binning, record
 
 
@@ -245,8 +245,8 @@ def _measured_extents(max_offsets) -> np.ndarray:
 def _run_cubes_graph(runs, groups, n_groups, binning, cond, on_error, compute_now, extent=False):
     """The lazy cubes of a build (:func:`xbkg.building.reduce.group_cubes`)."""
     if cond is not None and "outer_rate" in cond["conditions"]:
-        for info in runs:  # counted in the same pass (xbkg.building.reduce.run_cubes)
-            info["outer_offset"] = binning.offset_max
+        # counted in the same pass (xbkg.building.reduce.run_cubes)
+        runs = [info.with_(outer_offset=binning.offset_max) for info in runs]
     return group_cubes(runs, groups, n_groups, binning, _solid_angle(binning),
                        on_error=on_error if compute_now else "raise", pointing=True,
                        fit_bins=None if cond is None else cond["labels"], extent=extent)
@@ -416,17 +416,15 @@ def make_model(data, *, kind: str = DEFAULTS.kind, fov_alignment: str = DEFAULTS
     ontime = store["ontime"].values.astype(float)
     all_ids = store.obs_id.values.tolist()
     n_groups = grouping.sizes["zenith_group"]
-    runs = run_infos(store)
-    for info in runs:
-        info["event_filter"] = event_filter
-        info["altitude_tolerance"] = float(altitude_tolerance)
+    runs = [info.with_(event_filter=event_filter, altitude_tolerance=float(altitude_tolerance))
+            for info in run_infos(store)]
     binning, extents, extent_record, peaks = _survey_step(
         store, runs, binning, fov_extent, energy_threshold, compute_now=compute_now,
         scheduler=scheduler, progress=progress)
-    n_runs_excluded = attach_plan(runs, excl, binning.offset_max)  # regions travel with each run
+    # the regions each run can see travel with it
+    runs, n_runs_excluded = attach_plan(runs, excl, binning.offset_max)
     thresholds, threshold_rule = run_energy_thresholds(store, energy_threshold, peaks=peaks)
-    for info, thr in zip(runs, thresholds):
-        info["e_threshold"] = float(thr)
+    runs = [info.with_(e_threshold=float(thr)) for info, thr in zip(runs, thresholds)]
     threshold_of = dict(zip(store.obs_id.values.tolist(), thresholds.tolist()))
     cond = _conditional_setup(store, conditions, binning, compute_now)
     measure = extent_record["source"] == MEASURED and extents is None
@@ -457,9 +455,9 @@ def make_model(data, *, kind: str = DEFAULTS.kind, fov_alignment: str = DEFAULTS
             extents = _measured_extents(max_offsets)
             cut, provenance["fov_extent"] = _cut_at_extent(binning, extents, MEASURED, runs)
             if cut is not binning:
-                binning, runs = cut, [{k: v for k, v in r.items() if k != "exclusion"} for r in runs]
-                provenance["exclusion"] = exclusion_provenance(
-                    excl, attach_plan(runs, excl, binning.offset_max))
+                binning, runs = cut, [r.with_(exclusion=None) for r in runs]
+                runs, n_runs_excluded = attach_plan(runs, excl, binning.offset_max)
+                provenance["exclusion"] = exclusion_provenance(excl, n_runs_excluded)
                 cond = _conditional_setup(store, conditions, binning, compute_now)
                 counts, exposure, errors, sources, *run_stats = compute(
                     *_run_cubes_graph(runs, groups, n_groups, binning, cond, on_error, True),

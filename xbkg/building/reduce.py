@@ -16,6 +16,7 @@ import numpy as np
 from xbkg.building.histogram import run_counts
 from xbkg.building.malloc import tune_malloc
 from xbkg.core.binning import Binning, run_energy_mask
+from xbkg.core.runs import RunInfo, as_run_info
 from xbkg.io.fitstable import read_header
 from xbkg.sky import fov
 from xbkg.sky.exclusion import apply_exclusion
@@ -66,7 +67,7 @@ def exposure_scale(energy_edges: np.ndarray, solid_angle: np.ndarray) -> np.ndar
     return widths.reshape((-1,) + (1,) * np.ndim(solid_angle)) * np.asarray(solid_angle)[None]
 
 
-def run_cubes(info: dict, binning: Binning, solid_angle: np.ndarray, on_error: str = "raise") -> dict:
+def run_cubes(info: RunInfo, binning: Binning, solid_angle: np.ndarray, on_error: str = "raise") -> dict:
     """Counts and exposure cubes of one run (the body of each per-run task).
 
     Returns ``{"counts": int64 cube, "time": int64 cube, "exposure": float64 cube, "error":
@@ -76,23 +77,28 @@ def run_cubes(info: dict, binning: Binning, solid_angle: np.ndarray, on_error: s
     time (s) x :func:`exposure_scale`. Events below the run's threshold are not counted,
     matching its exposure. The run's events and GTI are read once and checked by
     :func:`xbkg.store.runchecks.validate_run_events` first (and, for ALTAZ models, its pointing
-    geometry by :func:`xbkg.store.altaz_checks.check_run_geometry`); ``info["event_filter"]`` then
-    selects events (:func:`filter_events`).
+    geometry by :func:`xbkg.store.altaz_checks.check_run_geometry`); ``info.event_filter`` then
+    selects events (:func:`filter_events`). ``info`` is not changed.
     """
+    info = as_run_info(info)
     try:
         columns, header, gti = read_run(info, _run_columns(info))
         full = complete_run_info(info, header)
-        made_for = info.get("altaz_pointing", (info["ra_pnt"], info["dec_pnt"]))
-        if "altaz_params" in full and (full["ra_pnt"], full["dec_pnt"]) != tuple(made_for):
-            del full["altaz_params"]  # made for another pointing: redone for the header's
+        made_for = info.altaz_pointing or (info.ra_pnt, info.dec_pnt)
+        if full.altaz_params is not None and (full.ra_pnt, full.dec_pnt) != tuple(made_for):
+            # made for another pointing: redone for the header's
+            full = full.with_(altaz_params=None)
         validate_run_events(columns, header, full, gti=gti)
         if binning.kind == "3d" and binning.fov_alignment == "ALTAZ":
-            check_run_geometry(full, full.get("altitude_tolerance", DEFAULT_ALTITUDE_TOLERANCE))
+            if full.altaz_params is None:  # once for the geometry check, exclusion and counts
+                full = full.with_(altaz_params=_run_altaz_params(full))
+            tolerance = full.altitude_tolerance
+            check_run_geometry(full, DEFAULT_ALTITUDE_TOLERANCE if tolerance is None else tolerance)
         raw, hav, max_offset = columns, None, None
-        if info.get("measure_extent"):  # the FoV extent, from all the run's events
-            hav = haversine(columns["RA"], columns["DEC"], full["ra_pnt"], full["dec_pnt"])
-            max_offset = run_max_offset(columns["RA"], columns["DEC"], full["ra_pnt"],
-                                        full["dec_pnt"], hav=hav)
+        if info.measure_extent:  # the FoV extent, from all the run's events
+            hav = haversine(columns["RA"], columns["DEC"], full.ra_pnt, full.dec_pnt)
+            max_offset = run_max_offset(columns["RA"], columns["DEC"], full.ra_pnt,
+                                        full.dec_pnt, hav=hav)
         columns = filter_events(columns, info)
         n_outer = _outer_events(columns, full)
         # exclusion regions: events inside dropped, FoV exposure fraction (1.0 without regions)
@@ -100,45 +106,54 @@ def run_cubes(info: dict, binning: Binning, solid_angle: np.ndarray, on_error: s
         counts = run_counts(columns, full, binning, hav=hav if columns is raw else None)
         mask = run_energy_mask(full, binning.energy_edges)
         fov_shape = np.shape(solid_angle)
-        time = quantize_time(full["ontime"] * mask.reshape((-1,) + (1,) * len(fov_shape))
+        time = quantize_time(full.ontime * mask.reshape((-1,) + (1,) * len(fov_shape))
                              * np.broadcast_to(fov_fraction, fov_shape)[None])
     except (RunDataError, OSError, ValueError) as exc:
         if on_error == "raise":
             if isinstance(exc, RunDataError):
                 raise
-            raise RunDataError(f"run {info['obs_id']} ({info['events_file']}): {exc}") from exc
+            raise RunDataError(f"run {info.obs_id} ({info.events_file}): {exc}") from exc
         shape = binning.shape
         return {"counts": np.zeros(shape, np.int64), "time": np.zeros(shape, np.int64),
                 "exposure": np.zeros(shape), "error": str(exc) if isinstance(exc, RunDataError) else
-                f"run {info['obs_id']} ({info['events_file']}): {exc}", "pointing": None}
+                f"run {info.obs_id} ({info.events_file}): {exc}", "pointing": None}
     counts *= mask.astype(np.int64).reshape((-1,) + (1,) * (counts.ndim - 1))
     exposure = time * TIME_QUANTUM * exposure_scale(binning.energy_edges, solid_angle)
     return {"counts": counts, "time": time, "exposure": exposure, "error": None,
-            "pointing": full["pointing_source"], "n_outer": n_outer, "max_offset": max_offset}
+            "pointing": full.pointing_source, "n_outer": n_outer, "max_offset": max_offset}
 
 
-def _run_columns(info: dict) -> tuple[str, ...]:
+def _run_altaz_params(info: RunInfo):
+    """The run's ALTAZ constants (:func:`xbkg.sky.fov.altaz_run_params`)."""
+    return fov.altaz_run_params(
+        info.ra_pnt, info.dec_pnt, geolon=info.geolon, geolat=info.geolat,
+        altitude=info.altitude, mjdrefi=info.mjdrefi, mjdreff=info.mjdreff,
+        timesys=info.timesys, tstart=info.tstart, tstop=info.tstop)
+
+
+def _run_columns(info: RunInfo) -> tuple[str, ...]:
     """Event columns a run task reads: the defaults plus those of its event filter."""
-    extra = event_filter_columns(info["event_filter"]) if info.get("event_filter") else ()
+    extra = event_filter_columns(info.event_filter) if info.event_filter else ()
     return DEFAULT_COLUMNS + tuple(c for c in extra if c.upper() not in DEFAULT_COLUMNS)
 
 
-def filter_events(columns: dict, info: dict) -> dict:
-    """The events of one run that pass ``info["event_filter"]`` (all when it is empty)."""
-    expr = info.get("event_filter")
+def filter_events(columns: dict, info: RunInfo) -> dict:
+    """The events of one run that pass ``info.event_filter`` (all when it is empty)."""
+    info = as_run_info(info)
+    expr = info.event_filter
     if not expr:
         return columns
-    where = describe_run(info.get("obs_id"), info.get("events_file"), info.get("events_hdu"))
+    where = describe_run(info.obs_id, info.events_file, info.events_hdu)
     keep = event_filter_mask(expr, columns, where=where)
     return {name: values[keep] for name, values in columns.items()}
 
-def _outer_events(columns: dict, info: dict) -> int:
-    """Events farther than ``info["outer_offset"]`` (deg) from the pointing (-1: not asked)."""
-    if "outer_offset" not in info:
+def _outer_events(columns: dict, info: RunInfo) -> int:
+    """Events farther than ``info.outer_offset`` (deg) from the pointing (-1: not asked)."""
+    if info.outer_offset is None:
         return -1
 
-    offset = offset_deg(columns["RA"], columns["DEC"], info["ra_pnt"], info["dec_pnt"])
-    return int(np.count_nonzero(offset > info["outer_offset"]))
+    offset = offset_deg(columns["RA"], columns["DEC"], info.ra_pnt, info.dec_pnt)
+    return int(np.count_nonzero(offset > info.outer_offset))
 
 
 def run_fit_statistics(part: dict, fit_bins: np.ndarray, scale: np.ndarray) -> dict:
@@ -162,7 +177,7 @@ _ALTAZ_KEYS = ("ra_pnt", "dec_pnt", "geolon", "geolat", "altitude", "mjdrefi", "
                "tstart", "tstop")
 
 
-def with_altaz_params(runs: list[dict]) -> list[dict]:
+def with_altaz_params(runs: list[RunInfo]) -> list[RunInfo]:
     """Copies of ``runs`` with their ALTAZ constants (``altaz_params``) computed all at once.
 
     One astropy call per site and time scale (:func:`xbkg.sky.fov.altaz_runs_params`, far
@@ -171,19 +186,20 @@ def with_altaz_params(runs: list[dict]) -> list[dict]:
     left to their task.
     """
 
-    values = np.array([[r.get(k, np.nan) for k in _ALTAZ_KEYS] for r in runs], dtype=float)
+    runs = [as_run_info(r) for r in runs]
+    values = np.array([[getattr(r, k) for k in _ALTAZ_KEYS] for r in runs], dtype=float)
     values = values.reshape(len(runs), len(_ALTAZ_KEYS))
-    timesys = np.array([str(r.get("timesys", "")).strip().lower() for r in runs])
+    timesys = np.array([str(r.timesys).strip().lower() for r in runs])
     ok = (np.isfinite(values).all(axis=1) & np.isin(timesys, ("tt", "utc", "tai"))
           & (np.abs(values[:, 1]) <= 90) & (np.abs(values[:, 3]) <= 90)
           & (values[:, 8] >= values[:, 7]))
-    ok &= np.array(["altaz_params" not in r for r in runs], dtype=bool)
-    out = [dict(r) for r in runs]
+    ok &= np.array([r.altaz_params is None for r in runs], dtype=bool)
+    out = list(runs)
     if ok.any():
         params = fov.altaz_runs_params(*values[ok].T[:2], timesys=timesys[ok],
                                        **dict(zip(_ALTAZ_KEYS[2:], values[ok].T[2:])))
         for i, p in zip(np.flatnonzero(ok), params):
-            out[i]["altaz_params"] = p
+            out[i] = out[i].with_(altaz_params=p)
     return out
 
 
@@ -244,9 +260,9 @@ def leaf_sizes(infos: list, runs_per_task: int | None = None,
     most :data:`MAX_RUNS_PER_TASK` runs); a run without a known count weighs
     ``events_per_task /`` :data:`RUNS_PER_TASK_UNKNOWN`.
 
-    >>> leaf_sizes([{"event_count": 600_000}] * 5)
+    >>> leaf_sizes([RunInfo(event_count=600_000)] * 5)
     [3, 2]
-    >>> leaf_sizes([{"event_count": None}] * 10)
+    >>> leaf_sizes([RunInfo(event_count=None)] * 10)
     [8, 2]
     """
     n = len(infos)
@@ -260,7 +276,7 @@ def leaf_sizes(infos: list, runs_per_task: int | None = None,
     unknown = events_per_task / RUNS_PER_TASK_UNKNOWN
     sizes, events, runs = [], 0.0, 0
     for info in infos:
-        count = info.get("event_count")
+        count = as_run_info(info).event_count
         events += unknown if count is None else count
         runs += 1
         if events >= events_per_task or runs == MAX_RUNS_PER_TASK:
@@ -271,16 +287,16 @@ def leaf_sizes(infos: list, runs_per_task: int | None = None,
     return sizes
 
 
-def _header_pointing(info: dict) -> dict:
+def _header_pointing(info: RunInfo) -> RunInfo:
     """``info`` with the pointing its run will use (:func:`xbkg.store.events.complete_run_info`):
     one header-only read (well under a ms); unchanged when the header cannot be read (the
     run's task reports it)."""
     try:
-        header = read_header(info["events_file"], info["events_hdu"])
+        header = read_header(info.events_file, info.events_hdu)
     except (OSError, ValueError):
         return info
     full = complete_run_info(info, header)
-    return dict(info, ra_pnt=full["ra_pnt"], dec_pnt=full["dec_pnt"])
+    return info.with_(ra_pnt=full.ra_pnt, dec_pnt=full.dec_pnt)
 
 
 def _altaz_params_list(infos: list) -> list:
@@ -288,7 +304,7 @@ def _altaz_params_list(infos: list) -> list:
     own task), one astropy call."""
     try:
         runs = with_altaz_params([_header_pointing(info) for info in infos])
-        return [(r["altaz_params"], (r["ra_pnt"], r["dec_pnt"])) if "altaz_params" in r
+        return [(r.altaz_params, (r.ra_pnt, r.dec_pnt)) if r.altaz_params is not None
                 else None for r in runs]
     except Exception:  # noqa: BLE001 - any failure: each run's task computes and reports its own
         return [None] * len(infos)
@@ -325,7 +341,7 @@ def _run_batch(infos: list, indices: list, binning: Binning, solid_angle: np.nda
     scale = None if fit_bins is None else exposure_scale(binning.energy_edges, solid_angle)
     for info, i, p in zip(infos, indices, params):
         if p is not None:
-            info = dict(info, altaz_params=p[0], altaz_pointing=p[1])
+            info = info.with_(altaz_params=p[0], altaz_pointing=p[1])
         part = run_cubes(info, binning, solid_angle, on_error)
         stats = {} if fit_bins is None or part["error"] is not None else {
             i: run_fit_statistics(part, fit_bins, scale)}
@@ -356,7 +372,7 @@ def _tree(dsk: dict, name: str, infos: list, indices: list, sizes: list, split_e
     return keys[0]
 
 
-def group_cubes(runs: list[dict], groups: np.ndarray, n_groups: int, binning: Binning,
+def group_cubes(runs: list[RunInfo], groups: np.ndarray, n_groups: int, binning: Binning,
                 solid_angle: np.ndarray, *, on_error: str = "raise",
                 split_every: int | None = None, pointing: bool = False, fit_bins=None,
                 extent: bool = False):
@@ -404,19 +420,20 @@ def group_cubes(runs: list[dict], groups: np.ndarray, n_groups: int, binning: Bi
     runs_per_task = split_every
     split_every = max(2, int(split_every or 8))
     shape = binning.shape
+    runs = [as_run_info(r) for r in runs]
     if extent:
-        runs = [dict(r, measure_extent=True) for r in runs]
+        runs = [r.with_(measure_extent=True) for r in runs]
     groups = np.asarray(groups)
     # the runs of each group, and of none (last: for their errors only), and their leaves
     members = [np.flatnonzero(groups == g) for g in range(n_groups)]
     members.append(np.flatnonzero((groups < 0) | (groups >= n_groups)))
     sizes = [leaf_sizes([runs[i] for i in m], runs_per_task) for m in members]
-    token = dask.base.tokenize(binning, solid_angle, on_error, [r["obs_id"] for r in runs], groups,
-                               [r["events_file"] for r in runs], sizes, split_every,
+    token = dask.base.tokenize(binning, solid_angle, on_error, [r.obs_id for r in runs], groups,
+                               [r.events_file for r in runs], sizes, split_every,
                                # per-run options that change a run's cubes: their own keys
-                               [r.get("e_threshold") for r in runs],
-                               [(i, r["exclusion"]) for i, r in enumerate(runs) if "exclusion" in r],
-                               fit_bins, [r.get("outer_offset") for r in runs], extent)
+                               [r.e_threshold for r in runs],
+                               [(i, r.exclusion) for i, r in enumerate(runs) if r.exclusion],
+                               fit_bins, [r.outer_offset for r in runs], extent)
     binning_key, solid_key = f"xbkg-binning-{token}", f"xbkg-solid-angle-{token}"
     # the binning and solid angles are one graph node each, shared by every leaf task
     dsk = {binning_key: binning, solid_key: solid_angle}

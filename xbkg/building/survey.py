@@ -15,6 +15,7 @@ import numpy as np
 
 from xbkg.building.parallel import compute
 from xbkg.core.binning import Binning
+from xbkg.core.runs import RunInfo, as_run_info
 from xbkg.sky.extent import STRAY_GAP, robust_max_offset, run_max_offset
 from xbkg.sky.fov import offset_deg
 from xbkg.store.datastore import takes_store
@@ -65,23 +66,24 @@ def counts_peak(hist, edges=PEAK_EDGES, min_events: int = MIN_PEAK_EVENTS) -> fl
     return float(10 ** (log_c[k] + shift * (log_c[1] - log_c[0])))
 
 
-def run_survey(info: dict, offset_max: float, edges=PEAK_EDGES) -> dict:
+def run_survey(info: RunInfo, offset_max: float, edges=PEAK_EDGES) -> dict:
     """One run's ``max_offset`` (deg, :func:`robust_max_offset`; NaN without events) and
     ``energy_hist`` (counts within ``offset_max`` on the log-energy ``edges``).
 
     An unreadable run gives NaN and an empty histogram plus its ``error`` (the build reports it).
     """
 
+    info = as_run_info(info)
     try:
-        cols, header = read_run_events(info["events_file"], info["events_hdu"],
-                                       ("RA", "DEC", "ENERGY"), obs_id=info.get("obs_id"))
+        cols, header = read_run_events(info.events_file, info.events_hdu,
+                                       ("RA", "DEC", "ENERGY"), obs_id=info.obs_id)
         full = complete_run_info(info, header)
-        if not (np.isfinite(full["ra_pnt"]) and np.isfinite(full["dec_pnt"])):
+        if not (np.isfinite(full.ra_pnt) and np.isfinite(full.dec_pnt)):
             raise RunDataError("no pointing RA/Dec")
         offset = offset_deg(cols["RA"].astype(float), cols["DEC"].astype(float),
-                            full["ra_pnt"], full["dec_pnt"])
+                            full.ra_pnt, full.dec_pnt)
     except (OSError, ValueError) as exc:
-        where = describe_run(info.get("obs_id"), info["events_file"], info["events_hdu"])
+        where = describe_run(info.obs_id, info.events_file, info.events_hdu)
         message = str(exc) if isinstance(exc, RunDataError) else f"{where}: {exc}"
         return {"max_offset": float("nan"), "energy_hist": np.zeros(len(edges) - 1),
                 "error": message}
@@ -91,7 +93,7 @@ def run_survey(info: dict, offset_max: float, edges=PEAK_EDGES) -> dict:
             "energy_hist": hist, "error": None}
 
 
-def survey_runs(runs: list[dict], offset_max: float, *, scheduler=None,
+def survey_runs(runs: list[RunInfo], offset_max: float, *, scheduler=None,
                 progress: bool = False) -> dict:
     """:func:`run_survey` of every run, computed now (one task per run on ``scheduler``).
 
@@ -100,8 +102,9 @@ def survey_runs(runs: list[dict], offset_max: float, *, scheduler=None,
     store written in other units gives the same value).
     """
 
+    runs = [as_run_info(r) for r in runs]
     tasks = [dask.delayed(run_survey, pure=True)(info, float(offset_max),
-                                                 dask_key_name=f"survey-{info['obs_id']}")
+                                                 dask_key_name=f"survey-{info.obs_id}")
              for info in runs]
     results = compute(*tasks, scheduler=scheduler, progress=progress) if tasks else ()
     max_offset = np.array([r["max_offset"] for r in results], dtype=float)

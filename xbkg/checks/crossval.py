@@ -22,6 +22,7 @@ from xbkg.building.parallel import compute
 from xbkg.building.thresholds import run_energy_thresholds
 from xbkg.core.binning import axis_coords, edges_of, parse_edges
 from xbkg.core.groups import assign_folds
+from xbkg.core.runs import RunInfo, as_run_info
 from xbkg.io import open_model
 from xbkg.io.index_tables import read_index_table
 from xbkg.model.group_interpolation import models_for_observations
@@ -188,14 +189,15 @@ def fit_norm_tilt(counts, predicted, energy, *, e_ref: float = 1.0) -> dict:
     return out
 
 
-def run_counts_cube(columns: dict, info: dict, energy_edges, detx_edges, dety_edges) -> np.ndarray:
+def run_counts_cube(columns: dict, info: RunInfo, energy_edges, detx_edges, dety_edges) -> np.ndarray:
     """Counts ``(energy, dety, detx)`` of one run's events on a RADEC-aligned FoV grid.
 
     ``columns`` has ENERGY (TeV), RA and DEC (deg); ``info`` the pointing ``ra_pnt, dec_pnt``.
     DETX is fov_lon and DETY fov_lat (gammapy sign), the grid of
     :func:`xbkg.model.predict.predict_counts`.
     """
-    lon, lat = fov.radec_to_fov(columns["RA"], columns["DEC"], info["ra_pnt"], info["dec_pnt"])
+    info = as_run_info(info)
+    lon, lat = fov.radec_to_fov(columns["RA"], columns["DEC"], info.ra_pnt, info.dec_pnt)
     energy_edges, detx_edges, dety_edges = (np.asarray(e, dtype=float) for e in
                                             (energy_edges, detx_edges, dety_edges))
     indices = [bin_index(columns["ENERGY"], energy_edges), bin_index(lat, dety_edges),
@@ -292,14 +294,14 @@ def _evaluate_run(model, store, info, energy_edges, width, binsz, offset_max, in
                   e_lo, e_hi):
     """Counts, prediction and selection mask ``(E, Y, X)`` of one run (a per-run task)."""
 
-    npred = predict_counts(model, store, info["obs_id"], energy_edges=energy_edges, width=width,
+    npred = predict_counts(model, store, info.obs_id, energy_edges=energy_edges, width=width,
                            binsz=binsz, energy_integration=integration)
     detx, dety = edges_of(npred, "detx"), edges_of(npred, "dety")
-    columns, _ = read_run_events(info["events_file"], info["events_hdu"], ("ENERGY", "RA", "DEC"),
-                                 obs_id=info["obs_id"])
+    columns, _ = read_run_events(info.events_file, info.events_hdu, ("ENERGY", "RA", "DEC"),
+                                 obs_id=info.obs_id)
     counts = run_counts_cube(columns, info, energy_edges, detx, dety)
-    pix_offset = fov.offset_deg(npred["ra"].values, npred["dec"].values, info["ra_pnt"],
-                                info["dec_pnt"])
+    pix_offset = fov.offset_deg(npred["ra"].values, npred["dec"].values, info.ra_pnt,
+                                info.dec_pnt)
     mask = energy_mask(energy_edges, e_lo, e_hi)[:, None, None] & (pix_offset < offset_max)[None]
     return counts, npred["npred"].values, mask, detx, dety
 
@@ -470,7 +472,7 @@ def validate(data, *, obs_ids=None, selection: str = "off", n_folds: int = 5, se
     tasks = [dask.delayed(_run_task, pure=False)(m, store, info, grid, (lo, hi))
              for m, info, lo, hi in zip(models, infos, e_lo, e_hi)]
     results = compute(*tasks, scheduler=scheduler, progress=progress)
-    skipped = {i["obs_id"]: err for i, (_, err) in zip(infos, results) if err is not None}
+    skipped = {i.obs_id: err for i, (_, err) in zip(infos, results) if err is not None}
     if skipped and on_error == "raise":
         raise RunDataError(next(iter(skipped.values())))
     if skipped:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import xarray as xr
 
+from xbkg.core.runs import RunInfo, as_run_info
+
 __all__ = [
     "BOUNDS_DIM",
     "Binning",
@@ -173,13 +175,13 @@ def edges_of(obj: xr.Dataset | xr.DataArray, dim: str) -> np.ndarray:
     return np.concatenate([b[:, 0], b[-1:, 1]])
 
 
-def run_energy_mask(info: dict, energy_edges: np.ndarray) -> np.ndarray:
-    """1 for energy bins the run contributes to, 0 below its threshold ``info["e_threshold"]``.
+def run_energy_mask(info: RunInfo, energy_edges: np.ndarray) -> np.ndarray:
+    """1 for energy bins the run contributes to, 0 below its threshold ``info.e_threshold``.
 
     A bin contributes when its lower edge is at or above the threshold (TeV); a run without a
     threshold (missing or NaN) contributes everywhere.
     """
-    thr = float(info.get("e_threshold", np.nan))
+    thr = float(as_run_info(info).e_threshold)
     if not np.isfinite(thr):
         return np.ones(energy_edges.size - 1)
     # small tolerance: thresholds stored as float32 should not lose the bin that starts at them

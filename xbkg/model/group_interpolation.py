@@ -15,6 +15,7 @@ import xarray as xr
 
 from xbkg.core.binning import BOUNDS_DIM, edges_of, run_energy_mask
 from xbkg.core.groups import PERIODIC_COLUMNS, bounds_groups, extra_columns, group_bounds
+from xbkg.core.runs import RunInfo
 from xbkg.core.schema import fov_dims
 from xbkg.store.datastore import takes_store
 
@@ -40,7 +41,7 @@ def _run_slice_weights(model: xr.Dataset):
     cos_z = np.cos(np.radians(np.asarray(model["obs_zenith"].values, dtype=float)))
     thr = (np.asarray(model["obs_energy_threshold"].values, dtype=float)
            if "obs_energy_threshold" in model else np.full(groups.size, np.nan))
-    masks = np.array([run_energy_mask({"e_threshold": e}, energy) for e in thr]).reshape(
+    masks = np.array([run_energy_mask(RunInfo(e_threshold=e), energy) for e in thr]).reshape(
         groups.size, energy.size - 1)
     return groups, cos_z, ontime[:, None] * masks
 

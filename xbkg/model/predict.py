@@ -11,6 +11,7 @@ import numpy as np
 import xarray as xr
 
 from xbkg.core.binning import axis_coords, edges_of
+from xbkg.core.runs import RunInfo, as_run_info
 from xbkg.io.fitstable import read_header
 from xbkg.model.evaluate import _fine_nodes, interpolate_grid, loglog_segment_integrals, model_grid
 from xbkg.sky import fov
@@ -24,7 +25,7 @@ ENERGY_INTEGRATION = ("exact", "edges")
 _OMEGA_EARTH_DEG_S = 360.0 / 86164.0905
 
 
-def time_samples(info: dict, *, max_rotation: float = 0.25, params=None):
+def time_samples(info: RunInfo, *, max_rotation: float = 0.25, params=None):
     """Sample times (s since MJDREF) over ``[tstart, tstart + ontime]`` and trapezoid weights.
 
     The field of view of an Alt/Az-aligned model rotates on the sky at
@@ -32,13 +33,14 @@ def time_samples(info: dict, *, max_rotation: float = 0.25, params=None):
     at most ``max_rotation`` deg between two of them (at least 2 samples).
     Weights sum to 1.
     """
-    t0 = float(info["tstart"])
-    t1 = t0 + float(info["ontime"])
+    info = as_run_info(info)
+    t0 = float(info.tstart)
+    t1 = t0 + float(info.ontime)
     if params is None:
         params = _altaz_params(info)
     probe = np.linspace(t0, t1, 9)
     alt, az = fov.pointing_altaz(probe, params)
-    omega = (_OMEGA_EARTH_DEG_S * np.cos(np.radians(info["geolat"])) *
+    omega = (_OMEGA_EARTH_DEG_S * np.cos(np.radians(info.geolat)) *
              np.abs(np.cos(np.radians(az))) / np.maximum(np.cos(np.radians(alt)), 1e-3))
     n = max(2, int(np.ceil((t1 - t0) * omega.max() / max_rotation)) + 1)
     times = np.linspace(t0, t1, n)
@@ -47,11 +49,11 @@ def time_samples(info: dict, *, max_rotation: float = 0.25, params=None):
     return times, weights
 
 
-def _altaz_params(info: dict):
+def _altaz_params(info: RunInfo):
     return fov.altaz_run_params(
-        info["ra_pnt"], info["dec_pnt"], geolon=info["geolon"], geolat=info["geolat"],
-        altitude=info["altitude"], mjdrefi=info["mjdrefi"], mjdreff=info["mjdreff"],
-        timesys=info["timesys"], tstart=info["tstart"], tstop=info["tstop"])
+        info.ra_pnt, info.dec_pnt, geolon=info.geolon, geolat=info.geolat,
+        altitude=info.altitude, mjdrefi=info.mjdrefi, mjdreff=info.mjdreff,
+        timesys=info.timesys, tstart=info.tstart, tstop=info.tstop)
 
 
 def _energy_integrals(values, centres, edges, log_axes, energy_edges, fov_points, method):
@@ -77,7 +79,7 @@ def predict_at(model: xr.Dataset, info: dict, ra, dec, solid_angle, energy_edges
     Parameters
     ----------
     model : Dataset (xbkg model layout)
-    info : dict
+    info : xbkg.core.runs.RunInfo
         Run parameters as from :func:`xbkg.store.events.run_infos` (pointing, ONTIME, times, site).
     ra, dec : array (deg)
         Pixel centres; ``solid_angle`` (sr) broadcasts against them.
@@ -89,19 +91,20 @@ def predict_at(model: xr.Dataset, info: dict, ra, dec, solid_angle, energy_edges
     -------
     ndarray, shape ``(E,) + broadcast(ra, dec).shape``: expected counts.
     """
+    info = as_run_info(info)
     energy_edges = np.asarray(energy_edges, dtype=float)
     if group is None and zenith is None:
-        zenith = info["zenith"]
+        zenith = info.zenith
     values, centres, edges, log_axes = model_grid(model, group=group, zenith=zenith)
     values = np.asarray(values)
     ra, dec = np.broadcast_arrays(np.asarray(ra, float), np.asarray(dec, float))
     kind, align = model.attrs["kind"], model.attrs["fov_alignment"]
     if kind == "2d":
-        points = [fov.offset_deg(ra, dec, info["ra_pnt"], info["dec_pnt"])]
+        points = [fov.offset_deg(ra, dec, info.ra_pnt, info.dec_pnt)]
         integral = _energy_integrals(values, centres, edges, log_axes, energy_edges, points,
                                      energy_integration)
     elif align == "RADEC":
-        lon, lat = fov.radec_to_fov(ra, dec, info["ra_pnt"], info["dec_pnt"])
+        lon, lat = fov.radec_to_fov(ra, dec, info.ra_pnt, info.dec_pnt)
         # model value order is (energy, dety, detx): points are (lat, lon)
         integral = _energy_integrals(values, centres, edges, log_axes, energy_edges, [lat, lon],
                                      energy_integration)
@@ -114,7 +117,7 @@ def predict_at(model: xr.Dataset, info: dict, ra, dec, solid_angle, energy_edges
             integral = integral + w * _energy_integrals(values, centres, edges, log_axes,
                                                         energy_edges, [lat, lon],
                                                         energy_integration)
-    return integral * np.asarray(solid_angle) * float(info["ontime"])
+    return integral * np.asarray(solid_angle) * float(info.ontime)
 
 
 @takes_store("store")
@@ -135,14 +138,14 @@ def predict_counts(model: xr.Dataset, store: xr.Dataset, obs_id: int, *, energy_
 
     row = store.sel(obs_id=[int(obs_id)])
     info = run_infos(row)[0]
-    if not all(np.isfinite(info[k]) for k in ("geolon", "geolat", "mjdrefi", "tstart")):
-        info = complete_run_info(info, read_header(info["events_file"], info["events_hdu"]))
+    if not all(np.isfinite(getattr(info, k)) for k in ("geolon", "geolat", "mjdrefi", "tstart")):
+        info = complete_run_info(info, read_header(info.events_file, info.events_hdu))
     energy_edges = edges_of(model, "energy") if energy_edges is None else np.asarray(energy_edges)
     n = int(round(width / binsz))
     fov_edges = np.linspace(-width / 2, width / 2, n + 1)
     centres = 0.5 * (fov_edges[1:] + fov_edges[:-1])
     lon, lat = np.meshgrid(centres, centres)  # (dety, detx)
-    ra, dec = fov.fov_to_radec(lon, lat, info["ra_pnt"], info["dec_pnt"])
+    ra, dec = fov.fov_to_radec(lon, lat, info.ra_pnt, info.dec_pnt)
     x = np.radians(fov_edges)
     omega = np.outer(np.diff(np.sin(x)), np.diff(x))
     counts = predict_at(model, info, ra, dec, omega, energy_edges, group=group, zenith=zenith,
@@ -156,5 +159,5 @@ def predict_counts(model: xr.Dataset, store: xr.Dataset, obs_id: int, *, energy_
     npred = xr.Variable(("energy", "dety", "detx"), counts,
                         {"units": "", "long_name": "expected background counts"})
     return xr.Dataset({"npred": npred}, coords=coords,
-                      attrs={"obs_id": int(obs_id), "ontime": float(info["ontime"]),
+                      attrs={"obs_id": int(obs_id), "ontime": float(info.ontime),
                              "energy_integration": energy_integration})

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from xbkg.core.circles import SkyCircles
+from xbkg.core.runs import RunInfo, as_run_info
 from xbkg.io.regions import read_exclusion_regions
 from xbkg.sky import fov
 from xbkg.sky.excluded_area import (
@@ -143,10 +144,11 @@ def exclusion_provenance(plan: dict, n_runs: int = 0) -> dict:
     return out
 
 
-def attach_plan(runs: list[dict], plan: dict, reach: float) -> int:
-    """:func:`attach_exclusions` for a :func:`plan_exclusion` in ``regions`` mode (else 0)."""
+def attach_plan(runs: list[RunInfo], plan: dict, reach: float) -> tuple[list[RunInfo], int]:
+    """:func:`attach_exclusions` for a :func:`plan_exclusion` in ``regions`` mode (else
+    ``(runs, 0)``)."""
     if plan["circles"] is None or plan["mode"] != "regions":
-        return 0
+        return list(runs), 0
     return attach_exclusions(runs, plan["circles"], reach, oversample=plan["oversample"])
 
 
@@ -198,18 +200,21 @@ def drop_excluded_events(columns: dict, regions: dict) -> dict:
     return {name: values[keep] for name, values in columns.items()}
 
 
-def attach_exclusions(runs: list[dict], circles: SkyCircles, reach: float, *,
-                      oversample: int = DEFAULT_OVERSAMPLE, max_step=None) -> int:
-    """Give every run the regions it can see: ``run["exclusion"]``, in place.
+def attach_exclusions(runs: list[RunInfo], circles: SkyCircles, reach: float, *,
+                      oversample: int = DEFAULT_OVERSAMPLE, max_step=None
+                      ) -> tuple[list[RunInfo], int]:
+    """The runs, each with the regions it can see (``exclusion``), as new records.
 
     A region is relevant to a run when its edge is closer than ``reach`` (deg, the model's
-    offset cut) to the pointing (``run["ra_pnt"], run["dec_pnt"]``). Runs without relevant
-    regions are left unchanged. ``oversample`` and ``max_step`` (deg, None: the narrowest
-    bin / oversample) travel with the regions to :func:`run_exclusion_fraction`.
+    offset cut) to the pointing (``ra_pnt, dec_pnt``). Runs without relevant regions are
+    returned as they are. ``oversample`` and ``max_step`` (deg, None: the narrowest bin /
+    oversample) travel with the regions to :func:`run_exclusion_fraction`. The given records
+    are not changed.
 
     Returns
     -------
-    int
+    runs : list of xbkg.core.runs.RunInfo
+    n : int
         Number of runs that got regions.
     """
     oversample = int(oversample)
@@ -217,16 +222,14 @@ def attach_exclusions(runs: list[dict], circles: SkyCircles, reach: float, *,
         raise ValueError(f"exclusion oversample must be >= 1, got {oversample}")
     if max_step is not None and not float(max_step) > 0:
         raise ValueError(f"exclusion max_step must be > 0 deg, got {max_step}")
+    runs = [as_run_info(r) for r in runs]
     if not runs or not len(circles):
-        return 0
-    near = edge_distance([r["ra_pnt"] for r in runs], [r["dec_pnt"] for r in runs], circles) < reach
-    n = 0
-    for info, row in zip(runs, near):
-        if row.any():
-            info["exclusion"] = dict(circles.subset(row).to_dict(), oversample=oversample,
-                                     max_step=None if max_step is None else float(max_step))
-            n += 1
-    return n
+        return runs, 0
+    near = edge_distance([r.ra_pnt for r in runs], [r.dec_pnt for r in runs], circles) < reach
+    out = [info.with_(exclusion=dict(circles.subset(row).to_dict(), oversample=oversample,
+                                     max_step=None if max_step is None else float(max_step)))
+           if row.any() else info for info, row in zip(runs, near)]
+    return out, int(near.any(axis=1).sum())
 
 
 # --------------------------------------------------------------------------------------------
@@ -423,28 +426,29 @@ def rotation_table(angles, times, interval, *, max_kink_intervals: int = _MAX_KI
     return table, np.unique(kinks)
 
 
-def _altaz_params(info: dict):
+def _altaz_params(info: RunInfo):
     return fov.altaz_run_params(
-        info["ra_pnt"], info["dec_pnt"], geolon=info["geolon"], geolat=info["geolat"],
-        altitude=info["altitude"], mjdrefi=info["mjdrefi"], mjdreff=info["mjdreff"],
-        timesys=info["timesys"], tstart=info["tstart"], tstop=info["tstop"])
+        info.ra_pnt, info.dec_pnt, geolon=info.geolon, geolat=info.geolat,
+        altitude=info.altitude, mjdrefi=info.mjdrefi, mjdreff=info.mjdreff,
+        timesys=info.timesys, tstart=info.tstart, tstop=info.tstop)
 
 
-def run_exclusion_fraction(info: dict, binning, regions: dict | None = None, *, gti=None,
+def run_exclusion_fraction(info: RunInfo, binning, regions: dict | None = None, *, gti=None,
                            oversample: int | None = None, max_step: float | None = None) -> np.ndarray:
     """Fraction of each FoV bin's solid angle outside the regions for one run, time-averaged.
 
     Parameters
     ----------
-    info : dict
+    info : xbkg.core.runs.RunInfo
         Run parameters (``ra_pnt, dec_pnt``; for a 3D ALTAZ binning also the site, time
-        reference, ``tstart`` and ``tstop``), as given to the per-run tasks.
+        reference, ``tstart`` and ``tstop``, and ``altaz_params`` when already computed), as
+        given to the per-run tasks.
     binning : xbkg.core.binning.Binning
     regions : dict, optional
-        :meth:`SkyCircles.to_dict` of the regions (default: ``info["exclusion"]``).
+        :meth:`SkyCircles.to_dict` of the regions (default: ``info.exclusion``).
     gti : (array, array), optional
         START and STOP of the run's good time intervals (s, as TSTART); default: the run
-        from ``info["tstart"]`` to ``info["tstop"]``. Only used for an ALTAZ binning.
+        from ``info.tstart`` to ``info.tstop``. Only used for an ALTAZ binning.
     oversample : int, optional
         ALTAZ time sampling: any region point moves by at most 1/oversample of the narrowest
         bin between samples (default: the regions' ``oversample``, else 8). The fractions at
@@ -458,7 +462,8 @@ def run_exclusion_fraction(info: dict, binning, regions: dict | None = None, *, 
     numpy.ndarray
         Shape of the FoV axes of ``binning``: ``(n_offset,)`` or ``(ny, nx)``, in [0, 1].
     """
-    regions = info["exclusion"] if regions is None else regions
+    info = as_run_info(info)
+    regions = info.exclusion if regions is None else regions
     oversample = int(oversample or regions.get("oversample") or DEFAULT_OVERSAMPLE)
     max_step = max_step or regions.get("max_step")
     widths = [np.diff(np.asarray(e, dtype=float)).min() for e in binning.fov_edges.values()]
@@ -467,14 +472,14 @@ def run_exclusion_fraction(info: dict, binning, regions: dict | None = None, *, 
     c_dec = np.asarray(regions["dec"], dtype=float)
     radius = np.asarray(regions["radius"], dtype=float)
     if binning.kind == "3d" and binning.fov_alignment == "ALTAZ":
-        params = info.get("altaz_params")
+        params = info.altaz_params
         params = _altaz_params(info) if params is None else params
-        offset = fov.offset_deg(c_ra, c_dec, info["ra_pnt"], info["dec_pnt"])
+        offset = fov.offset_deg(c_ra, c_dec, info.ra_pnt, info.dec_pnt)
         reach = min(float(np.max(offset + radius)), binning.offset_max)
-        starts, stops = (info["tstart"], info["tstop"]) if gti is None else gti
+        starts, stops = (info.tstart, info.tstop) if gti is None else gti
         if reach < _TURNING_REACH:
             return _turning_fraction(info, binning, params, starts, stops, c_ra, c_dec, radius)
-        lat_site = float(info["geolat"])
+        lat_site = float(info.geolat)
 
         def rate(t):
             alt, az = fov.pointing_altaz(t, params)
@@ -483,7 +488,7 @@ def run_exclusion_fraction(info: dict, binning, regions: dict | None = None, *, 
         times, weights = time_samples(starts, stops, rate, max_step / max(reach, 1e-3))
         lon, lat = fov.radec_to_altaz_fov(c_ra[None, :], c_dec[None, :], times[:, None], params)
     else:
-        lon, lat = fov.radec_to_fov(c_ra[None, :], c_dec[None, :], info["ra_pnt"], info["dec_pnt"])
+        lon, lat = fov.radec_to_fov(c_ra[None, :], c_dec[None, :], info.ra_pnt, info.dec_pnt)
         weights = np.ones(1)
     centres = _unit_vectors(lon, lat)  # (T, R, 3)
     return outside_fraction(binning, centres, np.cos(np.radians(radius)), weights)
@@ -501,7 +506,7 @@ def _turning_fraction(info, binning, params, starts, stops, c_ra, c_dec, radius)
     and :func:`xbkg.sky.excluded_area.turning_box_area` averages over the angle's distribution.
     """
     times, interval = rotation_knots(starts, stops)
-    ref_ra, ref_dec = fov.fov_to_radec(0.0, 1.0, info["ra_pnt"], info["dec_pnt"])
+    ref_ra, ref_dec = fov.fov_to_radec(0.0, 1.0, info.ra_pnt, info.dec_pnt)
     n = times.size
     lon, lat = fov.radec_to_altaz_fov(
         np.concatenate([np.full(n, float(ref_ra)), c_ra]),
@@ -520,18 +525,17 @@ def _turning_fraction(info, binning, params, starts, stops, c_ra, c_dec, radius)
     return np.clip(frac, 0.0, 1.0)
 
 
-def apply_exclusion(columns: dict, info: dict, binning, gti=None):
+def apply_exclusion(columns: dict, info: RunInfo, binning, gti=None):
     """Events outside the run's regions and the FoV exposure fraction (1.0 without regions).
 
-    The per-run hook of :func:`xbkg.building.reduce.run_cubes`: ``info["exclusion"]`` (set by
+    The per-run hook of :func:`xbkg.building.reduce.run_cubes`: ``info.exclusion`` (set by
     :func:`attach_exclusions`) holds the regions; runs without it are returned unchanged. For
-    an ALTAZ binning the run's ALTAZ constants are stored in ``info["altaz_params"]``, where
-    :func:`xbkg.building.histogram.run_counts` finds them (computed once per run).
+    an ALTAZ binning the run's ALTAZ constants are ``info.altaz_params`` when given
+    (:func:`xbkg.building.reduce.run_cubes` computes them once per run), else computed here.
     """
-    regions = info.get("exclusion")
+    info = as_run_info(info)
+    regions = info.exclusion
     if not regions:
         return columns, 1.0
-    if binning.kind == "3d" and binning.fov_alignment == "ALTAZ" and "altaz_params" not in info:
-        info["altaz_params"] = _altaz_params(info)
     return (drop_excluded_events(columns, regions),
             run_exclusion_fraction(info, binning, regions, gti=gti))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from xbkg.core.runs import RunInfo, as_run_info
 from xbkg.sky import fov
 from xbkg.store.events import RunDataError, describe_run
 
@@ -25,37 +26,38 @@ DEFAULT_ALTITUDE_TOLERANCE = 10.0
 GEOMETRY_PROBLEM = "Alt/Az geometry"
 
 
-def pointing_altitude(info: dict) -> float:
+def pointing_altitude(info: RunInfo) -> float:
     """Altitude (deg) of the pointing at mid-run, from time, site and RA/Dec (no refraction).
 
-    Uses ``info["altaz_params"]`` when present (:func:`xbkg.sky.fov.altaz_run_params`), else
+    Uses ``info.altaz_params`` when present (:func:`xbkg.sky.fov.altaz_run_params`), else
     computes them from the run parameters (``ra_pnt``, ``dec_pnt``, ``geolon``, ``geolat``,
-    ``altitude``, ``mjdrefi``, ``mjdreff``, ``timesys``, ``tstart``, ``tstop``) and stores them
-    there, for the run's FoV coordinates.
+    ``altitude``, ``mjdrefi``, ``mjdreff``, ``timesys``, ``tstart``, ``tstop``).
     """
-    params = info.get("altaz_params")
+    info = as_run_info(info)
+    params = info.altaz_params
     if params is None:
-        params = info["altaz_params"] = fov.altaz_run_params(
-            info["ra_pnt"], info["dec_pnt"], geolon=info["geolon"], geolat=info["geolat"],
-            altitude=info["altitude"], mjdrefi=info["mjdrefi"], mjdreff=info["mjdreff"],
-            timesys=info["timesys"], tstart=info["tstart"], tstop=info["tstop"])
-    mid = np.array([0.5 * (info["tstart"] + info["tstop"])])
+        params = fov.altaz_run_params(
+            info.ra_pnt, info.dec_pnt, geolon=info.geolon, geolat=info.geolat,
+            altitude=info.altitude, mjdrefi=info.mjdrefi, mjdreff=info.mjdreff,
+            timesys=info.timesys, tstart=info.tstart, tstop=info.tstop)
+    mid = np.array([0.5 * (info.tstart + info.tstop)])
     alt, _ = fov.pointing_altaz(mid, params)
     return float(np.ravel(alt)[0])
 
 
-def check_run_geometry(info: dict, tolerance: float = DEFAULT_ALTITUDE_TOLERANCE) -> float:
+def check_run_geometry(info: RunInfo, tolerance: float = DEFAULT_ALTITUDE_TOLERANCE) -> float:
     """Raise :class:`~xbkg.store.events.RunDataError` if the run's Alt/Az geometry is not physical.
 
     ``info`` holds the run parameters completed from the EVENTS header
     (:func:`xbkg.store.events.complete_run_info`) and ``zenith`` (deg; NaN skips the comparison).
     Returns the computed mid-run altitude (deg).
     """
+    info = as_run_info(info)
     alt = pointing_altitude(info)
-    where = describe_run(info.get("obs_id"), info.get("events_file"), info.get("events_hdu"))
-    site = (f"site GEOLON {info['geolon']:.4g}, GEOLAT {info['geolat']:.4g} deg, "
-            f"ALTITUDE {info['altitude']:.4g} m")
-    expected = 90.0 - float(info.get("zenith", np.nan))
+    where = describe_run(info.obs_id, info.events_file, info.events_hdu)
+    site = (f"site GEOLON {info.geolon:.4g}, GEOLAT {info.geolat:.4g} deg, "
+            f"ALTITUDE {info.altitude:.4g} m")
+    expected = 90.0 - float(info.zenith)
     if alt < 0:
         raise RunDataError(f"{where}: {GEOMETRY_PROBLEM}: the pointing computed from time, {site} "
                            f"and RA/Dec is below the horizon (altitude {alt:.1f} deg)")

@@ -81,9 +81,9 @@ def outer_event_counts(store: xr.Dataset, outer_offset: float) -> np.ndarray:
     store = fill_from_headers(store, on_error="raise")
     out = []
     for info in run_infos(store):
-        columns, _ = read_run_events(info["events_file"], info["events_hdu"], ("RA", "DEC"),
-                                     obs_id=info["obs_id"])
-        offset = offset_deg(columns["RA"], columns["DEC"], info["ra_pnt"], info["dec_pnt"])
+        columns, _ = read_run_events(info.events_file, info.events_hdu, ("RA", "DEC"),
+                                     obs_id=info.obs_id)
+        offset = offset_deg(columns["RA"], columns["DEC"], info.ra_pnt, info.dec_pnt)
         out.append(int(np.count_nonzero(offset > outer_offset)))
     return np.asarray(out, dtype=np.int64)
 

@@ -17,6 +17,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from xbkg.core.runs import RunInfo, as_run_info
 from xbkg.io.fitstable import read_columns, read_header, read_tables
 from xbkg.sky.pointing import run_pointing_radec
 from xbkg.store.datastore import takes_store
@@ -117,14 +118,14 @@ def _gti_intervals(cols, header, units, events_header, where) -> tuple[np.ndarra
     return start, stop
 
 
-def read_run(info: dict, columns=DEFAULT_COLUMNS):
+def read_run(info: RunInfo, columns=DEFAULT_COLUMNS):
     """Events, EVENTS header and good time intervals of one run, reading each file once.
 
     Parameters
     ----------
-    info : dict
-        Run parameters (:func:`run_infos`): ``obs_id``, ``events_file``, ``events_hdu`` and,
-        optionally, ``gti_file``, ``gti_hdu`` (empty: the run has no GTI row).
+    info : xbkg.core.runs.RunInfo
+        Run parameters (:func:`run_infos`): ``obs_id``, ``events_file``, ``events_hdu`` and
+        ``gti_file``, ``gti_hdu`` (empty: the run has no GTI row).
     columns : sequence of str
         Event columns to read.
 
@@ -142,10 +143,11 @@ def read_run(info: dict, columns=DEFAULT_COLUMNS):
     ------
     RunDataError
         Unreadable file, missing HDU or column, unit not convertible, header OBS_ID differing
-        from ``info["obs_id"]``; the message names the run, the file and the problem.
+        from ``info.obs_id``; the message names the run, the file and the problem.
     """
-    obs_id, path, hdu = info.get("obs_id"), info["events_file"], info["events_hdu"]
-    gti_path, gti_hdu = info.get("gti_file", ""), info.get("gti_hdu", "")
+    info = as_run_info(info)
+    obs_id, path, hdu = info.obs_id, info.events_file, info.events_hdu
+    gti_path, gti_hdu = info.gti_file, info.gti_hdu
     where, gti_where = describe_run(obs_id, path, hdu), describe_run(obs_id, gti_path, gti_hdu)
     same_file = bool(gti_path) and str(gti_path) == str(path) and str(gti_hdu) != str(hdu)
     wanted = {hdu: list(columns), **({gti_hdu: ["START", "STOP"]} if same_file else {})}
@@ -174,8 +176,8 @@ _INFO_OPTIONAL_TEXT = ("gti_file", "gti_hdu")
 
 
 @takes_store("store")
-def run_infos(store: xr.Dataset) -> list[dict]:
-    """Plain-Python run parameters (dicts of numbers and strings) of every run of ``store``.
+def run_infos(store: xr.Dataset) -> list[RunInfo]:
+    """Run records (:class:`xbkg.core.runs.RunInfo`: numbers and strings) of every run of ``store``.
 
     They are what per-run tasks get, cheap to send to worker processes. Columns are converted
     once for all runs (no per-run xarray indexing); ``gti_file`` and ``gti_hdu`` are empty
@@ -191,19 +193,17 @@ def run_infos(store: xr.Dataset) -> list[dict]:
         counts = [int(v) if v >= 0 else None for v in store["event_count"].values.tolist()]
     out = []
     for i, obs_id in enumerate(store.obs_id.values.tolist()):
-        info = {k: v[i] for k, v in floats.items()}
-        info.update({k: v[i] for k, v in texts.items()})
-        info["obs_id"] = int(obs_id)
-        info["event_count"] = counts[i]
-        if not info["events_file"]:
+        if not texts["events_file"][i]:
             raise RunDataError(f"run {obs_id}: no events file in the HDU index")
-        out.append(info)
+        out.append(RunInfo(obs_id=int(obs_id), event_count=counts[i],
+                           **{k: v[i] for k, v in floats.items()},
+                           **{k: v[i] for k, v in texts.items()}))
     return out
 
 
 @takes_store("store")
-def run_info(store: xr.Dataset, obs_id) -> dict:
-    """Plain-Python run parameters of one run, for per-run tasks (see :func:`run_infos`)."""
+def run_info(store: xr.Dataset, obs_id) -> RunInfo:
+    """The run record of one run, for per-run tasks (see :func:`run_infos`)."""
     return run_infos(store.sel(obs_id=[obs_id]))[0]
 
 
@@ -219,31 +219,31 @@ def _header_number(header: dict, card: str) -> float:
 POINTING_SOURCES = ("EVENTS header", "obs index")
 
 
-def complete_run_info(info: dict, header: dict) -> dict:
-    """Fill values missing (NaN, empty) in ``info`` from the run's EVENTS header.
+def complete_run_info(info: RunInfo, header: dict) -> RunInfo:
+    """A copy of ``info`` with the values it misses (NaN, empty) taken from the EVENTS header.
 
     The pointing is taken from the header's RA_PNT/DEC_PNT whenever both are there and valid,
     as gammapy does (obs indexes may store it in float32, 1e-5 deg off); otherwise from
-    ``info``. ``pointing_source`` says which (one of :data:`POINTING_SOURCES`).
+    ``info``. ``pointing_source`` says which (one of :data:`POINTING_SOURCES`). ``info``
+    itself is unchanged.
 
-    >>> out = complete_run_info({"ra_pnt": 187.7782, "dec_pnt": 2.0}, {"RA_PNT": 187.77819166,
-    ...                                                               "DEC_PNT": 2.0})
-    >>> out["ra_pnt"], out["pointing_source"]
+    >>> out = complete_run_info(RunInfo(ra_pnt=187.7782, dec_pnt=2.0),
+    ...                         {"RA_PNT": 187.77819166, "DEC_PNT": 2.0})
+    >>> out.ra_pnt, out.pointing_source
     (187.77819166, 'EVENTS header')
     """
-    out = dict(info)
+    info = as_run_info(info)
     ra, dec = _header_number(header, "RA_PNT"), _header_number(header, "DEC_PNT")
     if np.isfinite(ra) and np.isfinite(dec) and abs(dec) <= 90.0:
-        out["ra_pnt"], out["dec_pnt"] = ra, dec
-        out["pointing_source"] = POINTING_SOURCES[0]
+        changes = {"ra_pnt": ra, "dec_pnt": dec, "pointing_source": POINTING_SOURCES[0]}
     else:
-        out["pointing_source"] = POINTING_SOURCES[1]
+        changes = {"pointing_source": POINTING_SOURCES[1]}
     for key, card in _HEADER_FALLBACK.items():
-        if not np.isfinite(out.get(key, np.nan)):
-            out[key] = _header_number(header, card)
-    if not out.get("timesys"):
-        out["timesys"] = str(header.get("TIMESYS", "TT")).strip() or "TT"
-    return out
+        if not np.isfinite(changes.get(key, getattr(info, key))):
+            changes[key] = _header_number(header, card)
+    if not info.timesys:
+        changes["timesys"] = str(header.get("TIMESYS", "TT")).strip() or "TT"
+    return info.with_(**changes)
 
 
 @takes_store("store")
@@ -268,35 +268,37 @@ def fill_from_headers(store: xr.Dataset, keys=("ontime", "zenith", "ra_pnt", "de
         obs_id = int(store.obs_id[i])
         info = run_info(store, obs_id)
         try:
-            header = read_header(info["events_file"], info["events_hdu"])
+            header = read_header(info.events_file, info.events_hdu)
         except (OSError, ValueError) as exc:
-            message = f"{describe_run(obs_id, info['events_file'], info['events_hdu'])}: {exc}"
+            message = f"{describe_run(obs_id, info.events_file, info.events_hdu)}: {exc}"
             if on_error == "raise":
                 raise RunDataError(message) from exc
             log.warning("cannot fill missing values from the EVENTS header: %s", message)
             continue
         full = complete_run_info(info, header)
-        if not (np.isfinite(full["ra_pnt"]) or np.isfinite(full["dec_pnt"])):  # neither: LST-1
-            full["ra_pnt"], full["dec_pnt"] = _pointing_radec(store, i, info, header)
-        if not np.isfinite(full["zenith"]):
-            full["zenith"] = _header_number(header, "ZEN_PNT")
-        if not np.isfinite(full["zenith"]):
-            full["zenith"] = 90.0 - _header_number(header, "ALT_PNT")
+        if not (np.isfinite(full.ra_pnt) or np.isfinite(full.dec_pnt)):  # neither: LST-1
+            ra, dec = _pointing_radec(store, i, info, header)
+            full = full.with_(ra_pnt=ra, dec_pnt=dec)
+        if not np.isfinite(full.zenith):
+            full = full.with_(zenith=_header_number(header, "ZEN_PNT"))
+        if not np.isfinite(full.zenith):
+            full = full.with_(zenith=90.0 - _header_number(header, "ALT_PNT"))
         for key in keys:
             if not np.isfinite(store[key].values[i]):
-                store[key].values[i] = full[key]
+                store[key].values[i] = getattr(full, key)
     return store
 
 
-def _pointing_radec(store: xr.Dataset, i: int, info: dict, header: dict) -> tuple[float, float]:
+def _pointing_radec(store: xr.Dataset, i: int, info: RunInfo, header: dict) -> tuple[float, float]:
     """RA/Dec of run ``i`` from its POINTING HDU or Alt/Az (:mod:`xbkg.sky.pointing`)."""
 
-    site = {k: info[k] for k in ("geolon", "geolat", "altitude", "mjdrefi", "mjdreff", "timesys")}
-    where = describe_run(info["obs_id"], info["events_file"], info["events_hdu"])
+    site = {k: getattr(info, k) for k in ("geolon", "geolat", "altitude", "mjdrefi", "mjdreff",
+                                          "timesys")}
+    where = describe_run(info.obs_id, info.events_file, info.events_hdu)
     try:
         ra, dec, source = run_pointing_radec(
-            {**header, **({} if "TSTART" in header else {"TSTART": info["tstart"],
-                                                          "TSTOP": info["tstop"]})},
+            {**header, **({} if "TSTART" in header else {"TSTART": info.tstart,
+                                                          "TSTOP": info.tstop})},
             pointing_file=str(store["pointing_file"].values[i]) if "pointing_file" in store else "",
             pointing_hdu=str(store["pointing_hdu"].values[i]) if "pointing_hdu" in store else "",
             site=site)
@@ -308,13 +310,13 @@ def _pointing_radec(store: xr.Dataset, i: int, info: dict, header: dict) -> tupl
     return ra, dec
 
 
-def _event_count(info: dict, count: int) -> int:
+def _event_count(info: RunInfo, count: int) -> int:
     """Events of a run: EVENT_COUNT of the obs index, else NAXIS2 of its EVENTS header."""
     if count >= 0:
         return int(count)
-    where = describe_run(info["obs_id"], info["events_file"], info["events_hdu"])
+    where = describe_run(info.obs_id, info.events_file, info.events_hdu)
     try:
-        header = read_header(info["events_file"], info["events_hdu"])
+        header = read_header(info.events_file, info.events_hdu)
         return int(header["NAXIS2"])
     except (OSError, ValueError, KeyError) as exc:
         raise RunDataError(f"{where}: cannot read the EVENTS header: {exc}") from exc
@@ -347,7 +349,7 @@ def open_events(store: xr.Dataset, obs_ids=None, columns=DEFAULT_COLUMNS) -> xr.
         info = run_info(store, obs_id)
         n = _event_count(info, int(store["event_count"].sel(obs_id=obs_id)))
         task = dask.delayed(_read_column_block, pure=True)(
-            info["events_file"], info["events_hdu"], tuple(columns), int(obs_id), n,
+            info.events_file, info.events_hdu, tuple(columns), int(obs_id), n,
             dask_key_name=f"read-events-{int(obs_id)}",
         )
         for c in columns:

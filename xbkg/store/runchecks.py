@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from xbkg.core.runs import RunInfo, as_run_info
 from xbkg.store.datastore import takes_store
 from xbkg.store.events import RunDataError, describe_run
 
@@ -125,12 +126,12 @@ def ontime_problems(store) -> dict[int, str]:
             f"{_ontime_problem(ontime[i])}" for i in bad}
 
 
-def _problem(columns: dict, info: dict, gti) -> str | None:
+def _problem(columns: dict, info: RunInfo, gti) -> str | None:
     """The first problem found with a run's data, or None."""
     n = len(next(iter(columns.values()))) if columns else 0
     if n == 0:
         return "empty event list (0 events)"
-    problem = _ontime_problem(info.get("ontime", np.nan))
+    problem = _ontime_problem(info.ontime)
     if problem:
         return problem
     # one min and one max per column find NaN and inf (they propagate) and the ranges
@@ -150,7 +151,7 @@ def _problem(columns: dict, info: dict, gti) -> str | None:
     if "DEC" in columns and max(-ranges["DEC"][0], ranges["DEC"][1]) > 90:
         return f"{_fraction(int(np.sum(np.abs(columns['DEC']) > 90)), n)} have |DEC| > 90 deg"
     if "RA" in columns and "DEC" in columns:
-        ra_pnt, dec_pnt = info.get("ra_pnt", np.nan), info.get("dec_pnt", np.nan)
+        ra_pnt, dec_pnt = info.ra_pnt, info.dec_pnt
         if not (np.isfinite(ra_pnt) and np.isfinite(dec_pnt) and abs(dec_pnt) <= 90):
             return f"pointing RA_PNT, DEC_PNT = {ra_pnt}, {dec_pnt} deg is missing or invalid"
         median = _median(_offset_deg(_sample(columns["RA"]), _sample(columns["DEC"]), ra_pnt,
@@ -164,7 +165,7 @@ def _problem(columns: dict, info: dict, gti) -> str | None:
     return None
 
 
-def validate_run_events(columns: dict, header: dict, info: dict, *, gti=None) -> None:
+def validate_run_events(columns: dict, header: dict, info: RunInfo, *, gti=None) -> None:
     """Raise :class:`~xbkg.store.events.RunDataError` if a run's data must not enter a model.
 
     The checks and why they reject a run are listed in the module docstring.
@@ -176,7 +177,7 @@ def validate_run_events(columns: dict, header: dict, info: dict, *, gti=None) ->
         columns present among ENERGY, RA, DEC, TIME.
     header : dict
         The EVENTS header (used for the EVENTS HDU name in messages, ``EXTNAME``).
-    info : dict
+    info : xbkg.core.runs.RunInfo
         Run parameters completed from the header (:func:`xbkg.store.events.complete_run_info`):
         ``obs_id``, ``events_file``, ``ontime`` (s), ``ra_pnt``, ``dec_pnt`` (deg).
     gti : (array, array), optional
@@ -189,15 +190,15 @@ def validate_run_events(columns: dict, header: dict, info: dict, *, gti=None) ->
 
     Examples
     --------
-    >>> info = {"obs_id": 7, "events_file": "run7.fits", "ontime": 0.0, "ra_pnt": 0.0,
-    ...         "dec_pnt": 0.0}
+    >>> info = RunInfo(obs_id=7, events_file="run7.fits", ontime=0.0, ra_pnt=0.0, dec_pnt=0.0)
     >>> validate_run_events({"ENERGY": np.array([1.0])}, {}, info)
     Traceback (most recent call last):
     ...
     xbkg.store.events.RunDataError: run 7 (run7.fits, HDU EVENTS): ONTIME is 0.0 s (missing or <= 0 in the obs index and the EVENTS header)
     """
+    info = as_run_info(info)
     problem = _problem(columns, info, gti)
     if problem is not None:
-        hdu = info.get("events_hdu") or header.get("EXTNAME") or "EVENTS"
-        raise RunDataError(f"{describe_run(info.get('obs_id'), info.get('events_file'), hdu)}: "
+        hdu = info.events_hdu or header.get("EXTNAME") or "EVENTS"
+        raise RunDataError(f"{describe_run(info.obs_id, info.events_file, hdu)}: "
                            f"{problem}")
