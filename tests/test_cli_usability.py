@@ -202,7 +202,8 @@ def test_every_public_function_taking_a_store_takes_a_path_or_an_opened_store():
     found = _public_functions_taking_a_store()
     assert len(found) >= 20  # the walk finds them (predict_counts, select_runs, ...)
     assert "xbkg.model.predict.predict_counts" in {name for name, _, _ in found}
-    converters = {"xbkg.store.datastore.as_datastore", "xbkg.store.datastore.store_directory"}
+    converters = {"xbkg.store.datastore.as_datastore", "xbkg.store.datastore.store_directory",
+                  "xbkg.io.index_tables.store_directory"}
     wrong = [name for name, func, params in found
              if getattr(func, "store_argument", None) not in params and name not in converters]
     assert not wrong, f"take only an opened store (decorate with takes_store): {wrong}"

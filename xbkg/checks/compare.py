@@ -17,11 +17,7 @@ from xbkg.core.groups import group_bounds
 from xbkg.core.schema import fov_dims, select_group, validate_model
 from xbkg.io import open_model
 from xbkg.model.evaluate import evaluate_rate
-from xbkg.model.profiles import (
-    group_zenith as centre_zenith,
-    rate_at_offsets as ring_rate,
-    solid_angle as omega,
-)
+from xbkg.model.profiles import group_zenith, rate_at_offsets, solid_angle
 from xbkg.sky.exposure import energy_widths_mev
 
 __all__ = ["load_model_set", "same_binning", "rate_on_grid", "compare_models",
@@ -47,14 +43,6 @@ def same_binning(a: xr.Dataset, b: xr.Dataset) -> bool:
                for d in ("energy",) + fov_dims(a.attrs["kind"]))
 
 
-def group_zenith(model: xr.Dataset) -> np.ndarray:
-    return centre_zenith(model)
-
-
-def rate_at_offsets(model, group, energy, offsets):
-    return ring_rate(model, group, energy, offsets)
-
-
 def rate_on_grid(b: xr.Dataset, a: xr.Dataset, group_b: int) -> np.ndarray:
     """Rate of group ``group_b`` of ``b`` on ``a``'s bins: ``(E, O)`` or ``(E, Y, X)``."""
     kind_a = a.attrs["kind"]
@@ -71,10 +59,6 @@ def rate_on_grid(b: xr.Dataset, a: xr.Dataset, group_b: int) -> np.ndarray:
         offset = np.broadcast_to(np.hypot(x, y), (1, y.size, x.size))
         return np.asarray(evaluate_rate(b, e, offset, group=group_b), dtype=float)
     return np.asarray(evaluate_rate(b, e, detx=x, dety=y, group=group_b), dtype=float)
-
-
-def solid_angle(model: xr.Dataset) -> np.ndarray:
-    return omega(model)
 
 
 def _compared_bins(a: xr.Dataset) -> np.ndarray:
