@@ -172,8 +172,10 @@ def test_validate_takes_the_options_objects_as_the_cli_builds_them(store):
                                                  "offset_edges": "0:2:8"}, smooth="gauss",
                            **common)
     np.testing.assert_array_equal(by_objects["npred"].values, by_keywords["npred"].values)
-    record = json.loads(by_objects.attrs["models"])["model_options"]
-    assert record["kind"] == "2d" and record["smoothing"] == "gauss"
+    record = json.loads(by_objects.attrs["models"])
+    assert record["model_options"]["kind"] == "2d" and record["smooth"] == {"method": "gauss"}
+    assert record == json.loads(by_keywords.attrs["models"]) | {
+        "model_options": record["model_options"]}  # the same record, more complete options
 
 
 def test_cli_refuses_a_bad_option_value_in_one_line(store, tmp_path, capsys):

@@ -18,6 +18,7 @@ from xbkg.building.histogram import Binning
 from xbkg.building.options import (
     BuildOptions,
     build_options,
+    check_site,
     make_binning,
     parse_fov_extent,
 )
@@ -61,12 +62,7 @@ def _solid_angle(binning: Binning) -> np.ndarray:
 
 def _with_site(store: xr.Dataset, site) -> xr.Dataset:
     """``store`` with one site (lon deg, lat deg, height m) for every run."""
-    try:
-        lon, lat, height = (float(v) for v in site)
-    except (TypeError, ValueError):
-        raise ValueError(f"site must be (lon deg, lat deg, height m), got {site!r}") from None
-    if not (abs(lat) <= 90 and abs(lon) <= 360 and abs(height) <= 1e5):  # NaN fails too
-        raise ValueError(f"site must be (lon deg, lat deg, height m), got {site!r}")
+    lon, lat, height = check_site(site)
     n = store.sizes["obs_id"]
     return store.assign(geolon=("obs_id", np.full(n, lon), {"units": "deg"}),
                         geolat=("obs_id", np.full(n, lat), {"units": "deg"}),

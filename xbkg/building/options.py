@@ -34,7 +34,7 @@ from xbkg.store.selection import (
 
 __all__ = ["BinningOptions", "SelectionOptions", "GroupingOptions", "ThresholdOptions",
            "ExclusionOptions", "SmoothingOptions", "ConditionalOptions", "BuildOptions",
-           "SHORTCUTS", "build_options", "record_keywords", "make_binning", "parse_fov_extent", "MAX_CUBE_BINS"]
+           "SHORTCUTS", "build_options", "record_keywords", "check_site", "make_binning", "parse_fov_extent", "MAX_CUBE_BINS"]
 
 #: Most bins of one model cube (energy x FoV): 2e7 float64 cells are 160 MB per array and group.
 MAX_CUBE_BINS = 20_000_000
@@ -103,6 +103,17 @@ def parse_fov_extent(fov_extent):
     if not (np.isfinite(value) and value > 0):
         raise ValueError(f"fov_extent must be 'auto', 'none' or an offset > 0 deg, got {fov_extent!r}")
     return value
+
+
+def check_site(site) -> tuple[float, float, float]:
+    """``site`` as (lon deg, lat deg, height m) floats, else ValueError naming ``site``."""
+    try:
+        lon, lat, height = (float(v) for v in site)
+    except (TypeError, ValueError):
+        raise ValueError(f"site must be (lon deg, lat deg, height m), got {site!r}") from None
+    if not (abs(lat) <= 90 and abs(lon) <= 360 and abs(height) <= 1e5):  # NaN fails too
+        raise ValueError(f"site must be (lon deg, lat deg, height m), got {site!r}")
+    return lon, lat, height
 
 
 def _check(ok: bool, name: str, wanted: str, value, error=ValueError) -> None:
@@ -183,11 +194,7 @@ class SelectionOptions:
             except WhereError as exc:
                 raise WhereError(f"event filter (--event-filter, event_filter=): {exc}") from None
         if self.site is not None:
-            site = tuple(np.ravel(self.site)) if np.ndim(self.site) == 1 else ()
-            _check(len(site) == 3 and all(_number(v, -1e9) for v in site)
-                   and abs(float(site[1])) <= 90 and abs(float(site[0])) <= 360
-                   and abs(float(site[2])) <= 1e5, "site", "(lon deg, lat deg, height m)",
-                   self.site)
+            check_site(self.site)
         _check(_number(self.altitude_tolerance, 0), "altitude_tolerance", "a number >= 0 deg",
                self.altitude_tolerance)
 
@@ -406,12 +413,12 @@ def _group_value(group: str, value) -> dict:
     return {main[group]: value}
 
 
-def build_options(*, base: BuildOptions | None = None, **given) -> BuildOptions:
+def build_options(base: BuildOptions | None = None, /, **given) -> BuildOptions:
     """The option objects of a build from ``make_model``'s keyword arguments: option objects
     (``binning=BinningOptions(...)``), the shortcuts of :data:`SHORTCUTS` (``kind="2d"``), and
     for a group keyword anything else as the shortcut of its main field (``selection="all"``,
-    ``energy_threshold``'s ``thresholds="safe"``, ``grouping={"adaptive": True}``). Shortcuts
-    override the fields of a given object; ``base`` supplies the groups not given.
+    ``thresholds="safe"``; ``grouping`` and ``smoothing`` also take a dict of their fields).
+    Shortcuts override the fields of a given object; ``base`` supplies the groups not given.
 
     >>> opts = build_options(kind="2d", selection="all", energy_threshold="safe")
     >>> opts.binning.kind, opts.selection.rule, opts.thresholds.policy
@@ -443,9 +450,10 @@ def _plain(value):
     """``value`` as JSON/YAML-friendly data (lists for arrays and tuples, text for objects)."""
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [_plain(v) for v in np.asarray(value, dtype=object).tolist()] \
-            if isinstance(value, np.ndarray) else [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, np.generic):

@@ -503,9 +503,10 @@ def validate(data, *, obs_ids=None, selection: str = "off", n_folds: int = 5, se
     folds = assign_folds(store.obs_id.values, n_folds, seed)
     e_lo, e_hi, threshold_rule = _thresholds(store, safe_threshold)
     infos = run_infos(store)
-    if isinstance(model_options, BuildOptions):
-        model_options = model_options.arguments()
-    smooth = _smoothing(smooth)
+    model_options = dict(model_options.arguments() if isinstance(model_options, BuildOptions)
+                         else model_options or {})
+    smoothing = model_options.pop("smoothing", None)
+    smooth = _smoothing(smoothing if smooth is None else smooth)
     description = _describe_models(reference, model_options, smooth, n_folds, reverse_lon)
     if reference is None:
         description["per_run"] = per_run
