@@ -458,7 +458,8 @@ def _plain(value):
         return value
     if isinstance(value, np.generic):
         return value.item()
-    return str(value)
+    text = str(value)  # a path, or a short description of an object
+    return text if len(text) <= 200 and "\n" not in text else f"<{type(value).__name__}>"
 
 
 def record_keywords(given: dict) -> dict:
