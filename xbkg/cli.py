@@ -25,6 +25,7 @@ from pathlib import Path
 from xbkg._version import __version__
 from xbkg.building.apply import apply_model
 from xbkg.building.make import make_binning, make_model
+from xbkg.building.options import BuildOptions, build_options
 from xbkg.building.parallel import LOCAL_SCHEDULERS, local_cluster
 from xbkg.building.products import write_products
 from xbkg.building.update import update_model
@@ -41,7 +42,6 @@ from xbkg.io import open_model
 from xbkg.io.atomic import discard_pending, recover
 from xbkg.io.netcdf import read_netcdf, write_netcdf
 from xbkg.io.safety import check_writable, guard_output, require_regular_file
-from xbkg.model.smoothing import smooth_model
 from xbkg.report.checks import comparison_table, write_comparison, write_validation
 from xbkg.report.html import write_report
 from xbkg.report.summary import model_label, outdir_summary, provenance_lines, summary_text
@@ -50,7 +50,8 @@ from xbkg.sky.exclusion import plan_exclusion
 from xbkg.store.datastore import open_datastore, store_inputs
 from xbkg.store.selection import select_runs
 
-__all__ = ["main", "build_parser", "Parser", "cli_message", "join_negative_values"]
+__all__ = ["main", "build_parser", "Parser", "cli_message", "join_negative_values",
+           "options_from_args"]
 
 log = logging.getLogger("xbkg")
 
@@ -69,7 +70,11 @@ API_TO_FLAG = {"energy edges": "--energy-edges", "offset edges": "--offset-edges
                "offset_max": "--offset-max", "n_obs_max": "--n-obs-max",
                "energy_threshold": "--energy-threshold", "n_runs": "--runs",
                "events_per_run": "--events", "n_folds": "--folds", "where": "--where",
-               "exclusion regions": "--exclusion"}
+               "exclusion regions": "--exclusion", "altitude_tolerance": "--altitude-tolerance",
+               "exclude_targets": "--exclude-targets", "exclusion_distance": "--exclusion-distance",
+               "catalog_min_radius": "--catalog-min-radius", "min_ontime": "--zenith-min-time",
+               "catalog_extension_factor": "--catalog-extension-factor",
+               "cos_zenith_step": "--cos-zenith-step", "fov_extent": "--fov-extent"}
 
 
 def cli_message(message: str) -> str:
@@ -373,17 +378,10 @@ def cmd_make_models(args) -> int:
     with _quiet("xbkg.store.selection"):  # make_model selects again and logs the result once
         _, rejected = select_runs(store, args.selection, obs_ids=obs_ids, n_obs_max=n_obs_max,
                                   **cuts, **select_near)
-    model = make_model(
-        store, kind=args.kind, fov_alignment=args.fov_alignment, energy_edges=args.energy_edges,
-        offset_edges=args.offset_edges, fov_edges=args.fov_edges, zenith_edges=args.zenith_edges,
-        obs_ids=obs_ids, selection=args.selection, n_obs_max=n_obs_max,
-        offset_max=args.offset_max, scheduler=args.scheduler, progress=_progress(args),
-        **cuts, **exclusion, fov_extent=args.fov_extent,
-        on_error="raise" if args.strict else "skip", **_modelling(args),
-        **_instrument_options(args),
-    )
-    if args.smooth != "none":
-        model = smooth_model(model, args.smooth)
+    options = options_from_args(args, n_obs_max=n_obs_max, **cuts, **exclusion)
+    model = make_model(store, obs_ids=obs_ids, scheduler=args.scheduler,
+                       progress=_progress(args), on_error="raise" if args.strict else "skip",
+                       **options.arguments())
     skipped = json.loads(model.attrs.get("provenance", "{}")).get("skipped_runs", {})
     rejected.update({int(obs_id): message for obs_id, message in skipped.items()})
     for obs_id in set(store.obs_id.values.tolist()) - set(model.obs_id.values.tolist()):
@@ -457,7 +455,8 @@ def _add_cuts_and_exclusion(mm: argparse.ArgumentParser, sel) -> None:
     g.add_argument("--exclusion-distance", metavar="DEG", type=float, default=None,
                    help="runs mode: drop runs pointed within this distance (deg) of a circle's "
                    "edge (default: the offset cut)")
-    g.add_argument("--exclusion-oversample", metavar="N", type=_at_least(1), default=8,
+    g.add_argument("--exclusion-oversample", metavar="N", type=_at_least(1),
+                   default=D.exclusion_oversample,
                    help="ALTAZ exposure fractions: time samples close enough that regions move "
                    "at most 1/N of a bin between them (fractions are exact; default: 8)")
 
@@ -476,15 +475,18 @@ def _add_instrument_options(mm: argparse.ArgumentParser) -> None:
     g.add_argument("--exclusion-catalog", metavar="FILE", default=None,
                    help="exclude the sources of a gamma-cat/HGPS-style catalog (FITS or ECSV: "
                    "position, extension) that reach the runs")
-    g.add_argument("--catalog-min-radius", metavar="DEG", type=float, default=0.35,
+    g.add_argument("--catalog-min-radius", metavar="DEG", type=float,
+                   default=D.catalog_min_radius,
                    help="exclusion radius of point-like catalog sources (default: 0.35)")
-    g.add_argument("--catalog-extension-factor", metavar="K", type=float, default=3.0,
+    g.add_argument("--catalog-extension-factor", metavar="K", type=float,
+                   default=D.catalog_extension_factor,
                    help="exclusion radius of extended catalog sources: K x their extension, at "
                    "least --catalog-min-radius (default: 3)")
     g.add_argument("--site", metavar="LON,LAT,HEIGHT", default=None,
                    help="site of every run (deg east, deg, m), replacing the store's GEOLON, "
                    "GEOLAT, ALTITUDE (for ALTAZ models)")
-    g.add_argument("--altitude-tolerance", metavar="DEG", type=float, default=10.0,
+    g.add_argument("--altitude-tolerance", metavar="DEG", type=float,
+                   default=D.altitude_tolerance,
                    help="ALTAZ models reject runs whose pointing altitude computed from time, "
                    "site and RA/Dec is below the horizon or differs from the store's by more "
                    "(default: 10)")
@@ -544,7 +546,7 @@ def _add_modelling(mm: argparse.ArgumentParser) -> None:
     g.add_argument("--zenith-min-runs", metavar="N", type=_at_least(0), default=None,
                    help="minimum number of runs of an adaptive group (default: 0; implies "
                    "--adaptive)")
-    g.add_argument("--cos-zenith-step", metavar="D", type=float, default=0.01,
+    g.add_argument("--cos-zenith-step", metavar="D", type=float, default=D.cos_zenith_step,
                    help="width of the fine cos(zenith) bins of adaptive groups (no unit; "
                    "default: 0.01)")
     g.add_argument("--group-by", metavar="COLUMN=EDGES", action="append", default=None,
@@ -565,7 +567,7 @@ def _add_modelling(mm: argparse.ArgumentParser) -> None:
                    f"{DEFAULTS.energy_threshold}). The rule used is printed. With thresholds, "
                    "analyse each run above its own threshold: below it the model holds "
                    "placeholders only")
-    g.add_argument("--smooth", choices=("none", "gauss", "fit"), default="none",
+    g.add_argument("--smooth", choices=("none", "gauss", "fit"), default=D.smooth,
                    help="smooth the rate (counts and exposure are kept raw): 'gauss' a Gaussian "
                    "kernel in the FoV per energy bin, width adapted to the statistics, each "
                    "slice's total kept; 'fit' a spline surface in log rate (energy x offset, "
@@ -582,9 +584,23 @@ def _add_modelling(mm: argparse.ArgumentParser) -> None:
                    "conditions, per energy bin (e.g. zenith,MUONEFF,N_TELS,azimuth,time; "
                    "computed: zenith, azimuth, time, event_rate; else obs-table columns); "
                    "per-run models then follow each run's conditions")
-    g.add_argument("--smoothness", metavar="LAMBDA", default="cv",
+    g.add_argument("--smoothness", metavar="LAMBDA", default=D.smoothness,
                    help="roughness penalty of the conditional terms over energy (default: cv, "
                    "chosen by cross-validation over runs)")
+
+
+def options_from_args(args, **given) -> BuildOptions:
+    """The option objects of :func:`xbkg.make_model` from ``make-models`` or ``validate``
+    arguments (binning, selection, groups, thresholds, smoothing, conditional fit, and the
+    options of other instruments' stores) and ``given`` keyword shortcuts, which take
+    precedence; an option argparse leaves at None takes its default."""
+    flat = {"kind": args.kind, "fov_alignment": args.fov_alignment,
+            "energy_edges": args.energy_edges, "offset_edges": args.offset_edges,
+            "fov_edges": args.fov_edges, "offset_max": args.offset_max,
+            "fov_extent": getattr(args, "fov_extent", None), "selection": args.selection,
+            "zenith_edges": args.zenith_edges, "smoothing": args.smooth, **_modelling(args),
+            **(_instrument_options(args) if hasattr(args, "site") else {}), **given}
+    return build_options(**{k: v for k, v in flat.items() if v is not None})
 
 
 def _modelling(args) -> dict:
@@ -609,8 +625,9 @@ def _modelling(args) -> dict:
             raise CLIError("--adaptive (or --zenith-min-time/--zenith-min-runs) replaces "
                            "--zenith-edges; give one of them")
         grouping = {"adaptive": True, "by": by, "cos_zenith_step": args.cos_zenith_step,
-                    "min_ontime": 3600.0 if args.zenith_min_time is None else args.zenith_min_time,
-                    "min_runs": args.zenith_min_runs or 0}
+                    "min_ontime": D.min_ontime if args.zenith_min_time is None
+                    else args.zenith_min_time,
+                    "min_runs": args.zenith_min_runs or D.min_runs}
     else:
         grouping = {"by": by} if by else None
     out = {"grouping": grouping, "energy_threshold": args.energy_threshold}
@@ -917,14 +934,11 @@ def cmd_validate(args) -> int:
            [args.data_dir, args.run_list, args.groups, reference if fixed else None])
     if fixed:
         reference = load_model_set(reference)
-    options = {"kind": args.kind, "fov_alignment": args.fov_alignment,
-               "energy_edges": args.energy_edges, "offset_edges": args.offset_edges,
-               "fov_edges": args.fov_edges, "zenith_edges": args.zenith_edges,
-               "offset_max": args.offset_max, **_modelling(args)}
+    options = options_from_args(args, selection="all")  # the runs are selected by validate
     result = validate(
         args.data_dir, obs_ids=_read_run_list(args.run_list) if args.run_list else None,
         selection=args.selection, n_folds=args.folds, seed=args.seed, model_options=options,
-        smooth=None if args.smooth == "none" else args.smooth, per_run=per_run,
+        per_run=per_run,
         reference=reference, reverse_lon=not args.no_reverse_lon,
         energy_edges=args.eval_energy_edges, width=args.eval_width, binsz=args.eval_binsz,
         offset_max=args.eval_offset_max, safe_threshold=args.eval_threshold,

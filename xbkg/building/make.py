@@ -8,40 +8,41 @@ module of its own (:mod:`~xbkg.store.datastore`, :mod:`~xbkg.store.selection`, :
 from __future__ import annotations
 
 import logging
-import math
 
 import numpy as np
 import xarray as xr
 
 from xbkg.building.conditional import attach_conditional, fit_bin_labels
 from xbkg.building.grouping import attach_grouping, resolve_grouping
+from xbkg.building.options import (
+    BuildOptions,
+    build_options,
+    check_site,
+    make_binning,
+    parse_fov_extent,
+)
 from xbkg.building.parallel import compute
 from xbkg.building.reduce import group_cubes
-from xbkg.building.sources import (
-    DEFAULT_EXTENSION_FACTOR,
-    DEFAULT_MIN_RADIUS,
-    on_source_runs,
-    source_exclusions,
-)
+from xbkg.building.sources import on_source_runs, source_exclusions
 from xbkg.building.survey import cut_binning, obs_index_extents, survey_runs
-from xbkg.building.thresholds import needs_counts_peak, run_energy_thresholds, threshold_provenance
-from xbkg.core.binning import Binning, parse_edges
+from xbkg.building.thresholds import (
+    needs_counts_peak,
+    run_energy_thresholds,
+    threshold_provenance,
+)
+from xbkg.core.binning import Binning
 from xbkg.core.circles import SkyCircles
 from xbkg.core.defaults import DEFAULTS
 from xbkg.core.schema import assemble_model
-from xbkg.sky.exclusion import (
-    DEFAULT_OVERSAMPLE,
-    attach_plan,
-    exclusion_provenance,
-    plan_exclusion,
-)
+from xbkg.model.smoothing import smooth_model
+from xbkg.sky.exclusion import attach_plan, exclusion_provenance, plan_exclusion
 from xbkg.sky.exposure import annulus_solid_angle, box_solid_angle
-from xbkg.store.altaz_checks import DEFAULT_ALTITUDE_TOLERANCE, geometry_advice
+from xbkg.store.altaz_checks import geometry_advice
 from xbkg.store.conditions import condition_matrix, parse_conditions
 from xbkg.store.datastore import open_datastore, takes_store
 from xbkg.store.events import POINTING_SOURCES, RunDataError, fill_from_headers, run_infos
 from xbkg.store.runchecks import ontime_problems
-from xbkg.store.selection import SelectionError, WhereError, event_filter_columns, select_runs
+from xbkg.store.selection import SelectionError, select_runs
 
 __all__ = ["DEFAULT_ENERGY_EDGES", "DEFAULT_OFFSET_EDGES", "DEFAULT_FOV_EDGES", "make_binning",
            "make_model"]
@@ -53,62 +54,6 @@ DEFAULT_OFFSET_EDGES = DEFAULTS.offset_edges
 DEFAULT_FOV_EDGES = DEFAULTS.fov_edges
 
 
-def make_binning(kind: str = DEFAULTS.kind, fov_alignment: str = DEFAULTS.fov_alignment, *,
-                 energy_edges=None, offset_edges=None, fov_edges=None,
-                 offset_max=None) -> Binning:
-    """Check and complete binning options (edge specs as arrays or ``"lo:hi:n"`` strings).
-
-    ``fov_edges`` is one spec for both DETX and DETY or a ``{"detx": ..., "dety": ...}`` dict.
-    ``offset_max`` defaults to the last offset edge (2D) or the largest circle inside the FoV
-    box (3D).
-    """
-    kind = str(kind).lower()
-    if kind not in ("2d", "3d"):
-        raise ValueError(f"kind must be '2d' or '3d', got {kind!r}")
-    align = str(fov_alignment).upper()
-    if align not in ("ALTAZ", "RADEC"):
-        raise ValueError(f"fov_alignment must be 'altaz' or 'radec', got {fov_alignment!r}")
-    energy = parse_edges(DEFAULT_ENERGY_EDGES if energy_edges is None else energy_edges,
-                         log=True, name="energy edges", limits=(1e-6, 1e6))
-    if kind == "2d":
-        offset = parse_edges(DEFAULT_OFFSET_EDGES if offset_edges is None else offset_edges,
-                             name="offset edges", limits=(0, 180))
-        if offset[0] < 0:
-            raise ValueError(f"offset edges must be >= 0, got {offset}")
-        fov = {"offset": offset}
-        default_max = offset[-1]
-    else:
-        spec = DEFAULT_FOV_EDGES if fov_edges is None else fov_edges
-        if isinstance(spec, dict):
-            fov = {d: parse_edges(spec[d], name=f"{d} edges", limits=(-90, 90))
-                   for d in ("detx", "dety")}
-        else:
-            edges = parse_edges(spec, name="fov edges", limits=(-90, 90))
-            fov = {"detx": edges, "dety": edges}
-        default_max = min(min(abs(e[0]), abs(e[-1])) for e in fov.values())
-    _check_cube_size(energy, fov)
-    omax = float(default_max if offset_max is None else offset_max)
-    if not omax > 0:
-        raise ValueError(f"offset_max must be > 0 deg, got {omax}")
-    return Binning(kind=kind, fov_alignment=align, energy_edges=energy, fov_edges=fov,
-                   offset_max=omax)
-
-
-#: Most bins of one model cube (energy x FoV): 2e7 float64 cells are 160 MB per array and group.
-MAX_CUBE_BINS = 20_000_000
-
-
-def _check_cube_size(energy, fov) -> None:
-    """Refuse a binning whose cube would not fit in memory, before anything is allocated."""
-    shape = [energy.size - 1] + [e.size - 1 for e in fov.values()]
-    cells = math.prod(shape)
-    if cells > MAX_CUBE_BINS:
-        raise ValueError(
-            f"binning of {' x '.join(map(str, shape))} = {cells:.3g} bins would need "
-            f"{cells * 8 / 2**30:.3g} GiB per array and zenith group; at most {MAX_CUBE_BINS:.3g} "
-            "bins: use fewer --energy-edges/--fov-edges bins")
-
-
 def _solid_angle(binning: Binning) -> np.ndarray:
     if binning.kind == "2d":
         return annulus_solid_angle(binning.fov_edges["offset"], binning.offset_max)
@@ -117,12 +62,7 @@ def _solid_angle(binning: Binning) -> np.ndarray:
 
 def _with_site(store: xr.Dataset, site) -> xr.Dataset:
     """``store`` with one site (lon deg, lat deg, height m) for every run."""
-    try:
-        lon, lat, height = (float(v) for v in site)
-    except (TypeError, ValueError):
-        raise ValueError(f"site must be (lon deg, lat deg, height m), got {site!r}") from None
-    if not (abs(lat) <= 90 and abs(lon) <= 360 and abs(height) <= 1e5):  # NaN fails too
-        raise ValueError(f"site must be (lon deg, lat deg, height m), got {site!r}")
+    lon, lat, height = check_site(site)
     n = store.sizes["obs_id"]
     return store.assign(geolon=("obs_id", np.full(n, lon), {"units": "deg"}),
                         geolat=("obs_id", np.full(n, lat), {"units": "deg"}),
@@ -154,19 +94,6 @@ def _with_sources(excl: dict, store: xr.Dataset, binning: Binning, exclude_targe
                           oversample=excl["oversample"])
 
 
-def _parse_fov_extent(fov_extent):
-    """"auto", "none" or a positive float (deg)."""
-    if isinstance(fov_extent, str) and fov_extent.strip().lower() in ("auto", "none"):
-        return fov_extent.strip().lower()
-    try:
-        value = float(fov_extent)
-    except (TypeError, ValueError):
-        value = float("nan")
-    if not (np.isfinite(value) and value > 0):
-        raise ValueError(f"fov_extent must be 'auto', 'none' or an offset > 0 deg, got {fov_extent!r}")
-    return value
-
-
 #: ``fov_extent`` provenance of an extent measured in the build's own pass over the events.
 MEASURED = "largest event offset of each run"
 
@@ -179,7 +106,7 @@ def _survey_step(store, runs, binning, fov_extent, energy_threshold, *, compute_
     An extent that only the events give, when no counts peak is needed, is left to the build's
     own pass (record ``{"source": MEASURED}``, extents None; see :func:`_cut_at_extent`): the
     events are read once."""
-    mode = _parse_fov_extent(fov_extent)
+    mode = parse_fov_extent(fov_extent)
     n = len(runs)
     extents, source = None, "not determined"
     if mode == "none":
@@ -253,22 +180,10 @@ def _run_cubes_graph(runs, groups, n_groups, binning, cond, on_error, compute_no
 
 
 @takes_store("data")
-def make_model(data, *, kind: str = DEFAULTS.kind, fov_alignment: str = DEFAULTS.fov_alignment,
-               energy_edges=None, offset_edges=None, fov_edges=None,
-               zenith_edges=DEFAULTS.zenith_edges, obs_ids=None,
-               selection: str = DEFAULTS.selection, n_obs_max: int | None = None,
-               offset_max: float | None = DEFAULTS.offset_max, compute_now: bool = True,
-               scheduler=None, progress: bool = False, on_error: str = DEFAULTS.on_error,
-               grouping=None, energy_threshold=DEFAULTS.energy_threshold,
-               zenith_range=None, where: str | None = None, min_n_tels=None, min_muoneff=None,
-               max_quality=None, exclusion=None, exclusion_mode: str = DEFAULTS.exclusion_mode,
-               exclusion_distance: float | None = None,
-               exclusion_oversample: int = DEFAULT_OVERSAMPLE, event_filter: str | None = None,
-               site=None, altitude_tolerance: float = DEFAULT_ALTITUDE_TOLERANCE,
-               exclude_targets: float | None = None, exclusion_catalog=None,
-               catalog_min_radius: float = DEFAULT_MIN_RADIUS,
-               catalog_extension_factor: float = DEFAULT_EXTENSION_FACTOR,
-               fov_extent=DEFAULTS.fov_extent, conditions=None, smoothness="cv") -> xr.Dataset:
+def make_model(data, *, binning=None, selection=None, grouping=None, thresholds=None,
+               exclusion=None, smoothing=None, conditional=None, obs_ids=None,
+               compute_now: bool = True, scheduler=None, progress: bool = False,
+               on_error: str = DEFAULTS.on_error, **shortcuts) -> xr.Dataset:
     """Build a background model from a GADF DL3 store.
 
     Defaults are those of :mod:`xbkg.core.defaults`, shared with ``xbkg make-models``.
@@ -277,17 +192,16 @@ def make_model(data, *, kind: str = DEFAULTS.kind, fov_alignment: str = DEFAULTS
     ----------
     data : str, Path or xarray.Dataset
         Store directory, or an observation Dataset from :func:`xbkg.open_datastore`.
-    kind : {"2d", "3d"}
-        Energy x offset, or energy x FoV (dety, detx).
-    fov_alignment : {"altaz", "radec"}
-        Frame of the 3D FoV axes (ignored in the 2D binning, recorded in the model).
-    energy_edges, offset_edges, fov_edges, zenith_edges : array or "lo:hi:n" / "a,b,c" strings
-        Declared bins (energy log-spaced in TeV; angles in deg). Defaults: 0.1-100 TeV in 20
-        bins, offset 0-2.5 deg in 10, FoV -2.5..2.5 deg in 25x25, one zenith group 0-90 deg.
-    obs_ids, selection, n_obs_max
-        Run selection, see :func:`xbkg.store.selection.select_runs` (default selection: "off").
-    offset_max : float, deg
-        Events farther from the pointing are dropped (exposure too).
+    binning, selection, grouping, thresholds, exclusion, smoothing, conditional : optional
+        The options of each stage, as the objects of :mod:`xbkg.building.options`
+        (:class:`~xbkg.building.options.BinningOptions`, ...; None: the defaults). Any other
+        value of one of these keywords is the shortcut of its main field, as before:
+        ``selection="all"``, ``grouping`` a dict, grouping Dataset or file (below),
+        ``thresholds="safe"``, ``exclusion`` the regions (below), ``smoothing="gauss"`` (or a
+        dict of :func:`xbkg.model.smoothing.smooth_model` options: the rate is smoothed after
+        the build, which needs ``compute_now``), ``conditional="zenith,MUONEFF"``.
+    obs_ids : list of int, optional
+        Restrict the build to these runs (a run list).
     compute_now : bool
         True (default): compute and return an in-memory model. False: return the lazy model
         (dask arrays; nothing is read until computed).
@@ -298,6 +212,23 @@ def make_model(data, *, kind: str = DEFAULTS.kind, fov_alignment: str = DEFAULTS
         (neither counts nor exposure), logs a warning and records it in the provenance
         (``skipped_runs``); "raise" stops with :class:`xbkg.store.events.RunDataError`. A lazy build
         (``compute_now=False``) always raises, since it cannot report.
+    **shortcuts
+        Keyword shortcuts, each setting one field of an option object
+        (:data:`xbkg.building.options.SHORTCUTS`; they override the fields of an object given
+        too), described below. ``make_model(store, kind="2d", energy_threshold="safe")`` is
+        ``make_model(store, binning=BinningOptions(kind="2d"),
+        thresholds=ThresholdOptions("safe"))``.
+    kind : {"2d", "3d"}
+        Energy x offset, or energy x FoV (dety, detx).
+    fov_alignment : {"altaz", "radec"}
+        Frame of the 3D FoV axes (ignored in the 2D binning, recorded in the model).
+    energy_edges, offset_edges, fov_edges, zenith_edges : array or "lo:hi:n" / "a,b,c" strings
+        Declared bins (energy log-spaced in TeV; angles in deg). Defaults: 0.1-100 TeV in 20
+        bins, offset 0-2.5 deg in 10, FoV -2.5..2.5 deg in 25x25, one zenith group 0-90 deg.
+    selection, n_obs_max
+        Run selection, see :func:`xbkg.store.selection.select_runs` (default selection: "off").
+    offset_max : float, deg
+        Events farther from the pointing are dropped (exposure too).
     grouping : dict, xarray.Dataset or path, optional
         Groups other than fixed ``zenith_edges``: a dict of :func:`xbkg.building.grouping.make_grouping`
         options decided on the selected runs (``{"adaptive": True, "min_ontime": 3600}``,
@@ -374,128 +305,40 @@ def make_model(data, *, kind: str = DEFAULTS.kind, fov_alignment: str = DEFAULTS
     xarray.Dataset
         The model, laid out as documented in :mod:`xbkg.core.schema`.
     """
+    opts = build_options(binning=binning, selection=selection, grouping=grouping,
+                         thresholds=thresholds, exclusion=exclusion, smoothing=smoothing,
+                         conditional=conditional, **shortcuts)
+    if opts.smoothing.method != "none" and not compute_now:
+        raise ValueError("smoothing needs compute_now=True (it smooths the computed counts)")
     store = data if isinstance(data, xr.Dataset) else open_datastore(data)
-    if event_filter is not None:  # refuse a bad expression before reading any run
-        try:
-            event_filter_columns(event_filter)
-        except WhereError as exc:
-            raise WhereError(f"event filter (--event-filter, event_filter=): {exc}") from None
-    binning = make_binning(kind, fov_alignment, energy_edges=energy_edges,
-                           offset_edges=offset_edges, fov_edges=fov_edges, offset_max=offset_max)
-    excl = plan_exclusion(exclusion, exclusion_mode, exclusion_distance, reach=binning.offset_max,
-                          oversample=exclusion_oversample)
-    selected, rejected = select_runs(store, selection, obs_ids=obs_ids, n_obs_max=n_obs_max,
-                                     zenith_range=zenith_range, where=where,
-                                     min_n_tels=min_n_tels, min_muoneff=min_muoneff,
-                                     max_quality=max_quality, **excl["select"])
-    store = fill_from_headers(store.sel(obs_id=selected), on_error=on_error)
-    if site is not None:
-        store = _with_site(store, site)
-    excl = _with_sources(excl, store, binning, exclude_targets, exclusion_catalog,
-                         catalog_min_radius, catalog_extension_factor, selection,
-                         5 if compute_now else 0)
-    # runs without exposure are skipped (or raise) before they can weigh on the grouping
-    skipped = ontime_problems(store)
-    if skipped:
-        if on_error == "raise" or not compute_now:
-            raise RunDataError(next(iter(skipped.values())))
-        store = store.isel(obs_id=~np.isin(store.obs_id.values, list(skipped)))
-        if store.sizes["obs_id"] == 0:
-            raise SelectionError("every selected run failed; first error: "
-                                 + next(iter(skipped.values())))
-    grouping = resolve_grouping(store, zenith_edges, grouping)
-    groups = grouping["obs_group"].values
-    outside = groups < 0
-    if outside.any():
-        for obs_id in store.obs_id.values[outside]:
-            rejected[int(obs_id)] = "zenith outside the zenith edges"
-        store = store.isel(obs_id=~outside)
-        groups = groups[~outside]
-    if store.sizes["obs_id"] == 0:
-        raise SelectionError("no run left after zenith grouping")
-    ontime = store["ontime"].values.astype(float)
-    all_ids = store.obs_id.values.tolist()
-    n_groups = grouping.sizes["zenith_group"]
-    runs = [info.with_(event_filter=event_filter, altitude_tolerance=float(altitude_tolerance))
-            for info in run_infos(store)]
-    binning, extents, extent_record, peaks = _survey_step(
-        store, runs, binning, fov_extent, energy_threshold, compute_now=compute_now,
-        scheduler=scheduler, progress=progress)
-    # the regions each run can see travel with it
-    runs, n_runs_excluded = attach_plan(runs, excl, binning.offset_max)
-    thresholds, threshold_rule = run_energy_thresholds(store, energy_threshold, peaks=peaks)
-    runs = [info.with_(e_threshold=float(thr)) for info, thr in zip(runs, thresholds)]
-    threshold_of = dict(zip(store.obs_id.values.tolist(), thresholds.tolist()))
-    cond = _conditional_setup(store, conditions, binning, compute_now)
+    store, binning, excl, rejected, skipped = _select_stage(store, opts, obs_ids, on_error,
+                                                            compute_now)
+    store, grouping, groups, rejected = _group_stage(store, opts.grouping, rejected)
+    runs, binning, survey, excl_runs, thresholds_of, rule, cond = _prepare_runs(
+        store, opts, binning, excl, compute_now=compute_now, scheduler=scheduler,
+        progress=progress)
+    extents, extent_record, peaks = survey
     measure = extent_record["source"] == MEASURED and extents is None
+    n_groups = grouping.sizes["zenith_group"]
     cubes = _run_cubes_graph(runs, groups, n_groups, binning, cond, on_error, compute_now, measure)
-    counts, exposure, errors, sources = cubes[:4]
-    provenance = {
-        "store": str(store.attrs.get("base_dir", "")),
-        "selection": selection,
-        "n_obs_max": n_obs_max,
-        "n_rejected": len(rejected),
-        "on_error": on_error,
-        "energy_threshold": threshold_rule,
-        **threshold_provenance(store, energy_threshold, peaks=peaks),  # for xbkg.building.update
-        "fov_extent": extent_record,
-        "exclusion": exclusion_provenance(excl, n_runs_excluded),
-        "event_filter": event_filter,
-        **({"site": [float(v) for v in site]} if site is not None else {}),
-        **({"exclude_targets": float(exclude_targets)} if exclude_targets is not None else {}),
-        "run_cuts": {k: v for k, v in (("zenith_range", zenith_range), ("where", where),
-                                       ("min_n_tels", min_n_tels), ("min_muoneff", min_muoneff),
-                                       ("max_quality", max_quality)) if v is not None},
-    }
+    provenance = _provenance(store, opts, rejected, on_error, rule, peaks, extent_record,
+                             exclusion_provenance(excl, excl_runs))
+    all_ids = store.obs_id.values.tolist()
+    run_stats, sources = None, None
     if compute_now:
-        counts, exposure, errors, sources, *run_stats = compute(*cubes, scheduler=scheduler,
-                                                                progress=progress)
-        if measure:  # the FoV extent, measured in this pass: a second one only to cut the binning
-            *run_stats, max_offsets = run_stats
-            extents = _measured_extents(max_offsets)
-            cut, provenance["fov_extent"] = _cut_at_extent(binning, extents, MEASURED, runs)
-            if cut is not binning:
-                binning, runs = cut, [r.with_(exclusion=None) for r in runs]
-                runs, n_runs_excluded = attach_plan(runs, excl, binning.offset_max)
-                provenance["exclusion"] = exclusion_provenance(excl, n_runs_excluded)
-                cond = _conditional_setup(store, conditions, binning, compute_now)
-                counts, exposure, errors, sources, *run_stats = compute(
-                    *_run_cubes_graph(runs, groups, n_groups, binning, cond, on_error, True),
-                    scheduler=scheduler, progress=progress)
-        errors, sources = list(errors), np.array(sources, dtype=object)
-        failed = np.array([e is not None for e in errors])
-        skipped.update({int(o): e for o, e, f in zip(store.obs_id.values, errors, failed) if f})
-        advice = geometry_advice(errors, len(errors))
-        if advice:  # one message for a store whose site keywords are all wrong
-            raise SelectionError(advice)
-        if skipped:
-            log.warning("skipped %d run(s) that could not be used:\n  %s", len(skipped),
-                        "\n  ".join(skipped.values()))
-            store, groups, ontime = store.isel(obs_id=~failed), groups[~failed], ontime[~failed]
-            sources = sources[~failed]
-            if cond is not None:
-                run_stats = [tuple(a[~failed] for a in run_stats[0])]
-            if store.sizes["obs_id"] == 0:
-                raise SelectionError("every selected run failed; first error: "
-                                     + next(iter(skipped.values())))
+        results, binning, cond, measured, updates = _compute_cubes(
+            cubes, runs, groups, n_groups, binning, cond, excl, store, measure,
+            opts.conditional.conditions, on_error, scheduler, progress)
+        extents = measured if measure else extents
+        provenance.update(updates)
+        store, groups, skipped, (counts, exposure, sources, *run_stats) = _drop_failed(
+            store, groups, skipped, results, cond)
         provenance["skipped_runs"] = {str(k): v for k, v in skipped.items()}
+    else:
+        counts, exposure = cubes[:2]
     provenance["n_runs"] = int(store.sizes["obs_id"])
-    runs_ds = xr.Dataset(
-        {"obs_group": ("obs_id", groups), "obs_ontime": ("obs_id", ontime, {"units": "s"}),
-         "obs_zenith": ("obs_id", store["zenith"].values.astype(float), {"units": "deg"}),
-         "obs_energy_threshold": ("obs_id", [threshold_of[o] for o in store.obs_id.values.tolist()],
-                                  {"units": "TeV"})},
-        coords={"obs_id": store.obs_id.values},
-    )
+    runs_ds = _runs_dataset(store, groups, thresholds_of, sources, extents, all_ids)
     provenance["pointing"] = "RA_PNT/DEC_PNT of the EVENTS header when present, else the obs index"
-    if compute_now:
-        runs_ds["obs_pointing_source"] = ("obs_id", sources.astype(str), {
-            "description": "where the run's pointing came from: " + " or ".join(POINTING_SOURCES)})
-    if extents is not None:
-        extent_of = dict(zip(all_ids, extents.tolist()))
-        runs_ds["obs_fov_extent"] = ("obs_id", [extent_of[o] for o in store.obs_id.values.tolist()],
-                                     {"units": "deg", "long_name": "FoV extent of the run "
-                                      "(largest event offset, or obs-index OFFSET_MAX)"})
     model = assemble_model(counts, exposure, kind=binning.kind, energy_edges=binning.energy_edges,
                            fov_edges=binning.fov_edges, zenith_edges=grouping["zenith_bounds"].values,
                            fov_alignment=binning.fov_alignment, offset_max=binning.offset_max,
@@ -505,8 +348,162 @@ def make_model(data, *, kind: str = DEFAULTS.kind, fov_alignment: str = DEFAULTS
         x, _ = condition_matrix(store, cond["conditions"], outer_counts=run_stats[0][2])
         model = attach_conditional(model, run_stats[0][:2], x, cond["terms"],
                                    cond["conditions"], cond["labels"], cond["rings"],
-                                   smoothness=smoothness)
+                                   smoothness=opts.conditional.smoothness)
+    if opts.smoothing.method != "none":
+        model = smooth_model(model, **opts.smoothing.arguments())
     return model
+
+
+def _select_stage(store, opts: BuildOptions, obs_ids, on_error, compute_now):
+    """Selected runs with header values filled: ``(store, binning, exclusion plan, rejected,
+    skipped)``; runs without exposure are skipped (or raise) before they weigh on the grouping."""
+    sel, ex = opts.selection, opts.exclusion
+    binning = opts.binning.binning()
+    excl = plan_exclusion(ex.regions, ex.mode, ex.distance, reach=binning.offset_max,
+                          oversample=ex.oversample)
+    selected, rejected = select_runs(store, sel.rule, obs_ids=obs_ids, **sel.cuts(),
+                                     **excl["select"])
+    store = fill_from_headers(store.sel(obs_id=selected), on_error=on_error)
+    if sel.site is not None:
+        store = _with_site(store, sel.site)
+    excl = _with_sources(excl, store, binning, ex.exclude_targets, ex.catalog,
+                         ex.catalog_min_radius, ex.catalog_extension_factor, sel.rule,
+                         5 if compute_now else 0)
+    skipped = ontime_problems(store)
+    if skipped:
+        if on_error == "raise" or not compute_now:
+            raise RunDataError(next(iter(skipped.values())))
+        store = store.isel(obs_id=~np.isin(store.obs_id.values, list(skipped)))
+        if store.sizes["obs_id"] == 0:
+            raise SelectionError("every selected run failed; first error: "
+                                 + next(iter(skipped.values())))
+    return store, binning, excl, rejected, skipped
+
+
+def _group_stage(store, options, rejected: dict):
+    """``(store, grouping, groups, rejected)``: runs outside every group are rejected."""
+    grouping = resolve_grouping(store, *options.arguments())
+    groups = grouping["obs_group"].values
+    outside = groups < 0
+    rejected = dict(rejected)
+    if outside.any():
+        for obs_id in store.obs_id.values[outside]:
+            rejected[int(obs_id)] = "zenith outside the zenith edges"
+        store = store.isel(obs_id=~outside)
+        groups = groups[~outside]
+    if store.sizes["obs_id"] == 0:
+        raise SelectionError("no run left after zenith grouping")
+    return store, grouping, groups, rejected
+
+
+def _prepare_runs(store, opts: BuildOptions, binning, excl, *, compute_now, scheduler, progress):
+    """The run records of the build and what they need: ``(runs, binning, (extents, extent
+    record, peaks), runs with regions, threshold of each OBS_ID, threshold rule, conditional
+    setup)``; the binning is cut at the runs' FoV extent when known."""
+    runs = [info.with_(event_filter=opts.selection.event_filter,
+                       altitude_tolerance=float(opts.selection.altitude_tolerance))
+            for info in run_infos(store)]
+    policy = opts.thresholds.policy
+    binning, extents, extent_record, peaks = _survey_step(
+        store, runs, binning, opts.binning.fov_extent, policy, compute_now=compute_now,
+        scheduler=scheduler, progress=progress)
+    runs, n_runs_excluded = attach_plan(runs, excl, binning.offset_max)  # regions travel along
+    thresholds, threshold_rule = run_energy_thresholds(store, policy, peaks=peaks)
+    runs = [info.with_(e_threshold=float(thr)) for info, thr in zip(runs, thresholds)]
+    threshold_of = dict(zip(store.obs_id.values.tolist(), thresholds.tolist()))
+    cond = _conditional_setup(store, opts.conditional.conditions, binning, compute_now)
+    return (runs, binning, (extents, extent_record, peaks), n_runs_excluded, threshold_of,
+            threshold_rule, cond)
+
+
+def _provenance(store, opts: BuildOptions, rejected, on_error, threshold_rule, peaks,
+                extent_record, exclusion_record) -> dict:
+    """The model's provenance record (before the build is computed)."""
+    sel, ex = opts.selection, opts.exclusion
+    return {
+        "store": str(store.attrs.get("base_dir", "")),
+        "selection": sel.rule,
+        "n_obs_max": sel.n_obs_max,
+        "n_rejected": len(rejected),
+        "on_error": on_error,
+        "energy_threshold": threshold_rule,
+        # for xbkg.building.update
+        **threshold_provenance(store, opts.thresholds.policy, peaks=peaks),
+        "fov_extent": extent_record,
+        "exclusion": exclusion_record,
+        "event_filter": sel.event_filter,
+        **({"site": [float(v) for v in sel.site]} if sel.site is not None else {}),
+        **({"exclude_targets": float(ex.exclude_targets)}
+           if ex.exclude_targets is not None else {}),
+        "run_cuts": {k: v for k, v in sel.cuts().items() if k != "n_obs_max" and v is not None},
+    }
+
+
+def _compute_cubes(cubes, runs, groups, n_groups, binning, cond, excl, store, measure,
+                   conditions, on_error, scheduler, progress):
+    """The computed cubes ``(counts, exposure, errors, sources, *run_stats)``, the binning and
+    conditional setup they were made with, the runs' FoV extents measured in this pass (None
+    unless ``measure``) and provenance updates: a measured extent that cuts the binning takes
+    a second pass."""
+    results = compute(*cubes, scheduler=scheduler, progress=progress)
+    if not measure:
+        return results, binning, cond, None, {}
+    *results, max_offsets = results
+    extents = _measured_extents(max_offsets)
+    cut, record = _cut_at_extent(binning, extents, MEASURED, runs)
+    updates = {"fov_extent": record}
+    if cut is not binning:
+        binning, runs = cut, [r.with_(exclusion=None) for r in runs]
+        runs, n_runs_excluded = attach_plan(runs, excl, binning.offset_max)
+        updates["exclusion"] = exclusion_provenance(excl, n_runs_excluded)
+        cond = _conditional_setup(store, conditions, binning, True)
+        results = compute(*_run_cubes_graph(runs, groups, n_groups, binning, cond, on_error,
+                                            True), scheduler=scheduler, progress=progress)
+    return results, binning, cond, extents, updates
+
+
+def _drop_failed(store, groups, skipped: dict, results, cond):
+    """Runs that failed in the computed build left out (SelectionError when none is left):
+    ``(store, groups, skipped runs, (counts, exposure, sources, *run_stats))``."""
+    counts, exposure, errors, sources, *run_stats = results
+    errors, sources = list(errors), np.array(sources, dtype=object)
+    failed = np.array([e is not None for e in errors])
+    skipped = {**skipped, **{int(o): e for o, e, f in zip(store.obs_id.values, errors, failed)
+                             if f}}
+    advice = geometry_advice(errors, len(errors))
+    if advice:  # one message for a store whose site keywords are all wrong
+        raise SelectionError(advice)
+    if skipped:
+        log.warning("skipped %d run(s) that could not be used:\n  %s", len(skipped),
+                    "\n  ".join(skipped.values()))
+        store, groups, sources = store.isel(obs_id=~failed), groups[~failed], sources[~failed]
+        if cond is not None:
+            run_stats = [tuple(a[~failed] for a in run_stats[0])]
+        if store.sizes["obs_id"] == 0:
+            raise SelectionError("every selected run failed; first error: "
+                                 + next(iter(skipped.values())))
+    return store, groups, skipped, (counts, exposure, sources, *run_stats)
+
+
+def _runs_dataset(store, groups, threshold_of: dict, sources, extents, all_ids) -> xr.Dataset:
+    """The model's per-run variables (``obs_*``) of the runs in ``store``."""
+    ids = store.obs_id.values.tolist()
+    runs_ds = xr.Dataset(
+        {"obs_group": ("obs_id", groups),
+         "obs_ontime": ("obs_id", store["ontime"].values.astype(float), {"units": "s"}),
+         "obs_zenith": ("obs_id", store["zenith"].values.astype(float), {"units": "deg"}),
+         "obs_energy_threshold": ("obs_id", [threshold_of[o] for o in ids], {"units": "TeV"})},
+        coords={"obs_id": store.obs_id.values},
+    )
+    if sources is not None:
+        runs_ds["obs_pointing_source"] = ("obs_id", sources.astype(str), {
+            "description": "where the run's pointing came from: " + " or ".join(POINTING_SOURCES)})
+    if extents is not None:
+        extent_of = dict(zip(all_ids, extents.tolist()))
+        runs_ds["obs_fov_extent"] = ("obs_id", [extent_of[o] for o in ids],
+                                     {"units": "deg", "long_name": "FoV extent of the run "
+                                      "(largest event offset, or obs-index OFFSET_MAX)"})
+    return runs_ds
 
 
 def _conditional_setup(store, conditions, binning: Binning, compute_now: bool):

@@ -14,7 +14,7 @@ from xbkg.store.datastore import takes_store
 
 __all__ = ["THRESHOLD_POLICIES", "DEFAULT_E0", "DEFAULT_POWER", "zenith_threshold",
            "fit_zenith_rule", "store_zenith_rule", "zenith_rule_basis", "needs_counts_peak",
-           "run_energy_thresholds", "threshold_provenance"]
+           "run_energy_thresholds", "threshold_policy", "threshold_provenance"]
 
 THRESHOLD_POLICIES = ("none", "safe", "zenith")
 
@@ -140,6 +140,31 @@ def threshold_provenance(store, policy="none", peaks=None) -> dict:
     return out
 
 
+def threshold_policy(policy):
+    """``policy`` checked: one of :data:`THRESHOLD_POLICIES` (lower case) or an energy in TeV
+    (float), else ValueError naming ``energy_threshold``.
+
+    >>> threshold_policy(" Safe "), threshold_policy("0.5")
+    ('safe', 0.5)
+    """
+    if isinstance(policy, str):
+        policy = policy.strip().lower()
+        if policy in THRESHOLD_POLICIES:
+            return policy
+        try:
+            policy = float(policy)
+        except ValueError:
+            raise ValueError(f"energy_threshold must be one of {THRESHOLD_POLICIES} or a "
+                             f"number (TeV), got {policy!r}") from None
+    try:
+        value = float(policy)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not (np.isfinite(value) and value >= 0):
+        raise ValueError(f"energy_threshold must be a finite energy >= 0 TeV, got {policy!r}")
+    return value
+
+
 @takes_store("store")
 def run_energy_thresholds(store, policy="none", *, rule=None, peaks=None) -> tuple[np.ndarray, str]:
     """Energy threshold (TeV, NaN for none) of every run of an observation Dataset.
@@ -180,19 +205,9 @@ def run_energy_thresholds(store, policy="none", *, rule=None, peaks=None) -> tup
     zenith = np.asarray(store["zenith"].values, dtype=float)
     if isinstance(policy, dict):
         policy, rule = policy["energy_threshold_policy"], policy.get("zenith_rule", rule)
-    if isinstance(policy, str):
-        policy = policy.strip().lower()
-        if policy not in THRESHOLD_POLICIES:
-            try:
-                policy = float(policy)
-            except ValueError:
-                raise ValueError(f"energy_threshold must be one of {THRESHOLD_POLICIES} or a "
-                                 f"number (TeV), got {policy!r}") from None
+    policy = threshold_policy(policy)
     if not isinstance(policy, str):
-        value = float(policy)
-        if not (np.isfinite(value) and value >= 0):
-            raise ValueError(f"energy_threshold must be a finite energy >= 0 TeV, got {policy!r}")
-        return np.full(n, value), f"fixed {value:g} TeV"
+        return np.full(n, policy), f"fixed {policy:g} TeV"
     if policy == "none":
         return np.full(n, np.nan), "none"
     safe = _safe_energy_lo(store) if policy == "safe" else np.full(n, np.nan)

@@ -8,7 +8,6 @@ refuses (:class:`UpdateError`): docs/architecture.rst.
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 
@@ -17,6 +16,12 @@ import xarray as xr
 
 from xbkg.building.conditional import is_conditional, merge_conditional, strip_conditional
 from xbkg.building.make import make_binning, make_model
+from xbkg.building.options import (
+    BinningOptions,
+    GroupingOptions,
+    SmoothingOptions,
+    build_options,
+)
 from xbkg.core.binning import edges_of, parse_edges
 from xbkg.core.circles import SkyCircles
 from xbkg.core.schema import assemble_model, fov_dims
@@ -223,9 +228,7 @@ def _merged_provenance(old: xr.Dataset, new: xr.Dataset, n_runs: int) -> dict:
 
 
 def _smooth_again(model: xr.Dataset, record: str) -> xr.Dataset:
-    info = json.loads(record)
-    options = set(inspect.signature(smooth_model).parameters) - {"model", "method"}
-    return smooth_model(model, info["method"], **{k: v for k, v in info.items() if k in options})
+    return smooth_model(model, **SmoothingOptions.from_record(json.loads(record)).arguments())
 
 
 def merge_models(old: xr.Dataset, new: xr.Dataset) -> xr.Dataset:
@@ -273,8 +276,17 @@ _EXPECTED = ("kind", "fov_alignment", "energy_edges", "offset_edges", "fov_edges
 
 
 def _check_expected(model: xr.Dataset, expected: dict) -> None:
-    """Refuse binning options that differ from the model's (each given one is compared)."""
+    """Refuse binning options that differ from the model's (each given one is compared; a
+    ``binning`` or ``grouping`` option object stands for all its fields)."""
 
+    expected = dict(expected)
+    for name, kind in (("binning", BinningOptions), ("grouping", GroupingOptions)):
+        given = expected.pop(name, None)
+        if given is not None:
+            if not isinstance(given, kind):
+                raise TypeError(f"update_model: {name} must be a {kind.__name__}")
+            expected = {**{k: getattr(given, k) for k in _EXPECTED if hasattr(given, k)},
+                        **expected}
     unknown = set(expected) - set(_EXPECTED)
     if unknown:
         raise TypeError(f"update_model got unexpected options {sorted(unknown)}; "
@@ -350,8 +362,11 @@ def update_model(model: xr.Dataset, data, obs_ids=None, *, scheduler=None,
         again: rebuild it). A conditional model is refitted on old and new runs either way.
     **expected
         Binning options to check (``kind``, ``fov_alignment``, ``energy_edges``,
-        ``offset_edges``, ``fov_edges``, ``offset_max``, ``zenith_edges``): each one given
-        must describe the model's own binning, otherwise :class:`UpdateError`.
+        ``offset_edges``, ``fov_edges``, ``offset_max``, ``zenith_edges``, or ``binning`` and
+        ``grouping`` option objects of :mod:`xbkg.building.options`, which stand for all their
+        fields): each one given must describe the model's own binning, otherwise
+        :class:`UpdateError`. The new runs are built with the options the model records
+        (:func:`model_options`), as the same option objects :func:`xbkg.make_model` takes.
 
     Returns
     -------
@@ -369,8 +384,7 @@ def update_model(model: xr.Dataset, data, obs_ids=None, *, scheduler=None,
 
     _require_raw(model)
     _check_expected(model, expected)
-    opts = model_options(model)
-    opts.update(_conditional_options(model, conditions))
+    opts = build_options(**model_options(model), **_conditional_options(model, conditions))
     store = data if isinstance(data, xr.Dataset) else open_datastore(data)
     have = model["obs_id"].values
     if obs_ids is None:
@@ -383,7 +397,7 @@ def update_model(model: xr.Dataset, data, obs_ids=None, *, scheduler=None,
         raise UpdateError(f"{already.size} run(s) already in the model: {already[:20].tolist()} "
                           "(an update adds new runs only)")
     new = make_model(store, obs_ids=obs_ids, scheduler=scheduler, progress=progress,
-                     on_error=on_error, **opts)
+                     on_error=on_error, **opts.arguments())
     prov = _provenance(new)  # rejected among the requested runs, not among the whole store
     prov["n_rejected"] = int(obs_ids.size - new.sizes["obs_id"])
     new.attrs["provenance"] = json.dumps(prov, sort_keys=True)

@@ -18,6 +18,7 @@ import xarray as xr
 from xbkg.building.conditional import models_for_runs
 from xbkg.building.histogram import bin_index, histogram
 from xbkg.building.make import make_model
+from xbkg.building.options import BuildOptions, SmoothingOptions, record_keywords
 from xbkg.building.parallel import compute
 from xbkg.building.thresholds import run_energy_thresholds
 from xbkg.core.binning import axis_coords, edges_of, parse_edges
@@ -27,7 +28,6 @@ from xbkg.io import open_model
 from xbkg.io.index_tables import read_index_table
 from xbkg.model.group_interpolation import models_for_observations
 from xbkg.model.predict import ENERGY_INTEGRATION, predict_counts
-from xbkg.model.smoothing import smooth_model
 from xbkg.sky import fov
 from xbkg.store.datastore import open_datastore, resolve_path, takes_store
 from xbkg.store.events import RunDataError, fill_from_headers, read_run_events, run_infos
@@ -314,7 +314,10 @@ def _run_task(model, store, info, grid, thresholds):
 
 
 def _smoothing(smooth) -> dict | None:
-    """``smooth`` (None, a method name or a dict with ``method`` and options) as a dict."""
+    """``smooth`` (None, a method name, a dict with ``method`` and options, or
+    :class:`~xbkg.building.options.SmoothingOptions`) as a dict."""
+    if isinstance(smooth, SmoothingOptions):
+        smooth = record_keywords({"smoothing": smooth})["smoothing"]
     if smooth is None or smooth == "none":
         return None
     options = {"method": smooth} if isinstance(smooth, str) else dict(smooth)
@@ -326,15 +329,14 @@ def _smoothing(smooth) -> dict | None:
 def _models_per_fold(store, folds, model_options, smooth, scheduler, progress):
     options = dict(model_options or {})
     options.setdefault("selection", "all")
+    if smooth is not None:
+        options["smoothing"] = smooth
     models = []
     for k in range(int(folds.max()) + 1):
         train = store.obs_id.values[folds != k]
         log.info("fold %d: building a model on %d runs", k, train.size)
-        model = make_model(store, obs_ids=train, scheduler=scheduler, progress=progress,
-                           **options)
-        if smooth is not None:
-            model = smooth_model(model, **smooth)
-        models.append(model)
+        models.append(make_model(store, obs_ids=train, scheduler=scheduler, progress=progress,
+                                 **options))
     return models
 
 
@@ -382,13 +384,15 @@ def validate(data, *, obs_ids=None, selection: str = "off", n_folds: int = 5, se
     n_folds, seed
         k-fold split (:func:`assign_folds`); each fold's runs are predicted by a model built on
         the other folds' runs.
-    model_options : dict, optional
-        Keyword arguments of :func:`xbkg.make_model` for the fold models (``kind``,
-        ``fov_alignment``, ``zenith_edges``, ``energy_threshold``, ...; ``selection`` defaults
-        to ``"all"`` since the runs are already selected).
-    smooth : str or dict, optional
-        Smooth each fold model with :func:`xbkg.model.smoothing.smooth_model`: a method name
-        (``"gauss"``, ``"fit"``) or a dict of its arguments with ``method``.
+    model_options : dict or xbkg.building.options.BuildOptions, optional
+        Options of the fold models: keyword arguments of :func:`xbkg.make_model` (option
+        objects such as ``binning=BinningOptions(kind="2d")``, or shortcuts such as
+        ``kind``, ``zenith_edges``, ``energy_threshold``; ``selection`` defaults to ``"all"``
+        since the runs are already selected), or all of them as one ``BuildOptions``.
+    smooth : str, dict or SmoothingOptions, optional
+        Smooth each fold model (:func:`xbkg.model.smoothing.smooth_model`): a method name
+        (``"gauss"``, ``"fit"``), a dict of its arguments with ``method``, or the options
+        object; it replaces the smoothing of ``model_options``.
     per_run : {"log", "linear", "nearest"}, optional
         Predict each held-out run with its own model interpolated between the fold model's
         groups in cos(zenith) (:func:`xbkg.model.group_interpolation.models_for_observations`); default:
@@ -448,7 +452,10 @@ def validate(data, *, obs_ids=None, selection: str = "off", n_folds: int = 5, se
     folds = assign_folds(store.obs_id.values, n_folds, seed)
     e_lo, e_hi, threshold_rule = _thresholds(store, safe_threshold)
     infos = run_infos(store)
-    smooth = _smoothing(smooth)
+    model_options = dict(model_options.arguments() if isinstance(model_options, BuildOptions)
+                         else model_options or {})
+    smoothing = model_options.pop("smoothing", None)
+    smooth = _smoothing(smoothing if smooth is None else smooth)
     description = _describe_models(reference, model_options, smooth, n_folds, reverse_lon)
     if reference is None:
         description["per_run"] = per_run
@@ -522,8 +529,7 @@ def _predicted_level_error(model) -> float:
 
 def _describe_models(reference, model_options, smooth, n_folds, reverse_lon) -> dict:
     if reference is None:
-        opts = {k: (v.tolist() if isinstance(v, np.ndarray) else v)
-                for k, v in (model_options or {}).items()}
+        opts = record_keywords(model_options or {})
         return {"kind": "k-fold", "n_folds": int(n_folds), "model_options": opts,
                 "smooth": smooth}
     if isinstance(reference, str) and reference.lower() in ("store", "dr1"):

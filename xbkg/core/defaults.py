@@ -1,6 +1,7 @@
 """The defaults of a model build, in one place: :func:`xbkg.make_model` and ``xbkg make-models``
 both read them from :data:`DEFAULTS` (a test compares the two; the table is in
-docs/user_guide.rst).
+docs/user_guide.rst). They are grouped by stage in the option objects of
+:mod:`xbkg.building.options`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,19 @@ class Defaults:
     fov_extent: str = "auto"
     on_error: str = "skip"
     exclusion_mode: str = "regions"
+    exclusion_oversample: int = 8
+    catalog_min_radius: float = 0.35
+    catalog_extension_factor: float = 3.0
+    altitude_tolerance: float = 10.0
+    min_ontime: float = 3600.0
+    min_runs: int = 0
+    cos_zenith_step: float = 0.01
+    smooth: str = "none"
+    sigma_max: float = 1.0
+    n_energy_basis: int = 16
+    n_fov_basis: int = 8
+    penalties: tuple = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
+    smoothness: str = "cv"
 
 
 #: The one set of defaults shared by the API and the CLI.
