@@ -24,7 +24,7 @@ from xbkg.building.histogram import Binning, run_counts
 from xbkg.building.malloc import tune_malloc
 from xbkg.core.binning import run_energy_mask
 from xbkg.io.fitstable import read_header
-from xbkg.sky import fov
+from xbkg.sky.earth import runs_altaz_params
 from xbkg.sky.exclusion import apply_exclusion
 from xbkg.sky.exposure import energy_widths_mev
 from xbkg.sky.extent import run_max_offset
@@ -165,32 +165,18 @@ def run_fit_statistics(part: dict, fit_bins: np.ndarray, scale: np.ndarray) -> d
     return {"counts": counts, "exposure": exposure, "n_outer": part.get("n_outer", -1)}
 
 
-_ALTAZ_KEYS = ("ra_pnt", "dec_pnt", "geolon", "geolat", "altitude", "mjdrefi", "mjdreff",
-               "tstart", "tstop")
-
-
 def with_altaz_params(runs: list[dict]) -> list[dict]:
     """Copies of ``runs`` with their ALTAZ constants (``altaz_params``) computed all at once.
 
-    One astropy call per site and time scale (:func:`xbkg.sky.fov.altaz_runs_params`, about 1 ms
-    per run instead of tens of ms run by run); the vectors are those a run's own call would
-    give. Runs with missing or invalid values (filled from, or reported by, their task) are
-    left to their task.
+    One astropy call per site and time scale (:func:`xbkg.sky.earth.runs_altaz_params`); the
+    vectors are those a run's own call would give. Runs that have ``altaz_params`` already, or
+    missing or invalid values (filled from, or reported by, their task), are left to their task.
     """
-
-    values = np.array([[r.get(k, np.nan) for k in _ALTAZ_KEYS] for r in runs], dtype=float)
-    values = values.reshape(len(runs), len(_ALTAZ_KEYS))
-    timesys = np.array([str(r.get("timesys", "")).strip().lower() for r in runs])
-    ok = (np.isfinite(values).all(axis=1) & np.isin(timesys, ("tt", "utc", "tai"))
-          & (np.abs(values[:, 1]) <= 90) & (np.abs(values[:, 3]) <= 90)
-          & (values[:, 8] >= values[:, 7]))
-    ok &= np.array(["altaz_params" not in r for r in runs], dtype=bool)
     out = [dict(r) for r in runs]
-    if ok.any():
-        params = fov.altaz_runs_params(*values[ok].T[:2], timesys=timesys[ok],
-                                       **dict(zip(_ALTAZ_KEYS[2:], values[ok].T[2:])))
-        for i, p in zip(np.flatnonzero(ok), params):
-            out[i]["altaz_params"] = p
+    todo = [r for r in out if "altaz_params" not in r]
+    for run, params in zip(todo, runs_altaz_params(todo)):
+        if params is not None:
+            run["altaz_params"] = params
     return out
 
 
