@@ -1,6 +1,7 @@
 """Earth rotation seen from a site: how fast an Alt/Az field of view turns, when to sample a run.
 
-One place for what the Alt/Az-aligned stages share: Earth's rotation rate, the rotation speed of
+One place for what the Alt/Az-aligned stages share: Earth's rotation rate (:data:`OMEGA_EARTH`,
+the one of the ALTAZ transform of :mod:`xbkg.sky.fov`), the rotation speed of
 an Alt/Az FoV tracking a sky position (:func:`rotation_rate`), time samples of a run's good time
 intervals spaced by FoV rotation (:func:`time_samples`, :func:`run_time_samples`) and a run's
 ALTAZ transform constants from its run parameters (:func:`run_altaz_params`, and for many runs
@@ -15,6 +16,7 @@ import math
 import numpy as np
 
 from xbkg.sky import fov
+from xbkg.sky.fov import OMEGA_EARTH
 
 __all__ = [
     "OMEGA_EARTH",
@@ -28,8 +30,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Earth's sidereal rotation rate, rad/s.
-OMEGA_EARTH = 7.292115e-5
 #: Run parameters (numbers) the ALTAZ constants are made of; ``timesys`` comes with them.
 ALTAZ_RUN_KEYS = ("ra_pnt", "dec_pnt", "geolon", "geolat", "altitude", "mjdrefi", "mjdreff",
                   "tstart", "tstop")
