@@ -16,7 +16,7 @@
 ``compare.nc`` (ratios and profiles), ``compare_ratio_maps_group<ID>.png``,
 ``compare_energy_profiles.png``, ``compare_offset_profiles.png``.
 
-Folders are written atomically (:func:`xbkg.building.products.atomic_dir`). Each figure is closed
+Folders are written atomically (:func:`xbkg.io.atomic.atomic_dir`). Each figure is closed
 once saved.
 """
 
@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from xbkg.building.products import atomic_dir
 from xbkg.checks.compare import comparison_summary
 from xbkg.checks.crossval import summarise
+from xbkg.io.atomic import atomic_dir
 from xbkg.plots import validation as vp
 
 __all__ = ["validation_table", "write_validation", "comparison_table", "write_comparison"]
