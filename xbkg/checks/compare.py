@@ -40,7 +40,7 @@ from xbkg.model.evaluate import evaluate_rate
 from xbkg.model.profiles import (
     group_zenith as centre_zenith,
     rate_at_offsets as ring_rate,
-    solid_angle as omega,
+    solid_angle,
 )
 from xbkg.sky.exposure import energy_widths_mev
 
@@ -91,10 +91,6 @@ def rate_on_grid(b: xr.Dataset, a: xr.Dataset, group_b: int) -> np.ndarray:
         offset = np.broadcast_to(np.hypot(x, y), (1, y.size, x.size))
         return np.asarray(evaluate_rate(b, e, offset, group=group_b), dtype=float)
     return np.asarray(evaluate_rate(b, e, detx=x, dety=y, group=group_b), dtype=float)
-
-
-def solid_angle(model: xr.Dataset) -> np.ndarray:
-    return omega(model)
 
 
 def _compared_bins(a: xr.Dataset) -> np.ndarray:

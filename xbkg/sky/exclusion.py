@@ -48,7 +48,7 @@ from xbkg.sky.earth import (
     time_samples,
 )
 from xbkg.sky.excluded_area import excluded_annulus_area, excluded_box_area
-from xbkg.sky.exposure import annulus_solid_angle, box_solid_angle
+from xbkg.sky.exposure import fov_solid_angle
 
 __all__ = [
     "DEFAULT_OVERSAMPLE",
@@ -261,15 +261,14 @@ def _fov_edges_rad(binning) -> tuple:
 
 def _bin_solid_angle(binning) -> np.ndarray:
     """Exact solid angle (sr) of each FoV bin inside the offset cut (cached: read-only)."""
-    dims = ("offset",) if binning.kind == "2d" else ("detx", "dety")
-    edges = tuple(tuple(np.asarray(binning.fov_edges[d], dtype=float).tolist()) for d in dims)
+    edges = tuple((d, tuple(np.asarray(e, dtype=float).tolist()))
+                  for d, e in binning.fov_edges.items())
     return _cached_solid_angle(binning.kind, edges, float(binning.offset_max))
 
 
 @functools.lru_cache(maxsize=8)
 def _cached_solid_angle(kind: str, edges: tuple, offset_max: float) -> np.ndarray:
-    out = (annulus_solid_angle(edges[0], offset_max) if kind == "2d"
-           else box_solid_angle(edges[0], edges[1], offset_max))
+    out = fov_solid_angle(kind, dict(edges), offset_max)
     out.flags.writeable = False
     return out
 
