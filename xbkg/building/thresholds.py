@@ -4,7 +4,7 @@ Stacking runs whose energy thresholds differ biases a model near the thresholds:
 zenith adds observation time to low-energy bins where it records (almost) nothing, so the
 stacked rate there is too low for the runs that do see those energies. With thresholds each
 run contributes counts *and* exposure only to the energy bins whose lower edge is at or above
-its threshold (:func:`xbkg.building.reduce.run_energy_mask`), so every bin's rate is the average over
+its threshold (:func:`xbkg.core.binning.run_energy_mask`), so every bin's rate is the average over
 the runs that really cover it.
 
 Policies (``make_model(energy_threshold=...)``, ``xbkg make-models --energy-threshold``):
