@@ -34,8 +34,9 @@ from xbkg.checks.compare import (
     load_model_set,
     rate_consistency,
 )
+from xbkg.checks.closure import truth_closure
 from xbkg.checks.crossval import summarise, validate
-from xbkg.core.binning import edges_of, parse_edges
+from xbkg.core.binning import parse_edges
 from xbkg.core.defaults import DEFAULTS, DEFAULTS as D
 from xbkg.io import open_model
 from xbkg.io.atomic import discard_pending, recover
@@ -44,8 +45,14 @@ from xbkg.io.safety import check_writable, guard_output, require_regular_file
 from xbkg.model.smoothing import smooth_model
 from xbkg.report.checks import comparison_table, write_comparison, write_validation
 from xbkg.report.html import write_report
-from xbkg.report.summary import model_label, outdir_summary, provenance_lines, summary_text
-from xbkg.simulate import model_truth_counts, simulate_store
+from xbkg.report.summary import (
+    model_label,
+    outdir_summary,
+    provenance_lines,
+    rejected_runs,
+    summary_text,
+)
+from xbkg.simulate import simulate_store
 from xbkg.sky.exclusion import plan_exclusion
 from xbkg.store.datastore import open_datastore, store_inputs
 from xbkg.store.selection import select_runs
@@ -687,8 +694,7 @@ def cmd_demo(args) -> int:
     ns.command_line = "xbkg " + shlex.join(line)
     cmd_make_models(ns)
     print(f"summary of {out / 'models' / 'model.nc'}:")
-    info = build_parser().parse_args(["info", str(out / "models" / "model.nc")])
-    cmd_info(info)
+    print(summary_text(open_model(out / "models" / "model.nc")))
     _print_closure(store, out / "models" / "model.nc")
     if not args.no_report:
         print(f"report (open it in a browser): {_write_report(out / 'models', store)}")
@@ -697,37 +703,15 @@ def cmd_demo(args) -> int:
 
 def _print_closure(store, model_path) -> None:
     """How well the demo model recovers the simulated truth, per group."""
-    import numpy as np
-
-
-    model = open_model(model_path)
-    expected = model_truth_counts(store, model)
-    counts = model["counts"].values
     print("closure against the simulated truth (bins with >= 25 expected counts, "
           "inside the offset cut):")
-    inner = _inside_offset_cut(model)
-    for g in range(counts.shape[0]):
-        sel = (expected[g] >= 25) & inner
-        if not sel.any():
-            print(f"  group {g}: no bin expects 25 counts (too few events for this binning)")
+    for row in truth_closure(store, open_model(model_path), min_expected=25):
+        if not row["n_bins"]:
+            print(f"  group {row['group']}: no bin expects 25 counts (too few events for this "
+                  "binning)")
             continue
-        pulls = (counts[g][sel] - expected[g][sel]) / np.sqrt(expected[g][sel])
-        print(f"  group {g}: {int(sel.sum())} bins, chi2/ndf = {np.mean(pulls ** 2):.3f}, "
-              f"counts/truth = {counts[g][sel].sum() / expected[g][sel].sum():.4f}")
-
-
-def _inside_offset_cut(model):
-    """Mask over the FoV bins (broadcast over energy) that lie wholly inside ``offset_max``."""
-    import numpy as np
-
-
-    omax = float(model.attrs["offset_max"])
-    if model.attrs["kind"] == "2d":
-        return (edges_of(model, "offset")[1:] <= omax)[None, :]
-    x, y = edges_of(model, "detx"), edges_of(model, "dety")
-    far_x = np.maximum(np.abs(x[:-1]), np.abs(x[1:]))
-    far_y = np.maximum(np.abs(y[:-1]), np.abs(y[1:]))
-    return (np.hypot(far_y[:, None], far_x[None, :]) <= omax)[None]
+        print(f"  group {row['group']}: {row['n_bins']} bins, chi2/ndf = {row['chi2_ndf']:.3f}, "
+              f"counts/truth = {row['ratio']:.4f}")
 
 
 _UPDATE_CHECKS = ("kind", "fov_alignment", "energy_edges", "offset_edges", "fov_edges",
@@ -799,12 +783,7 @@ def cmd_update_model(args) -> int:
 def _rejected_after_update(folder: Path, model, requested) -> dict:
     """bg_rejected_runs of a make-models OUTDIR, less the runs now used, plus the requested runs
     the update rejected."""
-    from astropy.table import Table
-
-    rejected = {}
-    if (folder / "bg_rejected_runs.ecsv").exists():
-        table = Table.read(folder / "bg_rejected_runs.ecsv")
-        rejected = {int(o): str(r) for o, r in zip(table["OBS_ID"], table["REASON"])}
+    rejected = rejected_runs(folder)
     used = set(model["obs_id"].values.tolist())
     skipped = json.loads(model.attrs.get("provenance", "{}")).get("skipped_runs", {})
     for obs_id in requested:
