@@ -313,10 +313,8 @@ def offset_deg(ra, dec, ra_pnt, dec_pnt):
 
     Parameters
     ----------
-    ra, dec : array_like
-        Event ICRS coordinates, deg.
-    ra_pnt, dec_pnt : float or array_like
-        Pointing ICRS coordinates, deg; broadcast against the events.
+    ra, dec, ra_pnt, dec_pnt : array_like
+        ICRS coordinates (deg) of the events and of the pointing, broadcast against each other.
 
     Returns
     -------
@@ -751,10 +749,9 @@ def radec_to_altaz_fov(ra, dec, time, params):
 
     Parameters
     ----------
-    ra, dec : array_like
-        Event ICRS coordinates, deg.
-    time : array_like
-        Event times, seconds since MJDREF (EVENTS column TIME); broadcast against ra, dec.
+    ra, dec, time : array_like
+        Events: ICRS coordinates (deg) and times (s since MJDREF, EVENTS column TIME),
+        broadcast against each other.
     params : numpy.ndarray
         Run constants from `altaz_run_params`.
 
