@@ -7,6 +7,7 @@ import xarray as xr
 
 from xbkg.core.binning import edges_of
 from xbkg.simulate import model_truth_counts
+from xbkg.store.datastore import takes_store
 
 __all__ = ["bins_inside_offset_cut", "truth_closure"]
 
@@ -31,8 +32,10 @@ def bins_inside_offset_cut(model: xr.Dataset) -> np.ndarray:
     return (np.hypot(far_y[:, None], far_x[None, :]) <= omax)[None]
 
 
+@takes_store("store_dir", directory=True)
 def truth_closure(store_dir, model: xr.Dataset, min_expected: float = 25.0) -> list[dict]:
-    """How well ``model`` recovers the truth of the simulated store it was built from.
+    """How well ``model`` recovers the truth of the simulated store (a directory or an opened
+    store) it was built from.
 
     Per zenith group, over the bins inside the offset cut expecting at least ``min_expected``
     counts (:func:`xbkg.simulate.model_truth_counts`): ``n_bins``, ``chi2_ndf`` (mean squared
