@@ -38,7 +38,7 @@ def exclusion_parts(store, binning, oversample):
     exposure fractions (ALTAZ constants computed beforehand, as a build does) and the event
     mask (on the run's events); CPU seconds."""
     from xbkg.core.circles import SkyCircles
-    from xbkg.sky import fov
+    from xbkg.sky.earth import run_altaz_params
     from xbkg.sky.exclusion import attach_exclusions, drop_excluded_events, run_exclusion_fraction
     from xbkg.store.events import read_run, run_infos
 
@@ -47,10 +47,7 @@ def exclusion_parts(store, binning, oversample):
                       oversample=oversample)
     runs = [r for r in runs if "exclusion" in r]
     for info in runs:
-        info["altaz_params"] = fov.altaz_run_params(
-            info["ra_pnt"], info["dec_pnt"], geolon=info["geolon"], geolat=info["geolat"],
-            altitude=info["altitude"], mjdrefi=info["mjdrefi"], mjdreff=info["mjdreff"],
-            timesys=info["timesys"], tstart=info["tstart"], tstop=info["tstop"])
+        info["altaz_params"] = run_altaz_params(info)
     events = [read_run(info)[0] for info in runs]
     t0 = time.process_time()  # CPU time: one thread, less sensitive to a shared machine
     for info in runs:

@@ -81,6 +81,7 @@ def task_astropy(store_dir, args) -> dict:
 
     import xbkg
     from xbkg.sky import fov
+    from xbkg.sky.earth import run_altaz_params
     from xbkg.store.events import read_run_events, run_infos
 
     iers.conf.auto_download = False  # bundled IERS tables, no network
@@ -107,11 +108,7 @@ def task_astropy(store_dir, args) -> dict:
     lon, lat = route(slice(None))
     seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
-    params = fov.altaz_run_params(info["ra_pnt"], info["dec_pnt"], geolon=info["geolon"],
-                                  geolat=info["geolat"], altitude=info["altitude"],
-                                  mjdrefi=info["mjdrefi"], mjdreff=info["mjdreff"],
-                                  timesys=info["timesys"], tstart=info["tstart"],
-                                  tstop=info["tstop"])
+    params = run_altaz_params(info)
     t_params = time.perf_counter() - t0
     ra_all, dec_all, t_all = cols["RA"], cols["DEC"], cols["TIME"]
     best = np.inf
