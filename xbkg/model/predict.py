@@ -29,6 +29,7 @@ from xbkg.core.binning import axis_coords, edges_of
 from xbkg.model.evaluate import _fine_nodes, interpolate_grid, loglog_segment_integrals, model_grid
 from xbkg.sky import fov
 from xbkg.sky.earth import run_altaz_params, run_time_samples
+from xbkg.sky.exposure import box_solid_angle
 from xbkg.store.datastore import takes_store
 from xbkg.store.events import complete_run_info, read_run, run_infos
 
@@ -144,8 +145,7 @@ def predict_counts(model: xr.Dataset, store: xr.Dataset, obs_id: int, *, energy_
     centres = 0.5 * (fov_edges[1:] + fov_edges[:-1])
     lon, lat = np.meshgrid(centres, centres)  # (dety, detx)
     ra, dec = fov.fov_to_radec(lon, lat, info["ra_pnt"], info["dec_pnt"])
-    x = np.radians(fov_edges)
-    omega = np.outer(np.diff(np.sin(x)), np.diff(x))
+    omega = box_solid_angle(fov_edges, fov_edges)
     counts = predict_at(model, info, ra, dec, omega, energy_edges, group=group, zenith=zenith,
                         energy_integration=energy_integration, max_rotation=max_rotation, gti=gti)
     coords = {}
