@@ -31,8 +31,6 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-E_EDGES = (0.1, 100.0, 20)
-O_EDGES = (0.0, 2.5, 10)
 
 #: The seed notebook's loop as a script: gammapy DataStore, the off runs, np.histogram2d of
 #: energy x offset, counts / exposure written as a BKG_2D file (argv: store, output file).
@@ -112,14 +110,13 @@ def cold_cli(store, repeat: int = 5) -> dict:
 def first_call(store) -> dict:
     """First and warm 3D ALTAZ builds in one process; warm 2D of the off runs vs gammapy."""
     sys.path.insert(0, str(HERE))
-    import numpy as np
+    from _common import edges
     from bench_build import gammapy_loop
 
     import xbkg
 
     ds = xbkg.open_datastore(store)
-    e_edges = np.geomspace(*E_EDGES[:2], E_EDGES[2] + 1)
-    o_edges = np.linspace(*O_EDGES[:2], O_EDGES[2] + 1)
+    e_edges, o_edges = edges()
 
     def build(**kw):
         t0 = time.perf_counter()

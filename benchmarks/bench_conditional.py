@@ -25,11 +25,12 @@ import os
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+from _common import build, ensure_store, measure  # noqa: E402  (benchmarks/ is on sys.path)
 
 #: Conditions of the benchmark: columns every simulated store has (MUONEFF) or computed ones.
 CONDITIONS = "zenith,MUONEFF,azimuth"
@@ -61,14 +62,12 @@ def task_conditional(store_dir, args) -> dict:
     """One 3D ALTAZ build on one core, with ``args.conditions`` (empty: plain), after the
     once-per-process warm-up, its wall and CPU time (this process); with conditions also the
     times of the fit alone."""
-    from run_all import _build  # benchmarks/ is on sys.path as a script
-
     from xbkg.building.parallel import warm_up
 
     warm_up()
     conditions = args.conditions or None
     c0 = time.process_time()
-    model, out = _build(store_dir, "3d", "altaz", "synchronous", conditions=conditions)
+    model, out = build(store_dir, "3d", "altaz", "synchronous", conditions=conditions)
     out["build_cpu_seconds"] = time.process_time() - c0
     if conditions:
         out["fit_seconds"], out["fit_cpu_seconds"] = refit_seconds(model)
@@ -121,15 +120,12 @@ def main(argv=None) -> int:
                         help="measure the two builds this many times each, in turn (fastest kept)")
     args = parser.parse_args(argv)
 
-    sys.path.insert(0, str(Path(__file__).parent))
-    import run_all
-
     args.store = args.store or tempfile.mkdtemp(prefix="xbkg-bench-cond-")
-    store = run_all._ensure_store(args)
+    store = ensure_store(args)
     best = {}
     for _ in range(args.repeat):
         for label, conditions in (("plain", ""), ("conditional", args.conditions)):
-            r = run_all.measure("conditional", ["--store", str(store), "--conditions", conditions])
+            r = measure("conditional", ["--store", str(store), "--conditions", conditions])
             if label not in best or r["seconds"] < best[label]["seconds"]:
                 best[label] = r
     plain, cond = best["plain"], best["conditional"]

@@ -38,16 +38,13 @@ def exclusion_parts(store, binning, oversample):
     exposure fractions (ALTAZ constants computed beforehand, as a build does) and the event
     mask (on the run's events); CPU seconds."""
     from xbkg.core.circles import SkyCircles
-    from xbkg.sky import fov
+    from xbkg.sky.earth import run_altaz_params
     from xbkg.sky.exclusion import attach_exclusions, drop_excluded_events, run_exclusion_fraction
     from xbkg.store.events import read_run, run_infos
 
     runs, _ = attach_exclusions(run_infos(store), SkyCircles.from_dict(CIRCLES),
                                 binning.offset_max, oversample=oversample)
-    runs = [info.with_(altaz_params=fov.altaz_run_params(
-                info.ra_pnt, info.dec_pnt, geolon=info.geolon, geolat=info.geolat,
-                altitude=info.altitude, mjdrefi=info.mjdrefi, mjdreff=info.mjdreff,
-                timesys=info.timesys, tstart=info.tstart, tstop=info.tstop))
+    runs = [info.with_(altaz_params=run_altaz_params(info))
             for info in runs if info.exclusion is not None]
     events = [read_run(info)[0] for info in runs]
     t0 = time.process_time()  # CPU time: one thread, less sensitive to a shared machine

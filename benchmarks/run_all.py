@@ -38,10 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -49,22 +46,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
-E_EDGES = (0.1, 100.0, 20)  # log bins, TeV
-O_EDGES = (0.0, 2.5, 10)    # deg
-FOV_EDGES = "-2.5:2.5:25"
-#: Events of a zenith-0 run per mean events of a run, for runs spread over zenith 0-60 deg
-#: (measured on 2,000 simulated runs: 6.07e7 events for 50,000 at zenith 0).
-ZENITH0_PER_MEAN = 1.6486
+from _common import ZENITH0_PER_MEAN, build, edges, ensure_store, measure  # noqa: E402
 
 # --------------------------------------------------------------------------------------------
 # measurements, each run in a child process: ``run_all.py --task NAME --store DIR``
-
-
-def _edges():
-    import numpy as np
-
-    return (np.geomspace(E_EDGES[0], E_EDGES[1], E_EDGES[2] + 1),
-            np.linspace(O_EDGES[0], O_EDGES[1], O_EDGES[2] + 1))
 
 
 def task_gammapy(store_dir, args) -> dict:
@@ -73,7 +58,7 @@ def task_gammapy(store_dir, args) -> dict:
     from bench_build import gammapy_loop  # benchmarks/ is on sys.path as a script
     from gammapy.data import DataStore
 
-    e_edges, o_edges = _edges()
+    e_edges, o_edges = edges()
     obs_ids = None  # every run
     if args.reference_runs:
         obs_ids = DataStore.from_dir(store_dir).obs_table["OBS_ID"].tolist()[:args.reference_runs]
@@ -95,6 +80,7 @@ def task_astropy(store_dir, args) -> dict:
 
     import xbkg
     from xbkg.sky import fov
+    from xbkg.sky.earth import run_altaz_params
     from xbkg.store.events import read_run_events, run_infos
 
     iers.conf.auto_download = False  # bundled IERS tables, no network
@@ -121,11 +107,7 @@ def task_astropy(store_dir, args) -> dict:
     lon, lat = route(slice(None))
     seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
-    params = fov.altaz_run_params(info.ra_pnt, info.dec_pnt, geolon=info.geolon,
-                                  geolat=info.geolat, altitude=info.altitude,
-                                  mjdrefi=info.mjdrefi, mjdreff=info.mjdreff,
-                                  timesys=info.timesys, tstart=info.tstart,
-                                  tstop=info.tstop)
+    params = run_altaz_params(info)
     t_params = time.perf_counter() - t0
     ra_all, dec_all, t_all = cols["RA"], cols["DEC"], cols["TIME"]
     best = np.inf
@@ -140,23 +122,6 @@ def task_astropy(store_dir, args) -> dict:
             "run_params_seconds": t_params}
 
 
-def _build(store_dir, kind, align, scheduler, conditions=None):
-    import numpy as np
-
-    import xbkg
-
-    e_edges, o_edges = _edges()
-    store = xbkg.open_datastore(store_dir)
-    t0 = time.perf_counter()
-    model = xbkg.make_model(store, kind=kind, fov_alignment=align, energy_edges=e_edges,
-                            offset_edges=o_edges, fov_edges=FOV_EDGES, offset_max=2.5,
-                            scheduler=scheduler, conditions=conditions)
-    seconds = time.perf_counter() - t0
-    counts = model["counts"].sum("zenith_group").values
-    return model, {"seconds": seconds, "events": int(store["EVENT_COUNT"].sum()),
-                   "runs": int(store.sizes["obs_id"]), "counted": int(np.sum(counts))}
-
-
 def task_xbkg(store_dir, args) -> dict:
     """One xbkg build on one core (synchronous scheduler) or on a LocalCluster."""
     import numpy as np
@@ -168,7 +133,7 @@ def task_xbkg(store_dir, args) -> dict:
         t0 = time.perf_counter()
         warm_up()  # once per process: imports, astropy's Earth orientation table
         warm = time.perf_counter() - t0
-        model, out = _build(store_dir, kind, align, "synchronous")
+        model, out = build(store_dir, kind, align, "synchronous")
         out["warm_up_seconds"] = warm
         if kind == "2d" and (Path(args.scratch) / "gammapy_counts.npy").exists():
             ref = np.load(Path(args.scratch) / "gammapy_counts.npy")
@@ -180,7 +145,7 @@ def task_xbkg(store_dir, args) -> dict:
     t0 = time.perf_counter()
     with local_cluster(args.workers) as client:
         startup = time.perf_counter() - t0  # local_cluster warms its workers up
-        model, out = _build(store_dir, kind, align, client)
+        model, out = build(store_dir, kind, align, client)
     out["cluster_startup_seconds"] = startup
     return out
 
@@ -264,81 +229,6 @@ USER_LABELS = ("cold", "first call", "gzip")
 
 # --------------------------------------------------------------------------------------------
 # the driver: one child process per measurement, process-tree memory sampled from here
-
-
-def _tree_rss(proc) -> int:
-    import psutil
-
-    total = 0
-    try:
-        procs = [proc] + proc.children(recursive=True)
-    except psutil.NoSuchProcess:
-        return 0
-    for p in procs:
-        try:
-            total += p.memory_info().rss
-        except psutil.NoSuchProcess:
-            pass
-    return total
-
-
-def _busy_seconds() -> float:
-    """CPU seconds spent by the whole machine (all processes) since boot."""
-    import psutil
-
-    t = psutil.cpu_times()
-    return t.user + t.system + getattr(t, "nice", 0.0) + getattr(t, "irq", 0.0) + \
-        getattr(t, "softirq", 0.0)
-
-
-def measure(name: str, argv: list[str]) -> dict:
-    """Run ``run_all.py --task`` in a child; its result plus peak tree RSS and CPU time."""
-    import psutil
-
-    cmd = [sys.executable, __file__, "--task", name] + argv
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    busy0 = _busy_seconds()
-    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    proc = psutil.Process(child.pid)
-    peak = [0]
-    done = threading.Event()
-
-    def sample():
-        while not done.is_set():
-            peak[0] = max(peak[0], _tree_rss(proc))
-            done.wait(0.05)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    t0 = time.perf_counter()
-    out, _ = child.communicate()
-    wall = time.perf_counter() - t0
-    done.set()
-    thread.join()
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    busy = _busy_seconds() - busy0
-    if child.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed with status {child.returncode}")
-    result = json.loads(out.strip().splitlines()[-1])
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    result.update(peak_rss_mb=peak[0] / 2**20, process_wall_seconds=wall, cpu_seconds=cpu,
-                  other_jobs_cores=max(0.0, busy - cpu) / wall)
-    print(f"{name} {' '.join(argv[2:])}: {json.dumps(result)}", file=sys.stderr, flush=True)
-    return result
-
-
-def _ensure_store(args) -> Path:
-    store = Path(args.store)
-    if (store / "obs-index.fits.gz").exists():
-        return store
-    from xbkg.simulate import simulate_store
-
-    # --events is the mean per run: zenith-0 runs get more (higher thresholds at high zenith)
-    t0 = time.perf_counter()
-    simulate_store(store, n_runs=args.runs, events_per_run=args.events * ZENITH0_PER_MEAN,
-                   seed=1, n_jobs=os.cpu_count() or 1)
-    print(f"simulated {args.runs} runs in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-    return store
 
 
 def _ensure_gz_store(args) -> Path:
@@ -578,7 +468,7 @@ def main(argv=None) -> int:
         if args.out:
             Path(args.out).write_text(text)
         return 0
-    store = _ensure_store(args)
+    store = ensure_store(args)
     scratch = store.parent / f".{store.name}-bench"
     scratch.mkdir(exist_ok=True)
     common = ["--store", str(store), "--scratch", str(scratch),

@@ -96,3 +96,23 @@ def test_closure_exact_exposure(kind, align, big_closure_store):
     print(f"{kind} {align}: chi2/ndf {chi2:.3f} over {n} bins, exposure error {error:.2e}")
     assert 0.85 <= chi2 <= 1.15, f"chi2/ndf={chi2:.3f} over {n} bins"
     assert error < 1e-3  # the reference grid's own precision
+
+
+def test_truth_closure_of_the_demo_statistics(tmp_path):
+    """The demo's closure figures (xbkg.checks.closure): Poisson pulls of the counts against
+    the truth over the bins inside the offset cut, chi2/ndf near 1 and counts/truth near 1."""
+    from xbkg.checks.closure import bins_inside_offset_cut, truth_closure
+
+    store_dir = simulate_store(tmp_path / "s", n_runs=6, events_per_run=20000, seed=11,
+                               zenith_range=(0, 40))
+    model = xbkg.make_model(xbkg.open_datastore(store_dir), kind="3d", selection="all",
+                            zenith_edges=[0, 45, 60], fov_edges="-2.5:2.5:20")
+    inner = bins_inside_offset_cut(model)
+    x = model["detx_bounds"].values
+    corner = np.hypot(np.abs(x).max(axis=1)[:, None], np.abs(x).max(axis=1)[None, :])
+    np.testing.assert_array_equal(inner[0], corner <= model.attrs["offset_max"])
+    rows = truth_closure(store_dir, model)
+    assert [r["group"] for r in rows] == [0, 1]
+    assert rows[0]["n_bins"] > 100 and 0.8 < rows[0]["chi2_ndf"] < 1.25
+    assert abs(rows[0]["ratio"] - 1) < 0.02
+    assert rows[1]["n_bins"] == 0 and np.isnan(rows[1]["chi2_ndf"])  # no run above 45 deg

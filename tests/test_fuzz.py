@@ -20,16 +20,17 @@ from astropy.io import fits
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from xbkg import make_model
-from xbkg.building.make import _solid_angle, make_binning
+from xbkg.building.make import make_binning
 from xbkg.building.reduce import run_cubes
 from xbkg.simulate import simulate_store
+from xbkg.sky.exposure import fov_solid_angle
 from xbkg.store.datastore import DataStoreError, open_datastore
 from xbkg.store.events import RunDataError, UnitAssumedWarning, run_infos
 
 FUZZ = settings(deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 EVENT_COLUMNS = ("TIME", "RA", "DEC", "ENERGY")
 BINNING = make_binning("3d", "altaz", energy_edges="0.1:100:6", fov_edges="-2:2:8")
-SOLID = _solid_angle(BINNING)
+SOLID = fov_solid_angle(BINNING.kind, BINNING.fov_edges, BINNING.offset_max)
 
 
 @pytest.fixture(scope="module")

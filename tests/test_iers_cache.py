@@ -57,6 +57,22 @@ def test_saved_table_loads_as_astropys(tmp_path):
     _assert_same_table(table, iers_cache._load(path))
 
 
+def test_cache_written_like_every_output(tmp_path):
+    """The cache goes through xbkg.io.atomic (umask permissions, no temporary file left, an
+    existing cache replaced), not a private temporary-file writer of its own."""
+    from astropy.table import Table
+
+    table = Table({"a": [1.0, 2.0]})
+    path = tmp_path / "sub" / "t.npz"
+    iers_cache._save(table, path)
+    iers_cache._save(table, path)  # replaces
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+    assert sorted(p.name for p in path.parent.iterdir()) == ["t.npz"]
+    assert iers_cache._load(path)["a"].tolist() == [1.0, 2.0]
+
+
 @pytest.mark.slow
 def test_same_params_with_and_without_cache_in_fresh_processes(tmp_path):
     without = _run("off")  # astropy parses its text tables and computes the contexts

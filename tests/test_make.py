@@ -108,3 +108,25 @@ def test_real_2d_equals_numpy(hess_dr1):
     rate = np.maximum(rate, 1e-3 * mean[:, None])
     np.testing.assert_allclose(model["rate"].isel(zenith_group=0).values, rate, rtol=1e-12, atol=0)
     assert int(model["group_n_obs"][0]) == 45
+
+
+@pytest.mark.parametrize("kind", ["2d", "3d"])
+def test_one_solid_angle_for_build_and_summaries(tmp_path, kind):
+    """The solid angle the summaries and plots divide by (xbkg.model.profiles.solid_angle, from
+    the model's edges) is the one the build multiplied into the exposure (from the binning)."""
+    from xbkg.core.binning import edges_of
+    from xbkg.model.profiles import solid_angle
+    from xbkg.simulate import simulate_store
+    from xbkg.sky.exposure import energy_widths_mev
+
+    store = simulate_store(tmp_path / "s", n_runs=2, events_per_run=200, seed=3)
+    model = xbkg.make_model(store, kind=kind, selection="all", zenith_edges=[0, 90],
+                            offset_max=2.2)
+    exposure = model["exposure"].isel(zenith_group=0).values
+    widths = energy_widths_mev(edges_of(model, "energy"))
+    per_sr = exposure / widths.reshape((-1,) + (1,) * (exposure.ndim - 1))
+    omega = solid_angle(model)
+    inside = omega > 0
+    ontime = per_sr[0][inside] / omega[inside]
+    np.testing.assert_allclose(ontime, ontime[0], rtol=1e-12)
+    np.testing.assert_array_equal(per_sr[0][~inside], 0.0)

@@ -8,9 +8,10 @@ import pytest
 from astropy.io import fits
 
 import xbkg
-from xbkg.building.make import _solid_angle, make_binning
+from xbkg.building.make import make_binning
 from xbkg.building.reduce import run_cubes
 from xbkg.core.runs import RunInfo
+from xbkg.sky.exposure import fov_solid_angle
 from xbkg.store.events import POINTING_SOURCES, complete_run_info, run_infos
 
 E_EDGES = np.geomspace(0.1, 100.0, 21)
@@ -35,7 +36,7 @@ def _astropy_counts(path):
 def test_dr1_counts_equal_an_astropy_recount_for_every_run(hess_dr1):
     store = xbkg.open_datastore(hess_dr1)
     binning = make_binning("2d", energy_edges=E_EDGES, offset_edges=O_EDGES)
-    solid = _solid_angle(binning)
+    solid = fov_solid_angle(binning.kind, binning.fov_edges, binning.offset_max)
     runs = run_infos(store)
     assert len(runs) == 105
     for info in runs:

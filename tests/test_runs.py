@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pytest
 
-from xbkg.building.make import _solid_angle, make_binning
+from xbkg.building.make import make_binning
 from xbkg.building.reduce import group_cubes, run_cubes, with_altaz_params
 from xbkg.core.circles import SkyCircles
 from xbkg.core.runs import RunInfo, as_run_info
@@ -19,6 +19,7 @@ from xbkg.sky.exclusion import (
     plan_exclusion,
     run_exclusion_fraction,
 )
+from xbkg.sky.exposure import fov_solid_angle
 from xbkg.store.altaz_checks import check_run_geometry
 from xbkg.store.datastore import open_datastore
 from xbkg.store.events import complete_run_info, fill_from_headers, read_run, run_infos
@@ -72,7 +73,7 @@ def test_build_stages_return_new_records_and_leave_theirs_unchanged(runs):
     full = complete_run_info(with_regions[0], header)
     assert full.pointing_source is not None and with_regions[0].pointing_source is None
     check_run_geometry(full)
-    solid = _solid_angle(BINNING)
+    solid = fov_solid_angle(BINNING.kind, BINNING.fov_edges, BINNING.offset_max)
     parts = [run_cubes(r, BINNING, solid) for r in params + with_regions]
     assert all(p["error"] is None for p in parts)
     counts = group_cubes(params, np.zeros(len(params), int), 1, BINNING, solid)[0]

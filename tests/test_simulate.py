@@ -366,3 +366,26 @@ def test_refuses_non_empty_outdir(tmp_path):
     assert (simulate_store(empty, n_runs=1, events_per_run=50) / "truth.json").exists()
     with pytest.raises(ValueError, match="zenith_range"):
         simulate_store(tmp_path / "z", n_runs=1, zenith_range=(10, 89))
+
+
+def test_simulated_hdus_carry_the_gadf_cards_of_the_writers(tmp_path):
+    """Simulated stores declare their HDUs with the cards of xbkg.io.gadf (one spec for every
+    HDU xbkg writes), not a copy of their own."""
+    from xbkg.io.gadf import HDU_SPECS, gadf_cards
+
+    out = simulate_store(tmp_path / "s", n_runs=1, events_per_run=50, seed=2)
+    expected = {"EVENTS": ("EVENTS",), "GTI": ("GTI",), "OBS_INDEX": ("INDEX", "OBS"),
+                "HDU_INDEX": ("INDEX", "HDU")}
+    files = sorted((out / "data").iterdir()) + [out / "obs-index.fits.gz", out / "hdu-index.fits.gz"]
+    seen = set()
+    for path in files:
+        with fits.open(path) as hdus:
+            for hdu in hdus[1:]:
+                cards = gadf_cards(*expected[hdu.name])
+                assert {k: hdu.header[k] for k in cards} == cards
+                assert "HDUCLAS3" not in hdu.header
+                seen.add(hdu.name)
+    assert seen == set(expected)
+    bkg = HDU_SPECS["bkg"]["cards"]
+    assert {k: bkg[k] for k in ("HDUCLASS", "HDUDOC", "HDUVERS")} == {
+        k: cards[k] for k in ("HDUCLASS", "HDUDOC", "HDUVERS")}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import json
 import logging
 import math
@@ -29,6 +30,7 @@ from xbkg.building.options import BuildOptions, build_options
 from xbkg.building.parallel import LOCAL_SCHEDULERS, local_cluster
 from xbkg.building.products import write_products
 from xbkg.building.update import update_model
+from xbkg.checks.closure import truth_closure
 from xbkg.checks.compare import (
     compare_models,
     comparison_summary,
@@ -36,7 +38,7 @@ from xbkg.checks.compare import (
     rate_consistency,
 )
 from xbkg.checks.crossval import summarise, validate
-from xbkg.core.binning import edges_of, parse_edges
+from xbkg.core.binning import parse_edges
 from xbkg.core.defaults import DEFAULTS, DEFAULTS as D
 from xbkg.io import open_model
 from xbkg.io.atomic import discard_pending, recover
@@ -44,8 +46,14 @@ from xbkg.io.netcdf import read_netcdf, write_netcdf
 from xbkg.io.safety import check_writable, guard_output, require_regular_file
 from xbkg.report.checks import comparison_table, write_comparison, write_validation
 from xbkg.report.html import write_report
-from xbkg.report.summary import model_label, outdir_summary, provenance_lines, summary_text
-from xbkg.simulate import model_truth_counts, simulate_store
+from xbkg.report.summary import (
+    model_label,
+    outdir_summary,
+    provenance_lines,
+    rejected_runs,
+    summary_text,
+)
+from xbkg.simulate import simulate_store
 from xbkg.sky.exclusion import plan_exclusion
 from xbkg.store.datastore import open_datastore, store_inputs
 from xbkg.store.selection import select_runs
@@ -248,6 +256,13 @@ SELECTION_HELP = ("which runs to use: 'off' the runs whose TARGET_NAME or OBJECT
                   "run (default: off)")
 
 
+def _command(sub, name: str, run) -> argparse.ArgumentParser:
+    """The subparser of command ``name``, run by ``run``: its help is the first line of
+    ``run``'s docstring, its description the rest (argparse re-wraps both)."""
+    summary, _, description = inspect.cleandoc(run.__doc__).partition("\n")
+    return sub.add_parser(name, help=summary, description=description.strip())
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``xbkg`` argument parser: every subcommand, option and its help text."""
     parser = Parser(prog="xbkg", description=DESCRIPTION)
@@ -291,24 +306,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "in bg_rejected_runs.ecsv)")
     _add_no_report(mm)
 
-    info = sub.add_parser(
-        "info", help="summarise a model file or a make-models OUTDIR",
-        description="Print what a model is: kind, FoV alignment (3D), binning, zenith groups with "
-        "runs, observation time and counts. Given a make-models OUTDIR, also the runs used and "
-        "rejected (with reasons), the options and provenance of the build and where each file "
-        "is.")
+    info = _command(sub, "info", cmd_info)
     info.add_argument("path", metavar="PATH",
                       help="model.nc, a GADF BKG_2D/BKG_3D FITS file, or a make-models OUTDIR")
     info.add_argument("--hdu", default=None,
                       help="FITS only: the HDU to read, by name or number (default: the first "
                       "background HDU)")
 
-    rep_ = sub.add_parser(
-        "report", help="write one HTML page of figures and tables of a make-models OUTDIR",
-        description="Write a self-contained HTML report (figures embedded, no network needed) "
-        "of a make-models OUTDIR: rate over energy x offset per group, FoV maps, zenith "
-        "dependence, counts and exposure statistics, runs used and rejected, the command and "
-        "versions that made it.")
+    rep_ = _command(sub, "report", cmd_report)
     rep_.add_argument("outdir", metavar="OUTDIR", help="a make-models output folder")
     rep_.add_argument("--output", metavar="FILE", default=None,
                       help="where to write the report (default: OUTDIR/report.html)")
@@ -336,11 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="processes writing runs in parallel (default: 1)")
     sim.add_argument("--overwrite", action="store_true", help="replace a non-empty OUTDIR")
 
-    demo = sub.add_parser(
-        "demo", help="simulate a small store, build models from it and write the report",
-        description="Simulate a small store (OUTDIR/store), build 3D models in three zenith "
-        "groups (OUTDIR/models), print their summary and how well they recover the simulated "
-        "truth, and write the HTML report (OUTDIR/models/report.html). No data needed.")
+    demo = _command(sub, "demo", cmd_demo)
     demo.add_argument("outdir", metavar="OUTDIR", nargs="?", default="xbkg-demo",
                       help="folder for the store and the models (default: ./xbkg-demo)")
     demo.add_argument("--runs", metavar="N", type=_at_least(1), default=30,
@@ -469,10 +470,10 @@ def _add_instrument_options(mm: argparse.ArgumentParser) -> None:
     g.add_argument("--event-filter", metavar="EXPR", default=None,
                    help="keep only events for which EXPR holds, in the --where language on "
                    "EVENTS columns, e.g. \"MC_ID == 1\" (CTA simulated background only)")
-    g.add_argument("--exclude-targets", metavar="RADIUS", type=float, default=None,
+    g.add_argument("--exclude-targets", metavar="RADIUS", type=float,
                    help="exclude a circle of RADIUS deg around each run's target (RA_OBJ/DEC_OBJ "
                    "of the obs index or EVENTS header, or OBJECT found in --exclusion-catalog)")
-    g.add_argument("--exclusion-catalog", metavar="FILE", default=None,
+    g.add_argument("--exclusion-catalog", metavar="FILE",
                    help="exclude the sources of a gamma-cat/HGPS-style catalog (FITS or ECSV: "
                    "position, extension) that reach the runs")
     g.add_argument("--catalog-min-radius", metavar="DEG", type=float,
@@ -650,6 +651,12 @@ def _smoothness(text):
 
 
 def cmd_info(args) -> int:
+    """summarise a model file or a make-models OUTDIR
+
+    Print what a model is: kind, FoV alignment (3D), binning, zenith groups with runs,
+    observation time and counts. Given a make-models OUTDIR, also the runs used and rejected
+    (with reasons), the options and provenance of the build and where each file is.
+    """
     path = Path(args.path)
     if path.is_dir():
         print(outdir_summary(path))
@@ -675,6 +682,12 @@ def _check_report_output(output) -> None:
 
 
 def cmd_report(args) -> int:
+    """write one HTML page of figures and tables of a make-models OUTDIR
+
+    Write a self-contained HTML report (figures embedded, no network needed) of a make-models
+    OUTDIR: rate over energy x offset per group, FoV maps, zenith dependence, counts and
+    exposure statistics, runs used and rejected, the command and versions that made it.
+    """
     if args.output is not None:
         _check_report_output(args.output)
     print(f"wrote {write_report(args.outdir, output=args.output)}")
@@ -692,6 +705,12 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    """simulate a small store, build models from it and write the report
+
+    Simulate a small store (OUTDIR/store), build 3D models in three zenith groups
+    (OUTDIR/models), print their summary and how well they recover the simulated truth, and
+    write the HTML report (OUTDIR/models/report.html). No data needed.
+    """
     out = Path(args.outdir)
     _guard(out / "store", None, args, ("truth.json",))
     store = simulate_store(out / "store", n_runs=args.runs, events_per_run=20000,
@@ -704,8 +723,7 @@ def cmd_demo(args) -> int:
     ns.command_line = "xbkg " + shlex.join(line)
     cmd_make_models(ns)
     print(f"summary of {out / 'models' / 'model.nc'}:")
-    info = build_parser().parse_args(["info", str(out / "models" / "model.nc")])
-    cmd_info(info)
+    print(summary_text(open_model(out / "models" / "model.nc")))
     _print_closure(store, out / "models" / "model.nc")
     if not args.no_report:
         print(f"report (open it in a browser): {_write_report(out / 'models', store)}")
@@ -714,37 +732,15 @@ def cmd_demo(args) -> int:
 
 def _print_closure(store, model_path) -> None:
     """How well the demo model recovers the simulated truth, per group."""
-    import numpy as np
-
-
-    model = open_model(model_path)
-    expected = model_truth_counts(store, model)
-    counts = model["counts"].values
     print("closure against the simulated truth (bins with >= 25 expected counts, "
           "inside the offset cut):")
-    inner = _inside_offset_cut(model)
-    for g in range(counts.shape[0]):
-        sel = (expected[g] >= 25) & inner
-        if not sel.any():
-            print(f"  group {g}: no bin expects 25 counts (too few events for this binning)")
+    for row in truth_closure(store, open_model(model_path), min_expected=25):
+        if not row["n_bins"]:
+            print(f"  group {row['group']}: no bin expects 25 counts (too few events for this "
+                  "binning)")
             continue
-        pulls = (counts[g][sel] - expected[g][sel]) / np.sqrt(expected[g][sel])
-        print(f"  group {g}: {int(sel.sum())} bins, chi2/ndf = {np.mean(pulls ** 2):.3f}, "
-              f"counts/truth = {counts[g][sel].sum() / expected[g][sel].sum():.4f}")
-
-
-def _inside_offset_cut(model):
-    """Mask over the FoV bins (broadcast over energy) that lie wholly inside ``offset_max``."""
-    import numpy as np
-
-
-    omax = float(model.attrs["offset_max"])
-    if model.attrs["kind"] == "2d":
-        return (edges_of(model, "offset")[1:] <= omax)[None, :]
-    x, y = edges_of(model, "detx"), edges_of(model, "dety")
-    far_x = np.maximum(np.abs(x[:-1]), np.abs(x[1:]))
-    far_y = np.maximum(np.abs(y[:-1]), np.abs(y[1:]))
-    return (np.hypot(far_y[:, None], far_x[None, :]) <= omax)[None]
+        print(f"  group {row['group']}: {row['n_bins']} bins, chi2/ndf = {row['chi2_ndf']:.3f}, "
+              f"counts/truth = {row['ratio']:.4f}")
 
 
 _UPDATE_CHECKS = ("kind", "fov_alignment", "energy_edges", "offset_edges", "fov_edges",
@@ -816,12 +812,7 @@ def cmd_update_model(args) -> int:
 def _rejected_after_update(folder: Path, model, requested) -> dict:
     """bg_rejected_runs of a make-models OUTDIR, less the runs now used, plus the requested runs
     the update rejected."""
-    from astropy.table import Table
-
-    rejected = {}
-    if (folder / "bg_rejected_runs.ecsv").exists():
-        table = Table.read(folder / "bg_rejected_runs.ecsv")
-        rejected = {int(o): str(r) for o, r in zip(table["OBS_ID"], table["REASON"])}
+    rejected = rejected_runs(folder)
     used = set(model["obs_id"].values.tolist())
     skipped = json.loads(model.attrs.get("provenance", "{}")).get("skipped_runs", {})
     for obs_id in requested:
@@ -866,12 +857,7 @@ def cmd_apply_model(args) -> int:
 
 
 def _add_validate_parsers(sub) -> None:
-    va = sub.add_parser(
-        "validate", help="k-fold cross-validation of background models over runs",
-        description="Split the runs into folds; for each fold build a model on the other runs "
-        "and predict the held-out runs' counts per bin (or score fixed models with --reference). "
-        "Writes validation_runs.ecsv, validation_summary.json, validation_cubes.nc and PNG plots "
-        "to OUTDIR (xbkg.checks.crossval).")
+    va = _command(sub, "validate", cmd_validate)
     va.add_argument("data_dir", metavar="DATA_DIR", help="GADF DL3 store (obs-index, hdu-index)")
     va.add_argument("outdir", metavar="OUTDIR", help="output folder")
     sel = va.add_argument_group("runs and folds")
@@ -905,11 +891,7 @@ def _add_validate_parsers(sub) -> None:
     _add_run(va)
     va.add_argument("--no-plots", action="store_true", help="do not write the PNG plots")
 
-    co = sub.add_parser(
-        "compare", help="compare two model sets: ratio maps, profiles, summary table",
-        description="Compare model set B with model set A (each a model.nc / GADF file or a "
-        "make-models OUTDIR) on A's grid, per zenith group of A (xbkg.checks.compare). Writes "
-        "compare_summary.ecsv, compare.nc and PNG plots to OUTDIR and prints the summary.")
+    co = _command(sub, "compare", cmd_compare)
     co.add_argument("model_a", metavar="A",
                     help="reference model set: model.nc, a GADF file or a make-models OUTDIR")
     co.add_argument("model_b", metavar="B", help="model set compared with A (same forms as A)")
@@ -924,6 +906,13 @@ def _add_validate_parsers(sub) -> None:
 
 
 def cmd_validate(args) -> int:
+    """k-fold cross-validation of background models over runs
+
+    Split the runs into folds; for each fold build a model on the other runs and predict the
+    held-out runs' counts per bin (or score fixed models with --reference). Writes
+    validation_runs.ecsv, validation_summary.json, validation_cubes.nc and PNG plots to OUTDIR
+    (xbkg.checks.crossval).
+    """
     if args.per_run:
         per_run = args.per_run_method
     else:
@@ -955,6 +944,12 @@ def cmd_validate(args) -> int:
 
 
 def cmd_compare(args) -> int:
+    """compare two model sets: ratio maps, profiles, summary table
+
+    Compare model set B with model set A (each a model.nc / GADF file or a make-models OUTDIR)
+    on A's grid, per zenith group of A (xbkg.checks.compare). Writes compare_summary.ecsv,
+    compare.nc and PNG plots to OUTDIR and prints the summary.
+    """
     _guard(args.outdir, None, args, ("compare_summary.ecsv",), [args.model_a, args.model_b])
     model_a, model_b = load_model_set(args.model_a), load_model_set(args.model_b)
     comparison = compare_models(model_a, model_b, labels=args.labels)

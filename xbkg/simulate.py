@@ -20,6 +20,7 @@ import numpy as np
 from xbkg.core.binning import edges_of, parse_edges
 from xbkg.io.atomic import atomic_dir
 from xbkg.io.fitswrite import bintable_bytes, file_bytes
+from xbkg.io.gadf import gadf_cards
 from xbkg.sky import fov
 from xbkg.store.datastore import takes_store
 
@@ -136,7 +137,6 @@ _ONTIME_JITTER = 60.0
 _RUNS_PER_NIGHT = 6
 # MJD reference of the times (2001-01-01 00:00 UTC in TT, as in H.E.S.S. data).
 _MJDREFI, _MJDREFF, _TIMESYS = 51910, 0.000742870370370241, "TT"
-_HDUDOC = "https://github.com/open-gamma-ray-astro/gamma-astro-data-formats"
 _CREATOR = "xbkg.simulate"
 # energy integration: Gauss-Legendre nodes on log-energy sub-intervals of at most this width
 _GL_NODES = 4
@@ -682,11 +682,10 @@ def _site_cards(site):
             ("ALTITUDE", site["altitude"], "observatory altitude (m)")]
 
 
-def _gadf_cards(extname, clas1, clas2=None):
-    cards = [("EXTNAME", extname, None), ("HDUCLASS", "GADF", None), ("HDUDOC", _HDUDOC, None),
-             ("HDUVERS", "0.2", None), ("HDUCLAS1", clas1, None)]
-    if clas2:
-        cards.append(("HDUCLAS2", clas2, None))
+def _gadf_cards(extname, *classes):
+    """EXTNAME, the GADF cards of :func:`xbkg.io.gadf.gadf_cards` and CREATOR."""
+    cards = [("EXTNAME", extname, None)]
+    cards += [(key, value, None) for key, value in gadf_cards(*classes).items()]
     return cards + [("CREATOR", _CREATOR, "program that wrote this HDU")]
 
 

@@ -17,7 +17,7 @@ import xarray as xr
 
 from xbkg.building.conditional import ConditionRangeWarning, is_conditional, models_for_runs
 from xbkg.building.perrun import RUN_MODEL_DIR, run_model_file_name
-from xbkg.building.products import atomic_dir
+from xbkg.io.atomic import atomic_dir
 from xbkg.io.gadf import write_table_file
 from xbkg.io.hduindex import make_bkg_index_table, make_total_index_table
 from xbkg.store.datastore import takes_store

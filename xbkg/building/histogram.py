@@ -16,6 +16,7 @@ import numpy as np
 from xbkg.core.binning import Binning
 from xbkg.core.runs import RunInfo, as_run_info
 from xbkg.sky import fov
+from xbkg.sky.earth import run_altaz_params
 
 __all__ = ["bin_index", "histogram", "fov_coordinates", "run_counts"]
 
@@ -165,11 +166,7 @@ def _fov_lonlat(columns: dict, info: RunInfo, binning: Binning):
         return fov.radec_to_fov(ra, dec, info.ra_pnt, info.dec_pnt)
     params = info.altaz_params  # already computed for this run, or None
     if params is None:
-        params = fov.altaz_run_params(
-            info.ra_pnt, info.dec_pnt, geolon=info.geolon, geolat=info.geolat,
-            altitude=info.altitude, mjdrefi=info.mjdrefi, mjdreff=info.mjdreff,
-            timesys=info.timesys, tstart=info.tstart, tstop=info.tstop,
-        )
+        params = run_altaz_params(info)
     return fov.radec_to_altaz_fov(ra, dec, columns["TIME"], params)
 
 

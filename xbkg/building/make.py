@@ -36,7 +36,7 @@ from xbkg.core.defaults import DEFAULTS
 from xbkg.core.schema import assemble_model
 from xbkg.model.smoothing import smooth_model
 from xbkg.sky.exclusion import attach_plan, exclusion_provenance, plan_exclusion
-from xbkg.sky.exposure import annulus_solid_angle, box_solid_angle
+from xbkg.sky.exposure import fov_solid_angle
 from xbkg.store.altaz_checks import geometry_advice
 from xbkg.store.conditions import condition_matrix, parse_conditions
 from xbkg.store.datastore import open_datastore, takes_store
@@ -54,10 +54,6 @@ DEFAULT_OFFSET_EDGES = DEFAULTS.offset_edges
 DEFAULT_FOV_EDGES = DEFAULTS.fov_edges
 
 
-def _solid_angle(binning: Binning) -> np.ndarray:
-    if binning.kind == "2d":
-        return annulus_solid_angle(binning.fov_edges["offset"], binning.offset_max)
-    return box_solid_angle(binning.fov_edges["detx"], binning.fov_edges["dety"], binning.offset_max)
 
 
 def _with_site(store: xr.Dataset, site) -> xr.Dataset:
@@ -174,7 +170,8 @@ def _run_cubes_graph(runs, groups, n_groups, binning, cond, on_error, compute_no
     if cond is not None and "outer_rate" in cond["conditions"]:
         # counted in the same pass (xbkg.building.reduce.run_cubes)
         runs = [info.with_(outer_offset=binning.offset_max) for info in runs]
-    return group_cubes(runs, groups, n_groups, binning, _solid_angle(binning),
+    omega = fov_solid_angle(binning.kind, binning.fov_edges, binning.offset_max)
+    return group_cubes(runs, groups, n_groups, binning, omega,
                        on_error=on_error if compute_now else "raise", pointing=True,
                        fit_bins=None if cond is None else cond["labels"], extent=extent)
 

@@ -18,7 +18,7 @@ from xbkg.building.malloc import tune_malloc
 from xbkg.core.binning import Binning, run_energy_mask
 from xbkg.core.runs import RunInfo, as_run_info
 from xbkg.io.fitstable import read_header
-from xbkg.sky import fov
+from xbkg.sky.earth import run_altaz_params, runs_altaz_params
 from xbkg.sky.exclusion import apply_exclusion
 from xbkg.sky.exposure import energy_widths_mev
 from xbkg.sky.extent import run_max_offset
@@ -91,7 +91,7 @@ def run_cubes(info: RunInfo, binning: Binning, solid_angle: np.ndarray, on_error
         validate_run_events(columns, header, full, gti=gti)
         if binning.kind == "3d" and binning.fov_alignment == "ALTAZ":
             if full.altaz_params is None:  # once for the geometry check, exclusion and counts
-                full = full.with_(altaz_params=_run_altaz_params(full))
+                full = full.with_(altaz_params=run_altaz_params(full))
             tolerance = full.altitude_tolerance
             check_run_geometry(full, DEFAULT_ALTITUDE_TOLERANCE if tolerance is None else tolerance)
         raw, hav, max_offset = columns, None, None
@@ -121,14 +121,6 @@ def run_cubes(info: RunInfo, binning: Binning, solid_angle: np.ndarray, on_error
     exposure = time * TIME_QUANTUM * exposure_scale(binning.energy_edges, solid_angle)
     return {"counts": counts, "time": time, "exposure": exposure, "error": None,
             "pointing": full.pointing_source, "n_outer": n_outer, "max_offset": max_offset}
-
-
-def _run_altaz_params(info: RunInfo):
-    """The run's ALTAZ constants (:func:`xbkg.sky.fov.altaz_run_params`)."""
-    return fov.altaz_run_params(
-        info.ra_pnt, info.dec_pnt, geolon=info.geolon, geolat=info.geolat,
-        altitude=info.altitude, mjdrefi=info.mjdrefi, mjdreff=info.mjdreff,
-        timesys=info.timesys, tstart=info.tstart, tstop=info.tstop)
 
 
 def _run_columns(info: RunInfo) -> tuple[str, ...]:
@@ -173,33 +165,18 @@ def run_fit_statistics(part: dict, fit_bins: np.ndarray, scale: np.ndarray) -> d
     return {"counts": counts, "exposure": exposure, "n_outer": part.get("n_outer", -1)}
 
 
-_ALTAZ_KEYS = ("ra_pnt", "dec_pnt", "geolon", "geolat", "altitude", "mjdrefi", "mjdreff",
-               "tstart", "tstop")
-
-
 def with_altaz_params(runs: list[RunInfo]) -> list[RunInfo]:
     """Copies of ``runs`` with their ALTAZ constants (``altaz_params``) computed all at once.
 
-    One astropy call per site and time scale (:func:`xbkg.sky.fov.altaz_runs_params`, far
-    cheaper than one call per run); the vectors are those a run's own call would
-    give. Runs with missing or invalid values (filled from, or reported by, their task) are
-    left to their task.
+    One astropy call per site and time scale (:func:`xbkg.sky.earth.runs_altaz_params`); the
+    vectors are those a run's own call would give. Runs that have ``altaz_params`` already, or
+    missing or invalid values (filled from, or reported by, their task), are left to their task.
     """
-
-    runs = [as_run_info(r) for r in runs]
-    values = np.array([[getattr(r, k) for k in _ALTAZ_KEYS] for r in runs], dtype=float)
-    values = values.reshape(len(runs), len(_ALTAZ_KEYS))
-    timesys = np.array([str(r.timesys).strip().lower() for r in runs])
-    ok = (np.isfinite(values).all(axis=1) & np.isin(timesys, ("tt", "utc", "tai"))
-          & (np.abs(values[:, 1]) <= 90) & (np.abs(values[:, 3]) <= 90)
-          & (values[:, 8] >= values[:, 7]))
-    ok &= np.array([r.altaz_params is None for r in runs], dtype=bool)
-    out = list(runs)
-    if ok.any():
-        params = fov.altaz_runs_params(*values[ok].T[:2], timesys=timesys[ok],
-                                       **dict(zip(_ALTAZ_KEYS[2:], values[ok].T[2:])))
-        for i, p in zip(np.flatnonzero(ok), params):
-            out[i] = out[i].with_(altaz_params=p)
+    out = [as_run_info(r) for r in runs]
+    todo = [i for i, r in enumerate(out) if r.altaz_params is None]
+    for i, params in zip(todo, runs_altaz_params([out[i] for i in todo])):
+        if params is not None:
+            out[i] = out[i].with_(altaz_params=params)
     return out
 
 

@@ -16,14 +16,14 @@ import numpy as np
 import xarray as xr
 
 from xbkg.building.conditional import models_for_runs
-from xbkg.building.histogram import bin_index, histogram
+from xbkg.building.histogram import Binning, run_counts
 from xbkg.building.make import make_model
 from xbkg.building.options import BuildOptions, SmoothingOptions, record_keywords
 from xbkg.building.parallel import compute
 from xbkg.building.thresholds import run_energy_thresholds
-from xbkg.core.binning import axis_coords, edges_of, parse_edges
+from xbkg.core.binning import axis_coords, edges_of, energy_mask, parse_edges
 from xbkg.core.groups import assign_folds
-from xbkg.core.runs import RunInfo, as_run_info
+from xbkg.core.runs import RunInfo
 from xbkg.io import open_model
 from xbkg.io.index_tables import read_index_table
 from xbkg.model.group_interpolation import models_for_observations
@@ -49,29 +49,11 @@ DEFAULT_BINSZ = 0.4
 #: Pixels whose centre is farther from the pointing are not evaluated (deg).
 DEFAULT_OFFSET_MAX = 2.0
 
-_EDGE_RTOL = 1e-6  # an energy edge this close to a threshold counts as on it (float32 thresholds)
 _TILT_BOUND = 10.0
 
 
 # ---------------------------------------------------------------------------------------------
 # kernels (numpy)
-
-
-def energy_mask(energy_edges, e_min, e_max=np.inf) -> np.ndarray:
-    """Energy bins lying wholly inside ``[e_min, e_max]`` (TeV), as gammapy's ``energy_mask``.
-
-    ``e_min``/``e_max`` may be arrays (one per run): the result is then ``(runs, E)``. A NaN
-    bound means no bound. Edges within a relative 1e-6 of a bound count as on it.
-
-    >>> energy_mask([0.3, 1.0, 3.0, 10.0], 0.99999999, 10.0).tolist()
-    [False, True, True]
-    """
-    edges = np.asarray(energy_edges, dtype=float)
-    lo = np.asarray(e_min, dtype=float)[..., None]
-    hi = np.asarray(e_max, dtype=float)[..., None]
-    above = np.isnan(lo) | (edges[:-1] >= lo * (1 - _EDGE_RTOL))
-    below = np.isnan(hi) | (edges[1:] <= hi * (1 + _EDGE_RTOL))
-    return above & below
 
 
 def poisson_significance(n, mu) -> np.ndarray:
@@ -194,16 +176,14 @@ def run_counts_cube(columns: dict, info: RunInfo, energy_edges, detx_edges, dety
 
     ``columns`` has ENERGY (TeV), RA and DEC (deg); ``info`` the pointing ``ra_pnt, dec_pnt``.
     DETX is fov_lon and DETY fov_lat (gammapy sign), the grid of
-    :func:`xbkg.model.predict.predict_counts`.
+    :func:`xbkg.model.predict.predict_counts`: the build's counts cube
+    (:func:`xbkg.building.histogram.run_counts`) of a RADEC binning without offset cut.
     """
-    info = as_run_info(info)
-    lon, lat = fov.radec_to_fov(columns["RA"], columns["DEC"], info.ra_pnt, info.dec_pnt)
     energy_edges, detx_edges, dety_edges = (np.asarray(e, dtype=float) for e in
                                             (energy_edges, detx_edges, dety_edges))
-    indices = [bin_index(columns["ENERGY"], energy_edges), bin_index(lat, dety_edges),
-               bin_index(lon, detx_edges)]
-    shape = (energy_edges.size - 1, dety_edges.size - 1, detx_edges.size - 1)
-    return histogram(indices, shape)
+    grid = Binning("3d", "RADEC", energy_edges, {"detx": detx_edges, "dety": dety_edges},
+                   offset_max=180.0)
+    return run_counts(columns, info, grid)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -25,6 +25,8 @@ __all__ = [
     "axis_coords",
     "edges_of",
     "bounds_name",
+    "energy_mask",
+    "run_energy_mask",
 ]
 
 #: Name of the two-element dimension of every bounds variable.
@@ -175,14 +177,36 @@ def edges_of(obj: xr.Dataset | xr.DataArray, dim: str) -> np.ndarray:
     return np.concatenate([b[:, 0], b[-1:, 1]])
 
 
+#: An energy edge this close (relative) to a bound counts as on it: thresholds stored as float32
+#: should not lose the bin that starts at them.
+_EDGE_RTOL = 1e-6
+
+
+def energy_mask(energy_edges, e_min, e_max=np.inf) -> np.ndarray:
+    """Energy bins lying wholly inside ``[e_min, e_max]`` (TeV), as gammapy's ``energy_mask``.
+
+    ``e_min``/``e_max`` may be arrays (one per run): the result is then ``(runs, E)``. A NaN
+    bound means no bound. Edges within a relative 1e-6 of a bound count as on it.
+
+    >>> energy_mask([0.3, 1.0, 3.0, 10.0], 0.99999999, 10.0).tolist()
+    [False, True, True]
+    """
+    edges = np.asarray(energy_edges, dtype=float)
+    lo = np.asarray(e_min, dtype=float)[..., None]
+    hi = np.asarray(e_max, dtype=float)[..., None]
+    above = np.isnan(lo) | (edges[:-1] >= lo * (1 - _EDGE_RTOL))
+    below = np.isnan(hi) | (edges[1:] <= hi * (1 + _EDGE_RTOL))
+    return above & below
+
+
 def run_energy_mask(info: RunInfo, energy_edges: np.ndarray) -> np.ndarray:
     """1 for energy bins the run contributes to, 0 below its threshold ``info.e_threshold``.
 
-    A bin contributes when its lower edge is at or above the threshold (TeV); a run without a
-    threshold (missing or NaN) contributes everywhere.
+    A bin contributes when its lower edge is at or above the threshold (TeV; :func:`energy_mask`);
+    a run without a finite threshold (missing or NaN) contributes everywhere.
+
+    >>> run_energy_mask({"e_threshold": 1.0}, np.array([0.3, 1.0, 3.0])).tolist()
+    [0.0, 1.0]
     """
     thr = float(as_run_info(info).e_threshold)
-    if not np.isfinite(thr):
-        return np.ones(energy_edges.size - 1)
-    # small tolerance: thresholds stored as float32 should not lose the bin that starts at them
-    return (energy_edges[:-1] >= thr * (1 - 1e-6)).astype(float)
+    return energy_mask(energy_edges, thr if np.isfinite(thr) else np.nan).astype(float)

@@ -30,6 +30,7 @@ from xbkg.io.fitswrite import gzip_bytes, hdu_bytes
 
 __all__ = [
     "HDUDOC",
+    "gadf_cards",
     "RATE_UNIT",
     "DEFAULT_FOV_ALIGNMENT",
     "TABLE_AXES",
@@ -66,15 +67,22 @@ AXIS_COLUMNS = {
     "dety": ("DETY", "deg"),
 }
 
-_GADF_BKG_CARDS = {
-    "HDUCLASS": "GADF",
-    "HDUDOC": HDUDOC,
-    "HDUVERS": "0.2",
-    "HDUCLAS1": "RESPONSE",
-    "HDUCLAS2": "BKG",
-    "HDUCLAS3": "FULL-ENCLOSURE",
-    "HDUCLAS4": "BKG_{KIND}",
-}
+
+
+def gadf_cards(*classes: str) -> dict:
+    """Header cards that declare a GADF HDU: HDUCLASS, HDUDOC, HDUVERS and ``HDUCLAS1``,
+    ``HDUCLAS2``, ... for ``classes`` (every HDU xbkg writes, models, indexes and simulated
+    event lists alike).
+
+    >>> cards = gadf_cards("INDEX", "HDU")
+    >>> cards["HDUCLASS"], cards["HDUVERS"], cards["HDUCLAS1"], cards["HDUCLAS2"]
+    ('GADF', '0.2', 'INDEX', 'HDU')
+    """
+    return {"HDUCLASS": "GADF", "HDUDOC": HDUDOC, "HDUVERS": "0.2",
+            **{f"HDUCLAS{i}": c for i, c in enumerate(classes, 1)}}
+
+
+_GADF_BKG_CARDS = gadf_cards("RESPONSE", "BKG", "FULL-ENCLOSURE", "BKG_{KIND}")
 
 #: What each table HDU holds: model variable, data column, unit, default EXTNAME, fixed cards
 #: (``{KIND}`` is replaced by ``2D``/``3D``). 3D HDUs also get ``FOVALIGN``.

@@ -13,18 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
+from xbkg.io.gadf import gadf_cards
 from xbkg.io.index_tables import takes_store_directory
 
 __all__ = ["make_bkg_index_table", "make_total_index_table", "HDU_INDEX_META"]
 
-HDU_INDEX_META = {
-    "EXTNAME": "HDU_INDEX",
-    "HDUCLASS": "GADF",
-    "HDUDOC": "https://github.com/open-gamma-ray-astro/gamma-astro-data-formats",
-    "HDUVERS": "0.2",
-    "HDUCLAS1": "INDEX",
-    "HDUCLAS2": "HDU",
-}
+HDU_INDEX_META = {"EXTNAME": "HDU_INDEX", **gadf_cards("INDEX", "HDU")}
 
 
 def make_bkg_index_table(obs_ids, file_names, *, kind: str, file_dir: str = ".",

@@ -11,49 +11,27 @@ import numpy as np
 import xarray as xr
 
 from xbkg.core.binning import axis_coords, edges_of
-from xbkg.core.runs import RunInfo, as_run_info
-from xbkg.io.fitstable import read_header
+from xbkg.core.runs import as_run_info
 from xbkg.model.evaluate import _fine_nodes, interpolate_grid, loglog_segment_integrals, model_grid
 from xbkg.sky import fov
+from xbkg.sky.earth import run_altaz_params, run_time_samples
+from xbkg.sky.exposure import box_solid_angle
 from xbkg.store.datastore import takes_store
-from xbkg.store.events import complete_run_info, run_infos
+from xbkg.store.events import complete_run_info, read_run, run_infos
 
 __all__ = ["ENERGY_INTEGRATION", "time_samples", "predict_at", "predict_counts"]
 
 ENERGY_INTEGRATION = ("exact", "edges")
 
-_OMEGA_EARTH_DEG_S = 360.0 / 86164.0905
+def time_samples(info: dict, *, max_rotation: float = 0.25, params=None, gti=None):
+    """Sample times (s since MJDREF) over the run's good time intervals and their weights.
 
-
-def time_samples(info: RunInfo, *, max_rotation: float = 0.25, params=None):
-    """Sample times (s since MJDREF) over ``[tstart, tstart + ontime]`` and trapezoid weights.
-
-    The field of view of an Alt/Az-aligned model rotates on the sky at
-    ``omega = Omega_earth cos(lat) cos(az) / cos(alt)``; samples are spaced so that it turns by
-    at most ``max_rotation`` deg between two of them (at least 2 samples).
+    :func:`xbkg.sky.earth.run_time_samples` with ``max_rotation`` in deg: the field of view of
+    an Alt/Az-aligned model turns by at most ``max_rotation`` between two samples. ``gti``:
+    START and STOP of the run's good time intervals (default: ``tstart`` to ``tstop``).
     Weights sum to 1.
     """
-    info = as_run_info(info)
-    t0 = float(info.tstart)
-    t1 = t0 + float(info.ontime)
-    if params is None:
-        params = _altaz_params(info)
-    probe = np.linspace(t0, t1, 9)
-    alt, az = fov.pointing_altaz(probe, params)
-    omega = (_OMEGA_EARTH_DEG_S * np.cos(np.radians(info.geolat)) *
-             np.abs(np.cos(np.radians(az))) / np.maximum(np.cos(np.radians(alt)), 1e-3))
-    n = max(2, int(np.ceil((t1 - t0) * omega.max() / max_rotation)) + 1)
-    times = np.linspace(t0, t1, n)
-    weights = np.full(n, 1.0 / (n - 1))
-    weights[[0, -1]] *= 0.5
-    return times, weights
-
-
-def _altaz_params(info: RunInfo):
-    return fov.altaz_run_params(
-        info.ra_pnt, info.dec_pnt, geolon=info.geolon, geolat=info.geolat,
-        altitude=info.altitude, mjdrefi=info.mjdrefi, mjdreff=info.mjdreff,
-        timesys=info.timesys, tstart=info.tstart, tstop=info.tstop)
+    return run_time_samples(info, np.radians(max_rotation), params=params, gti=gti)
 
 
 def _energy_integrals(values, centres, edges, log_axes, energy_edges, fov_points, method):
@@ -73,7 +51,8 @@ def _energy_integrals(values, centres, edges, log_axes, energy_edges, fov_points
 
 
 def predict_at(model: xr.Dataset, info: dict, ra, dec, solid_angle, energy_edges, *, group=None,
-               zenith=None, energy_integration: str = "edges", max_rotation: float = 0.25):
+               zenith=None, energy_integration: str = "edges", max_rotation: float = 0.25,
+               gti=None):
     """Expected background counts of one run at sky positions.
 
     Parameters
@@ -86,6 +65,12 @@ def predict_at(model: xr.Dataset, info: dict, ra, dec, solid_angle, energy_edges
     energy_edges : array (TeV)
     group, zenith
         Zenith group of the model to use; default: the group containing the run's zenith.
+    energy_integration : {"edges", "exact"}
+    max_rotation : float
+        Alt/Az-aligned models: largest FoV rotation (deg) between two time samples.
+    gti : (array, array), optional
+        START and STOP of the run's good time intervals (s): an Alt/Az-aligned model is
+        averaged over them (default: the run from ``tstart`` to ``tstop``).
 
     Returns
     -------
@@ -109,8 +94,8 @@ def predict_at(model: xr.Dataset, info: dict, ra, dec, solid_angle, energy_edges
         integral = _energy_integrals(values, centres, edges, log_axes, energy_edges, [lat, lon],
                                      energy_integration)
     else:
-        params = _altaz_params(info)
-        times, weights = time_samples(info, max_rotation=max_rotation, params=params)
+        params = run_altaz_params(info)
+        times, weights = time_samples(info, max_rotation=max_rotation, params=params, gti=gti)
         integral = 0.0
         for t, w in zip(times, weights):
             lon, lat = fov.radec_to_altaz_fov(ra, dec, np.full(ra.shape, t), params)
@@ -138,18 +123,18 @@ def predict_counts(model: xr.Dataset, store: xr.Dataset, obs_id: int, *, energy_
 
     row = store.sel(obs_id=[int(obs_id)])
     info = run_infos(row)[0]
+    _, header, gti = read_run(info, ("TIME",))  # the header and the good time intervals
     if not all(np.isfinite(getattr(info, k)) for k in ("geolon", "geolat", "mjdrefi", "tstart")):
-        info = complete_run_info(info, read_header(info.events_file, info.events_hdu))
+        info = complete_run_info(info, header)
     energy_edges = edges_of(model, "energy") if energy_edges is None else np.asarray(energy_edges)
     n = int(round(width / binsz))
     fov_edges = np.linspace(-width / 2, width / 2, n + 1)
     centres = 0.5 * (fov_edges[1:] + fov_edges[:-1])
     lon, lat = np.meshgrid(centres, centres)  # (dety, detx)
     ra, dec = fov.fov_to_radec(lon, lat, info.ra_pnt, info.dec_pnt)
-    x = np.radians(fov_edges)
-    omega = np.outer(np.diff(np.sin(x)), np.diff(x))
+    omega = box_solid_angle(fov_edges, fov_edges)
     counts = predict_at(model, info, ra, dec, omega, energy_edges, group=group, zenith=zenith,
-                        energy_integration=energy_integration, max_rotation=max_rotation)
+                        energy_integration=energy_integration, max_rotation=max_rotation, gti=gti)
     coords = {}
     coords.update(axis_coords("energy", energy_edges))
     coords.update(axis_coords("detx", fov_edges))

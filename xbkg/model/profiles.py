@@ -9,9 +9,9 @@ import numpy as np
 import xarray as xr
 
 from xbkg.core.binning import edges_of
-from xbkg.core.schema import select_group, validate_model
+from xbkg.core.schema import fov_dims, select_group, validate_model
 from xbkg.model.evaluate import evaluate_rate
-from xbkg.sky.exposure import annulus_solid_angle, box_solid_angle, energy_widths_mev
+from xbkg.sky.exposure import energy_widths_mev, fov_solid_angle
 
 __all__ = ["fov_mean_rate", "counts_peak_energy", "group_zenith", "rate_at_offsets", "solid_angle", "check_group", "group_index",
            "energy_distribution"]
@@ -23,10 +23,9 @@ _N_AZIMUTH = 72  # points on a circle when averaging a 3D model at one offset
 
 def solid_angle(model: xr.Dataset) -> np.ndarray:
     """Solid angle (sr) of each FoV bin inside ``offset_max``: shape ``(O,)`` or ``(Y, X)``."""
-    omax = float(model.attrs.get("offset_max", np.inf))
-    if model.attrs["kind"] == "2d":
-        return annulus_solid_angle(edges_of(model, "offset"), omax)
-    return box_solid_angle(edges_of(model, "detx"), edges_of(model, "dety"), omax)
+    kind = model.attrs["kind"]
+    return fov_solid_angle(kind, {d: edges_of(model, d) for d in fov_dims(kind)},
+                           float(model.attrs.get("offset_max", np.inf)))
 
 
 

@@ -1,6 +1,6 @@
 """Output folders of ``xbkg validate`` and ``xbkg compare`` (ECSV, JSON, netCDF, PNG).
 
-Folders are written atomically (:func:`xbkg.building.products.atomic_dir`); each figure is closed
+Folders are written atomically (:func:`xbkg.io.atomic.atomic_dir`); each figure is closed
 once saved. The files are listed in docs/formats.rst.
 """
 
@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from xbkg.building.products import atomic_dir
 from xbkg.checks.compare import comparison_summary
 from xbkg.checks.crossval import summarise
+from xbkg.io.atomic import atomic_dir
 from xbkg.plots import validation as vp
 
 __all__ = ["validation_table", "write_validation", "comparison_table", "write_comparison"]

@@ -20,13 +20,20 @@ from xbkg.core.circles import SkyCircles
 from xbkg.core.runs import RunInfo, as_run_info
 from xbkg.io.regions import read_exclusion_regions
 from xbkg.sky import fov
+from xbkg.sky.earth import (
+    OMEGA_EARTH,
+    rotation_rate,
+    run_altaz_params,
+    run_time_samples,
+    time_samples,
+)
 from xbkg.sky.excluded_area import (
     angle_table,
     excluded_annulus_area,
     excluded_box_area,
     turning_box_area,
 )
-from xbkg.sky.exposure import annulus_solid_angle, box_solid_angle
+from xbkg.sky.exposure import fov_solid_angle
 
 __all__ = [
     "DEFAULT_OVERSAMPLE",
@@ -57,9 +64,6 @@ log = logging.getLogger(__name__)
 DEFAULT_OVERSAMPLE = 8
 #: ``regions``: drop events in the regions and correct the exposure; ``runs``: drop whole runs.
 EXCLUSION_MODES = ("regions", "runs")
-#: Earth's sidereal rotation rate, rad/s.
-OMEGA_EARTH = 7.292115e-5
-_MAX_TIME_SAMPLES = 4096
 #: ALTAZ fractions: times per run at which the FoV rotation angle is computed (linear between).
 ROTATION_KNOTS = 1024
 _MAX_KINK_INTERVALS = 16
@@ -250,15 +254,14 @@ def _fov_edges_rad(binning) -> tuple:
 
 def _bin_solid_angle(binning) -> np.ndarray:
     """Exact solid angle (sr) of each FoV bin inside the offset cut (cached: read-only)."""
-    dims = ("offset",) if binning.kind == "2d" else ("detx", "dety")
-    edges = tuple(tuple(np.asarray(binning.fov_edges[d], dtype=float).tolist()) for d in dims)
+    edges = tuple((d, tuple(np.asarray(e, dtype=float).tolist()))
+                  for d, e in binning.fov_edges.items())
     return _cached_solid_angle(binning.kind, edges, float(binning.offset_max))
 
 
 @functools.lru_cache(maxsize=8)
 def _cached_solid_angle(kind: str, edges: tuple, offset_max: float) -> np.ndarray:
-    out = (annulus_solid_angle(edges[0], offset_max) if kind == "2d"
-           else box_solid_angle(edges[0], edges[1], offset_max))
+    out = fov_solid_angle(kind, dict(edges), offset_max)
     out.flags.writeable = False
     return out
 
@@ -300,68 +303,6 @@ def outside_fraction(binning, centres, cos_radius, time_weight=None) -> np.ndarr
     with np.errstate(invalid="ignore", divide="ignore"):
         frac = np.where(total > 0, 1.0 - excluded / total, 1.0)
     return np.clip(frac, 0.0, 1.0)
-
-
-def rotation_rate(alt, az, geolat) -> np.ndarray:
-    """FoV rotation speed (rad/s) of an Alt/Az-aligned FoV tracking a sky position.
-
-    ``omega = Omega_earth cos(lat) cos(az) / cos(alt)``; alt, az, lat in deg.
-
-    >>> round(float(rotation_rate(45.0, 0.0, 0.0) / OMEGA_EARTH), 6)
-    1.414214
-    """
-    alt, az = np.radians(alt), np.radians(az)
-    with np.errstate(divide="ignore"):
-        return OMEGA_EARTH * math.cos(math.radians(geolat)) * np.cos(az) / np.cos(alt)
-
-
-def time_samples(starts, stops, rate_of_time, max_angle: float, *, n_grid: int = 257,
-                 max_samples: int = _MAX_TIME_SAMPLES):
-    """Sample times and weights so that the FoV turns by at most ``max_angle`` (rad) per sample.
-
-    Each time interval ``[starts[i], stops[i]]`` (the run, or its GTIs) is cut into parts of
-    equal rotation (``|rate_of_time(t)|`` in rad/s, integrated on an ``n_grid`` grid); samples
-    are the parts' mid-times, weights their durations over the total. At most ``max_samples``
-    samples in all (then the rotation per sample is larger than asked).
-
-    >>> t, w = time_samples(0.0, 100.0, lambda t: np.full_like(t, 0.01), 0.25)
-    >>> t.tolist(), w.tolist()
-    ([12.5, 37.5, 62.5, 87.5], [0.25, 0.25, 0.25, 0.25])
-    """
-    starts = np.atleast_1d(np.asarray(starts, dtype=float))
-    stops = np.atleast_1d(np.asarray(stops, dtype=float))
-    if starts.shape != stops.shape or not np.all(stops >= starts):
-        raise ValueError(f"time intervals must have stops >= starts, got {starts} and {stops}")
-    if not np.sum(stops - starts) > 0:
-        return np.array([0.5 * (starts[0] + stops[0])]), np.ones(1)
-    grids, turned = [], []
-    for lo, hi in zip(starts, stops):
-        grid = np.linspace(lo, hi, n_grid)
-        rate = np.abs(np.asarray(rate_of_time(grid), dtype=float))
-        finite = np.isfinite(rate)
-        rate = np.where(finite, rate, rate[finite].max() if finite.any() else 0.0)
-        grids.append(grid)
-        turned.append(np.concatenate([[0.0], np.cumsum(0.5 * (rate[1:] + rate[:-1])
-                                                       * np.diff(grid))]))
-    total = sum(float(t[-1]) for t in turned)
-    wanted = [max(1, math.ceil(t[-1] / max_angle)) if max_angle > 0 else max_samples
-              for t in turned]
-    if sum(wanted) > max_samples:
-        log.info("FoV rotation of %.3g rad needs %d time samples; using %d", total, sum(wanted),
-                 max_samples)
-        wanted = [max(1, int(w * max_samples / sum(wanted))) for w in wanted]
-    times, widths = [], []
-    for grid, turn, n in zip(grids, turned, wanted):
-        if turn[-1] > 0:
-            bounds = np.interp(np.linspace(0.0, turn[-1], n + 1), turn, grid)
-        else:
-            bounds = np.linspace(grid[0], grid[-1], n + 1)
-        bounds[0], bounds[-1] = grid[0], grid[-1]
-        times.append(0.5 * (bounds[1:] + bounds[:-1]))
-        widths.append(np.diff(bounds))
-    times, widths = np.concatenate(times), np.concatenate(widths)
-    keep = widths > 0
-    return times[keep], widths[keep] / widths[keep].sum()
 
 
 def rotation_knots(starts, stops, n_knots: int = ROTATION_KNOTS):
@@ -426,13 +367,6 @@ def rotation_table(angles, times, interval, *, max_kink_intervals: int = _MAX_KI
     return table, np.unique(kinks)
 
 
-def _altaz_params(info: RunInfo):
-    return fov.altaz_run_params(
-        info.ra_pnt, info.dec_pnt, geolon=info.geolon, geolat=info.geolat,
-        altitude=info.altitude, mjdrefi=info.mjdrefi, mjdreff=info.mjdreff,
-        timesys=info.timesys, tstart=info.tstart, tstop=info.tstop)
-
-
 def run_exclusion_fraction(info: RunInfo, binning, regions: dict | None = None, *, gti=None,
                            oversample: int | None = None, max_step: float | None = None) -> np.ndarray:
     """Fraction of each FoV bin's solid angle outside the regions for one run, time-averaged.
@@ -473,19 +407,14 @@ def run_exclusion_fraction(info: RunInfo, binning, regions: dict | None = None, 
     radius = np.asarray(regions["radius"], dtype=float)
     if binning.kind == "3d" and binning.fov_alignment == "ALTAZ":
         params = info.altaz_params
-        params = _altaz_params(info) if params is None else params
+        params = run_altaz_params(info) if params is None else params
         offset = fov.offset_deg(c_ra, c_dec, info.ra_pnt, info.dec_pnt)
         reach = min(float(np.max(offset + radius)), binning.offset_max)
-        starts, stops = (info.tstart, info.tstop) if gti is None else gti
         if reach < _TURNING_REACH:
+            starts, stops = (info.tstart, info.tstop) if gti is None else gti
             return _turning_fraction(info, binning, params, starts, stops, c_ra, c_dec, radius)
-        lat_site = float(info.geolat)
-
-        def rate(t):
-            alt, az = fov.pointing_altaz(t, params)
-            return rotation_rate(alt, az, lat_site)
-
-        times, weights = time_samples(starts, stops, rate, max_step / max(reach, 1e-3))
+        times, weights = run_time_samples(info, max_step / max(reach, 1e-3), params=params,
+                                          gti=gti)
         lon, lat = fov.radec_to_altaz_fov(c_ra[None, :], c_dec[None, :], times[:, None], params)
     else:
         lon, lat = fov.radec_to_fov(c_ra[None, :], c_dec[None, :], info.ra_pnt, info.dec_pnt)
@@ -537,5 +466,8 @@ def apply_exclusion(columns: dict, info: RunInfo, binning, gti=None):
     regions = info.exclusion
     if not regions:
         return columns, 1.0
+    if (binning.kind == "3d" and binning.fov_alignment == "ALTAZ"
+            and info.altaz_params is None):
+        info = info.with_(altaz_params=run_altaz_params(info))
     return (drop_excluded_events(columns, regions),
             run_exclusion_fraction(info, binning, regions, gti=gti))

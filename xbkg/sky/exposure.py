@@ -15,6 +15,7 @@ __all__ = [
     "annulus_solid_angle",
     "box_cap_solid_angle",
     "box_solid_angle",
+    "fov_solid_angle",
     "exposure_cube",
 ]
 
@@ -112,6 +113,20 @@ def box_solid_angle(detx_edges_deg, dety_edges_deg, offset_max=np.inf) -> np.nda
     x = np.asarray(detx_edges_deg, dtype=float)
     y = np.asarray(dety_edges_deg, dtype=float)
     return box_cap_solid_angle(x[None, :-1], x[None, 1:], y[:-1, None], y[1:, None], offset_max)
+
+
+def fov_solid_angle(kind: str, fov_edges: dict, offset_max=np.inf) -> np.ndarray:
+    """Solid angle (sr) of each FoV bin of a binning inside the offset cut (deg).
+
+    ``kind`` "2d": ``fov_edges["offset"]``, shape ``(O,)``; "3d": ``fov_edges["detx"]`` and
+    ``fov_edges["dety"]``, shape ``(Y, X)`` (:func:`annulus_solid_angle`, :func:`box_solid_angle`).
+
+    >>> float(fov_solid_angle("2d", {"offset": [0.0, 180.0]})[0] / np.pi)
+    4.0
+    """
+    if kind == "2d":
+        return annulus_solid_angle(fov_edges["offset"], offset_max)
+    return box_solid_angle(fov_edges["detx"], fov_edges["dety"], offset_max)
 
 
 def exposure_cube(ontime_per_energy: np.ndarray, energy_edges_tev, solid_angle: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ from xbkg.sky.iers_cache import prefill
 
 __all__ = [
     "ALTAZ_PARAMS_SIZE",
+    "OMEGA_EARTH",
     "offset_deg",
     "haversine",
     "offset_to_haversine",
@@ -32,8 +33,9 @@ __all__ = [
 _RAD = math.pi / 180.0
 _DEG = 180.0 / math.pi
 _BLOCK = 32768  # events per block: a block's work rows (~2 MB) stay in cache
-#: Earth rotation angle rate (IERS 2003), rad per UT1 second (UT1 vs TT rate: < 1e-7 rad/run).
-_ERA_RATE = 2.0 * math.pi * 1.00273781191135448 / 86400.0
+#: Earth's rotation rate: that of the Earth rotation angle (IERS 2003), rad per UT1 second
+#: (UT1 vs TT rate: < 1e-7 rad/run).
+OMEGA_EARTH = 2.0 * math.pi * 1.00273781191135448 / 86400.0
 _TIMESYS = ("tt", "utc", "tai")
 _DEFLECTION_GRID_DEG = 6.0  # half-width of the grid the light deflection is linearised on
 
@@ -276,10 +278,8 @@ def offset_deg(ra, dec, ra_pnt, dec_pnt):
 
     Parameters
     ----------
-    ra, dec : array_like
-        Event ICRS coordinates, deg.
-    ra_pnt, dec_pnt : float or array_like
-        Pointing ICRS coordinates, deg; broadcast against the events.
+    ra, dec, ra_pnt, dec_pnt : array_like
+        ICRS coordinates (deg) of the events and of the pointing, broadcast against each other.
 
     Returns
     -------
@@ -557,7 +557,7 @@ def _runs_params(values: dict, scale: str, astroms, geos) -> np.ndarray:
                      values["tstop"], values["mjdrefi"] + values["mjdreff"],
                      np.full(n, float(_TIMESYS.index(scale)))], -1)
     params = np.concatenate(
-        [np.stack([np.full(n, _VERSION), ra_p, dec_p, t0, np.full(n, _ERA_RATE)], -1),
+        [np.stack([np.full(n, _VERSION), ra_p, dec_p, t0, np.full(n, OMEGA_EARTH)], -1),
          a.reshape(n, 9), a_off.reshape(n, 3), k.reshape(n, 9),
          np.stack([zero, diurab, zero], -1), drift.reshape(n, 3), info], axis=-1)
     for p in params:
@@ -714,10 +714,9 @@ def radec_to_altaz_fov(ra, dec, time, params):
 
     Parameters
     ----------
-    ra, dec : array_like
-        Event ICRS coordinates, deg.
-    time : array_like
-        Event times, seconds since MJDREF (EVENTS column TIME); broadcast against ra, dec.
+    ra, dec, time : array_like
+        Events: ICRS coordinates (deg) and times (s since MJDREF, EVENTS column TIME),
+        broadcast against each other.
     params : numpy.ndarray
         Run constants from `altaz_run_params`.
 

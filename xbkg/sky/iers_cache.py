@@ -12,11 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import threading
 from pathlib import Path
 
 import numpy as np
+
+from xbkg.io.atomic import atomic_path
 
 __all__ = ["cache_dir", "cached_table", "prefill"]
 
@@ -70,14 +71,8 @@ def _save(table, path: Path) -> None:
               "meta_types": {k: type(v).__name__ for k, v in table.meta.items()}}
     arrays["header"] = np.array(json.dumps(header))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path, overwrite=True) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def _load(path: Path):

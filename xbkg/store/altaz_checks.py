@@ -12,6 +12,7 @@ import numpy as np
 
 from xbkg.core.runs import RunInfo, as_run_info
 from xbkg.sky import fov
+from xbkg.sky.earth import run_altaz_params
 from xbkg.store.events import RunDataError, describe_run
 
 __all__ = ["DEFAULT_ALTITUDE_TOLERANCE", "GEOMETRY_PROBLEM", "pointing_altitude",
@@ -36,10 +37,7 @@ def pointing_altitude(info: RunInfo) -> float:
     info = as_run_info(info)
     params = info.altaz_params
     if params is None:
-        params = fov.altaz_run_params(
-            info.ra_pnt, info.dec_pnt, geolon=info.geolon, geolat=info.geolat,
-            altitude=info.altitude, mjdrefi=info.mjdrefi, mjdreff=info.mjdreff,
-            timesys=info.timesys, tstart=info.tstart, tstop=info.tstop)
+        params = run_altaz_params(info)
     mid = np.array([0.5 * (info.tstart + info.tstop)])
     alt, _ = fov.pointing_altaz(mid, params)
     return float(np.ravel(alt)[0])

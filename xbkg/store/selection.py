@@ -118,17 +118,17 @@ class _Parser:
     def expr(self, depth):
         if depth > _MAX_DEPTH:
             self.fail(f"nesting deeper than {_MAX_DEPTH}")
-        node = self.and_expr(depth)
-        while self.peek()[0] == "or":
-            self.take()
-            node = ("or", node, self.and_expr(depth))
-        return node
+        return self.chain("or", self.and_expr, depth)
 
     def and_expr(self, depth):
-        node = self.not_expr(depth)
-        while self.peek()[0] == "and":
+        return self.chain("and", self.not_expr, depth)
+
+    def chain(self, op, operand, depth):
+        """``operand (op operand)*``, grouped from the left."""
+        node = operand(depth)
+        while self.peek()[0] == op:
             self.take()
-            node = ("and", node, self.not_expr(depth))
+            node = (op, node, operand(depth))
         return node
 
     def not_expr(self, depth):
