@@ -275,14 +275,6 @@ def test_validate_conditional_on_the_simulator(store, tmp_path):
     assert "PULL" in table.colnames and np.isfinite(table["LEVEL_ERROR"]).all()
 
 
-def test_public_names_exist():
-    from xbkg.building import apply, conditional
-    from xbkg.store import conditions
-
-    for module in (conditional, conditions, apply):
-        assert module.__all__ and len(set(module.__all__)) == len(module.__all__)
-        assert all(hasattr(module, name) for name in module.__all__), module.__name__
-
 
 @pytest.mark.parametrize("split_every", [None, 3])
 def test_conditional_build_reads_every_run_once(store, monkeypatch, split_every):

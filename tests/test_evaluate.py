@@ -6,7 +6,6 @@ import xarray as xr
 from hypothesis import given, settings, strategies as st
 
 import xbkg.accessor  # noqa: F401  (registers ds.bkg)
-import xbkg.model.evaluate as ev
 from xbkg.core.binning import edges_of
 from xbkg.core.schema import assemble_model, select_group, validate_model
 from xbkg.model.evaluate import TINY, evaluate_rate, integrate_counts
@@ -361,15 +360,6 @@ def test_accessor_calls_module_functions():
     np.testing.assert_array_equal(model.bkg.integrate([1, 3, 10], **kw),
                                   integrate_counts(model, [1, 3, 10], **kw))
 
-
-def test_all_is_complete():
-    import xbkg.io.gammapy as bridge
-
-    for module in (ev, bridge, xbkg.accessor):
-        assert all(hasattr(module, name) for name in module.__all__)
-        public = {n for n, v in vars(module).items() if callable(v) and not n.startswith("_")
-                  and getattr(v, "__module__", None) == module.__name__}
-        assert public <= set(module.__all__)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -351,19 +351,3 @@ def test_exclusion_keeps_the_build_lazy(tmp_path):
     model, plain = dask.compute(model, plain, scheduler="synchronous")
     assert 0.9 < float(model["exposure"].sum() / plain["exposure"].sum()) < 0.999
     assert int(plain["counts"].sum() - model["counts"].sum()) >= 150
-
-
-def test_public_names():
-    import inspect
-
-    from xbkg.io import regions
-    from xbkg.sky import exclusion
-    from xbkg.store import selection
-
-    for module in (exclusion, selection, regions):
-        assert len(module.__all__) == len(set(module.__all__))
-        assert all(hasattr(module, name) for name in module.__all__)
-        public = {name for name, obj in vars(module).items()
-                  if not name.startswith("_") and (inspect.isfunction(obj) or inspect.isclass(obj))
-                  and obj.__module__ == module.__name__}
-        assert public <= set(module.__all__), public - set(module.__all__)

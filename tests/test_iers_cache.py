@@ -91,8 +91,3 @@ def test_cache_dir_from_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("XBKG_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert iers_cache.cache_dir() == tmp_path / "xbkg"
-
-
-def test_all_names_exist():
-    for name in iers_cache.__all__:
-        assert hasattr(iers_cache, name)

@@ -248,16 +248,6 @@ def test_cli_prints_the_threshold_rule_and_extent(stores, tmp_path, capsys):
 # one set of defaults
 
 
-def test_new_modules_export_their_public_names():
-    from xbkg.building import survey
-    from xbkg.core import defaults
-    from xbkg.sky import pointing
-
-    for module in (defaults, pointing, survey):
-        public = {n for n, f in vars(module).items() if inspect.isfunction(f)
-                  and f.__module__ == module.__name__ and not n.startswith("_")}
-        assert public <= set(module.__all__) and all(hasattr(module, n) for n in module.__all__)
-
 
 def test_cli_and_api_defaults_are_the_same():
     args = vars(build_parser().parse_args(["make-models", "IN", "OUT"]))

@@ -151,16 +151,3 @@ def test_dr1_build_report_is_small_and_renders(hess_dr1, tmp_path):
     if CHROMIUM:
         shown = render(report, tmp_path)
         assert shown["decoded"] == shown["n"] >= 6 and not shown["errors"], shown
-
-
-def test_all_of_the_new_modules_is_complete():
-    import inspect
-
-    from xbkg.report import html as report, summary
-    from xbkg.store import datastore
-
-    for module in (report, summary, datastore):
-        assert all(hasattr(module, name) for name in module.__all__)
-        public = {n for n, f in vars(module).items() if inspect.isfunction(f)
-                  and f.__module__ == module.__name__ and not n.startswith("_")}
-        assert public <= set(module.__all__), module.__name__

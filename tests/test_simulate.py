@@ -48,10 +48,6 @@ def _run_params(header):
         timesys=header["TIMESYS"], tstart=header["TSTART"], tstop=header["TSTOP"])
 
 
-def test_all_names_exist():
-    assert all(hasattr(simulate, name) for name in simulate.__all__)
-
-
 # ------------------------------------------------------------------------------- the truth
 
 

@@ -18,6 +18,7 @@ __all__ = [
     "axis_coords",
     "edges_of",
     "bounds_name",
+    "run_energy_mask",
 ]
 
 #: Name of the two-element dimension of every bounds variable.
