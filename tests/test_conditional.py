@@ -23,6 +23,7 @@ from xbkg.simulate import TruthModel, load_truth, simulate_store
 from xbkg.sky.exposure import annulus_solid_angle, energy_widths_mev
 from xbkg.store.conditions import condition_matrix
 from xbkg.store.datastore import open_datastore
+from xbkg.testing import count_run_reads
 
 #: Known coefficients (terms of xbkg.store.conditions) and per-run scatter of ln level.
 TRUTH = {"MUONEFF": 1.5, "N_TELS": 1.0, "zenith": 1.5, "azimuth_cos": 0.1, "azimuth_sin": -0.05,
@@ -277,23 +278,11 @@ def test_validate_conditional_on_the_simulator(store, tmp_path):
 
 
 @pytest.mark.parametrize("split_every", [None, 3])
-def test_conditional_build_reads_every_run_once(store, monkeypatch, split_every):
+def test_conditional_build_reads_every_run_once(store, split_every):
     """The per-run statistics come out of the model's own pass: one read per run."""
-    from collections import Counter
-
     import dask
 
-    import xbkg.building.reduce
-
-    reads = Counter()
-    run_cubes = xbkg.building.reduce.run_cubes
-
-    def counted(info, *args, **kwargs):
-        reads[info["obs_id"]] += 1
-        return run_cubes(info, *args, **kwargs)
-
-    monkeypatch.setattr(xbkg.building.reduce, "run_cubes", counted)
-    with dask.config.set(split_every=split_every):
+    with count_run_reads() as reads, dask.config.set(split_every=split_every):
         built = make_model(store, kind="2d", energy_threshold="safe", offset_max=OFFSET_MAX,
                            conditions="zenith,outer_rate", scheduler="threads",
                            obs_ids=range(1, 31))

@@ -25,6 +25,7 @@ from xbkg.sky.exclusion import (
     time_samples,
 )
 from xbkg.sky.exposure import annulus_solid_angle, box_solid_angle
+from xbkg.testing import raise_if_dask_computes
 
 RA0, DEC0 = 150.0, -25.0
 F_EDGES = np.linspace(-2, 2, 9)
@@ -328,10 +329,6 @@ def test_ds9_files(tmp_path):
 # in the pipeline
 
 
-def _raise_on_compute(dsk, keys, **kwargs):
-    raise AssertionError("something was computed")
-
-
 def test_exclusion_keeps_the_build_lazy(tmp_path):
     from xbkg.simulate import simulate_store
 
@@ -339,7 +336,7 @@ def test_exclusion_keeps_the_build_lazy(tmp_path):
                           sources=[{"ra": 150.0, "dec": -25.0, "counts": 100}])
     reg = tmp_path / "src.reg"
     reg.write_text("fk5\ncircle(150.0,-25.0,0.4)\n")
-    with dask.config.set(scheduler=_raise_on_compute):
+    with raise_if_dask_computes():
         model = xbkg.make_model(path, kind="3d", fov_alignment="altaz", exclusion=reg,
                                 selection="all", compute_now=False)
     assert isinstance(model["exposure"].data, dask.array.Array)

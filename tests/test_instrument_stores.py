@@ -21,6 +21,7 @@ from xbkg.io.gadf import GadfReadWarning
 from xbkg.sky.fov import radec_to_fov
 from xbkg.store.events import RunDataError, UnitAssumedWarning
 from xbkg.store.selection import SelectionError, WhereError
+from xbkg.testing import raise_if_dask_computes
 
 #: 1DC GTI columns carry no unit (GADF default assumed, warned): not what these tests check.
 no_gti_unit = pytest.mark.filterwarnings(f"ignore::{UnitAssumedWarning.__module__}."
@@ -363,10 +364,6 @@ def test_cli_and_api_defaults_agree():
 
 
 
-def _raise_on_compute(dsk, keys, **kwargs):
-    raise AssertionError("something was computed")
-
-
 def test_filtered_altaz_build_stays_lazy(tmp_path):
     import dask
 
@@ -374,7 +371,7 @@ def test_filtered_altaz_build_stays_lazy(tmp_path):
 
     path = simulate_store(tmp_path / "s", n_runs=3, events_per_run=200, seed=5)
     store = xbkg.open_datastore(path)
-    with dask.config.set(scheduler=_raise_on_compute):
+    with raise_if_dask_computes():
         lazy = xbkg.make_model(store, kind="3d", fov_alignment="altaz", compute_now=False,
                                event_filter="ENERGY > 1", zenith_edges=[0, 90])
     assert isinstance(lazy["counts"].data, dask.array.Array)

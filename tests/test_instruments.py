@@ -6,7 +6,6 @@ import json
 import logging
 import warnings
 
-import dask
 import numpy as np
 import pytest
 
@@ -18,12 +17,9 @@ from xbkg.core.defaults import DEFAULTS
 from xbkg.report.summary import summary_text
 from xbkg.simulate import STYLES, load_truth, model_truth_counts, plan_runs, simulate_store
 from xbkg.sky.fov import offset_deg
+from xbkg.testing import raise_if_dask_computes
 
 E_EDGES = "0.1:100:12"
-
-
-def _raise_on_compute(dsk, keys, **kwargs):
-    raise AssertionError("something was computed")
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +166,7 @@ def test_extent_from_the_obs_index_or_given_and_lazy_builds(stores, tmp_path):
     """A lazy build computes nothing: without OFFSET_MAX it keeps the declared binning and says
     so; a given extent cuts it; a threshold rule that needs the counts peak raises."""
     store = xbkg.open_datastore(stores["veritas"])
-    with dask.config.set(scheduler=_raise_on_compute):
+    with raise_if_dask_computes():
         lazy = xbkg.make_model(store, kind="2d", selection="all", compute_now=False)
         assert lazy.attrs["offset_max"] == 2.5
         assert "lazy build" in json.loads(lazy.attrs["provenance"])["fov_extent"]["source"]
