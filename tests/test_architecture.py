@@ -78,6 +78,7 @@ def test_every_layer_is_a_package_with_a_short_docstring():
         assert doc and len(doc.splitlines()) <= 6, layer
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("old, new", [("xbkg.make", "xbkg.building.make"), ("xbkg.fov", "xbkg.sky.fov"),
                                       ("xbkg.io.products", "xbkg.building.products"),
                                       ("xbkg.validation", "xbkg.checks.crossval")])

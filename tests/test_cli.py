@@ -33,6 +33,7 @@ def test_bad_input_one_line_exit_2(tmp_path, capsys):
     assert len(err) == 1 and "not a directory" in err[0] and "Traceback" not in err[0]
 
 
+@pytest.mark.subprocess
 def test_console_script_runs():
     out = subprocess.run([sys.executable, "-m", "xbkg", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("xbkg ")

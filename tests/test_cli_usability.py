@@ -109,6 +109,7 @@ def test_negative_edges_with_or_without_equals():
     assert join_negative_values(["--", "-1"]) == ["--", "-1"]
 
 
+@pytest.mark.subprocess
 def test_verbose_after_the_command_logs_selection_once(store, tmp_path):
     """``-v`` at the end of the line works and the selection INFO line is printed once; the
     spaced negative edge spec reaches the model."""
@@ -160,6 +161,7 @@ def _run(argv):
                           cwd=ROOT, timeout=300)
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow  # 17 subprocesses, 4 at a time: about 20 s on one idle core
 def test_wrong_invocations_exit_2_with_a_message_that_says_what_works(store, outdir, tmp_path):
     values = {"store": str(store), "full": str(outdir), "out": str(tmp_path / "new"),
@@ -202,7 +204,7 @@ def test_every_public_function_taking_a_store_takes_a_path_or_an_opened_store():
     found = _public_functions_taking_a_store()
     assert len(found) >= 20  # the walk finds them (predict_counts, select_runs, ...)
     assert "xbkg.model.predict.predict_counts" in {name for name, _, _ in found}
-    converters = {"xbkg.store.datastore.as_datastore", "xbkg.store.datastore.store_directory"}
+    converters = {"xbkg.store.datastore.as_datastore", "xbkg.io.dl3.store_directory"}
     wrong = [name for name, func, params in found
              if getattr(func, "store_argument", None) not in params and name not in converters]
     assert not wrong, f"take only an opened store (decorate with takes_store): {wrong}"
@@ -293,6 +295,7 @@ def test_readme_use_commands_run(store, tmp_path):
     assert (tmp_path / "RUNS" / "hdu-index.fits.gz").exists()  # apply-model of the conditional
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_readme_quickstart_demo_ends_with_the_report(tmp_path):
     """The README's quickstart command (after the install), in an empty folder."""

@@ -57,6 +57,7 @@ def test_saved_table_loads_as_astropys(tmp_path):
     _assert_same_table(table, iers_cache._load(path))
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_same_params_with_and_without_cache_in_fresh_processes(tmp_path):
     without = _run("off")  # astropy parses its text tables and computes the contexts

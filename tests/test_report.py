@@ -110,6 +110,7 @@ def test_model_bkg_report_from_python(tmp_path):
         assert f"<td>{lo:g} - {hi:g}</td>" in text
 
 
+@pytest.mark.subprocess
 @needs_chromium
 def test_report_renders_in_a_browser(built, tmp_path):
     _, out = built
@@ -120,6 +121,7 @@ def test_report_renders_in_a_browser(built, tmp_path):
     assert shown["errors"] == [] and shown["console"] == [], shown
 
 
+@pytest.mark.subprocess
 @needs_chromium
 def test_browser_check_sees_a_broken_figure(tmp_path):
     """The check above can fail: a page with a corrupt image and a script error."""
@@ -131,6 +133,7 @@ def test_browser_check_sees_a_broken_figure(tmp_path):
     assert shown["errors"] and any("boom" in line for line in shown["console"])
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_dr1_build_report_is_small_and_renders(hess_dr1, tmp_path):
     """make-models on the DR1 off runs, default binning, three zenith groups."""

@@ -224,6 +224,7 @@ def test_altaz_constants_of_many_runs_equal_run_by_run(prepared):
                               **{k: [r[k] for r in runs[2:4]] for k in keys[2:]})
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("setting, expected", [(None, "True"), ("0", "False")])
 def test_tune_malloc_applies_once_and_can_be_turned_off(setting, expected):
     """glibc malloc tuning of the per-run tasks (Linux) and its opt-out variable."""
