@@ -192,6 +192,7 @@ def test_runs_outside_the_fitted_range_are_flagged(store, tmp_path, caplog):
     assert "outside the conditions" in caplog.text
 
 
+@pytest.mark.slow
 def test_cli_make_info_apply(store, tmp_path, capsys):
     out = tmp_path / "models"
     assert main(["make-models", str(store), str(out), "--kind", "2d", "--energy-threshold",
@@ -254,6 +255,7 @@ def test_partial_residuals_and_plot(model):
     assert len(fig.axes) == len(parts) == 5
 
 
+@pytest.mark.slow
 def test_validate_conditional_on_the_simulator(store, tmp_path):
     """k-fold validation of conditional models: held-out norms scatter as the truth's random
     level (0.08) plus Poisson, and the stated uncertainties give pulls of width about 1."""
@@ -359,6 +361,7 @@ def test_dr1_all_runs_with_exclusions_agree_with_off_runs_raw(hess_dr1):
     assert c.attrs["chi2_ndf"] < 0.2 * plain.attrs["chi2_ndf"]
 
 
+@pytest.mark.slow
 def test_make_models_per_run_files_are_conditional(store, tmp_path):
     from xbkg.io import open_model
 

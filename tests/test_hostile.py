@@ -224,6 +224,7 @@ def test_overwrite_replaces_only_an_earlier_output(work, capsys, command):
     expect_refused(command(work, precious), capsys, work, r"not an earlier output")
 
 
+@pytest.mark.slow
 def test_overwrite_of_an_earlier_output_still_works(work, capsys):
     assert cli(_mm(work, work / "models", "--overwrite", "--no-image")) == 0
     assert (work / "models" / "model.nc").exists()
@@ -528,6 +529,7 @@ def test_model_fits_declaring_a_huge_table(work):
 # 5. non-ASCII paths and FILE_NAMEs
 
 
+@pytest.mark.slow
 def test_non_ascii_store_and_output_paths(work, capsys):
     store = work / "störe_日本"
     (work / "store").rename(store)
@@ -550,6 +552,7 @@ def _rewrite_file_name(work: Path, new: bytes) -> None:
     fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path, overwrite=True)
 
 
+@pytest.mark.slow
 def test_non_ascii_file_name(work, capsys):
     new = "obs_ö日本.fits.gz"
     (work / "store" / "data" / "obs_000004.fits.gz").rename(work / "store" / "data" / new)
@@ -817,6 +820,7 @@ def test_clean_run_prints_nothing_on_stderr(work):
 # 10. deterministic files: two identical builds are byte-identical
 
 
+@pytest.mark.slow
 def test_two_builds_are_byte_identical(work, capsys):
     # the same command line twice (the model records it, OUTDIR included)
     assert cli(_mm(work, work / "out", "--bundle")) == 0

@@ -313,6 +313,7 @@ def test_event_filter_selects_events_lazily_and_updates_keep_it(tmp_path, capsys
     np.testing.assert_array_equal(updated["counts"].values, kept["counts"].values)
 
 
+@pytest.mark.slow
 def test_altaz_geometry_rejects_one_run_with_reason(tmp_path):
     from xbkg.simulate import simulate_store
 

@@ -229,6 +229,7 @@ def test_safe_threshold_from_the_stores_counts_peak(stores, capsys):
     assert json.loads(model.attrs["provenance"])["energy_threshold"] == "SAFE_ENERGY_LO (4 runs)"
 
 
+@pytest.mark.slow
 def test_cli_prints_the_threshold_rule_and_extent(stores, tmp_path, capsys):
     out = tmp_path / "m"
     assert main(["make-models", str(stores["veritas"]), str(out), "--selection", "all",

@@ -57,6 +57,7 @@ def built(tmp_path_factory):
     return store, out
 
 
+@pytest.mark.slow
 def test_make_models_writes_a_self_contained_report(built, capsys):
     store, out = built
     text = (out / "report.html").read_text(encoding="utf-8")
@@ -94,6 +95,7 @@ def test_report_statistics_count_the_empty_bins(built):
         assert row in text, row
 
 
+@pytest.mark.slow
 def test_model_bkg_report_from_python(tmp_path):
     """A 2D model grouped by azimuth too: the report shows the groups' AZ_PNT bounds."""
     store = simulate_store(tmp_path / "s", n_runs=4, events_per_run=1500, seed=1)

@@ -256,6 +256,7 @@ def test_bad_run_is_skipped_reported_or_raised(base, tmp_path, caplog, breaker, 
     assert_message(str(exc.value), problem)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("breaker", "problem"), CASES[::3])
 def test_cli_lists_rejected_runs_and_strict_exits_2(base, tmp_path, capsys, breaker, problem):
     store = _copy(base, tmp_path, breaker)
@@ -276,6 +277,7 @@ def test_cli_lists_rejected_runs_and_strict_exits_2(base, tmp_path, capsys, brea
     assert not list(tmp_path.glob(".strict*"))
 
 
+@pytest.mark.slow
 def test_cli_rejected_table_lists_every_reason(base, tmp_path):
     """Runs left out for selection and for bad data are listed together, each with its reason."""
     store = _copy(base, tmp_path, _delete)
