@@ -83,6 +83,7 @@ def test_make_models_writes_a_self_contained_report(built, capsys):
     assert (out / "report.html").stat().st_size > 20_000
 
 
+@pytest.mark.slow
 def test_report_statistics_count_the_empty_bins(built):
     _, out = built
     model = xbkg.open_model(out / "model.nc")
