@@ -1,4 +1,10 @@
-"""Shared fixtures: the real H.E.S.S. DR1 store (skipped when absent)."""
+"""Shared fixtures (the real data stores, skipped when absent) and the markers of the test tiers.
+
+Markers (pyproject.toml) let a developer run the fast tier alone (README, "Tests"); the
+default ``python -m pytest`` runs everything. Tests using a real-data fixture are marked
+``data``, tests of a whole module listed in :data:`MODULE_MARKERS` get its marker here; other
+markers are set on the tests themselves.
+"""
 
 from pathlib import Path
 
@@ -67,3 +73,19 @@ def big_closure_store(tmp_path_factory):
         return stores[frame]
 
     return make
+
+
+#: Marker of every test that uses one of these fixtures.
+FIXTURE_MARKERS = {"hess_dr1": "data", "magic_rad_max": "data", "cta_1dc": "data",
+                   "catalogs": "data", "cluster": "cluster"}
+#: Marker of every test of one of these modules.
+MODULE_MARKERS = {"test_docs.py": "docs", "test_notebooks.py": "notebooks",
+                  "test_dask_cluster_cli.py": "cluster"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for fixture in set(item.fixturenames) & set(FIXTURE_MARKERS):
+            item.add_marker(FIXTURE_MARKERS[fixture])
+        if item.path.name in MODULE_MARKERS:
+            item.add_marker(MODULE_MARKERS[item.path.name])

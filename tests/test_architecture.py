@@ -122,6 +122,7 @@ def test_no_measured_timing_in_the_code():
     assert not found, "measured timings belong in docs/performance.rst:\n" + "\n".join(found)
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("old, new", [("xbkg.make", "xbkg.building.make"), ("xbkg.fov", "xbkg.sky.fov"),
                                       ("xbkg.io.products", "xbkg.building.products"),
                                       ("xbkg.validation", "xbkg.checks.crossval"),

@@ -64,6 +64,7 @@ def _wait_for(proc, phase, out):
             time.sleep(0.001)
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize(("sig", "phase"), [
     pytest.param(signal.SIGINT, "compute", id="SIGINT-compute"),
     pytest.param(signal.SIGTERM, "compute", id="SIGTERM-compute"),
@@ -102,6 +103,7 @@ def test_killed_make_models_leaves_outdir_untouched(previous, tmp_path, sig, pha
         assert hidden_siblings(out) == []
 
 
+@pytest.mark.subprocess
 def test_killed_first_run_leaves_no_outdir(previous, tmp_path):
     store, _ = previous
     out = tmp_path / "new"
@@ -126,6 +128,7 @@ def _dead_pid() -> int:
     return proc.pid
 
 
+@pytest.mark.subprocess
 def test_atomic_dir_error_and_stale_leftovers(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
@@ -145,6 +148,7 @@ def test_atomic_dir_error_and_stale_leftovers(tmp_path):
     assert not stale.exists() and alive.exists()  # a live process' folder is left alone
 
 
+@pytest.mark.subprocess
 def test_killed_between_renames_restores_earlier_outdir(tmp_path):
     """If a kill lands between moving OUTDIR aside and moving the new one in, the next run
     puts the earlier OUTDIR back before doing anything else."""

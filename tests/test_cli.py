@@ -33,6 +33,7 @@ def test_bad_input_one_line_exit_2(tmp_path, capsys):
     assert len(err) == 1 and "not a directory" in err[0] and "Traceback" not in err[0]
 
 
+@pytest.mark.subprocess
 def test_console_script_runs():
     out = subprocess.run([sys.executable, "-m", "xbkg", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("xbkg ")
@@ -88,6 +89,7 @@ def test_make_models_real_2d_test_mode(hess_dr1, tmp_path, capsys):
     assert len(rejected) == 100 and set(rejected["REASON"]) >= {"not an off run (TARGET_NAME/OBJECT)"}
 
 
+@pytest.mark.slow
 def test_every_file_of_a_model_carries_the_offset_cut(tmp_path, capsys):
     """model.nc, the BKG table files and the image files report the same offset cut."""
     from xbkg.simulate import simulate_store

@@ -109,6 +109,7 @@ def test_negative_edges_with_or_without_equals():
     assert join_negative_values(["--", "-1"]) == ["--", "-1"]
 
 
+@pytest.mark.subprocess
 def test_verbose_after_the_command_logs_selection_once(store, tmp_path):
     """``-v`` at the end of the line works and the selection INFO line is printed once; the
     spaced negative edge spec reaches the model."""
@@ -160,6 +161,7 @@ def _run(argv):
                           cwd=ROOT, timeout=300)
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow  # 17 subprocesses, 4 at a time: about 20 s on one idle core
 def test_wrong_invocations_exit_2_with_a_message_that_says_what_works(store, outdir, tmp_path):
     values = {"store": str(store), "full": str(outdir), "out": str(tmp_path / "new"),
@@ -294,6 +296,7 @@ def test_readme_use_commands_run(store, tmp_path):
     assert (tmp_path / "RUNS" / "hdu-index.fits.gz").exists()  # apply-model of the conditional
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_readme_quickstart_demo_ends_with_the_report(tmp_path):
     """The README's quickstart command (after the install), in an empty folder."""

@@ -253,17 +253,3 @@ def test_rate_consistency_needs_the_same_groups(twin_models, store):
     with pytest.raises(ValueError, match="same groups"):
         rate_consistency(plain, by_az)
     assert rate_consistency(by_az, by_az, nested=True).attrs["ndf"] == 0  # nothing left in b
-
-
-def test_public_names_are_exported():
-    import inspect
-
-    from xbkg.checks import compare, crossval as validation
-    from xbkg.report import checks as reports
-
-    for module in (compare, validation, vp, reports):
-        assert len(module.__all__) == len(set(module.__all__))
-        assert all(hasattr(module, name) for name in module.__all__)
-        public = {n for n, f in vars(module).items() if inspect.isfunction(f)
-                  and f.__module__ == module.__name__ and not n.startswith("_")}
-        assert public <= set(module.__all__)

@@ -23,6 +23,7 @@ from xbkg.simulate import TruthModel, load_truth, simulate_store
 from xbkg.sky.exposure import annulus_solid_angle, energy_widths_mev
 from xbkg.store.conditions import condition_matrix
 from xbkg.store.datastore import open_datastore
+from xbkg.testing import count_run_reads
 
 #: Known coefficients (terms of xbkg.store.conditions) and per-run scatter of ln level.
 TRUTH = {"MUONEFF": 1.5, "N_TELS": 1.0, "zenith": 1.5, "azimuth_cos": 0.1, "azimuth_sin": -0.05,
@@ -191,6 +192,7 @@ def test_runs_outside_the_fitted_range_are_flagged(store, tmp_path, caplog):
     assert "outside the conditions" in caplog.text
 
 
+@pytest.mark.slow
 def test_cli_make_info_apply(store, tmp_path, capsys):
     out = tmp_path / "models"
     assert main(["make-models", str(store), str(out), "--kind", "2d", "--energy-threshold",
@@ -253,6 +255,7 @@ def test_partial_residuals_and_plot(model):
     assert len(fig.axes) == len(parts) == 5
 
 
+@pytest.mark.slow
 def test_validate_conditional_on_the_simulator(store, tmp_path):
     """k-fold validation of conditional models: held-out norms scatter as the truth's random
     level (0.08) plus Poisson, and the stated uncertainties give pulls of width about 1."""
@@ -275,33 +278,13 @@ def test_validate_conditional_on_the_simulator(store, tmp_path):
     assert "PULL" in table.colnames and np.isfinite(table["LEVEL_ERROR"]).all()
 
 
-def test_public_names_exist():
-    from xbkg.building import apply, conditional
-    from xbkg.store import conditions
-
-    for module in (conditional, conditions, apply):
-        assert module.__all__ and len(set(module.__all__)) == len(module.__all__)
-        assert all(hasattr(module, name) for name in module.__all__), module.__name__
-
 
 @pytest.mark.parametrize("split_every", [None, 3])
-def test_conditional_build_reads_every_run_once(store, monkeypatch, split_every):
+def test_conditional_build_reads_every_run_once(store, split_every):
     """The per-run statistics come out of the model's own pass: one read per run."""
-    from collections import Counter
-
     import dask
 
-    import xbkg.building.reduce
-
-    reads = Counter()
-    run_cubes = xbkg.building.reduce.run_cubes
-
-    def counted(info, *args, **kwargs):
-        reads[info.obs_id] += 1
-        return run_cubes(info, *args, **kwargs)
-
-    monkeypatch.setattr(xbkg.building.reduce, "run_cubes", counted)
-    with dask.config.set(split_every=split_every):
+    with count_run_reads() as reads, dask.config.set(split_every=split_every):
         built = make_model(store, kind="2d", energy_threshold="safe", offset_max=OFFSET_MAX,
                            conditions="zenith,outer_rate", scheduler="threads",
                            obs_ids=range(1, 31))
@@ -378,6 +361,7 @@ def test_dr1_all_runs_with_exclusions_agree_with_off_runs_raw(hess_dr1):
     assert c.attrs["chi2_ndf"] < 0.2 * plain.attrs["chi2_ndf"]
 
 
+@pytest.mark.slow
 def test_make_models_per_run_files_are_conditional(store, tmp_path):
     from xbkg.io import open_model
 

@@ -186,12 +186,6 @@ def test_annulus_exclusion_fractions_vs_dense_grid():
     assert frac[0] < 0.9 and frac[-1] < 1
 
 
-def test_public_names():
-    from xbkg.sky import excluded_area, exposure
-
-    for module in (excluded_area, exposure):
-        assert all(hasattr(module, name) for name in module.__all__)
-
 
 def test_meridian_arcs_without_trigonometry_match_the_angles():
     """The arcs' sines from the trig-free path equal those of the clipped angles, and an arc

@@ -26,6 +26,7 @@ from xbkg.sky.exclusion import (
     time_samples,
 )
 from xbkg.sky.exposure import annulus_solid_angle, box_solid_angle
+from xbkg.testing import raise_if_dask_computes
 
 RA0, DEC0 = 150.0, -25.0
 F_EDGES = np.linspace(-2, 2, 9)
@@ -331,10 +332,6 @@ def test_ds9_files(tmp_path):
 # in the pipeline
 
 
-def _raise_on_compute(dsk, keys, **kwargs):
-    raise AssertionError("something was computed")
-
-
 def test_exclusion_keeps_the_build_lazy(tmp_path):
     from xbkg.simulate import simulate_store
 
@@ -342,7 +339,7 @@ def test_exclusion_keeps_the_build_lazy(tmp_path):
                           sources=[{"ra": 150.0, "dec": -25.0, "counts": 100}])
     reg = tmp_path / "src.reg"
     reg.write_text("fk5\ncircle(150.0,-25.0,0.4)\n")
-    with dask.config.set(scheduler=_raise_on_compute):
+    with raise_if_dask_computes():
         model = xbkg.make_model(path, kind="3d", fov_alignment="altaz", exclusion=reg,
                                 selection="all", compute_now=False)
     assert isinstance(model["exposure"].data, dask.array.Array)
@@ -354,19 +351,3 @@ def test_exclusion_keeps_the_build_lazy(tmp_path):
     model, plain = dask.compute(model, plain, scheduler="synchronous")
     assert 0.9 < float(model["exposure"].sum() / plain["exposure"].sum()) < 0.999
     assert int(plain["counts"].sum() - model["counts"].sum()) >= 150
-
-
-def test_public_names():
-    import inspect
-
-    from xbkg.io import regions
-    from xbkg.sky import exclusion
-    from xbkg.store import selection
-
-    for module in (exclusion, selection, regions):
-        assert len(module.__all__) == len(set(module.__all__))
-        assert all(hasattr(module, name) for name in module.__all__)
-        public = {name for name, obj in vars(module).items()
-                  if not name.startswith("_") and (inspect.isfunction(obj) or inspect.isclass(obj))
-                  and obj.__module__ == module.__name__}
-        assert public <= set(module.__all__), public - set(module.__all__)

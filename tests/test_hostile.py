@@ -224,6 +224,7 @@ def test_overwrite_replaces_only_an_earlier_output(work, capsys, command):
     expect_refused(command(work, precious), capsys, work, r"not an earlier output")
 
 
+@pytest.mark.slow
 def test_overwrite_of_an_earlier_output_still_works(work, capsys):
     assert cli(_mm(work, work / "models", "--overwrite", "--no-image")) == 0
     assert (work / "models" / "model.nc").exists()
@@ -265,6 +266,7 @@ FIFO_CASES = [
 ]
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize(("argv", "match"), FIFO_CASES)
 def test_fifo_is_refused_without_blocking(work, argv, match):
     args = argv(work)
@@ -272,6 +274,7 @@ def test_fifo_is_refused_without_blocking(work, argv, match):
     assert run.seconds < 50
 
 
+@pytest.mark.subprocess
 def test_fifo_events_file_is_skipped_and_listed(work):
     _fifo(work / "store" / "data" / "obs_000004.fits.gz")
     run = run_cli(_mm(work, work / "out"), timeout=60)
@@ -301,6 +304,7 @@ def _writing(folder: Path, started: list):
     return writing
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_ends_the_process_whatever_a_thread_is_blocked_on(tmp_path, signum):
     fifo = _fifo(tmp_path / "stuck")
@@ -331,6 +335,7 @@ sys.exit(main())
 """
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_ends_a_hung_clean_up(tmp_path, signum):
@@ -389,6 +394,7 @@ FULL_CASES = [  # free kB chosen to fail in the FITS files, in model.nc, and ear
 ]
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 @pytest.mark.parametrize(("how", "free_kb"), FULL_CASES)
 def test_full_disk(work, small_disk, how, free_kb):
@@ -409,6 +415,7 @@ def test_full_disk(work, small_disk, how, free_kb):
     assert snapshot(small_disk) == before
 
 
+@pytest.mark.subprocess
 def test_read_only_output_folder_is_refused_before_the_build(work, capsys):
     with tmpfs(work / "ro", "size=1m,ro") as disk:
         expect_refused(_mm(work, disk / "out"), capsys, work, r"ro/out: the folder .* not writable")
@@ -457,11 +464,13 @@ def _hdu_index_declaring(work: Path, rows: int, keep_data: bool) -> Path:
     return path
 
 
+@pytest.mark.subprocess
 def test_index_declaring_gigabytes_it_lacks(work):
     _hdu_index_declaring(work, 4_000_000, keep_data=False)  # 192 MB: under the limit
     expect_refused_subprocess(_mm(work, work / "out"), work, r"hdu-index\.fits\.gz.*truncated")
 
 
+@pytest.mark.subprocess
 def test_index_with_half_a_gigabyte_of_zero_rows(work):
     path = _hdu_index_declaring(work, 8_000_000, keep_data=True)
     assert path.stat().st_size < 2_000_000
@@ -469,6 +478,7 @@ def test_index_with_half_a_gigabyte_of_zero_rows(work):
                               r"hdu-index\.fits\.gz.*more than the \d+ allowed")
 
 
+@pytest.mark.subprocess
 def test_events_declaring_gigabytes_with_no_rows(work):
     path = work / "store" / "data" / "obs_000004.fits.gz"
     # ~1.8 GB declared, no data
@@ -478,6 +488,7 @@ def test_events_declaring_gigabytes_with_no_rows(work):
                               r"obs_000004\.fits\.gz.*(truncated|times the \d+ bytes)")
 
 
+@pytest.mark.subprocess
 def test_events_holding_a_gigabyte_of_zero_rows(work):
     """A 1 GB all-zero EVENTS table in a ~1 MB .fits.gz (gzip members of zeros): refused
     before it is inflated, naming the run's file, peak RSS bounded."""
@@ -494,6 +505,7 @@ def test_events_holding_a_gigabyte_of_zero_rows(work):
     assert run.rss_mb < 600, f"peak RSS {run.rss_mb:.0f} MB"  # inflating it would take > 1 GB
 
 
+@pytest.mark.subprocess
 def test_netcdf_declaring_gigabytes_of_unwritten_chunks(work):
     import h5py
 
@@ -505,6 +517,7 @@ def test_netcdf_declaring_gigabytes_of_unwritten_chunks(work):
     expect_refused_subprocess(["info", path], work, r"huge\.nc.*declare")
 
 
+@pytest.mark.subprocess
 def test_model_fits_declaring_a_huge_table(work):
     path = work / "models" / "bg_cube_model_group0_table.fits.gz"
     data = _set_card(_header_bytes(path), "NAXIS2", 10**9, 0)
@@ -516,6 +529,7 @@ def test_model_fits_declaring_a_huge_table(work):
 # 5. non-ASCII paths and FILE_NAMEs
 
 
+@pytest.mark.slow
 def test_non_ascii_store_and_output_paths(work, capsys):
     store = work / "störe_日本"
     (work / "store").rename(store)
@@ -538,6 +552,7 @@ def _rewrite_file_name(work: Path, new: bytes) -> None:
     fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path, overwrite=True)
 
 
+@pytest.mark.slow
 def test_non_ascii_file_name(work, capsys):
     new = "obs_ö日本.fits.gz"
     (work / "store" / "data" / "obs_000004.fits.gz").rename(work / "store" / "data" / new)
@@ -596,6 +611,7 @@ def test_bad_option_is_one_line(work, capsys, option, match):
     expect_refused(_mm(work, work / "out", option), capsys, work, match)
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("option", [
     pytest.param("--energy-edges=0.1:100:1000000000", id="energy-1e9"),
     pytest.param("--fov-edges=-2.5:2.5:10000", id="fov-1e4"),
@@ -647,6 +663,7 @@ def _dead_pid() -> int:
     return proc.pid
 
 
+@pytest.mark.subprocess
 def test_update_model_restores_an_outdir_killed_between_renames(work, caplog):
     pid = _dead_pid()
     models = work / "models"
@@ -660,6 +677,7 @@ def test_update_model_restores_an_outdir_killed_between_renames(work, caplog):
     assert set(snapshot(models)) == set(before)
 
 
+@pytest.mark.subprocess
 def test_update_model_file_cleans_its_temporary_folder(work, caplog):
     pid = _dead_pid()
     left = work / "models" / f".model.nc.{pid}-x1y2.tmp"
@@ -671,6 +689,7 @@ def test_update_model_file_cleans_its_temporary_folder(work, caplog):
     assert not left.exists()
 
 
+@pytest.mark.subprocess
 def test_final_rename_failing_keeps_the_old_outdir(work, capsys):
     """OUTDIR is a mount point: it cannot be renamed away; nothing is left behind."""
     with tmpfs(work / "out") as out:
@@ -777,6 +796,7 @@ def test_text_file_as_events(work, capsys):
                    r"run 4 .*obs_000004\.fits\.gz.*not a FITS file")
 
 
+@pytest.mark.subprocess
 def test_info_into_a_closed_pipe(work):
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.Popen([sys.executable, "-m", "xbkg", "info", work / "models" / "model.nc"],
@@ -788,6 +808,7 @@ def test_info_into_a_closed_pipe(work):
     assert err == ""
 
 
+@pytest.mark.subprocess
 def test_clean_run_prints_nothing_on_stderr(work):
     run = run_cli(_mm(work, work / "out"))
     assert run.code == 0, run.err
@@ -799,6 +820,7 @@ def test_clean_run_prints_nothing_on_stderr(work):
 # 10. deterministic files: two identical builds are byte-identical
 
 
+@pytest.mark.slow
 def test_two_builds_are_byte_identical(work, capsys):
     # the same command line twice (the model records it, OUTDIR included)
     assert cli(_mm(work, work / "out", "--bundle")) == 0
@@ -827,6 +849,7 @@ def test_report_output_never_replaces_an_input(work, capsys, target, match):
     expect_refused(["report", work / "models", "--output", target(work)], capsys, work, match)
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize(("option", "match"), [
     pytest.param("--events=1000000000000", r"--events.*at most", id="events-1e12"),
     pytest.param("--runs=1000000000", r"--runs.*at most", id="runs-1e9"),
@@ -838,6 +861,7 @@ def test_simulate_huge_counts_are_refused(work, option, match):
     assert run.rss_mb < RSS_MB and not (work / "sim").exists()
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 @pytest.mark.parametrize("command", ["report", "apply-model"])
 def test_full_disk_report_and_apply_model(work, small_disk, command):

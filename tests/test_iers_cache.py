@@ -73,6 +73,7 @@ def test_cache_written_like_every_output(tmp_path):
     assert iers_cache._load(path)["a"].tolist() == [1.0, 2.0]
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_same_params_with_and_without_cache_in_fresh_processes(tmp_path):
     without = _run("off")  # astropy parses its text tables and computes the contexts
@@ -107,8 +108,3 @@ def test_cache_dir_from_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("XBKG_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert iers_cache.cache_dir() == tmp_path / "xbkg"
-
-
-def test_all_names_exist():
-    for name in iers_cache.__all__:
-        assert hasattr(iers_cache, name)

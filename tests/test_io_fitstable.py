@@ -399,7 +399,7 @@ def test_bad_arguments(multi_file):
 
 def test_public_names():
     assert sorted(fitstable.__all__) == ["FitsReadError", "check_sizes", "read_columns",
-                                        "read_header", "read_tables"]
+                                        "read_header", "read_tables", "read_whole_table"]
     assert issubclass(FitsReadError, ValueError)
 
 

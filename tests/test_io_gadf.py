@@ -12,7 +12,7 @@ from astropy.units import UnitsWarning
 
 from xbkg.core.binning import edges_of, lin_edges, log_edges
 from xbkg.core.schema import assemble_model, validate_model
-from xbkg.io import atomic, gadf
+from xbkg.io import gadf
 from xbkg.io.atomic import atomic_path
 from xbkg.io.gadf import (
     GROUP_CARDS,
@@ -81,12 +81,6 @@ def gammapy_irf():
 
 KINDS_ALIGNS = [("2d", "ALTAZ"), ("3d", "ALTAZ"), ("3d", "RADEC")]
 
-
-def test_all_names_exist():
-    for module in (gadf, atomic):
-        assert module.__all__
-        for name in module.__all__:
-            assert hasattr(module, name), name
 
 
 # ---------------------------------------------------------------------------- writing

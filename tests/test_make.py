@@ -9,10 +9,7 @@ from astropy.table import Table
 
 import xbkg
 from xbkg.store.events import RunDataError
-
-
-def _raise_on_compute(dsk, keys, **kwargs):
-    raise AssertionError("something was computed")
+from xbkg.testing import raise_if_dask_computes
 
 
 def _index_only_store(path, n_runs=500, events_per_run=1000):
@@ -38,7 +35,7 @@ def _index_only_store(path, n_runs=500, events_per_run=1000):
 @pytest.mark.parametrize("kind,align", [("2d", "altaz"), ("3d", "radec"), ("3d", "altaz")])
 def test_graph_for_500_runs_computes_nothing(tmp_path, kind, align):
     store = xbkg.open_datastore(_index_only_store(tmp_path / "s"))
-    with dask.config.set(scheduler=_raise_on_compute):
+    with raise_if_dask_computes():
         model = xbkg.make_model(store, kind=kind, fov_alignment=align, zenith_edges=[0, 30, 60],
                                 compute_now=False)
         events = xbkg.open_events(store)

@@ -101,7 +101,7 @@ def test_prediction_averages_over_the_good_time_intervals(dr1, model):
     fractions). With two GTIs, the first and last quarters of the run, it is the mean of the
     two one-GTI predictions, and not the prediction over the whole run."""
     info = _info(dr1, 20275)
-    t0, t1 = info["tstart"], info["tstop"]
+    t0, t1 = info.tstart, info.tstop
     q = (t1 - t0) / 4
     first, last = ([t0], [t0 + q]), ([t1 - q], [t1])
     both = ([t0, t1 - q], [t0 + q, t1])
@@ -110,7 +110,7 @@ def test_prediction_averages_over_the_good_time_intervals(dr1, model):
     lon, lat = np.meshgrid(np.linspace(-1.8, 1.8, 7), np.linspace(-1.8, 1.8, 7))
     from xbkg.sky import fov
 
-    ra, dec = fov.fov_to_radec(lon, lat, info["ra_pnt"], info["dec_pnt"])
+    ra, dec = fov.fov_to_radec(lon, lat, info.ra_pnt, info.dec_pnt)
     energy = [0.5, 1.0, 3.0, 10.0]
 
     def predict(gti):

@@ -57,6 +57,7 @@ def built(tmp_path_factory):
     return store, out
 
 
+@pytest.mark.slow
 def test_make_models_writes_a_self_contained_report(built, capsys):
     store, out = built
     text = (out / "report.html").read_text(encoding="utf-8")
@@ -82,6 +83,7 @@ def test_make_models_writes_a_self_contained_report(built, capsys):
     assert (out / "report.html").stat().st_size > 20_000
 
 
+@pytest.mark.slow
 def test_report_statistics_count_the_empty_bins(built):
     _, out = built
     model = xbkg.open_model(out / "model.nc")
@@ -94,6 +96,7 @@ def test_report_statistics_count_the_empty_bins(built):
         assert row in text, row
 
 
+@pytest.mark.slow
 def test_model_bkg_report_from_python(tmp_path):
     """A 2D model grouped by azimuth too: the report shows the groups' AZ_PNT bounds."""
     store = simulate_store(tmp_path / "s", n_runs=4, events_per_run=1500, seed=1)
@@ -110,6 +113,7 @@ def test_model_bkg_report_from_python(tmp_path):
         assert f"<td>{lo:g} - {hi:g}</td>" in text
 
 
+@pytest.mark.subprocess
 @needs_chromium
 def test_report_renders_in_a_browser(built, tmp_path):
     _, out = built
@@ -120,6 +124,7 @@ def test_report_renders_in_a_browser(built, tmp_path):
     assert shown["errors"] == [] and shown["console"] == [], shown
 
 
+@pytest.mark.subprocess
 @needs_chromium
 def test_browser_check_sees_a_broken_figure(tmp_path):
     """The check above can fail: a page with a corrupt image and a script error."""
@@ -131,6 +136,7 @@ def test_browser_check_sees_a_broken_figure(tmp_path):
     assert shown["errors"] and any("boom" in line for line in shown["console"])
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_dr1_build_report_is_small_and_renders(hess_dr1, tmp_path):
     """make-models on the DR1 off runs, default binning, three zenith groups."""
@@ -151,16 +157,3 @@ def test_dr1_build_report_is_small_and_renders(hess_dr1, tmp_path):
     if CHROMIUM:
         shown = render(report, tmp_path)
         assert shown["decoded"] == shown["n"] >= 6 and not shown["errors"], shown
-
-
-def test_all_of_the_new_modules_is_complete():
-    import inspect
-
-    from xbkg.report import html as report, summary
-    from xbkg.store import datastore
-
-    for module in (report, summary, datastore):
-        assert all(hasattr(module, name) for name in module.__all__)
-        public = {n for n, f in vars(module).items() if inspect.isfunction(f)
-                  and f.__module__ == module.__name__ and not n.startswith("_")}
-        assert public <= set(module.__all__), module.__name__

@@ -2,7 +2,6 @@
 
 import contextlib
 import os
-from collections import Counter
 
 import dask
 import numpy as np
@@ -25,6 +24,7 @@ from xbkg.core.runs import RunInfo
 from xbkg.simulate import simulate_store
 from xbkg.sky.exposure import box_solid_angle
 from xbkg.store.events import fill_from_headers, run_infos
+from xbkg.testing import count_run_reads
 
 ZENITH_EDGES = [0, 20, 35, 50]
 N_RUNS = 24
@@ -129,29 +129,22 @@ def test_model_does_not_depend_on_run_order_or_split_every(store_dir):
 
 
 @pytest.mark.parametrize("split_every", [None, 2, 5, 100])
-def test_every_run_is_read_once(store_dir, monkeypatch, tmp_path, split_every):
+def test_every_run_is_read_once(store_dir, tmp_path, split_every):
     """Whatever the tree's depth (one leaf per group, leaves summed by the root, deeper), and
     for eager builds, lazy models computed as a whole and saved lazy models alike."""
-    reads = Counter()
-    run_cubes = xbkg.building.reduce.run_cubes
-
-    def counted(info, *args, **kwargs):
-        reads[info.obs_id] += 1
-        return run_cubes(info, *args, **kwargs)
-
-    monkeypatch.setattr(xbkg.building.reduce, "run_cubes", counted)
     kw = dict(kind="3d", fov_alignment="altaz", zenith_edges=ZENITH_EDGES)
-    with dask.config.set(split_every=split_every) if split_every else contextlib.nullcontext():
-        xbkg.make_model(store_dir, scheduler="synchronous", **kw)
-        assert len(reads) == N_RUNS and set(reads.values()) == {1}
-        lazy = xbkg.make_model(store_dir, compute_now=False, **kw)
-    for use in (lambda: lazy.compute(scheduler="synchronous"),
-                lambda: dask.compute(lazy["counts"].data, lazy["exposure"].data, lazy["rate"].data,
-                                     scheduler="synchronous"),
-                lambda: xbkg.save_model(lazy, tmp_path / "lazy.nc", overwrite=True)):
-        reads.clear()
-        use()
-        assert len(reads) == N_RUNS and set(reads.values()) == {1}
+    with count_run_reads() as reads:
+        with dask.config.set(split_every=split_every) if split_every else contextlib.nullcontext():
+            xbkg.make_model(store_dir, scheduler="synchronous", **kw)
+            assert len(reads) == N_RUNS and set(reads.values()) == {1}
+            lazy = xbkg.make_model(store_dir, compute_now=False, **kw)
+        for use in (lambda: lazy.compute(scheduler="synchronous"),
+                    lambda: dask.compute(lazy["counts"].data, lazy["exposure"].data,
+                                         lazy["rate"].data, scheduler="synchronous"),
+                    lambda: xbkg.save_model(lazy, tmp_path / "lazy.nc", overwrite=True)):
+            reads.clear()
+            use()
+            assert len(reads) == N_RUNS and set(reads.values()) == {1}
 
 
 def test_graph_size_grows_linearly_with_runs(tmp_path):
@@ -232,6 +225,7 @@ def test_altaz_constants_of_many_runs_equal_run_by_run(prepared):
                               **{k: [getattr(r, k) for r in runs[2:4]] for k in keys[2:]})
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("setting, expected", [(None, "True"), ("0", "False")])
 def test_tune_malloc_applies_once_and_can_be_turned_off(setting, expected):
     """glibc malloc tuning of the per-run tasks (Linux) and its opt-out variable."""

@@ -146,6 +146,7 @@ def test_make_model_applies_the_cuts(tmp_path):
     assert '"where": "N_TELS >= 4"' in model.attrs["provenance"]
 
 
+@pytest.mark.slow
 def test_cli_cuts_and_exclusions(tmp_path, capsys):
     from astropy.table import Table
 

@@ -48,10 +48,6 @@ def _run_params(header):
         timesys=header["TIMESYS"], tstart=header["TSTART"], tstop=header["TSTOP"])
 
 
-def test_all_names_exist():
-    assert all(hasattr(simulate, name) for name in simulate.__all__)
-
-
 # ------------------------------------------------------------------------------- the truth
 
 
@@ -311,6 +307,7 @@ def test_radec_frame_and_sources(tmp_path):
     assert lat.mean() > 8 * lat.std() / math.sqrt(lat.size)
 
 
+@pytest.mark.slow
 def test_deterministic_bytes_and_parallel(tmp_path):
     kwargs = dict(n_runs=3, events_per_run=400, seed=11, compress=True)
     a = simulate_store(tmp_path / "a", **kwargs)

@@ -3,6 +3,7 @@ events: each run is read once when the extent cuts nothing, and the model is the
 separate survey (:func:`xbkg.building.survey.survey_runs`) and an explicit ``fov_extent`` give."""
 
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ import xbkg.store.events
 from xbkg.building.survey import survey_runs
 from xbkg.simulate import simulate_store
 from xbkg.store.events import run_infos
+from xbkg.testing import count_calls
 
 E_EDGES = "0.1:100:12"
 
@@ -26,34 +28,22 @@ def stores(tmp_path_factory):
             for style in ("veritas", "hess")}
 
 
-def _spy(monkeypatch, module, name, calls):
-    """Count the calls of ``module.name`` (the real function still runs)."""
-    real = getattr(module, name)
-
-    def counted(*args, **kwargs):
-        calls.append(name)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(module, name, counted)
-
-
 @pytest.mark.parametrize("style,cut", [("hess", False), ("veritas", True)])
 @pytest.mark.parametrize("kind", ["2d", "3d"])
-def test_extent_measured_in_the_build_pass(stores, style, cut, kind, monkeypatch):
+def test_extent_measured_in_the_build_pass(stores, style, cut, kind):
     store = xbkg.open_datastore(stores[style])
     survey = survey_runs(run_infos(store), 2.5, scheduler="sync")
-    calls = []
-    _spy(monkeypatch, xbkg.building.reduce, "read_run", calls)
-    _spy(monkeypatch, xbkg.store.events, "read_run_events", calls)
+    calls = Counter()
     kw = dict(kind=kind, selection="all", energy_edges=E_EDGES, scheduler="sync")
-    model = xbkg.make_model(store, **kw)
+    with count_calls(xbkg.building.reduce, "read_run", counter=calls), \
+            count_calls(xbkg.store.events, "read_run_events", counter=calls):
+        model = xbkg.make_model(store, **kw)
     # one read of each run's events; a second pass only to build with the cut binning
-    assert calls == ["read_run"] * 4 * (2 if cut else 1)
+    assert calls == Counter({"read_run": 4 * (2 if cut else 1)})
     np.testing.assert_array_equal(model["obs_fov_extent"].values, survey["max_offset"])
     prov = json.loads(model.attrs["provenance"])["fov_extent"]
     assert prov["source"] == "largest event offset of each run" and ("cut" in prov) == cut
     assert prov["extent_deg"] == float(np.max(survey["max_offset"]))
-    monkeypatch.undo()
     given = xbkg.make_model(store, fov_extent=float(np.max(survey["max_offset"])), **kw)
     assert model.attrs["offset_max"] == given.attrs["offset_max"] == \
         (prov["extent_deg"] if cut else 2.5)

@@ -169,6 +169,7 @@ def test_kernels():
         smooth_model(None, "median")
 
 
+@pytest.mark.slow
 def test_cli_smooth(store_dir, tmp_path):
     from xbkg.cli import main
 

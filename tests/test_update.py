@@ -143,6 +143,7 @@ def test_smoothed_model_is_smoothed_again(store_dir):
     assert json.loads(updated.attrs["smoothing"])["sigma_max"] == 0.4
 
 
+@pytest.mark.slow
 def test_cli_update_model(store_dir, tmp_path, capsys):
     (tmp_path / "old.txt").write_text("\n".join(map(str, OLD)) + "\n")
     (tmp_path / "new.txt").write_text(" ".join(map(str, NEW)) + "\n")

@@ -289,6 +289,7 @@ def per_run_out(zenith_store, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_cli_per_run_and_adaptive(zenith_store, per_run_out, tmp_path):
     from astropy.io import fits
     from astropy.table import Table

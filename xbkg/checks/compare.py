@@ -21,7 +21,8 @@ from xbkg.model.profiles import group_zenith, rate_at_offsets, solid_angle
 from xbkg.sky.exposure import energy_widths_mev
 
 __all__ = ["load_model_set", "same_binning", "rate_on_grid", "compare_models",
-           "comparison_summary", "rate_consistency"]
+           "comparison_summary", "rate_consistency", "group_zenith", "rate_at_offsets",
+           "solid_angle"]
 
 
 def load_model_set(path) -> xr.Dataset:

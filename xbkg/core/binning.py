@@ -205,7 +205,7 @@ def run_energy_mask(info: RunInfo, energy_edges: np.ndarray) -> np.ndarray:
     A bin contributes when its lower edge is at or above the threshold (TeV; :func:`energy_mask`);
     a run without a finite threshold (missing or NaN) contributes everywhere.
 
-    >>> run_energy_mask({"e_threshold": 1.0}, np.array([0.3, 1.0, 3.0])).tolist()
+    >>> run_energy_mask(RunInfo(e_threshold=1.0), np.array([0.3, 1.0, 3.0])).tolist()
     [0.0, 1.0]
     """
     thr = float(as_run_info(info).e_threshold)

@@ -32,6 +32,7 @@ __all__ = [
     "check_model_values",
     "ModelSchemaError",
     "zenith_edges",
+    "select_group",
 ]
 
 MODEL_VERSION = 1

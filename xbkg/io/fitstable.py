@@ -25,7 +25,8 @@ except ImportError:  # pragma: no cover - depends on the environment
 #: Exceptions of every inflater that may be in use.
 _INFLATE_ERRORS = tuple({zlib.error, _inflate_lib.error})
 
-__all__ = ["FitsReadError", "read_header", "read_columns", "read_tables", "check_sizes"]
+__all__ = ["FitsReadError", "read_header", "read_columns", "read_tables", "check_sizes",
+           "read_whole_table"]
 
 BLOCK = 2880
 CARD = 80
