@@ -111,8 +111,8 @@ def runs_altaz_params(runs: list[RunInfo]) -> list:
     """:func:`run_altaz_params` of many runs in one astropy call per site and time scale.
 
     The vectors are those each run's own call would give (:func:`xbkg.sky.fov.altaz_runs_params`,
-    about 1 ms per run instead of tens of ms run by run). Runs with missing or invalid values get
-    None (their own call would raise: left to the caller to report).
+    far cheaper than one call per run). Runs with missing or invalid values get None (their own
+    call would raise: left to the caller to report).
     """
     runs = [as_run_info(r) for r in runs]
     values = np.array([[getattr(r, k) for k in ALTAZ_RUN_KEYS] for r in runs], dtype=float)
