@@ -1,5 +1,7 @@
 """Lazy per-run event reads (xbkg.store.events): one chunk per run, canonical units, run records."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from astropy.io import fits
@@ -27,11 +29,12 @@ def store(tmp_path_factory):
 
 def test_run_infos_are_plain_values_of_every_run(store):
     infos = run_infos(store)
-    assert [i["obs_id"] for i in infos] == store.obs_id.values.tolist()
+    assert [i.obs_id for i in infos] == store.obs_id.values.tolist()
     for info, count in zip(infos, store["event_count"].values):
         assert info.event_count == count > 0
         assert isinstance(info.ra_pnt, float) and info.events_file.endswith(".fits")
-        assert all(isinstance(v, (int, float, str, type(None))) for v in info.values())
+        assert all(isinstance(getattr(info, f.name), (int, float, str, type(None)))
+                   for f in dataclasses.fields(info))
 
 
 def test_read_run_gives_the_events_of_the_file_in_canonical_units(store):
@@ -61,7 +64,7 @@ def test_open_events_is_lazy_with_one_chunk_per_run_and_reads_each_run_once(stor
 
 
 def test_a_missing_file_is_an_error_naming_the_run(store, tmp_path):
-    info = dict(run_infos(store)[1], events_file=str(tmp_path / "gone.fits"))
+    info = run_infos(store)[1].with_(events_file=str(tmp_path / "gone.fits"))
     where = describe_run(info.obs_id, info.events_file, "EVENTS")
     assert where == f"run {info['obs_id']} ({tmp_path / 'gone.fits'}, HDU EVENTS)"
     with pytest.raises(RunDataError, match=r"run 2 \(.*gone\.fits, HDU EVENTS\)"):

@@ -16,12 +16,12 @@ import numpy as np
 import xarray as xr
 
 from xbkg.building.conditional import models_for_runs
-from xbkg.building.histogram import Binning, run_counts
+from xbkg.building.histogram import run_counts
 from xbkg.building.make import make_model
 from xbkg.building.options import BuildOptions, SmoothingOptions, record_keywords
 from xbkg.building.parallel import compute
 from xbkg.building.thresholds import run_energy_thresholds
-from xbkg.core.binning import axis_coords, edges_of, energy_mask, parse_edges
+from xbkg.core.binning import Binning, axis_coords, edges_of, energy_mask, parse_edges
 from xbkg.core.groups import assign_folds
 from xbkg.core.runs import RunInfo
 from xbkg.io import open_model

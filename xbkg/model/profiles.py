@@ -13,7 +13,7 @@ from xbkg.core.schema import fov_dims, select_group, validate_model
 from xbkg.model.evaluate import evaluate_rate
 from xbkg.sky.exposure import energy_widths_mev, fov_solid_angle
 
-__all__ = ["fov_mean_rate", "counts_peak_energy", "group_zenith", "rate_at_offsets", "solid_angle", "check_group", "group_index",
+__all__ = ["fov_mean_rate", "counts_peak_energy", "energy_threshold", "group_zenith", "rate_at_offsets", "solid_angle", "check_group", "group_index",
            "energy_distribution"]
 
 
