@@ -41,9 +41,6 @@ _TINY = 1e-13  # rad: pieces shorter than this are dropped
 #: Pieces shorter than this (rad, 0.01 deg) get :data:`SHORT_NODES` nodes.
 SHORT = 1.75e-4
 SHORT_NODES = 4
-#: :func:`turning_box_area`: pieces shorter than this (rad) get :data:`TURN_SHORT_NODES` nodes.
-TURN_SHORT = 1e-4
-TURN_SHORT_NODES = 4
 
 
 @functools.lru_cache(maxsize=4)
@@ -391,11 +388,13 @@ def angle_table_g(x, table) -> np.ndarray:
     """``G(x) = int_-inf^x F`` of an :func:`angle_table` (``x - mean`` far above the knots)."""
     knots, cdf, slope, g = table
     x = np.asarray(x, dtype=float)
+    shape, x = x.shape, x.ravel()
     j = np.where(x < knots[-1], 0, knots.size - 1)  # the last knot: G linear beyond
     inside = np.flatnonzero((x > knots[0]) & (x < knots[-1]))
     j[inside] = np.searchsorted(knots, x[inside], side="right") - 1
     dx = x - knots[j]
-    return np.where(x <= knots[0], 0.0, g[j] + dx * (cdf[j] + 0.5 * slope[j] * dx))
+    out = np.where(x <= knots[0], 0.0, g[j] + dx * (cdf[j] + 0.5 * slope[j] * dx))
+    return out.reshape(shape)
 
 
 def _half_width(rho, d, cos_a):
@@ -670,50 +669,36 @@ def turning_box_area(x_edges, y_edges, offset_max, centres, cos_radius, table, k
     arc, ix, iy = arc[ok], ix[ok], iy[ok]
     if not arc.size:
         return out.reshape(ny, nx)
-    # 2. at the nodes (fewer on short pieces): H = G(phi - u1) - G(phi - u2) at the ends of
-    #    the sub-arcs (0 at a window's start, u2 - u1 at its end), and per sub-arc the
-    #    weighted sum of its difference; flat arrays of (entry, node) pairs
-    length = p_b - p_a
-    n_p = np.where(length < TURN_SHORT, TURN_SHORT_NODES, int(n_nodes))
-    node_piece, j = _ranges(np.zeros(n_p.size, int), n_p)
-    u = np.empty(j.size)
-    du = np.empty(j.size)
-    for k in np.unique(n_p):
-        sel = n_p[node_piece] == k
-        u[sel], du[sel] = (v[j[sel]] for v in _legendre(int(k)))
-    rho = p_a[node_piece] + length[node_piece] * u
+    # 2. at the nodes: H = G(phi - u1) - G(phi - u2) at the ends of the sub-arcs (0 at a
+    #    window's start, u2 - u1 at its end), and per sub-arc its weighted difference
+    u, du = _legendre(int(n_nodes))
+    length = (p_b - p_a)[:, None]
+    rho = p_a[:, None] + length * u  # (P, n)
     sin_rho, tan_rho = np.sin(rho), np.tan(rho)
-    weight = length[node_piece] * du * sin_rho
-    node_start = np.cumsum(n_p) - n_p
-    n_win = n_p[piece]
-    w_owner, w_j = _ranges(np.zeros(n_win.size, int), n_win)
-    r_w = rho[node_start[piece[w_owner]] + w_j]
-    fo, lo_ = first[w_owner], last[w_owner]
-    sigma = np.where(has_f[w_owner], psi[fo] - _half_width(r_w, d[fo], cos_a[fo]), 0.0)
-    sigma += off_s[w_owner]
-    eps = np.where(has_l[w_owner], psi[lo_] + _half_width(r_w, d[lo_], cos_a[lo_]), 0.0)
-    eps += off_e[w_owner]
-    win_start = np.cumsum(n_win) - n_win
+    weight = length * du * sin_rho
+    r_w = rho[piece]  # (J, n)
+    sigma = np.where(has_f[:, None], psi[first][:, None]
+                     - _half_width(r_w, d[first][:, None], cos_a[first][:, None]), 0.0)
+    sigma += off_s[:, None]
+    eps = np.where(has_l[:, None], psi[last][:, None]
+                   + _half_width(r_w, d[last][:, None], cos_a[last][:, None]), 0.0)
+    eps += off_e[:, None]
     used = np.zeros(win.size, bool)
     used[arc] = used[arc + 1] = True
-    n_entry = np.where(used, n_win[win], 0)
-    e_owner, e_j = _ranges(np.zeros(win.size, int), n_entry)
-    entry_start = np.cumsum(n_entry) - n_entry
-    node = node_start[piece[win[e_owner]]] + e_j
-    w_idx = win_start[win[e_owner]] + e_j
-    h_val = np.zeros(e_owner.size)
-    ke = kind[e_owner]
-    sel = np.flatnonzero(ke == 1)
-    h_val[sel] = eps[w_idx[sel]] - sigma[w_idx[sel]]
+    entry = np.flatnonzero(used)
+    pos = np.cumsum(used) - 1  # row of each used entry
+    we, ke = win[entry], kind[entry]
+    h_val = np.zeros((entry.size, rho.shape[1]))
+    sel = ke == 1
+    h_val[sel] = (eps - sigma)[we[sel]]
     sel = np.flatnonzero(ke >= 2)
-    ce, cw = e_owner[sel], w_idx[sel]
-    nd = node[sel]
-    phi_c = _crossing_bearing(ke[sel], value[ce], branch[ce], sin_rho[nd], tan_rho[nd]) + turn[ce]
-    g_both = angle_table_g(np.concatenate([phi_c - sigma[cw], phi_c - eps[cw]]), table)
-    h_val[sel] = np.where(full[win[ce]], phi_c - sigma[cw], g_both[:sel.size] - g_both[sel.size:])
-    a_owner, idx = _ranges(entry_start[arc], entry_start[arc] + n_entry[arc])
-    step = (h_val[idx + n_entry[arc][a_owner]] - h_val[idx]) * weight[node[idx]]
-    value_arc = np.bincount(a_owner, step, minlength=arc.size)
+    ce, cw = entry[sel], we[sel]
+    pc = piece[cw]
+    phi_c = _crossing_bearing(ke[sel, None], value[ce, None], branch[ce, None], sin_rho[pc],
+                              tan_rho[pc]) + turn[ce, None]
+    g_both = angle_table_g(np.stack([phi_c - sigma[cw], phi_c - eps[cw]]), table)
+    h_val[sel] = np.where(full[cw, None], phi_c - sigma[cw], g_both[0] - g_both[1])
+    value_arc = ((h_val[pos[arc + 1]] - h_val[pos[arc]]) * weight[piece[win[arc]]]).sum(axis=1)
     out += np.bincount(iy * nx + ix, value_arc, minlength=ny * nx)
     return out.reshape(ny, nx)
 
