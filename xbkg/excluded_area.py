@@ -400,10 +400,9 @@ def angle_table_g(x, table) -> np.ndarray:
 def _half_width(rho, d, cos_a):
     """Half-width in bearing of the arc of circles (centre offset ``d``, ``cos_a``) on the ring
     of offset ``rho``: 0 where the ring misses the circle, pi where the circle holds it."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        num = cos_a - np.cos(rho) * np.cos(d)
-        den = np.sin(rho) * np.sin(d)
-        q = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.where(num < 0, -2.0, 2.0))
+    num = cos_a - np.cos(rho) * np.cos(d)
+    den = np.sin(rho) * np.sin(d)
+    q = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.where(num < 0, -2.0, 2.0))
     return np.arccos(np.clip(q, -1.0, 1.0))
 
 
@@ -489,9 +488,8 @@ def _pair_offsets(c, cos_a):
     d = x1 * x2 + y1 * y2 + z1 * z2
     nx, ny, nz = y1 * z2 - z1 * y2, z1 * x2 - x1 * z2, x1 * y2 - y1 * x2
     nn = nx * nx + ny * ny + nz * nz
-    with np.errstate(invalid="ignore", divide="ignore"):
-        alpha, beta = (k1 - d * k2) / nn, (k2 - d * k1) / nn
-        g = np.sqrt((1.0 - alpha * k1 - beta * k2) / nn) * nx
+    alpha, beta = (k1 - d * k2) / nn, (k2 - d * k1) / nn
+    g = np.sqrt((1.0 - alpha * k1 - beta * k2) / nn) * nx
     x = alpha * x1 + beta * x2
     return np.arccos(np.clip(np.concatenate([x + g, x - g]), -1.0, 1.0))
 
@@ -508,8 +506,7 @@ def _turning_breakpoints(x, y, d, psi, a, cos_a, centres, kinks, span):
     t_lo, t_hi = span
     rho, phi, ray = _grid_points(tuple(x.tolist()), tuple(y.tolist()))
     pts = [d - a, d + a, a - d, _pair_offsets(centres, cos_a)]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        half = np.where(d > a, np.arcsin(np.clip(np.sin(a) / np.sin(d), 0, 1)), np.pi)
+    half = np.where(d > a, np.arcsin(np.clip(np.sin(a) / np.sin(d), 0, 1)), np.pi)
     half = half + 0.5 * (t_hi - t_lo) + 1e-9
     rel = np.abs(np.mod(phi[:, None] - psi - 0.5 * (t_lo + t_hi) + np.pi, 2 * np.pi) - np.pi)
     near = ((np.abs(rho[:, None] - d) <= a) & (rel <= half)).any(axis=1)
@@ -522,18 +519,16 @@ def _turning_breakpoints(x, y, d, psi, a, cos_a, centres, kinks, span):
     cy, cz = np.sin(d) * np.sin(bearing), np.sin(d) * np.cos(bearing)
     lon_c, lat_c = np.arctan2(cy, cx), np.arcsin(np.clip(cz, -1, 1))
     cos_y = np.cos(y)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cd = (cos_a[:, None] - np.sin(y) * np.sin(lat_c)[..., None]) / (
-            cos_y * np.cos(lat_c)[..., None])
-        dl = np.arccos(np.where(np.abs(cd) <= 1, cd, np.nan))
+    cd = (cos_a[:, None] - np.sin(y) * np.sin(lat_c)[..., None]) / (
+        cos_y * np.cos(lat_c)[..., None])
+    dl = np.arccos(np.where(np.abs(cd) <= 1, cd, np.nan))
     lon = lon_c[..., None] + np.stack([-dl, dl])
     pts.append(np.arccos(np.clip(cos_y * np.cos(lon), -1, 1)))
     cos_x = np.cos(x)
     aa = cx[..., None] * cos_x + cy[..., None] * np.sin(x)
     bb = cz[..., None]
     rr = np.hypot(aa, bb)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        dt = np.arccos(np.where(cos_a[:, None] <= rr, cos_a[:, None] / rr, np.nan))
+    dt = np.arccos(np.where(cos_a[:, None] <= rr, cos_a[:, None] / rr, np.nan))
     t = np.arctan2(bb, aa) + np.stack([-dt, dt])
     pts.append(np.arccos(np.clip(np.cos(t) * cos_x, -1, 1)))
     return np.concatenate([np.ravel(p) for p in pts])
@@ -578,8 +573,15 @@ def turning_box_area(x_edges, y_edges, offset_max, centres, cos_radius, table, k
     numpy.ndarray
         Shape ``(ny, nx)``.
     """
-    x = np.asarray(x_edges, dtype=float)
-    y = np.asarray(y_edges, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):  # for the helpers too
+        return _turning_box_area(np.asarray(x_edges, dtype=float),
+                                 np.asarray(y_edges, dtype=float), float(offset_max), centres,
+                                 cos_radius, table, kinks, int(n_nodes))
+
+
+def _turning_box_area(x, y, offset_max, centres, cos_radius, table, kinks, n_nodes):
+    """:func:`turning_box_area` on arrays; invalid operations (NaN where a circle misses a
+    line) are silenced by the caller's ``np.errstate``, here and in the helpers it calls."""
     cos_a = np.atleast_1d(np.asarray(cos_radius, dtype=float))
     c = np.asarray(centres, dtype=float).reshape(cos_a.size, 3)
     nx, ny = x.size - 1, y.size - 1
@@ -710,8 +712,7 @@ def _crossing_bearing(kind, value, branch, sin_rho, tan_rho):
     tan(lon)``): ``arcsin(value / tan(rho))`` (branch 1) or ``pi -`` that (branch -1); clipped
     at the tangent point."""
     lat = kind == 2
-    with np.errstate(invalid="ignore", divide="ignore"):
-        q = np.clip(value / np.where(lat, sin_rho, tan_rho), -1.0, 1.0)
+    q = np.clip(value / np.where(lat, sin_rho, tan_rho), -1.0, 1.0)
     arcsin = np.arcsin(q)
     return np.where(lat, branch * (0.5 * np.pi - arcsin),
                     np.where(branch > 0, arcsin, np.pi - arcsin))
