@@ -209,3 +209,246 @@ def test_meridian_arcs_without_trigonometry_match_the_angles():
     hit, s, e = _meridian_arcs(np.array([[np.cos(c)]]), np.array([[np.sin(c)]]),
                                np.cos(np.radians([10.0])))
     assert hit[0, 0] and e[0, 0] == 1.0 and s[0, 0] == pytest.approx(np.sin(np.radians(75.0)))
+
+
+# ---------------------------------------------------------------------------------------------
+# ALTAZ fractions, averaged over the FoV rotation: against dense time x dense space sampling
+
+ALTAZ_EDGES = np.linspace(-2.0, 2.0, 9)  # 0.5 deg bins
+ALTAZ_CUT = 2.2  # deg: crosses the corner bins
+
+
+def _transit_run(zenith, hour_angle=0.0, duration=1680.0):
+    """A run centred on its transit (hour angle 0, h) at ``zenith`` (deg) north of the zenith,
+    and its ALTAZ constants: at 2.5 deg from the zenith the FoV turns by ~1.9 rad."""
+    import astropy.units as u
+    from astropy.time import Time
+
+    from xbkg.simulate import SITES
+    from xbkg.sky import fov
+
+    site = SITES["hess"]
+    mjdrefi, mjdreff, mid = 51910, 0.000742870370370241, 6.3e8
+    when = Time(mjdrefi, mjdreff, format="mjd", scale="tt") + mid * u.s
+    lst = when.sidereal_time("apparent", longitude=site["geolon"] * u.deg).deg
+    info = RunInfo(ra_pnt=float(lst - 15 * hour_angle) % 360, dec_pnt=site["geolat"] + zenith,
+                   tstart=mid - duration / 2, tstop=mid + duration / 2, mjdrefi=float(mjdrefi),
+                   mjdreff=mjdreff, timesys="TT", **site)
+    params = fov.altaz_run_params(
+        info.ra_pnt, info.dec_pnt, geolon=info.geolon, geolat=info.geolat,
+        altitude=info.altitude, mjdrefi=info.mjdrefi, mjdreff=info.mjdreff,
+        timesys=info.timesys, tstart=info.tstart, tstop=info.tstop)
+    return info.with_(altaz_params=params)
+
+
+def _circles_at(info, t, lon, lat, radius):
+    """Sky circles whose centres sit at ALTAZ FoV ``lon, lat`` (deg) at time ``t``."""
+    from xbkg.sky import fov
+
+    ra, dec = fov.altaz_fov_to_radec(np.asarray(lon, float), np.asarray(lat, float), t,
+                                     info.altaz_params)
+    return {"ra": ra.tolist(), "dec": dec.tolist(), "radius": list(radius)}
+
+
+def _unit(lon, lat):
+    lon, lat = np.radians(lon), np.radians(lat)
+    return np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], -1)
+
+
+def _altaz_brute_force(info, circles, gti, n_times=512, n_cell=32, seed=0):
+    """Fraction of each ALTAZ bin ∩ cut outside the circles, averaged over the GTIs: at
+    ``n_times`` stratified random times, each circle's centre and a point of its edge are
+    taken to the ALTAZ FoV (the FoV radius is their distance), and ``n_cell`` x ``n_cell``
+    equal-area cells per bin are tested at a point jittered anew each time (unbiased)."""
+    from xbkg.sky import fov
+
+    rng = np.random.default_rng(seed)
+    params = info.altaz_params
+    ra, dec, rad = (np.asarray(circles[k], float) for k in ("ra", "dec", "radius"))
+    edge_ra, edge_dec = fov.fov_to_radec(np.zeros_like(rad), rad, ra, dec)
+    e, nb = ALTAZ_EDGES, ALTAZ_EDGES.size - 1
+    sy = np.sin(np.radians(e))
+    k = np.arange(n_cell) / n_cell
+    lon0 = (e[:-1, None] + np.diff(e)[:, None] * k).ravel()
+    s0 = (sy[:-1, None] + np.diff(sy)[:, None] * k).ravel()
+    dl, ds = np.repeat(np.diff(e) / n_cell, n_cell), np.repeat(np.diff(sy) / n_cell, n_cell)
+    s0, lon0 = (a.ravel() for a in np.meshgrid(s0, lon0, indexing="ij"))
+    ds, dl = (a.ravel() for a in np.meshgrid(ds, dl, indexing="ij"))
+    row = np.repeat(np.arange(nb), n_cell)
+    cell_bin = (row[:, None] * nb + row[None, :]).ravel()
+    area = np.radians(dl) * ds
+    # cells no circle can reach at any time (outside the circles' offset annuli) add nothing
+    centre = _unit(lon0 + dl / 2, np.degrees(np.arcsin(s0 + ds / 2)))
+    offset = np.degrees(np.arccos(np.clip(centre[:, 0], -1, 1)))
+    d = fov.offset_deg(ra, dec, info.ra_pnt, info.dec_pnt)
+    near = (np.abs(offset[:, None] - d) < rad + 0.1).any(axis=1)
+    s0, lon0, ds, dl, area, cell_bin = (a[near] for a in (s0, lon0, ds, dl, area, cell_bin))
+    starts, stops = (np.atleast_1d(np.asarray(v, float)) for v in gti)
+    cum = np.concatenate([[0.0], np.cumsum(stops - starts)])
+    at = (np.arange(n_times) + rng.random(n_times)) / n_times * cum[-1]
+    g = np.clip(np.searchsorted(cum, at, "right") - 1, 0, starts.size - 1)
+    times = starts[g] + at - cum[g]
+    shift = [(rng.permutation(n_times) + rng.random(n_times)) / n_times for _ in range(2)]
+    c = _unit(*fov.radec_to_altaz_fov(ra[None, :], dec[None, :], times[:, None], params))
+    p = _unit(*fov.radec_to_altaz_fov(edge_ra[None, :], edge_dec[None, :], times[:, None], params))
+    cos_r = np.einsum("tri,tri->tr", c, p)
+    cos_cut = np.cos(np.radians(ALTAZ_CUT))
+    excluded = np.zeros(nb * nb)
+    for t in range(n_times):
+        q = _unit(lon0 + shift[0][t] * dl, np.degrees(np.arcsin(s0 + shift[1][t] * ds)))
+        inside = (q @ c[t].T >= cos_r[t]).any(axis=1) & (q[:, 0] >= cos_cut)
+        excluded += np.bincount(cell_bin[inside], area[inside], minlength=nb * nb)
+    total = box_solid_angle(ALTAZ_EDGES, ALTAZ_EDGES, ALTAZ_CUT)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, 1 - excluded.reshape(nb, nb) / n_times / total, 1.0), total
+
+
+def _altaz_case(case):
+    """Run, circles (ALTAZ FoV at mid-run) and GTIs of each case."""
+    zenith, hour_angle = {"transit": (1.5, 0.0), "gtis": (5.0, 0.05), "sliver": (35.0, -1.5)}[case]
+    info = _transit_run(zenith, hour_angle)
+    mid = 0.5 * (info.tstart + info.tstop)
+    if case == "sliver":  # little rotation: a circle's edge enters bin [0, 0.5] x [0, 0.5] by
+        # 0.01 deg, one larger than a bin, one across the cut
+        circles = _circles_at(info, mid, [-0.3, -1.2, 1.9], [0.25, -1.0, -0.9], [0.31, 0.8, 0.5])
+    else:  # an overlapping pair, one across the FoV box and the cut, one holding the FoV
+        # centre, one larger than a bin
+        circles = _circles_at(info, mid, [1.2, 0.9, 1.9, 0.1, -1.0], [0.4, 0.8, -0.9, 0.05, -1.0],
+                              [0.4, 0.35, 0.5, 0.3, 0.7])
+    gti = ([info.tstart], [info.tstop])
+    if case == "gtis":  # two GTIs with a gap of a third of the run
+        gti = ([info.tstart, mid + 280.0], [mid - 280.0, info.tstop])
+    return info, circles, gti
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["transit", "gtis", "sliver"])
+def test_altaz_fractions_vs_dense_time_and_space(case):
+    """Exact time-averaged ALTAZ fractions agree with brute force to 1e-3 absolute: a transit
+    2.5 deg from the zenith (the FoV turns by ~1.9 rad), the same with two GTIs, and a run
+    at 35 deg zenith (little rotation) with a sliver; circles across the FoV edge and the
+    cut, overlapping, holding the FoV centre, larger than a bin."""
+    from xbkg.exclusion import run_exclusion_fraction
+    from xbkg.make import make_binning
+    from xbkg.sky import fov
+
+    info, circles, gti = _altaz_case(case)
+    binning = make_binning("3d", "altaz", fov_edges=ALTAZ_EDGES, offset_max=ALTAZ_CUT)
+    frac = run_exclusion_fraction(info, binning, circles, gti=gti)
+    brute, total = _altaz_brute_force(info, circles, gti)
+    ok = total > 0.1 * total.max()  # bins almost all beyond the cut: too few cells
+    assert np.abs(frac - brute)[ok].max() < 1e-3
+    assert np.sum(brute[ok] < 0.99) >= 10
+    if case == "sliver":
+        assert 0.98 < frac[4, 4] < 0.999 and 0.98 < brute[4, 4] < 0.999
+        return
+    az = fov.pointing_altaz(np.linspace(gti[0][0], gti[1][-1], 9), info.altaz_params)[1]
+    assert np.ptp(np.unwrap(np.radians(az))) > 1.0  # the FoV turns fast
+    # the same comparison fails when the time average is wrong: frozen at mid-run, or over
+    # the whole run instead of the GTIs
+    mid = 0.5 * (info.tstart + info.tstop)
+    frozen = run_exclusion_fraction(info, binning, circles, gti=([mid], [mid]))
+    assert np.abs(frozen - brute)[ok].max() > 0.05
+    if case == "gtis":
+        whole = run_exclusion_fraction(info, binning, circles)
+        assert np.abs(whole - brute)[ok].max() > 3e-3
+
+
+def _rotated_box_reference(edges, d, psi, a, angles, offset_max):
+    """Mean over ``angles`` of the exact static areas (excluded_box_area) of the circles at
+    offsets ``d`` and bearings ``psi + angle``: the time average by brute force in angle."""
+    from xbkg.excluded_area import excluded_box_area
+
+    bearing = np.asarray(psi)[None, :] + np.asarray(angles)[:, None]
+    d = np.broadcast_to(d, bearing.shape)
+    c = np.stack([np.cos(d), np.sin(d) * np.sin(bearing), np.sin(d) * np.cos(bearing)], -1)
+    return excluded_box_area(edges, edges, offset_max, c, np.cos(a))
+
+
+@pytest.mark.parametrize("case", ["three", "centre", "big_turn", "full_turn", "still",
+                                  "edge_cut", "sliver", "two_intervals"])
+def test_turning_box_area_vs_dense_angles(case):
+    """The exact average over the turning angle equals the mean of exact static areas at 1000
+    angles (midpoint rule) to 1e-4 of a bin, whatever the angle's distribution."""
+    from xbkg import excluded_area
+    from xbkg.excluded_area import angle_table, turning_box_area
+
+    rad = np.radians
+    edges = rad(np.linspace(-2.5, 2.5, 26))
+    d, psi, a, spans = {
+        "three": ([1.0, 1.3, 2.2], [0.3, 0.9, 2.0], [0.4, 0.4, 0.5], [(0.0, 0.3)]),
+        "centre": ([0.2], [1.0], [0.6], [(-0.1, 0.2)]),  # holds the FoV centre
+        "big_turn": ([1.5, 0.5], [0.3, 2.5], [0.4, 0.3], [(-0.9, 0.9)]),
+        "full_turn": ([1.0], [0.7], [0.3], [(-3.5, 3.5)]),  # more than a full turn
+        "still": ([1.5], [0.3], [0.4], [(0.0, 0.0)]),
+        "edge_cut": ([2.4], [0.7], [0.5], [(0.0, 0.4)]),
+        "sliver": ([float(np.hypot(0.25, 0.3))], [float(np.arctan2(-0.3, 0.25))], [0.6],
+                   [(0.0, 0.02)]),
+        "two_intervals": ([1.2, 1.5], [0.0, 0.4], [0.3, 0.5], [(0.0, 0.2), (0.5, 0.6)]),
+    }[case]
+    d, a = rad(d), rad(a)
+    n = 1000 if spans[0][1] > spans[0][0] else 1
+    angles = np.concatenate([lo + (hi - lo) * (np.arange(n) + 0.5) / n for lo, hi in spans])
+    first = np.concatenate([np.linspace(lo, hi, 9)[:-1] for lo, hi in spans])
+    second = np.concatenate([np.linspace(lo, hi, 9)[1:] for lo, hi in spans])
+    table = angle_table(first, second, np.ones(first.size))  # equal times per span
+    kinks = np.ravel(spans)
+    got = turning_box_area(edges, edges, rad(2.5), np.stack(
+        [np.cos(d), np.sin(d) * np.sin(psi), np.sin(d) * np.cos(psi)], -1), np.cos(a), table,
+        kinks)
+    old = excluded_area.NODES, excluded_area.SHORT_NODES
+    try:  # a reference at its most precise
+        excluded_area.NODES = excluded_area.SHORT_NODES = 8
+        ref = _rotated_box_reference(edges, d, psi, a, angles, rad(2.5))
+    finally:
+        excluded_area.NODES, excluded_area.SHORT_NODES = old
+    bin_area = np.diff(edges)[None, :] * np.diff(np.sin(edges))[:, None]
+    assert np.abs(got - ref).max() < 1e-4 * bin_area.min()
+    assert np.sum(ref > 0.01 * bin_area) >= 3
+
+
+def test_altaz_circles_stay_circles_magnified_by_aberration():
+    """In the ALTAZ FoV a sky circle is a circle of its radius times the magnification of a
+    point 1 deg from the pointing (annual aberration, ~1e-4), to 2e-6 of the radius: what
+    :func:`xbkg.exclusion.run_exclusion_fraction` assumes (2e-6: the magnification varies
+    that little across the FoV)."""
+    from xbkg.sky import fov
+
+    info = _transit_run(2.5)
+    params = info.altaz_params
+    ref_lon, ref_lat = fov.radec_to_altaz_fov(info.ra_pnt, info.dec_pnt + 1.0,
+                                              info.tstart, params)
+    scale = np.degrees(np.arccos(_unit(ref_lon, ref_lat)[0]))
+    assert 1e-5 < abs(scale - 1) < 3e-4
+    phi = np.linspace(0, 2 * np.pi, 73)
+    for lon, lat, r in ((1.2, 0.4, 0.4), (1.9, -0.8, 0.5), (0.1, 0.05, 0.3)):
+        ra, dec = fov.fov_to_radec(lon, lat, info.ra_pnt, info.dec_pnt)
+        e_ra, e_dec = fov.fov_to_radec(np.degrees(np.arctan2(np.sin(np.radians(r)) * np.sin(phi),
+                                                             np.cos(np.radians(r)))),
+                                       np.degrees(np.arcsin(np.sin(np.radians(r)) * np.cos(phi))),
+                                       ra, dec)
+        for t in (info.tstart, info.tstop):
+            c = _unit(*fov.radec_to_altaz_fov(ra, dec, t, params))
+            e = _unit(*fov.radec_to_altaz_fov(e_ra, e_dec, t, params))
+            radius = np.degrees(np.arccos(np.clip(e @ c, -1, 1)))
+            np.testing.assert_allclose(radius, r * scale, rtol=2e-6)
+
+
+def test_rotation_knots_and_table_follow_the_gtis():
+    from xbkg.exclusion import rotation_knots, rotation_table
+
+    t, k = rotation_knots([0.0, 100.0, 300.0], [50.0, 100.0, 400.0], 30)
+    assert t.min() == 0 and t.max() == 400 and not np.any((t > 50) & (t < 300))
+    assert np.sum(k == 0) < np.sum(k == 1)  # by duration; the empty GTI left out
+    # an angle turning at a constant rate: uniform over the angles of the GTIs only
+    table, kinks = rotation_table(1e-3 * t, t, k)
+    knots, cdf = table[0], table[1]
+    assert np.interp(0.05, knots, cdf) == pytest.approx(1 / 3)
+    assert np.interp(0.2, knots, cdf) == pytest.approx(1 / 3)  # nothing in the gap
+    assert np.interp(0.35, knots, cdf) == pytest.approx(2 / 3)
+    np.testing.assert_allclose(kinks, [0.0, 0.05, 0.3, 0.4])
+    # turning back: the turning point is a kink and the table is exact
+    tt = np.linspace(0.0, 10.0, 101)
+    table, kinks = rotation_table(1.0 - (tt - 5.0) ** 2 / 25.0, tt, np.zeros(tt.size, int))
+    assert kinks.max() == pytest.approx(1.0) and kinks.min() == pytest.approx(0.0)
+    assert table[1][-1] == pytest.approx(1.0)

@@ -13,7 +13,8 @@ import math
 
 import numpy as np
 
-__all__ = ["NODES", "excluded_box_area", "excluded_annulus_area"]
+__all__ = ["NODES", "excluded_box_area", "excluded_annulus_area", "angle_table", "angle_table_g",
+           "monotone_angle_table", "turning_box_area"]
 
 #: Gauss-Legendre nodes per piece between breakpoints.
 NODES = 5
@@ -320,7 +321,8 @@ def angle_table(first, second, weights):
     Examples
     --------
     >>> knots, cdf, slope, g = angle_table([0.0], [2.0], [1.0])  # uniform on [0, 2]
-    >>> knots.tolist(), cdf.tolist(), angle_table_g([-1.0, 1.0, 3.0], (knots, cdf, slope, g)).tolist()
+    >>> g_at = angle_table_g([-1.0, 1.0, 3.0], (knots, cdf, slope, g))
+    >>> knots.tolist(), cdf.tolist(), g_at.tolist()
     ([0.0, 2.0], [0.0, 1.0], [0.0, 0.25, 2.0])
     """
     first = np.atleast_1d(np.asarray(first, dtype=float))
@@ -334,9 +336,31 @@ def angle_table(first, second, weights):
     order = np.argsort(pos, kind="stable")
     knots = pos[order]
     slope = np.maximum(np.cumsum(np.concatenate([density, -density])[order]), 0.0)
+    last = np.append(knots[1:] != knots[:-1], True)  # of equal knots, the slope after all
+    knots, slope = knots[last], slope[last]
     slope[-1] = 0.0
+    cdf = np.concatenate([[0.0], np.cumsum(slope[:-1] * np.diff(knots))])
+    return _with_g(knots, cdf, slope)
+
+
+def monotone_angle_table(angles, times):
+    """:func:`angle_table` of an angle moving monotonically (strictly) and linearly between
+    knots ``angles`` at ``times`` (one time interval).
+
+    >>> knots, cdf, slope, g = monotone_angle_table([0.3, 0.2, 0.0], [0.0, 1.0, 2.0])
+    >>> knots.tolist(), cdf.tolist()
+    ([0.0, 0.2, 0.3], [0.0, 0.5, 1.0])
+    """
+    angles, times = np.asarray(angles, dtype=float), np.asarray(times, dtype=float)
+    if angles[-1] < angles[0]:
+        angles, times = angles[::-1], times[::-1]
+    cdf = np.abs(times - times[0]) / abs(times[-1] - times[0])
+    slope = np.append(np.diff(cdf) / np.diff(angles), 0.0)
+    return _with_g(angles, cdf, slope)
+
+
+def _with_g(knots, cdf, slope):
     dk = np.diff(knots)
-    cdf = np.concatenate([[0.0], np.cumsum(slope[:-1] * dk)])
     g = np.concatenate([[0.0], np.cumsum((cdf[:-1] + 0.5 * slope[:-1] * dk) * dk)])
     return knots, cdf, slope, g
 
@@ -345,20 +369,21 @@ def angle_table_g(x, table) -> np.ndarray:
     """``G(x) = int_-inf^x F`` of an :func:`angle_table` (``x - mean`` far above the knots)."""
     knots, cdf, slope, g = table
     x = np.asarray(x, dtype=float)
-    j = np.searchsorted(knots, x, side="right") - 1
-    below = j < 0
-    j = np.maximum(j, 0)
+    shape, x = x.shape, x.ravel()
+    j = np.where(x < knots[-1], 0, knots.size - 1)  # the last knot: G linear beyond
+    inside = np.flatnonzero((x > knots[0]) & (x < knots[-1]))
+    j[inside] = np.searchsorted(knots, x[inside], side="right") - 1
     dx = x - knots[j]
-    return np.where(below, 0.0, g[j] + dx * (cdf[j] + 0.5 * slope[j] * dx))
+    out = np.where(x <= knots[0], 0.0, g[j] + dx * (cdf[j] + 0.5 * slope[j] * dx))
+    return out.reshape(shape)
 
 
 def _half_width(rho, d, cos_a):
     """Half-width in bearing of the arc of circles (centre offset ``d``, ``cos_a``) on the ring
     of offset ``rho``: 0 where the ring misses the circle, pi where the circle holds it."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        num = cos_a - np.cos(rho) * np.cos(d)
-        den = np.sin(rho) * np.sin(d)
-        q = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.where(num < 0, -2.0, 2.0))
+    num = cos_a - np.cos(rho) * np.cos(d)
+    den = np.sin(rho) * np.sin(d)
+    q = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.where(num < 0, -2.0, 2.0))
     return np.arccos(np.clip(q, -1.0, 1.0))
 
 
@@ -415,13 +440,11 @@ def _circular_union(start, length):
 _FULL_START = 1.0  # rad: bearing where the window of a ring covered all round starts
 
 
-def _turning_breakpoints(x, y, d, psi, a, cos_a, centres, kinks, span):
-    """Offsets where the time-averaged covered measure of a ring is not smooth: the circles'
-    extents and mutual crossings, grid corners and tangent points of grid lines inside the
-    swept sectors, and the crossings of grid lines by the circles turned to each ``kink``."""
-    t_lo, t_hi = span
-    pts = [d - a, d + a, a - d, np.arccos(np.clip(_circle_pairs(centres[None], cos_a)[0, :, 0],
-                                                    -1.0, 1.0))]
+@functools.lru_cache(maxsize=8)
+def _grid_points(x: tuple, y: tuple):
+    """Offsets and bearings of the grid's corners and of the tangent points of its lines, and
+    the offsets where its lines cross the bearing :data:`_FULL_START` (read-only)."""
+    x, y = np.array(x), np.array(y)
     gx, gy = np.meshgrid(x, y)
     rho = np.concatenate([np.arccos(np.clip(np.cos(gy) * np.cos(gx), -1, 1)).ravel(),
                           np.abs(x), np.abs(y)])
@@ -429,34 +452,66 @@ def _turning_breakpoints(x, y, d, psi, a, cos_a, centres, kinks, span):
                           np.where(x >= 0, 0.5 * np.pi, -0.5 * np.pi),
                           np.where(y >= 0, 0.0, np.pi)])
     with np.errstate(invalid="ignore", divide="ignore"):
-        half = np.where(d > a, np.arcsin(np.clip(np.sin(a) / np.sin(d), 0, 1)), np.pi)
+        ray = np.concatenate([np.arcsin(np.sin(y) / math.cos(_FULL_START)),
+                              np.arctan(np.tan(x) / math.sin(_FULL_START))])
+    out = rho, phi, ray[np.isfinite(ray) & (ray >= 0)]
+    for v in out:
+        v.flags.writeable = False
+    return out
+
+
+def _pair_offsets(c, cos_a):
+    """Offsets (rad) of the points where two circles cross (NaN where they do not)."""
+    if c.shape[0] < 2:
+        return np.zeros(0)
+    i, j = _pairs(c.shape[0])
+    (x1, y1, z1), (x2, y2, z2), k1, k2 = c[i].T, c[j].T, cos_a[i], cos_a[j]
+    d = x1 * x2 + y1 * y2 + z1 * z2
+    nx, ny, nz = y1 * z2 - z1 * y2, z1 * x2 - x1 * z2, x1 * y2 - y1 * x2
+    nn = nx * nx + ny * ny + nz * nz
+    alpha, beta = (k1 - d * k2) / nn, (k2 - d * k1) / nn
+    g = np.sqrt((1.0 - alpha * k1 - beta * k2) / nn) * nx
+    x = alpha * x1 + beta * x2
+    return np.arccos(np.clip(np.concatenate([x + g, x - g]), -1.0, 1.0))
+
+
+@functools.lru_cache(maxsize=16)
+def _pairs(n: int):
+    return np.triu_indices(n, 1)
+
+
+def _turning_breakpoints(x, y, d, psi, a, cos_a, centres, kinks, span):
+    """Offsets where the time-averaged covered measure of a ring is not smooth: the circles'
+    extents and mutual crossings, grid corners and tangent points of grid lines inside the
+    swept sectors, and the crossings of grid lines by the circles turned to each ``kink``."""
+    t_lo, t_hi = span
+    rho, phi, ray = _grid_points(tuple(x.tolist()), tuple(y.tolist()))
+    pts = [d - a, d + a, a - d, _pair_offsets(centres, cos_a)]
+    half = np.where(d > a, np.arcsin(np.clip(np.sin(a) / np.sin(d), 0, 1)), np.pi)
     half = half + 0.5 * (t_hi - t_lo) + 1e-9
     rel = np.abs(np.mod(phi[:, None] - psi - 0.5 * (t_lo + t_hi) + np.pi, 2 * np.pi) - np.pi)
     near = ((np.abs(rho[:, None] - d) <= a) & (rel <= half)).any(axis=1)
     pts.append(rho[near])
+    if np.any(a > d):  # rings covered all round: their windows start at _FULL_START
+        pts.append(ray)
     # circles turned to the kinks: crossings of latitude lines, then of longitude lines
     bearing = psi[None, :] + np.asarray(kinks, dtype=float)[:, None]  # (K, R)
     cx = np.broadcast_to(np.cos(d), bearing.shape)
     cy, cz = np.sin(d) * np.sin(bearing), np.sin(d) * np.cos(bearing)
     lon_c, lat_c = np.arctan2(cy, cx), np.arcsin(np.clip(cz, -1, 1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cd = (cos_a[:, None] - np.sin(y) * np.sin(lat_c)[..., None]) / (
-            np.cos(y) * np.cos(lat_c)[..., None])
-        dl = np.arccos(np.where(np.abs(cd) <= 1, cd, np.nan))
-    for sign in (-1.0, 1.0):
-        pts.append(np.arccos(np.clip(np.cos(y) * np.cos(lon_c[..., None] + sign * dl), -1, 1)))
-    aa = cx[..., None] * np.cos(x) + cy[..., None] * np.sin(x)
-    bb = np.broadcast_to(cz[..., None], aa.shape)
+    cos_y = np.cos(y)
+    cd = (cos_a[:, None] - np.sin(y) * np.sin(lat_c)[..., None]) / (
+        cos_y * np.cos(lat_c)[..., None])
+    dl = np.arccos(np.where(np.abs(cd) <= 1, cd, np.nan))
+    lon = lon_c[..., None] + np.stack([-dl, dl])
+    pts.append(np.arccos(np.clip(cos_y * np.cos(lon), -1, 1)))
+    cos_x = np.cos(x)
+    aa = cx[..., None] * cos_x + cy[..., None] * np.sin(x)
+    bb = cz[..., None]
     rr = np.hypot(aa, bb)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        dt = np.arccos(np.where(cos_a[:, None] <= rr, cos_a[:, None] / rr, np.nan))
-    for sign in (-1.0, 1.0):
-        t = np.arctan2(bb, aa) + sign * dt
-        pts.append(np.arccos(np.clip(np.cos(t) * np.cos(x), -1, 1)))
-    if np.any(a > d):  # rings covered all round: their windows start at _FULL_START
-        with np.errstate(invalid="ignore", divide="ignore"):
-            pts.append(np.arcsin(np.sin(y) / math.cos(_FULL_START)))
-            pts.append(np.arctan(np.tan(x) / math.sin(_FULL_START)))
+    dt = np.arccos(np.where(cos_a[:, None] <= rr, cos_a[:, None] / rr, np.nan))
+    t = np.arctan2(bb, aa) + np.stack([-dt, dt])
+    pts.append(np.arccos(np.clip(np.cos(t) * cos_x, -1, 1)))
     return np.concatenate([np.ravel(p) for p in pts])
 
 
@@ -499,8 +554,15 @@ def turning_box_area(x_edges, y_edges, offset_max, centres, cos_radius, table, k
     numpy.ndarray
         Shape ``(ny, nx)``.
     """
-    x = np.asarray(x_edges, dtype=float)
-    y = np.asarray(y_edges, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):  # for the helpers too
+        return _turning_box_area(np.asarray(x_edges, dtype=float),
+                                 np.asarray(y_edges, dtype=float), float(offset_max), centres,
+                                 cos_radius, table, kinks, int(n_nodes))
+
+
+def _turning_box_area(x, y, offset_max, centres, cos_radius, table, kinks, n_nodes):
+    """:func:`turning_box_area` on arrays; invalid operations (NaN where a circle misses a
+    line) are silenced by the caller's ``np.errstate``, here and in the helpers it calls."""
     cos_a = np.atleast_1d(np.asarray(cos_radius, dtype=float))
     c = np.asarray(centres, dtype=float).reshape(cos_a.size, 3)
     nx, ny = x.size - 1, y.size - 1
@@ -562,7 +624,7 @@ def turning_box_area(x_edges, y_edges, offset_max, centres, cos_radius, table, k
     kind = np.repeat([2, 2, 3, 3], [lat_w.size, lat_w.size, lon_w.size, lon_w.size])
     value = np.concatenate([sy[lat_k], sy[lat_k], tx[lon_k], tx[lon_k]])
     branch = np.repeat([1.0, -1.0, 1.0, -1.0], [lat_w.size, lat_w.size, lon_w.size, lon_w.size])
-    base = _crossing_bearing(kind, value, branch, rm[win][:, None])[:, 0]
+    base = _crossing_bearing(kind, value, branch, sin_r[win], tan_r[win])
     m0 = np.ceil((w_s[win] - base) / two_pi)
     phi0 = base + two_pi * m0
     n_occ = np.where(phi0 <= w_e[win], np.floor((w_e[win] - phi0) / two_pi) + 1, 0).astype(int)
@@ -575,8 +637,8 @@ def turning_box_area(x_edges, y_edges, offset_max, centres, cos_radius, table, k
     branch = np.concatenate([np.zeros(2 * n_win), branch[rep]])
     phi = np.concatenate([w_s, w_e, base[rep] + turn])
     turn = np.concatenate([np.zeros(2 * n_win), turn])
-    rank = np.where(kind == 0, 0, np.where(kind == 1, 2, 1))  # ties: start, crossings, end
-    order = np.lexsort((rank, phi, win))
+    # by window, then bearing from the window's start (within 4 pi + 1 of it: one sort key)
+    order = np.argsort(win * 16.0 + (phi - w_s[win]), kind="stable")
     win, kind, value, branch, turn, phi = (v[order] for v in (win, kind, value, branch, turn, phi))
     # sub-arcs between consecutive entries of a window, and their bins
     arc = np.flatnonzero(win[1:] == win[:-1])
@@ -590,43 +652,48 @@ def turning_box_area(x_edges, y_edges, offset_max, centres, cos_radius, table, k
     arc, ix, iy = arc[ok], ix[ok], iy[ok]
     if not arc.size:
         return out.reshape(ny, nx)
-    # 2. at the nodes: every entry's bearing, H = G(phi - u1) - G(phi - u2), and per sub-arc
-    #    the difference of H at its ends, weighted
+    # 2. at the nodes: H = G(phi - u1) - G(phi - u2) at the ends of the sub-arcs (0 at a
+    #    window's start, u2 - u1 at its end), and per sub-arc its weighted difference
     u, du = _legendre(int(n_nodes))
     length = (p_b - p_a)[:, None]
     rho = p_a[:, None] + length * u  # (P, n)
-    weight = length * du * np.sin(rho)
-    r_win = rho[piece]  # (J, n)
-    h_f = _half_width(r_win, d[first][:, None], cos_a[first][:, None])
-    h_l = _half_width(r_win, d[last][:, None], cos_a[last][:, None])
-    sigma = np.where(has_f[:, None], psi[first][:, None] - h_f, 0.0) + off_s[:, None]
-    eps = np.where(has_l[:, None], psi[last][:, None] + h_l, 0.0) + off_e[:, None]
-    need = np.arange(win.size)
-    bearing = np.empty((need.size, rho.shape[1]))
-    wk, kk = win[need], kind[need]
-    for k in (0, 1):
-        sel = kk == k
-        bearing[sel] = (sigma + np.where(full, 0.0, t_lo)[:, None] if k == 0
-                        else eps + np.where(full, 0.0, t_hi)[:, None])[wk[sel]]
-    sel = kk >= 2
-    bearing[sel] = (_crossing_bearing(kk[sel], value[need][sel], branch[need][sel],
-                                      r_win[wk[sel]]) + turn[need][sel, None])
-    g_val = np.where(full[wk, None], bearing - sigma[wk],
-                     angle_table_g(bearing - sigma[wk], table)
-                     - angle_table_g(bearing - eps[wk], table))
-    pos = arc
-    value_arc = ((g_val[pos + 1] - g_val[pos]) * weight[piece[win[arc]]]).sum(axis=1)
+    sin_rho, tan_rho = np.sin(rho), np.tan(rho)
+    weight = length * du * sin_rho
+    r_w = rho[piece]  # (J, n)
+    sigma = np.where(has_f[:, None], psi[first][:, None]
+                     - _half_width(r_w, d[first][:, None], cos_a[first][:, None]), 0.0)
+    sigma += off_s[:, None]
+    eps = np.where(has_l[:, None], psi[last][:, None]
+                   + _half_width(r_w, d[last][:, None], cos_a[last][:, None]), 0.0)
+    eps += off_e[:, None]
+    used = np.zeros(win.size, bool)
+    used[arc] = used[arc + 1] = True
+    entry = np.flatnonzero(used)
+    pos = np.cumsum(used) - 1  # row of each used entry
+    we, ke = win[entry], kind[entry]
+    h_val = np.zeros((entry.size, rho.shape[1]))
+    sel = ke == 1
+    h_val[sel] = (eps - sigma)[we[sel]]
+    sel = np.flatnonzero(ke >= 2)
+    ce, cw = entry[sel], we[sel]
+    pc = piece[cw]
+    phi_c = _crossing_bearing(ke[sel, None], value[ce, None], branch[ce, None], sin_rho[pc],
+                              tan_rho[pc]) + turn[ce, None]
+    g_both = angle_table_g(np.stack([phi_c - sigma[cw], phi_c - eps[cw]]), table)
+    h_val[sel] = np.where(full[cw, None], phi_c - sigma[cw], g_both[0] - g_both[1])
+    value_arc = ((h_val[pos[arc + 1]] - h_val[pos[arc]]) * weight[piece[win[arc]]]).sum(axis=1)
     out += np.bincount(iy * nx + ix, value_arc, minlength=ny * nx)
     return out.reshape(ny, nx)
 
 
-def _crossing_bearing(kind, value, branch, rho):
-    """Bearing (rad) where a grid line crosses the ring of offset ``rho`` (``(N, n)``, one
-    row per crossing): latitude line (kind 2, ``value = sin(lat)``): ``branch * arccos(value /
-    sin(rho))``; longitude line (kind 3, ``value = tan(lon)``): ``arcsin(value / tan(rho))``
-    (branch 1) or ``pi -`` that (branch -1); clipped at the tangent point."""
-    lat = (kind == 2)[:, None]
-    v, b = value[:, None], branch[:, None]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        q = np.clip(v / np.where(lat, np.sin(rho), np.tan(rho)), -1.0, 1.0)
-    return np.where(lat, b * np.arccos(q), np.where(b > 0, np.arcsin(q), np.pi - np.arcsin(q)))
+def _crossing_bearing(kind, value, branch, sin_rho, tan_rho):
+    """Bearing (rad) where a grid line crosses the ring of offset ``rho`` (arrays of one value
+    per crossing, with ``sin(rho)``, ``tan(rho)``): latitude line (kind 2, ``value =
+    sin(lat)``): ``branch * arccos(value / sin(rho))``; longitude line (kind 3, ``value =
+    tan(lon)``): ``arcsin(value / tan(rho))`` (branch 1) or ``pi -`` that (branch -1); clipped
+    at the tangent point."""
+    lat = kind == 2
+    q = np.clip(value / np.where(lat, sin_rho, tan_rho), -1.0, 1.0)
+    arcsin = np.arcsin(q)
+    return np.where(lat, branch * (0.5 * np.pi - arcsin),
+                    np.where(branch > 0, arcsin, np.pi - arcsin))

@@ -31,6 +31,7 @@ from xbkg.sky.excluded_area import (
     angle_table,
     excluded_annulus_area,
     excluded_box_area,
+    monotone_angle_table,
     turning_box_area,
 )
 from xbkg.sky.exposure import fov_solid_angle
@@ -64,9 +65,14 @@ log = logging.getLogger(__name__)
 DEFAULT_OVERSAMPLE = 8
 #: ``regions``: drop events in the regions and correct the exposure; ``runs``: drop whole runs.
 EXCLUSION_MODES = ("regions", "runs")
-#: ALTAZ fractions: times per run at which the FoV rotation angle is computed (linear between).
-ROTATION_KNOTS = 1024
+#: ALTAZ fractions: times per run at which the FoV rotation angle is computed (linear between;
+#: more, up to 4096, where the FoV turns too fast for :data:`_ROTATION_TOLERANCE`).
+ROTATION_KNOTS = 256
+_MAX_ROTATION_KNOTS = 4096
+_ROTATION_TOLERANCE = 1e-7  # rad: linear interpolation of the rotation angle between knots
 _MAX_KINK_INTERVALS = 16
+_MAX_STRIDE = 64
+_KINK_RESOLUTION = 1e-6  # rad: kinks of the angle's distribution closer than this are merged
 
 
 def as_circles(regions) -> SkyCircles:
@@ -110,8 +116,9 @@ def plan_exclusion(regions, mode: str = "regions", distance=None, *, reach: floa
     reach : float
         The model's offset cut (deg).
     oversample : int
-        ALTAZ time sampling of the exposure fractions: regions move by at most 1/oversample of
-        a bin between samples.
+        ALTAZ time sampling of the exposure fractions for regions reaching beyond 80 deg from
+        the pointing (others are averaged exactly over the FoV rotation): regions move by at
+        most 1/oversample of a bin between samples.
 
     Returns
     -------
@@ -321,13 +328,17 @@ def rotation_knots(starts, stops, n_knots: int = ROTATION_KNOTS):
     if starts.shape != stops.shape or not np.all(stops >= starts):
         raise ValueError(f"time intervals must have stops >= starts, got {starts} and {stops}")
     width = stops - starts
+    if width.size == 1:
+        return np.linspace(starts[0], stops[0], max(4, int(n_knots)) + 1), np.zeros(
+            max(4, int(n_knots)) + 1, int)
     keep = np.flatnonzero(width > 0) if np.any(width > 0) else np.arange(1)
     steps = np.maximum(4, np.round(n_knots * width[keep] / max(width[keep].sum(), 1e-300)))
     times = [np.linspace(starts[k], stops[k], int(n) + 1) for k, n in zip(keep, steps)]
     return np.concatenate(times), np.repeat(np.arange(keep.size), [t.size for t in times])
 
 
-def rotation_table(angles, times, interval, *, max_kink_intervals: int = _MAX_KINK_INTERVALS):
+def rotation_table(angles, times, interval, *, tolerance: float = _ROTATION_TOLERANCE,
+                   max_kink_intervals: int = _MAX_KINK_INTERVALS):
     """Distribution over time of an angle tabulated at knots (linear between them).
 
     Parameters
@@ -336,6 +347,9 @@ def rotation_table(angles, times, interval, *, max_kink_intervals: int = _MAX_KI
         The angle (rad, unwrapped) at ``times``.
     times, interval : array
         :func:`rotation_knots`: knot times and the index of each knot's interval.
+    tolerance : float
+        Knots are thinned to every n-th where linear interpolation between them stays within
+        this (rad, from the largest second difference of the angles).
     max_kink_intervals : int
         With at most this many intervals, the angles at their ends are returned as kinks
         (else only the extremes and the turning points).
@@ -348,23 +362,41 @@ def rotation_table(angles, times, interval, *, max_kink_intervals: int = _MAX_KI
 
     >>> table, kinks = rotation_table(np.array([0.0, 0.1, 0.2]), np.array([0.0, 5.0, 10.0]),
     ...                               np.zeros(3, int))
-    >>> table[0].tolist(), kinks.tolist()
-    ([0.0, 0.1, 0.1, 0.2], [0.0, 0.2])
+    >>> table[0].tolist(), table[1].tolist(), kinks.tolist()  # uniform on [0, 0.2]
+    ([0.0, 0.2], [0.0, 1.0], [0.0, 0.2])
     """
     angles, times = np.asarray(angles, dtype=float), np.asarray(times, dtype=float)
     interval = np.asarray(interval)
-    step = np.flatnonzero(interval[1:] == interval[:-1])  # knot steps within an interval
-    dt = times[step + 1] - times[step]
-    if not np.sum(dt) > 0:  # one instant
+    if not times[-1] > times[0]:  # one instant
         return angle_table(angles[:1], angles[:1], [1.0]), angles[:1]
-    table = angle_table(angles[step], angles[step + 1], dt)
+    same = interval[2:] == interval[:-2]
+    move = np.diff(angles)
+    # knots kept: every stride-th, with the stride at which linear interpolation between them
+    # is still within ``tolerance`` (from the largest second difference), ends, turning points
+    curve = np.abs(np.diff(move))[same]
+    stride = int(np.clip(np.sqrt(8 * tolerance / curve.max()) if curve.size and curve.max() > 0
+                         else _MAX_STRIDE, 1, _MAX_STRIDE))
+    if interval[0] == interval[-1] and (np.all(move > 0) or np.all(move < 0)):  # most runs
+        keep = np.unique(np.append(np.arange(0, angles.size, stride), angles.size - 1))
+        ends = angles[[0, -1]]
+        return monotone_angle_table(angles[keep], times[keep]), np.unique(ends)
+    move = np.sign(move)
+    turning = np.flatnonzero((move[1:] * move[:-1] < 0) & same) + 1
+    first = np.flatnonzero(np.diff(interval, prepend=interval[0] - 1))
+    last = np.append(first[1:] - 1, angles.size - 1)
+    keep = (np.arange(angles.size) - first[interval]) % stride == 0
+    keep[last] = keep[turning] = True
+    angles, times, interval = angles[keep], times[keep], interval[keep]
+    step = np.flatnonzero(interval[1:] == interval[:-1])  # knot steps within an interval
+    table = angle_table(angles[step], angles[step + 1], times[step + 1] - times[step])
+    change = np.flatnonzero(interval[1:] != interval[:-1])
+    ends = (np.concatenate([[0], change, change + 1, [angles.size - 1]])
+            if first.size <= max_kink_intervals else np.zeros(0, int))
     move = np.sign(np.diff(angles))
     turning = np.flatnonzero((move[1:] * move[:-1] < 0) & (interval[2:] == interval[:-2])) + 1
-    first = np.flatnonzero(np.diff(interval, prepend=interval[0] - 1))
-    ends = (np.concatenate([first, first[1:] - 1, [angles.size - 1]])
-            if first.size <= max_kink_intervals else np.array([], int))
-    kinks = np.concatenate([angles[turning], angles[ends], [angles.min(), angles.max()]])
-    return table, np.unique(kinks)
+    kinks = np.unique(np.concatenate([angles[turning], angles[ends],
+                                      [angles.min(), angles.max()]]))
+    return table, kinks[np.concatenate([[True], np.diff(kinks) > _KINK_RESOLUTION])]
 
 
 def run_exclusion_fraction(info: RunInfo, binning, regions: dict | None = None, *, gti=None,
@@ -384,11 +416,12 @@ def run_exclusion_fraction(info: RunInfo, binning, regions: dict | None = None, 
         START and STOP of the run's good time intervals (s, as TSTART); default: the run
         from ``info.tstart`` to ``info.tstop``. Only used for an ALTAZ binning.
     oversample : int, optional
-        ALTAZ time sampling: any region point moves by at most 1/oversample of the narrowest
-        bin between samples (default: the regions' ``oversample``, else 8). The fractions at
-        each sample time are exact.
+        ALTAZ fractions are averaged exactly over the FoV rotation; only regions reaching
+        beyond 80 deg from the pointing take time samples, over which any region point moves
+        by at most 1/oversample of the narrowest bin (default: the regions' ``oversample``,
+        else 8). The fractions at each sample time are exact.
     max_step : float, optional
-        Largest move (deg) of any region point between ALTAZ time samples (default: the
+        Largest move (deg) of any region point between those ALTAZ time samples (default: the
         regions' ``max_step``, else the narrowest bin width / ``oversample``).
 
     Returns
@@ -408,11 +441,12 @@ def run_exclusion_fraction(info: RunInfo, binning, regions: dict | None = None, 
     if binning.kind == "3d" and binning.fov_alignment == "ALTAZ":
         params = info.altaz_params
         params = run_altaz_params(info) if params is None else params
+        starts, stops = (info.tstart, info.tstop) if gti is None else gti
+        frac = _turning_fraction(info, binning, params, starts, stops, c_ra, c_dec, radius)
+        if frac is not None:
+            return frac
         offset = fov.offset_deg(c_ra, c_dec, info.ra_pnt, info.dec_pnt)
         reach = min(float(np.max(offset + radius)), binning.offset_max)
-        if reach < _TURNING_REACH:
-            starts, stops = (info.tstart, info.tstop) if gti is None else gti
-            return _turning_fraction(info, binning, params, starts, stops, c_ra, c_dec, radius)
         times, weights = run_time_samples(info, max_step / max(reach, 1e-3), params=params,
                                           gti=gti)
         lon, lat = fov.radec_to_altaz_fov(c_ra[None, :], c_dec[None, :], times[:, None], params)
@@ -427,31 +461,57 @@ _TURNING_REACH = 80.0  # deg: regions reaching farther from the pointing take th
 
 
 def _turning_fraction(info, binning, params, starts, stops, c_ra, c_dec, radius):
-    """ALTAZ fractions averaged exactly over the FoV rotation of the good time.
+    """ALTAZ fractions averaged exactly over the FoV rotation of the good time (None when a
+    region reaches farther than :data:`_TURNING_REACH` from the pointing within the cut).
 
     The FoV turns rigidly about its centre (to ~1e-8 rad within 2.5 deg over a run, measured):
-    the rotation angle is tabulated at :func:`rotation_knots` (a sky point 1 deg from the
-    pointing, through the ALTAZ transform), the circles are taken to the FoV at the first knot,
-    and :func:`xbkg.sky.excluded_area.turning_box_area` averages over the angle's distribution.
+    the rotation angle is tabulated at :func:`rotation_knots` (the bearing of a sky point 1 deg
+    from the pointing, through the ALTAZ transform), the circles are taken to the FoV at the
+    first knot with their radii magnified as the distance of that point (annual aberration:
+    ~1e-4, the same in all directions to 2e-6 of the radius), and
+    :func:`xbkg.sky.excluded_area.turning_box_area` averages over the angle's distribution
+    (:func:`rotation_table`; knots added where the FoV turns fast).
     """
     times, interval = rotation_knots(starts, stops)
-    ref_ra, ref_dec = fov.fov_to_radec(0.0, 1.0, info.ra_pnt, info.dec_pnt)
     n = times.size
-    lon, lat = fov.radec_to_altaz_fov(
-        np.concatenate([np.full(n, float(ref_ra)), c_ra]),
-        np.concatenate([np.full(n, float(ref_dec)), c_dec]),
-        np.concatenate([times, np.full(c_ra.size, times[0])]), params)
+    dec_ref = float(info.dec_pnt) + 1.0  # 1 deg along the meridian (over the pole beyond 90)
+    ra_ref = float(info.ra_pnt) + (180.0 if dec_ref > 90.0 else 0.0)
+    dec_ref = min(dec_ref, 180.0 - dec_ref)
+    lon, lat = fov.radec_to_altaz_fov(np.concatenate([np.full(n, ra_ref), c_ra]),
+                                      np.concatenate([np.full(n, dec_ref), c_dec]),
+                                      np.concatenate([times, np.full(c_ra.size, times[0])]),
+                                      params)
+    centres = _unit_vectors(lon[n:], lat[n:])
+    offset = np.degrees(np.arccos(np.clip(centres[:, 0], -1.0, 1.0)))
+    if min(float(np.max(offset + radius)), binning.offset_max) >= _TURNING_REACH:
+        return None
     ref = _unit_vectors(lon[:n], lat[:n])
-    angle = np.unwrap(np.arctan2(ref[:, 1], ref[:, 2]))
+    # aberration magnifies the FoV uniformly by ~1e-4: radii as the sky point 1 deg away
+    scale = math.degrees(math.acos(min(1.0, float(ref[0, 0]))))
+    angle = _unwrapped_bearing(ref)
+    curve = np.abs(np.diff(angle, 2))[interval[2:] == interval[:-2]]
+    finer = math.sqrt(curve.max() / (8 * _ROTATION_TOLERANCE)) if curve.size else 0.0
+    if finer > 1:  # the FoV turns fast: tabulate finer (linear between knots within tolerance)
+        times, interval = rotation_knots(starts, stops, min(int(ROTATION_KNOTS * math.ceil(finer)),
+                                                            _MAX_ROTATION_KNOTS))
+        lon, lat = fov.radec_to_altaz_fov(ra_ref, dec_ref, times, params)
+        angle = _unwrapped_bearing(_unit_vectors(lon, lat))
     table, kinks = rotation_table(angle - angle[0], times, interval)
     x_edges, y_edges = _fov_edges_rad(binning)
-    excluded = turning_box_area(x_edges, y_edges, math.radians(binning.offset_max),
-                                _unit_vectors(lon[n:], lat[n:]), np.cos(np.radians(radius)),
-                                table, kinks)
+    excluded = turning_box_area(x_edges, y_edges, math.radians(binning.offset_max), centres,
+                                np.cos(np.radians(radius * scale)), table, kinks)
     total = _bin_solid_angle(binning)
     with np.errstate(invalid="ignore", divide="ignore"):
         frac = np.where(total > 0, 1.0 - excluded / total, 1.0)
     return np.clip(frac, 0.0, 1.0)
+
+
+def _unwrapped_bearing(vectors):
+    """Bearing (rad, ``atan2(y, z)``) of successive FoV unit vectors, without 2 pi jumps."""
+    angle = np.arctan2(vectors[:, 1], vectors[:, 2])
+    step = np.diff(angle)
+    step -= 2 * np.pi * np.round(step / (2 * np.pi))
+    return angle[0] + np.concatenate([[0.0], np.cumsum(step)])
 
 
 def apply_exclusion(columns: dict, info: RunInfo, binning, gti=None):
