@@ -66,6 +66,6 @@ def test_open_events_is_lazy_with_one_chunk_per_run_and_reads_each_run_once(stor
 def test_a_missing_file_is_an_error_naming_the_run(store, tmp_path):
     info = run_infos(store)[1].with_(events_file=str(tmp_path / "gone.fits"))
     where = describe_run(info.obs_id, info.events_file, "EVENTS")
-    assert where == f"run {info['obs_id']} ({tmp_path / 'gone.fits'}, HDU EVENTS)"
+    assert where == f"run {info.obs_id} ({tmp_path / 'gone.fits'}, HDU EVENTS)"
     with pytest.raises(RunDataError, match=r"run 2 \(.*gone\.fits, HDU EVENTS\)"):
         read_run_events(info.events_file, obs_id=info.obs_id)

@@ -328,8 +328,8 @@ def test_altaz_fractions_vs_dense_time_and_space(case):
     2.5 deg from the zenith (the FoV turns by ~1.9 rad), the same with two GTIs, and a run
     at 35 deg zenith (little rotation) with a sliver; circles across the FoV edge and the
     cut, overlapping, holding the FoV centre, larger than a bin."""
-    from xbkg.exclusion import run_exclusion_fraction
-    from xbkg.make import make_binning
+    from xbkg.sky.exclusion import run_exclusion_fraction
+    from xbkg.building.make import make_binning
     from xbkg.sky import fov
 
     info, circles, gti = _altaz_case(case)
@@ -357,7 +357,7 @@ def test_altaz_fractions_vs_dense_time_and_space(case):
 def _rotated_box_reference(edges, d, psi, a, angles, offset_max):
     """Mean over ``angles`` of the exact static areas (excluded_box_area) of the circles at
     offsets ``d`` and bearings ``psi + angle``: the time average by brute force in angle."""
-    from xbkg.excluded_area import excluded_box_area
+    from xbkg.sky.excluded_area import excluded_box_area
 
     bearing = np.asarray(psi)[None, :] + np.asarray(angles)[:, None]
     d = np.broadcast_to(d, bearing.shape)
@@ -370,8 +370,8 @@ def _rotated_box_reference(edges, d, psi, a, angles, offset_max):
 def test_turning_box_area_vs_dense_angles(case):
     """The exact average over the turning angle equals the mean of exact static areas at 1000
     angles (midpoint rule) to 1e-4 of a bin, whatever the angle's distribution."""
-    from xbkg import excluded_area
-    from xbkg.excluded_area import angle_table, turning_box_area
+    from xbkg.sky import excluded_area
+    from xbkg.sky.excluded_area import angle_table, turning_box_area
 
     rad = np.radians
     edges = rad(np.linspace(-2.5, 2.5, 26))
@@ -410,7 +410,7 @@ def test_turning_box_area_vs_dense_angles(case):
 def test_altaz_circles_stay_circles_magnified_by_aberration():
     """In the ALTAZ FoV a sky circle is a circle of its radius times the magnification of a
     point 1 deg from the pointing (annual aberration, ~1e-4), to 2e-6 of the radius: what
-    :func:`xbkg.exclusion.run_exclusion_fraction` assumes (2e-6: the magnification varies
+    :func:`xbkg.sky.exclusion.run_exclusion_fraction` assumes (2e-6: the magnification varies
     that little across the FoV)."""
     from xbkg.sky import fov
 
@@ -435,7 +435,7 @@ def test_altaz_circles_stay_circles_magnified_by_aberration():
 
 
 def test_rotation_knots_and_table_follow_the_gtis():
-    from xbkg.exclusion import rotation_knots, rotation_table
+    from xbkg.sky.exclusion import rotation_knots, rotation_table
 
     t, k = rotation_knots([0.0, 100.0, 300.0], [50.0, 100.0, 400.0], 30)
     assert t.min() == 0 and t.max() == 400 and not np.any((t > 50) & (t < 300))
