@@ -28,6 +28,9 @@ from .model import assemble_model, validate_model
 from .predict import predict_counts
 from .selection import select_runs
 from .update import merge_models, update_model
+from .lazy_dask_array import install as _install_lazy_dask_array
+
+_install_lazy_dask_array()  # xarray would import dask.array for isinstance checks (0.4 s)
 
 __all__ = [
     "__version__",
