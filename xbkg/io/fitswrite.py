@@ -103,14 +103,17 @@ def utf8_strings(table):
 
 
 def write_fits(content, path) -> None:
-    """Write an astropy ``Table`` (after an empty primary HDU) or ``HDUList`` to ``path``,
-    gzipped deterministically when the name ends in ``.gz`` (astropy stamps the time)."""
+    """Write an astropy ``Table`` or a :class:`~xbkg.io.plaintable.PlainTable` (after an
+    empty primary HDU) or an ``HDUList`` to ``path``, gzipped deterministically when the name
+    ends in ``.gz`` (astropy stamps the time)."""
     import io
 
     from astropy.io import fits
 
     if not isinstance(content, fits.HDUList):
-        content = fits.HDUList([fits.PrimaryHDU(), fits.table_to_hdu(utf8_strings(content))])
+        hdu = content.to_hdu() if hasattr(content, "to_hdu") else fits.table_to_hdu(
+            utf8_strings(content))
+        content = fits.HDUList([fits.PrimaryHDU(), hdu])
     buffer = io.BytesIO()
     content.writeto(buffer)
     data = buffer.getvalue()

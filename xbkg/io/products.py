@@ -33,8 +33,9 @@ from .atomic import atomic_dir
 from .fitswrite import utf8_strings, write_fits
 from .gadf import write_image_file, write_table_file
 from .groups import groups_table
-from .hduindex import make_bkg_index_table, make_total_index_table
+from .hduindex import make_bkg_index_table, make_total_index_plain, make_total_index_table
 from .netcdf import write_netcdf
+from .plaintable import NotPlainError, PlainTable, read_fits_table
 
 __all__ = ["BUNDLE_NAME", "write_bundle", "model_file_name", "atomic_dir", "write_products",
            "groups_table"]
@@ -52,11 +53,14 @@ def model_file_name(kind: str, group: int, fmt: str = "table") -> str:
 COMPUTED_COLUMNS = {"ZEN_PNT": ("zenith", "deg"), "ONTIME": ("ontime", "s")}
 
 
-def _obs_index_table(store: xr.Dataset):
-    """The store's obs index plus :data:`COMPUTED_COLUMNS` it lacks (NaN where unknown)."""
-    from astropy.table import Table
+def _obs_index_table(store: xr.Dataset, plain: bool = False):
+    """The store's obs index plus :data:`COMPUTED_COLUMNS` it lacks (NaN where unknown); a
+    :class:`~xbkg.io.plaintable.PlainTable` with ``plain`` when it can be (else a Table)."""
+    table = read_fits_table(store.attrs["obs_index"], hdu=1) if plain else None
+    if table is None:
+        from astropy.table import Table
 
-    table = Table.read(store.attrs["obs_index"], hdu=1)
+        table = Table.read(store.attrs["obs_index"], hdu=1)
     position = {int(o): i for i, o in enumerate(store.obs_id.values.tolist())}
     rows = np.array([position.get(int(o), -1) for o in table["OBS_ID"]], dtype=int)
     for column, (variable, unit) in COMPUTED_COLUMNS.items():
@@ -64,12 +68,15 @@ def _obs_index_table(store: xr.Dataset):
             continue
         values = np.asarray(store[variable].values, dtype=float)
         table[column] = np.where(rows >= 0, values[rows], np.nan)
-        table[column].unit = unit
+        if isinstance(table, PlainTable):
+            table.units[column] = unit
+        else:
+            table[column].unit = unit
     return table
 
 
 def _obs_rows(store: xr.Dataset, obs_ids):
-    table = _obs_index_table(store)
+    table = _obs_index_table(store, plain=True)
     mask = np.isin(np.asarray(table["OBS_ID"], dtype="int64"), np.asarray(obs_ids, dtype="int64"))
     return table[mask]
 
@@ -90,8 +97,6 @@ def write_products(model: xr.Dataset, store: xr.Dataset, outdir, *, rejected=Non
     :data:`BUNDLE_NAME`: the group models (HDUs ``BKG<ID>``), HDU_INDEX and OBS_INDEX in one FITS
     file, as the seed notebook builds it (``gammapy.data.DataStore.from_file(path)``).
     """
-    from astropy.table import Table
-
     kind = model.attrs["kind"]
     store = _complete_store(store, model)
     with atomic_dir(outdir, overwrite=overwrite) as tmp:
@@ -101,10 +106,11 @@ def write_products(model: xr.Dataset, store: xr.Dataset, outdir, *, rejected=Non
         group_of = dict(zip(used.tolist(), model["obs_group"].values.tolist()))
         obs_table["GROUP_ID"] = np.array([group_of[int(o)] for o in obs_table["OBS_ID"]], dtype="int64")
         write_fits(obs_table, tmp / "bg_observation_table_grouped.fits.gz")
-        groups_table(model).write(tmp / "bg_observation_groups.ecsv")
-        rej = Table({"OBS_ID": np.array(sorted(rejected or {}), dtype="int64"),
-                     "REASON": np.array([(rejected or {})[k] for k in sorted(rejected or {})], dtype=str)})
-        rej.write(tmp / "bg_rejected_runs.ecsv")
+        _write_ecsv(groups_table(model, plain=True), tmp / "bg_observation_groups.ecsv")
+        rej = PlainTable({"OBS_ID": np.array(sorted(rejected or {}), dtype="int64"),
+                          "REASON": np.array([(rejected or {})[k] for k in sorted(rejected or {})],
+                                             dtype=str)})
+        _write_ecsv(rej, tmp / "bg_rejected_runs.ecsv")
         for group in model["zenith_group"].values:
             write_table_file(model, int(group), tmp / model_file_name(kind, group, "table"))
             if image and kind == "3d":
@@ -118,18 +124,35 @@ def write_products(model: xr.Dataset, store: xr.Dataset, outdir, *, rejected=Non
 
             names = write_run_models(model, store.isel(obs_id=has_group), tmp / RUN_MODEL_DIR,
                                      method=per_run_method)
-            bkg = make_bkg_index_table(store.obs_id.values[has_group], names, kind=kind,
-                                       file_dir=RUN_MODEL_DIR)
+            file_dir = RUN_MODEL_DIR
         else:
             names = [model_file_name(kind, g, "table") for g in groups[has_group]]
-            bkg = make_bkg_index_table(store.obs_id.values[has_group], names, kind=kind)
-        total = make_total_index_table(store.attrs["hdu_index"], bkg,
-                                       store_dir=store.attrs["base_dir"], out_dir=Path(outdir))
-        write_fits(total, tmp / "hdu-index.fits.gz")
-        write_fits(_obs_index_table(store), tmp / "obs-index.fits.gz")
+            file_dir = "."
+        write_fits(_total_index(store, store.obs_id.values[has_group], names, kind, file_dir,
+                                Path(outdir)), tmp / "hdu-index.fits.gz")
+        write_fits(_obs_index_table(store, plain=True), tmp / "obs-index.fits.gz")
         if bundle:
             write_bundle(model, store, tmp / BUNDLE_NAME, groups, out_dir=Path(outdir))
     return Path(outdir)
+
+
+def _write_ecsv(table: PlainTable, path) -> None:
+    """Write ``table`` as ECSV, through astropy.table when it is not a plain one."""
+    try:
+        table.write_ecsv(path)
+    except NotPlainError:
+        table.to_astropy().write(path, format="ascii.ecsv")
+
+
+def _total_index(store: xr.Dataset, obs_ids, names, kind: str, file_dir: str, out_dir: Path):
+    """The output HDU index (:func:`make_total_index_table`), plain when it can be."""
+    args = dict(store_dir=store.attrs["base_dir"], out_dir=out_dir)
+    total = make_total_index_plain(store.attrs["hdu_index"], make_bkg_index_table(
+        obs_ids, names, kind=kind, file_dir=file_dir, plain=True), **args)
+    if total is None:
+        total = make_total_index_table(store.attrs["hdu_index"], make_bkg_index_table(
+            obs_ids, names, kind=kind, file_dir=file_dir), **args)
+    return total
 
 
 def _complete_store(store: xr.Dataset, model: xr.Dataset) -> xr.Dataset:
