@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from xbkg.io.fitswrite import utf8_strings
 from xbkg.io.hduindex import (make_bkg_index_table, make_total_index_plain,
                               make_total_index_table)
-from xbkg.io.plaintable import REMOVE_KEYWORDS, NotPlainError, PlainTable, read_fits_table
+from xbkg.io.plaintable import (REMOVE_KEYWORDS, NotPlainError, PlainTable, _card, _table_bytes,
+                                read_fits_table)
 
 
 def _file_bytes(hdu) -> bytes:
@@ -62,11 +63,18 @@ def test_copy_of_an_index_table_is_astropys_byte_for_byte(tmp_path):
     plain = read_fits_table(path)
     assert plain is not None
     table = Table.read(path, hdu=1)
-    assert _file_bytes(plain.to_hdu()) == _astropy_bytes(table)
+    expected = _astropy_bytes(table)
+    assert _file_bytes(plain.to_hdu()) == expected
+    assert _table_bytes(plain) is None  # the 100-character string needs CONTINUE cards
+    del plain.meta["LONGSTR"], table.meta["LONGSTR"]
+    assert _table_bytes(plain) is not None  # written directly, without astropy
+    assert plain.fits_bytes() == _astropy_bytes(table)
     # the operations the product writers use, on both
     for t in (plain, table):
         t["OBS_ID_COPY"] = np.asarray(t["OBS_ID"], dtype="int64") * 2
+        t["NAME"] = np.array(["a", "bb", "ccc"])
     keep = np.array([True, False, True])
+    assert plain[keep].fits_bytes() == _astropy_bytes(table[keep])
     assert _file_bytes(plain[keep].to_hdu()) == _astropy_bytes(table[keep])
 
 
@@ -95,7 +103,8 @@ def test_serialized_astropy_columns_are_declined(tmp_path):
 def test_real_index_tables(hess_dr1, tmp_path):
     for name in ("obs-index.fits.gz", "hdu-index.fits.gz"):
         plain = read_fits_table(hess_dr1 / name)
-        assert _file_bytes(plain.to_hdu()) == _astropy_bytes(Table.read(hess_dr1 / name, hdu=1))
+        assert _table_bytes(plain) is not None
+        assert plain.fits_bytes() == _astropy_bytes(Table.read(hess_dr1 / name, hdu=1))
     ids = np.array([23523, 23526])
     args = dict(store_dir=hess_dr1, out_dir=tmp_path)
     plain = make_total_index_plain(hess_dr1 / "hdu-index.fits.gz", make_bkg_index_table(
@@ -103,7 +112,27 @@ def test_real_index_tables(hess_dr1, tmp_path):
     table = make_total_index_table(hess_dr1 / "hdu-index.fits.gz", make_bkg_index_table(
         ids, ["a.fits", "b.fits"], kind="3d"), **args)
     assert len(plain) == len(table) == 630 - 105 + 2  # store bkg rows replaced
-    assert _file_bytes(plain.to_hdu()) == _astropy_bytes(table)
+    assert plain.fits_bytes() == _astropy_bytes(table)
+
+
+@settings(max_examples=300, deadline=None)
+@given(key=st.from_regex(r"[A-Z][A-Z0-9_-]{0,7}", fullmatch=True), value=st.one_of(
+    st.booleans(), st.integers(-2**63, 2**63 - 1), st.floats(allow_nan=False, allow_infinity=False),
+    st.text(st.characters(codec="ascii"), max_size=80)), comment=st.sampled_from(
+    ["", "a comment", "number of table fields"]))
+def test_cards_are_astropys(key, value, comment):
+    image = _card(key, value, comment)
+    if image is not None:  # else astropy formats it
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # astropy warns about what it must change
+            assert image == fits.Card(key, value, comment).image
+        assert len(image) == 80
+
+
+def test_commentary_cards_are_astropys():
+    for key in ("COMMENT", "HISTORY"):
+        assert _card(key, "made by hand") == fits.Card(key, "made by hand").image
+        assert _card(key, "x" * 73) is None
 
 
 _text = st.text(st.characters(codec="utf-8", exclude_characters="\r\n\x85\u2028\u2029"),

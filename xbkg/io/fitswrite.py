@@ -108,14 +108,15 @@ def write_fits(content, path) -> None:
     ends in ``.gz`` (astropy stamps the time)."""
     import io
 
-    from astropy.io import fits
+    if hasattr(content, "fits_bytes"):
+        data = content.fits_bytes()
+    else:
+        from astropy.io import fits
 
-    if not isinstance(content, fits.HDUList):
-        hdu = content.to_hdu() if hasattr(content, "to_hdu") else fits.table_to_hdu(
-            utf8_strings(content))
-        content = fits.HDUList([fits.PrimaryHDU(), hdu])
-    buffer = io.BytesIO()
-    content.writeto(buffer)
-    data = buffer.getvalue()
+        if not isinstance(content, fits.HDUList):
+            content = fits.HDUList([fits.PrimaryHDU(), fits.table_to_hdu(utf8_strings(content))])
+        buffer = io.BytesIO()
+        content.writeto(buffer)
+        data = buffer.getvalue()
     with open(path, "wb") as fh:
         fh.write(gzip_bytes(data) if str(path).endswith(".gz") else data)

@@ -75,8 +75,7 @@ def _obs_index_table(store: xr.Dataset, plain: bool = False):
     return table
 
 
-def _obs_rows(store: xr.Dataset, obs_ids):
-    table = _obs_index_table(store, plain=True)
+def _obs_rows(table, obs_ids):
     mask = np.isin(np.asarray(table["OBS_ID"], dtype="int64"), np.asarray(obs_ids, dtype="int64"))
     return table[mask]
 
@@ -101,7 +100,8 @@ def write_products(model: xr.Dataset, store: xr.Dataset, outdir, *, rejected=Non
     store = _complete_store(store, model)
     with atomic_dir(outdir, overwrite=overwrite) as tmp:
         used = model["obs_id"].values
-        obs_table = _obs_rows(store, used)
+        obs_index = _obs_index_table(store, plain=True)
+        obs_table = _obs_rows(obs_index, used)
         write_fits(obs_table, tmp / "bg_observation_table.fits.gz")
         group_of = dict(zip(used.tolist(), model["obs_group"].values.tolist()))
         obs_table["GROUP_ID"] = np.array([group_of[int(o)] for o in obs_table["OBS_ID"]], dtype="int64")
@@ -130,7 +130,7 @@ def write_products(model: xr.Dataset, store: xr.Dataset, outdir, *, rejected=Non
             file_dir = "."
         write_fits(_total_index(store, store.obs_id.values[has_group], names, kind, file_dir,
                                 Path(outdir)), tmp / "hdu-index.fits.gz")
-        write_fits(_obs_index_table(store, plain=True), tmp / "obs-index.fits.gz")
+        write_fits(obs_index, tmp / "obs-index.fits.gz")
         if bundle:
             write_bundle(model, store, tmp / BUNDLE_NAME, groups, out_dir=Path(outdir))
     return Path(outdir)
