@@ -86,13 +86,14 @@ PIPELINE_ORDER = [
     "xbkg.selection", "xbkg.sources", "xbkg.exclusion", "xbkg.excluded_area", "xbkg.grouping",
     "xbkg.thresholds", "xbkg.binning", "xbkg.histogram", "xbkg.reduce", "xbkg.exposure",
     "xbkg.model", "xbkg.smoothing", "xbkg.make", "xbkg.update", "xbkg.conditions",
-    "xbkg.conditional", "xbkg.parallel", "xbkg.evaluate", "xbkg.interpolate", "xbkg.predict",
+    "xbkg.conditional", "xbkg.parallel", "xbkg.lazy_dask_array", "xbkg.evaluate",
+    "xbkg.interpolate", "xbkg.predict",
     "xbkg.accessor", "xbkg.summary", "xbkg.plotting", "xbkg.report", "xbkg.compare",
     "xbkg.validation", "xbkg.validation_plots", "xbkg.simulate", "xbkg.cli", "xbkg.io",
     "xbkg.io.netcdf", "xbkg.io.gadf", "xbkg.io.hduindex", "xbkg.io.products", "xbkg.io.perrun",
     "xbkg.io.apply", "xbkg.io.groups", "xbkg.io.regions", "xbkg.io.catalogs", "xbkg.io.reports",
     "xbkg.io.gammapy", "xbkg.io.dl3", "xbkg.io.fitstable", "xbkg.io.fitswrite", "xbkg.io.atomic",
-    "xbkg.io.safety",
+    "xbkg.io.plaintable", "xbkg.io.safety",
 ]
 _SKIP = {"xbkg.__main__", "xbkg._version"}
 

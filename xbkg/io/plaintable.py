@@ -47,7 +47,7 @@ import numpy as np
 
 from .fitswrite import utf8_strings
 
-__all__ = ["PlainTable", "NotPlainError", "read_fits_table", "vstack"]
+__all__ = ["PlainTable", "NotPlainError", "REMOVE_KEYWORDS", "read_fits_table", "vstack"]
 
 #: Header keywords ``Table.read`` drops (astropy.io.fits.connect.REMOVE_KEYWORDS).
 REMOVE_KEYWORDS = ("XTENSION", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "PCOUNT", "GCOUNT",
