@@ -11,10 +11,11 @@ from astropy.table import Table
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from xbkg.io.fitswrite import fast_card as _card
 from xbkg.io.fitswrite import utf8_strings
 from xbkg.io.hduindex import (make_bkg_index_table, make_total_index_plain,
                               make_total_index_table)
-from xbkg.io.plaintable import (REMOVE_KEYWORDS, NotPlainError, PlainTable, _card, _table_bytes,
+from xbkg.io.plaintable import (REMOVE_KEYWORDS, NotPlainError, PlainTable, _table_bytes,
                                 read_fits_table)
 
 
@@ -161,3 +162,45 @@ def test_ecsv_refuses_what_it_cannot_write():
         PlainTable({"# X": np.zeros(2)}).to_ecsv()
     with pytest.raises(NotPlainError):
         PlainTable({"X": np.zeros(2)}, meta={"n": 3}).to_ecsv()
+
+
+@pytest.mark.parametrize("kind", ["2d", "3d"])
+def test_gadf_files_with_uncertainty_columns_are_astropys(tmp_path, kind):
+    """write_table_file writes its HDUs directly: with a conditional model's BKG_ERR column
+    and uncertainty cards too, the bytes are astropy's."""
+    import json
+
+    from test_io_gadf import make_model
+
+    from xbkg.io import gadf
+
+    model = make_model(kind)
+    model["rate_error"] = 0.1 * model["rate"]
+    model.attrs["per_run"] = json.dumps({"sys_scatter": 0.12345678, "terms": ["zenith"],
+                                         "stat_error": 0.01, "outside_range": []})
+    got = gadf.write_table_file(model, 1, tmp_path / "t.fits").read_bytes()
+    buf = io.BytesIO()
+    fits.HDUList([gadf._primary_hdu(), gadf.bkg_hdu(model, 1), gadf.counts_hdu(model, 1),
+                  gadf.exposure_hdu(model, 1)]).writeto(buf)
+    assert got == buf.getvalue()
+    assert b"BKG_ERR" in got and b"BKG_SYS" in got
+
+
+def test_cards_only_astropy_formats_go_through_astropy():
+    from xbkg.io import gadf
+    from xbkg.io.fitswrite import hdu_bytes
+
+    columns = [("X", np.array([1.0, 2.0]), "deg", None)]
+    cards = [("TINY", 1.2345678901234567e-100, "a float astropy shortens"),
+             ("NOTE", "a comment far too long " * 4)]
+    assert _card(*cards[0]) is None and _card(*cards[1]) is None
+
+    def make_hdu():
+        hdu = fits.BinTableHDU.from_columns(gadf._fits_columns(columns), name="T")
+        for key, value, *comment in cards:
+            hdu.header.insert("EXTNAME", (key, value, *comment))
+        return hdu
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # astropy warns that it truncates
+        assert gadf._hdu_block(columns, cards, "T", make_hdu) == hdu_bytes(make_hdu())

@@ -45,7 +45,7 @@ import warnings
 
 import numpy as np
 
-from .fitswrite import utf8_strings
+from .fitswrite import primary_block, table_hdu_bytes, utf8_strings
 
 __all__ = ["PlainTable", "NotPlainError", "REMOVE_KEYWORDS", "read_fits_table", "vstack"]
 
@@ -160,7 +160,7 @@ class PlainTable:
         :meth:`to_hdu`."""
         direct = _table_bytes(utf8_strings(self))
         if direct is not None:
-            return _PRIMARY + direct
+            return primary_block() + direct
         from astropy.io import fits
 
         out = io.BytesIO()
@@ -213,101 +213,21 @@ def vstack(tables: list, metadata_conflicts: str = "silent") -> PlainTable:
     return PlainTable(cols, units=first.units, meta=first.meta)
 
 
-#: Binary-table formats of the column types written directly (others go through astropy).
-_TFORMS = {"i8": "K", "i4": "J", "i2": "I", "f8": "D", "f4": "E"}
-_KEYWORD = re.compile(r"[A-Z0-9_-]{1,8}")
-
-
-def _card(key: str, value, comment: str = "") -> str | None:
-    """The 80-character card astropy writes for ``header[key] = value`` (or a commentary
-    card), for short keywords and values; None for anything else (long or non-ASCII text,
-    HIERARCH keywords, other value types), which astropy then formats."""
-    if not _KEYWORD.fullmatch(key):
-        return None
-    if key in ("COMMENT", "HISTORY"):
-        text = str(value)
-        return f"{key:8}{text}".ljust(80) if len(text) <= 72 and _printable(text) else None
-    if isinstance(value, str):
-        if not _printable(value):
-            return None
-        quoted = "'" + f"{value.replace(chr(39), chr(39) * 2):8}" + "'"  # chr(39): '
-        value = "''" if value == "" else f"{quoted:20}"
-    elif isinstance(value, (bool, np.bool_)):
-        value = f"{repr(bool(value))[0]:>20}"
-    elif isinstance(value, (int, np.integer)):
-        value = f"{int(value):>20d}"
-    elif isinstance(value, float) and np.isfinite(value):  # float or np.float64
-        text = str(float(value)).replace("e", "E")
-        if len(text) > 20:
-            return None
-        value = f"{text:>20}"
-    else:
-        return None
-    image = f"{key:8}= {value}" + (f" / {comment}" if comment else "")
-    return image.ljust(80) if len(image) <= 80 else None
-
-
-def _printable(text: str) -> bool:
-    return text.isascii() and text.isprintable()
-
-
-def _header_bytes(cards: list) -> bytes:
-    return (("".join(cards) + "END".ljust(80)).ljust(-(-(len(cards) + 1) * 80 // 2880) * 2880)
-            .encode("ascii"))
-
-
-#: The empty primary HDU astropy writes (``fits.PrimaryHDU()``).
-_PRIMARY = _header_bytes([_card("SIMPLE", True, "conforms to FITS standard"),
-                          _card("BITPIX", 8, "array data type"),
-                          _card("NAXIS", 0, "number of array dimensions"),
-                          _card("EXTEND", True)])
-
-
 def _table_bytes(table: PlainTable) -> bytes | None:
     """The BINTABLE HDU ``fits.table_to_hdu`` makes of the equivalent Table, written
-    directly; None when a column or card is not one :func:`_card` and this handle."""
-    n = len(table)
-    columns, cards = [], []
-    for i, (name, values) in enumerate(table.columns.items(), start=1):
-        kind, size = values.dtype.kind, values.dtype.itemsize
-        if values.ndim != 1 or not _printable(name):
-            return None
-        if kind == "U":
-            if not size or not all(str(v).isascii() for v in values):
-                return None
-            values, form = np.char.encode(values, "ascii").astype(f"S{size // 4}"), f"{size // 4}A"
-        elif kind == "S" and size:
-            form = f"{size}A"
-        elif kind == "b":
-            values, form = np.where(values, b"T", b"F").astype("S1"), "L"
-        elif f"{kind}{size}" in _TFORMS:
-            form = _TFORMS[f"{kind}{size}"]
-            values = values.astype(values.dtype.newbyteorder(">"))
-        else:
-            return None
-        columns.append((name, values))
-        cards += [_card(f"TTYPE{i}", name), _card(f"TFORM{i}", form)]
-        if name in table.units:
-            cards.append(_card(f"TUNIT{i}", _fits_unit(table.units[name])))
+    directly (:func:`~xbkg.io.fitswrite.table_hdu_bytes`); None when a column or card is not
+    one that writes."""
+    columns = [(name, values, _fits_unit(table.units[name]) if name in table.units else None,
+                None) for name, values in table.columns.items()]
+    if any(v.ndim != 1 for _, v, _, _ in columns) or len(set(table.meta)) != len(table.meta):
+        return None
+    cards = []
     for key, value in table.meta.items():
         if _column_keyword(key.upper()) or key.upper() in REMOVE_KEYWORDS:
             return None
         key = "COMMENT" if key == "comments" else key
-        cards += [_card(key, item) for item in (value if isinstance(value, list) else [value])]
-    data = np.empty(n, dtype=[(name, values.dtype) for name, values in columns])
-    for name, values in columns:
-        data[name] = values
-    head = [_card("XTENSION", "BINTABLE", "binary table extension"),
-            _card("BITPIX", 8, "array data type"), _card("NAXIS", 2, "number of array dimensions"),
-            _card("NAXIS1", data.dtype.itemsize, "length of dimension 1"),
-            _card("NAXIS2", n, "length of dimension 2"),
-            _card("PCOUNT", 0, "number of group parameters"),
-            _card("GCOUNT", 1, "number of groups"),
-            _card("TFIELDS", len(columns), "number of table fields")]
-    if None in cards or not columns or len(set(table.meta)) != len(table.meta):
-        return None
-    raw = data.tobytes()
-    return _header_bytes(head + cards) + raw + b"\0" * (-len(raw) % 2880)
+        cards += [(key, item) for item in (value if isinstance(value, list) else [value])]
+    return table_hdu_bytes(columns, cards)
 
 
 @functools.lru_cache(maxsize=64)
