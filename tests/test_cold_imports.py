@@ -1,8 +1,8 @@
 """What a fresh process imports: ``import xbkg`` and a build computed at once stay light.
 
 A cold ``xbkg make-models`` pays for every module it imports; dask.array (with the scipy
-modules it pulls in), matplotlib and astropy.coordinates are not needed to build and write a
-model, so they must not be imported on that path.
+modules it pulls in), matplotlib and astropy (io.fits, units, table, coordinates) are not
+needed to build and write a model, so they must not be imported on that path.
 """
 
 import json
@@ -19,7 +19,8 @@ import xbkg
 from xbkg.lazy_dask_array import LazyDaskArray
 from xbkg.simulate import simulate_store
 
-HEAVY = ("dask.array", "scipy", "matplotlib", "astropy.coordinates", "astropy.table")
+HEAVY = ("dask.array", "scipy", "matplotlib", "astropy.coordinates", "astropy.table",
+         "astropy.io.fits", "astropy.units")
 
 
 def _modules_after(code: str) -> dict:
@@ -71,3 +72,23 @@ def test_lazy_dask_array_type_answers_as_the_real_class():
     # xarray still recognises dask arrays once they exist
     var = xr.Variable("x", da.zeros(4, chunks=2))
     assert var.chunks == ((2, 2),)
+
+
+@pytest.mark.parametrize("kind,align", [("2d", "radec"), ("3d", "altaz")])
+def test_make_models_command_imports_no_heavy_module(small_store, tmp_path, kind, align):
+    """The whole command, products included (FITS tables, ECSV, netCDF, image), imports none
+    of :data:`HEAVY` (after a first ALTAZ run has cached the Earth orientation table)."""
+    import os
+
+    env = dict(os.environ, XBKG_CACHE_DIR=str(tmp_path / "cache"))
+    args = ["make-models", str(small_store), str(tmp_path / "out"), "--kind", kind,
+            "--fov-alignment", align, "--selection", "all", "--no-report", "--overwrite"]
+    probe = ("import json, runpy, sys\nsys.argv = ['xbkg'] + json.loads(sys.argv[1])\n"
+             "try:\n    runpy.run_module('xbkg', run_name='__main__')\nexcept SystemExit:\n"
+             "    pass\nprint(json.dumps({m: m in sys.modules for m in "
+             f"{HEAVY!r}}}), file=sys.stderr)")
+    for _ in range(2 if align == "altaz" else 1):  # the first builds the IERS cache (astropy)
+        run = subprocess.run([sys.executable, "-c", probe, json.dumps(args)], env=env,
+                             capture_output=True, text=True, check=True)
+    assert (tmp_path / "out" / "model.nc").exists()
+    assert json.loads(run.stderr.strip().splitlines()[-1]) == dict.fromkeys(HEAVY, False)

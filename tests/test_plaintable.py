@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from xbkg.io.fitswrite import fast_card as _card
 from xbkg.io.fitswrite import utf8_strings
+from xbkg.io import plaintable
 from xbkg.io.hduindex import (make_bkg_index_table, make_total_index_plain,
                               make_total_index_table)
 from xbkg.io.plaintable import (REMOVE_KEYWORDS, NotPlainError, PlainTable, _table_bytes,
@@ -36,7 +37,18 @@ def _ecsv(table) -> str:
 
 
 def test_remove_keywords_are_astropys():
+    from astropy.io.fits.column import KEYWORD_NAMES
+
     assert list(REMOVE_KEYWORDS) == list(connect.REMOVE_KEYWORDS)
+    assert plaintable.KEYWORD_NAMES == KEYWORD_NAMES
+
+
+def test_simple_units_are_written_as_read():
+    import astropy.units as u
+
+    for unit in plaintable.SIMPLE_UNITS:
+        assert u.Unit(unit, format="fits").to_string(format="fits") == unit
+        assert str(u.Unit(unit)) == unit
 
 
 def _write(tmp_path, columns, header=(), name="t.fits.gz"):

@@ -15,7 +15,7 @@ import numpy as np
 
 __all__ = ["FITS_BLOCK", "card", "bintable_bytes", "hdu_bytes", "primary_bytes", "file_bytes",
            "gzip_bytes", "utf8_strings", "write_fits", "fast_card", "header_block",
-           "primary_block", "table_hdu_bytes"]
+           "primary_block", "table_hdu_bytes", "image_hdu_bytes"]
 
 FITS_BLOCK = 2880
 _DTYPES = {"K": ">i8", "J": ">i4", "I": ">i2", "D": ">f8", "E": ">f4"}
@@ -241,3 +241,20 @@ def table_hdu_bytes(columns, cards=()) -> bytes | None:
              fast_card("GCOUNT", 1, "number of groups"),
              fast_card("TFIELDS", len(forms), "number of table fields")]
     return header_block(start + head) + _padded(data.tobytes(), b"\0")
+
+
+def image_hdu_bytes(data: np.ndarray, cards=()) -> bytes | None:
+    """An IMAGE extension of float64 ``data`` as ``fits.ImageHDU(data, header=fits.Header(
+    cards))`` and astropy's writer make it; None when a card is not a :func:`fast_card` one."""
+    if data.dtype.kind != "f" or data.dtype.itemsize != 8 or not data.ndim:
+        return None
+    head = [fast_card("XTENSION", "IMAGE", "Image extension"),
+            fast_card("BITPIX", -64, "array data type"),
+            fast_card("NAXIS", data.ndim, "number of array dimensions")]
+    head += [fast_card(f"NAXIS{i}", n) for i, n in enumerate(data.shape[::-1], start=1)]
+    head += [fast_card("PCOUNT", 0, "number of parameters"),
+             fast_card("GCOUNT", 1, "number of groups")]
+    head += [fast_card(*c) for c in cards]
+    if None in head:
+        return None
+    return header_block(head) + _padded(data.astype(">f8").tobytes(), b"\0")

@@ -42,7 +42,7 @@ from ..binning import edges_of
 from ..model import (FOV_ALIGNMENTS, RATE_UNIT, assemble_model, check_model_values, fov_dims,
                      validate_model)
 from .atomic import atomic_path
-from .fitswrite import gzip_bytes, hdu_bytes, primary_block, table_hdu_bytes
+from .fitswrite import gzip_bytes, hdu_bytes, image_hdu_bytes, primary_block, table_hdu_bytes
 
 __all__ = [
     "HDUDOC",
@@ -371,6 +371,12 @@ def image_hdu(model: xr.Dataset, group=0):
     """
     from astropy.io import fits
 
+    data, cards = _image_parts(model, group)
+    return fits.ImageHDU(data=data, header=fits.Header(cards), name="RATE")
+
+
+def _image_parts(model: xr.Dataset, group):
+    """Data and header cards of :func:`image_hdu`."""
     one = _group(model, group)
     kind = model.attrs["kind"]
     dims = ("energy",) + fov_dims(kind)  # numpy order == reversed FITS order
@@ -383,7 +389,7 @@ def image_hdu(model: xr.Dataset, group=0):
         cards += (_energy_axis_cards(i, edges) if dim == "energy"
                   else _linear_axis_cards(i, ctypes[dim], edges))
     cards += _fixed_cards({}, kind, model.attrs["fov_alignment"]) + _group_cards(one)
-    return fits.ImageHDU(data=data, header=fits.Header(cards), name="RATE")
+    return data, cards
 
 
 def _energies_parts(model: xr.Dataset):
@@ -448,9 +454,13 @@ def write_image_file(model: xr.Dataset, group, path, *, overwrite: bool = False)
 
     For viewers such as DS9; see :func:`image_hdu`. Atomic, like :func:`write_table_file`.
     """
-    image = image_hdu(model, group)
-    image.verify("exception")
-    blocks = [_primary_block(), hdu_bytes(image),
+    data, cards = _image_parts(model, group)
+    image = image_hdu_bytes(data, cards + [("EXTNAME", "RATE", "extension name")])
+    if image is None:  # cards only astropy formats
+        hdu = image_hdu(model, group)
+        hdu.verify("exception")
+        image = hdu_bytes(hdu)
+    blocks = [_primary_block(), image,
               _hdu_block(*_energies_parts(model), lambda: _energies_hdu(model))]
     return _write_content(b"".join(blocks), path, overwrite)
 

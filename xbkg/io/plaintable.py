@@ -47,7 +47,8 @@ import numpy as np
 
 from .fitswrite import primary_block, table_hdu_bytes, utf8_strings
 
-__all__ = ["PlainTable", "NotPlainError", "REMOVE_KEYWORDS", "read_fits_table", "vstack"]
+__all__ = ["PlainTable", "NotPlainError", "REMOVE_KEYWORDS", "KEYWORD_NAMES", "SIMPLE_UNITS",
+           "read_fits_table", "vstack"]
 
 #: Header keywords ``Table.read`` drops (astropy.io.fits.connect.REMOVE_KEYWORDS).
 REMOVE_KEYWORDS = ("XTENSION", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "PCOUNT", "GCOUNT",
@@ -60,16 +61,15 @@ class NotPlainError(ValueError):
     """The table needs astropy.table to be written exactly as before."""
 
 
-_COLUMN_KEYWORD = []
+#: Column keyword prefixes (astropy.io.fits.column.KEYWORD_NAMES).
+KEYWORD_NAMES = ("TTYPE", "TFORM", "TUNIT", "TNULL", "TSCAL", "TZERO", "TDISP", "TBCOL", "TDIM",
+                 "TCTYP", "TCUNI", "TCRPX", "TCRVL", "TCDLT", "TRPOS")
+_COLUMN_KEYWORD = re.compile("(" + "|".join(KEYWORD_NAMES) + ")[0-9]+")
 
 
 def _column_keyword(key: str) -> bool:
     """A column keyword (TTYPEn, TFORMn, ...: astropy.io.fits.connect.is_column_keyword)."""
-    if not _COLUMN_KEYWORD:
-        from astropy.io.fits.column import KEYWORD_NAMES
-
-        _COLUMN_KEYWORD.append(re.compile("(" + "|".join(KEYWORD_NAMES) + ")[0-9]+"))
-    return _COLUMN_KEYWORD[0].match(key) is not None
+    return _COLUMN_KEYWORD.match(key) is not None
 
 
 class PlainTable:
@@ -230,9 +230,17 @@ def _table_bytes(table: PlainTable) -> bytes | None:
     return table_hdu_bytes(columns, cards)
 
 
+#: Units whose FITS and generic strings astropy writes as they are read (a test checks it):
+#: handled without importing astropy.units (about 0.15 s).
+SIMPLE_UNITS = frozenset(("", "deg", "rad", "arcmin", "arcsec", "sr", "s", "min", "h", "d",
+                          "Hz", "eV", "keV", "MeV", "GeV", "TeV", "m", "cm", "km", "m2", "K"))
+
+
 @functools.lru_cache(maxsize=64)
 def _fits_unit(unit: str) -> str:
     """TUNIT astropy writes for a unit read as ``unit`` (raises on a unit it cannot parse)."""
+    if unit in SIMPLE_UNITS:
+        return unit
     import astropy.units as u
 
     with warnings.catch_warnings():
@@ -242,6 +250,8 @@ def _fits_unit(unit: str) -> str:
 
 @functools.lru_cache(maxsize=64)
 def _generic_unit(unit: str) -> str:
+    if unit in SIMPLE_UNITS:
+        return unit
     import astropy.units as u
 
     with warnings.catch_warnings():
@@ -318,7 +328,13 @@ def _plain_column(col, values):
 def read_fits_table(path, hdu: int = 1) -> PlainTable | None:
     """HDU ``hdu`` of a FITS file as ``Table.read(path, hdu=hdu)`` reads it, or None when the
     table could not be written back byte for byte as astropy.table would (module docstring).
+
+    Plain binary tables of scalar columns with simple header cards are read by xbkg's own
+    FITS reader (:mod:`xbkg.io.fitstable`, no astropy import); others with astropy.io.fits.
     """
+    direct = _read_direct(path, hdu)
+    if direct is not None:
+        return direct
     from astropy.io import fits
 
     with fits.open(path, memmap=False, character_as_bytes=True) as hdul:
@@ -338,17 +354,17 @@ def read_fits_table(path, hdu: int = 1) -> PlainTable | None:
                     units[col.name] = _fits_unit(col.unit)
                 except (ValueError, Warning):
                     return None
-        meta = _header_meta(table.header)
+        meta = _header_meta((key, value) for key, value, _ in table.header.cards)
     if meta is None:
         return None
     return PlainTable(cols, units=units, meta=meta)
 
 
-def _header_meta(header) -> dict | None:
-    """Table metadata from a header, as ``Table.read`` makes it (None for serialised
-    astropy columns)."""
+def _header_meta(cards) -> dict | None:
+    """Table metadata from ``(keyword, value)`` header cards, as ``Table.read`` makes it
+    (None for serialised astropy columns)."""
     meta = {}
-    for key, value, _ in header.cards:
+    for key, value in cards:
         if key in ("COMMENT", "HISTORY"):
             key = "comments" if key == "COMMENT" else key
             if key == "comments" and _SERIALIZED in str(value):
@@ -364,3 +380,100 @@ def _header_meta(header) -> dict | None:
         else:
             meta[key] = value
     return meta
+
+
+#: Header keywords that make :func:`_read_direct` leave a table to astropy.
+_DECLINED = re.compile(r"(TNULL|TSCAL|TZERO|TDISP|TDIM|THEAP|TBCOL)[0-9]*|CONTINUE|HIERARCH|")
+
+
+def _header_cards(raw: bytes, where: str) -> list | None:
+    """``(keyword, value)`` of every card before END, values as astropy parses them; None for
+    cards astropy would treat specially (long strings, HIERARCH, blank or odd keywords,
+    undefined values)."""
+    from .fitstable import _CARD, _COMMENTARY, _card_value
+
+    text = raw.decode("ascii")
+    cards = []
+    for start in range(0, len(text), 80):
+        key, eq, value, rest = _CARD.match(text[start:start + 80] + "\n").groups()
+        key = key.rstrip()
+        if _DECLINED.fullmatch(key) or not re.fullmatch(r"[A-Z0-9_-]{1,8}", key):
+            return None
+        if key in _COMMENTARY:
+            if eq is not None:
+                return None
+            cards.append((key, rest.rstrip()))
+            continue
+        if not eq:
+            return None
+        value = _card_value(value, rest, where, key)
+        if value is None or isinstance(value, complex) or (
+                isinstance(value, str) and value.endswith("&")):
+            return None
+        cards.append((key, value))
+    return cards
+
+
+def _direct_column(raw: bytes, rows: int, width: int, code: str, repeat: int, offset: int):
+    """A scalar or text column as ``Table.read`` gives it, from the table's bytes."""
+    from .fitstable import _DTYPE
+
+    dtype = np.dtype(f"S{repeat}" if code == "A" else _DTYPE[code])
+    values = np.ndarray((rows,), dtype, buffer=raw, offset=offset, strides=(width,)) \
+        if rows else np.empty(0, dtype)
+    if code == "A":
+        return np.strings.rstrip(values)
+    if code == "L":
+        return values == ord("T")
+    values = np.array(values)
+    if code in "ED":
+        values[np.isnan(values)] = np.nan
+    return values
+
+
+def _read_direct(path, hdu: int) -> PlainTable | None:
+    """:func:`read_fits_table` without astropy, or None (then astropy reads it)."""
+    from . import fitstable as ft
+
+    def run():
+        with ft._Open(path) as src:
+            if src is None or not isinstance(hdu, int):
+                return None
+            for index in range(hdu + 1):
+                where = f"{path}, HDU {index}"
+                raw = ft._read_raw_header(src, str(path), index)
+                if raw is None:
+                    return None
+                if index < hdu and not ft._skip_data(src, path, index, ft._Keywords(raw, where)):
+                    return None
+            header = ft._parse_header(raw, where)
+            if (str(header.get("XTENSION", "")).rstrip() != "BINTABLE" or header.get("BITPIX") != 8
+                    or header.get("NAXIS") != 2 or header.get("PCOUNT", 0) != 0
+                    or header.get("GCOUNT", 1) != 1):
+                return None
+            cards = _header_cards(raw, where)
+            layout = ft._columns(header, where)
+            if cards is None or len(layout) != header["TFIELDS"]:
+                return None
+            width, rows = header["NAXIS1"], header["NAXIS2"]
+            ft._check_inflation(src, width * rows, rows, where)
+            raw = bytes(src.read_scratch(width * rows)) if width * rows else b""
+            if len(raw) < width * rows:
+                return None  # truncated: astropy's reader says so
+            columns, units = {}, {}
+            for name, (i, code, repeat, offset) in sorted(layout.items(), key=lambda c: c[1][0]):
+                if code not in "AKJIEDL" or (repeat != 1 and code != "A") or not repeat:
+                    return None
+                columns[name] = _direct_column(raw, rows, width, code, repeat, offset)
+                unit = header.get(f"TUNIT{i}")
+                if unit is not None:
+                    if unit not in SIMPLE_UNITS:
+                        return None
+                    units[name] = unit
+        meta = _header_meta(cards)
+        return None if meta is None else PlainTable(columns, units=units, meta=meta)
+
+    try:
+        return run()
+    except (OSError, ValueError, EOFError):
+        return None  # astropy reads it, or says what is wrong
