@@ -243,18 +243,18 @@ def table_hdu_bytes(columns, cards=()) -> bytes | None:
     return header_block(start + head) + _padded(data.tobytes(), b"\0")
 
 
-def image_hdu_bytes(data: np.ndarray, cards=()) -> bytes | None:
-    """An IMAGE extension of float64 ``data`` as ``fits.ImageHDU(data, header=fits.Header(
+def image_hdu_bytes(values: np.ndarray, cards=()) -> bytes | None:
+    """An IMAGE extension of float64 ``values`` as ``fits.ImageHDU(values, header=fits.Header(
     cards))`` and astropy's writer make it; None when a card is not a :func:`fast_card` one."""
-    if data.dtype.kind != "f" or data.dtype.itemsize != 8 or not data.ndim:
+    if values.dtype.kind != "f" or values.dtype.itemsize != 8 or not values.ndim:
         return None
     head = [fast_card("XTENSION", "IMAGE", "Image extension"),
             fast_card("BITPIX", -64, "array data type"),
-            fast_card("NAXIS", data.ndim, "number of array dimensions")]
-    head += [fast_card(f"NAXIS{i}", n) for i, n in enumerate(data.shape[::-1], start=1)]
+            fast_card("NAXIS", values.ndim, "number of array dimensions")]
+    head += [fast_card(f"NAXIS{i}", n) for i, n in enumerate(values.shape[::-1], start=1)]
     head += [fast_card("PCOUNT", 0, "number of parameters"),
              fast_card("GCOUNT", 1, "number of groups")]
     head += [fast_card(*c) for c in cards]
     if None in head:
         return None
-    return header_block(head) + _padded(data.astype(">f8").tobytes(), b"\0")
+    return header_block(head) + _padded(values.astype(">f8").tobytes(), b"\0")
