@@ -42,7 +42,8 @@ from ..binning import edges_of
 from ..model import (FOV_ALIGNMENTS, RATE_UNIT, assemble_model, check_model_values, fov_dims,
                      validate_model)
 from .atomic import atomic_path
-from .fitswrite import gzip_bytes, hdu_bytes, image_hdu_bytes, primary_block, table_hdu_bytes
+from .fitswrite import (gzip_bytes, hdu_bytes, image_hdu_bytes, primary_block, table_form,
+                        table_hdu_bytes)
 
 __all__ = [
     "HDUDOC",
@@ -201,8 +202,6 @@ def _cube_column(name: str, data: np.ndarray, unit) -> tuple:
 def _fits_columns(columns: list) -> list:
     """astropy ``fits.Column`` objects of ``(name, values, unit, tdim)`` columns."""
     from astropy.io import fits
-
-    from .fitswrite import table_form
 
     out = []
     for name, values, unit, tdim in columns:
