@@ -83,6 +83,10 @@ def cold_cli(store, repeat: int = 5) -> dict:
     script.write_text(GAMMAPY_SCRIPT)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")])))
+    # as installed packages run (pip writes bytecode at install, as gammapy's and astropy's
+    # is): with PYTHONDONTWRITEBYTECODE set, a source checkout of xbkg would be compiled
+    # anew by every process (about 0.15 s); the warm-up run below writes its bytecode
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     commands = {
         "gammapy script 2D off": [sys.executable, str(script), store, str(work / "bkg.fits")],
         "xbkg 2D off": [sys.executable, "-m", "xbkg", "make-models", store, str(work / "o2"),
@@ -95,7 +99,8 @@ def cold_cli(store, repeat: int = 5) -> dict:
     # the default command also draws the HTML report (matplotlib): timed apart
     commands["xbkg 3D ALTAZ all, with report"] = commands["xbkg 3D ALTAZ all"][:-1]
     try:
-        _timed_process(commands["xbkg 3D ALTAZ all"], env)  # fills caches (IERS table, files)
+        # fills caches (IERS table, bytecode, files)
+        _timed_process(commands["xbkg 3D ALTAZ all"], env)
         times = {k: [] for k in commands}
         for _ in range(repeat):
             for name, cmd in commands.items():

@@ -260,7 +260,9 @@ def report_user(res: dict, args) -> str:
             lines.append(f"| xbkg 3D ALTAZ all, with the default HTML report | {r['wall']:.2f} | "
                          f"{r['cpu']:.2f} |  |")
             lines += ["", "(the timed xbkg commands run with --no-report: the gammapy script "
-                      "writes no report either; the last row is the default command)"]
+                      "writes no report either; the last row is the default command; every "
+                      "process may read and write bytecode, as installed packages do, even "
+                      "with PYTHONDONTWRITEBYTECODE set)"]
         targets += [(f"cold make-models DR1 3D ALTAZ, 105 runs, at most 1.5 s wall: "
                      f"{x3['wall']:.2f} s (CPU {x3['cpu']:.2f} s)", x3["wall"] <= 1.5),
                     (f"cold 2D on the off runs at least 3x the cold gammapy script: "

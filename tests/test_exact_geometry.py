@@ -328,9 +328,9 @@ def test_altaz_fractions_vs_dense_time_and_space(case):
     2.5 deg from the zenith (the FoV turns by ~1.9 rad), the same with two GTIs, and a run
     at 35 deg zenith (little rotation) with a sliver; circles across the FoV edge and the
     cut, overlapping, holding the FoV centre, larger than a bin."""
-    from xbkg.sky.exclusion import run_exclusion_fraction
     from xbkg.building.make import make_binning
     from xbkg.sky import fov
+    from xbkg.sky.exclusion import run_exclusion_fraction
 
     info, circles, gti = _altaz_case(case)
     binning = make_binning("3d", "altaz", fov_edges=ALTAZ_EDGES, offset_max=ALTAZ_CUT)

@@ -10,6 +10,7 @@ from xbkg._version import __version__
 from xbkg.building.make import make_binning, make_model
 from xbkg.building.update import merge_models, update_model
 from xbkg.core.binning import parse_edges
+from xbkg.core.lazy_dask_array import install as _install_lazy_dask_array
 from xbkg.core.schema import assemble_model, validate_model
 from xbkg.io import open_model, save_model
 from xbkg.io.gammapy import from_gammapy, to_gammapy
@@ -20,6 +21,7 @@ from xbkg.store.events import open_events
 from xbkg.store.selection import select_runs
 
 _compat.install()
+_install_lazy_dask_array()  # xarray would import dask.array only for isinstance checks
 
 __all__ = [
     "__version__",

@@ -166,14 +166,16 @@ def _measured_extents(max_offsets) -> np.ndarray:
 
 
 def _run_cubes_graph(runs, groups, n_groups, binning, cond, on_error, compute_now, extent=False):
-    """The lazy cubes of a build (:func:`xbkg.building.reduce.group_cubes`)."""
+    """The lazy cubes of a build (:func:`xbkg.building.reduce.group_cubes`): dask arrays for a lazy
+    model, Delayed numpy cubes for one computed at once (no :mod:`dask.array` import)."""
     if cond is not None and "outer_rate" in cond["conditions"]:
         # counted in the same pass (xbkg.building.reduce.run_cubes)
         runs = [info.with_(outer_offset=binning.offset_max) for info in runs]
     omega = fov_solid_angle(binning.kind, binning.fov_edges, binning.offset_max)
     return group_cubes(runs, groups, n_groups, binning, omega,
                        on_error=on_error if compute_now else "raise", pointing=True,
-                       fit_bins=None if cond is None else cond["labels"], extent=extent)
+                       fit_bins=None if cond is None else cond["labels"], extent=extent,
+                       arrays=not compute_now)
 
 
 @takes_store("data")

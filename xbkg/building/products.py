@@ -18,8 +18,9 @@ from xbkg.io.atomic import atomic_dir
 from xbkg.io.fitswrite import utf8_strings, write_fits
 from xbkg.io.gadf import bkg_hdu, write_image_file, write_table_file
 from xbkg.io.groups import groups_table
-from xbkg.io.hduindex import make_bkg_index_table, make_total_index_table
+from xbkg.io.hduindex import make_bkg_index_table, make_total_index_plain, make_total_index_table
 from xbkg.io.netcdf import write_netcdf
+from xbkg.io.plaintable import NotPlainError, PlainTable, read_fits_table
 from xbkg.store.datastore import takes_store
 from xbkg.store.events import fill_from_headers
 
@@ -39,11 +40,14 @@ def model_file_name(kind: str, group: int, fmt: str = "table") -> str:
 COMPUTED_COLUMNS = {"ZEN_PNT": ("zenith", "deg"), "ONTIME": ("ontime", "s")}
 
 
-def _obs_index_table(store: xr.Dataset):
-    """The store's obs index plus :data:`COMPUTED_COLUMNS` it lacks (NaN where unknown)."""
-    from astropy.table import Table
+def _obs_index_table(store: xr.Dataset, plain: bool = False):
+    """The store's obs index plus :data:`COMPUTED_COLUMNS` it lacks (NaN where unknown); a
+    :class:`~xbkg.io.plaintable.PlainTable` with ``plain`` when it can be (else a Table)."""
+    table = read_fits_table(store.attrs["obs_index"], hdu=1) if plain else None
+    if table is None:
+        from astropy.table import Table
 
-    table = Table.read(store.attrs["obs_index"], hdu=1)
+        table = Table.read(store.attrs["obs_index"], hdu=1)
     position = {int(o): i for i, o in enumerate(store.obs_id.values.tolist())}
     rows = np.array([position.get(int(o), -1) for o in table["OBS_ID"]], dtype=int)
     for column, (variable, unit) in COMPUTED_COLUMNS.items():
@@ -51,12 +55,14 @@ def _obs_index_table(store: xr.Dataset):
             continue
         values = np.asarray(store[variable].values, dtype=float)
         table[column] = np.where(rows >= 0, values[rows], np.nan)
-        table[column].unit = unit
+        if isinstance(table, PlainTable):
+            table.units[column] = unit
+        else:
+            table[column].unit = unit
     return table
 
 
-def _obs_rows(store: xr.Dataset, obs_ids):
-    table = _obs_index_table(store)
+def _obs_rows(table, obs_ids):
     mask = np.isin(np.asarray(table["OBS_ID"], dtype="int64"), np.asarray(obs_ids, dtype="int64"))
     return table[mask]
 
@@ -77,21 +83,21 @@ def write_products(model: xr.Dataset, store: xr.Dataset, outdir, *, rejected=Non
     :data:`BUNDLE_NAME`: the group models (HDUs ``BKG<ID>``), HDU_INDEX and OBS_INDEX in one FITS
     file, as the seed notebook builds it (``gammapy.data.DataStore.from_file(path)``).
     """
-    from astropy.table import Table
-
     kind = model.attrs["kind"]
     store = _complete_store(store, model)
     with atomic_dir(outdir, overwrite=overwrite) as tmp:
         used = model["obs_id"].values
-        obs_table = _obs_rows(store, used)
+        obs_index = _obs_index_table(store, plain=True)
+        obs_table = _obs_rows(obs_index, used)
         write_fits(obs_table, tmp / "bg_observation_table.fits.gz")
         group_of = dict(zip(used.tolist(), model["obs_group"].values.tolist()))
         obs_table["GROUP_ID"] = np.array([group_of[int(o)] for o in obs_table["OBS_ID"]], dtype="int64")
         write_fits(obs_table, tmp / "bg_observation_table_grouped.fits.gz")
-        groups_table(model).write(tmp / "bg_observation_groups.ecsv")
-        rej = Table({"OBS_ID": np.array(sorted(rejected or {}), dtype="int64"),
-                     "REASON": np.array([(rejected or {})[k] for k in sorted(rejected or {})], dtype=str)})
-        rej.write(tmp / "bg_rejected_runs.ecsv")
+        _write_ecsv(groups_table(model, plain=True), tmp / "bg_observation_groups.ecsv")
+        rej = PlainTable({"OBS_ID": np.array(sorted(rejected or {}), dtype="int64"),
+                          "REASON": np.array([(rejected or {})[k] for k in sorted(rejected or {})],
+                                             dtype=str)})
+        _write_ecsv(rej, tmp / "bg_rejected_runs.ecsv")
         for group in model["zenith_group"].values:
             write_table_file(model, int(group), tmp / model_file_name(kind, group, "table"))
             if image and kind == "3d":
@@ -103,18 +109,35 @@ def write_products(model: xr.Dataset, store: xr.Dataset, outdir, *, rejected=Non
         if per_run:
             names = write_run_models(model, store.isel(obs_id=has_group), tmp / RUN_MODEL_DIR,
                                      method=per_run_method)
-            bkg = make_bkg_index_table(store.obs_id.values[has_group], names, kind=kind,
-                                       file_dir=RUN_MODEL_DIR)
+            file_dir = RUN_MODEL_DIR
         else:
             names = [model_file_name(kind, g, "table") for g in groups[has_group]]
-            bkg = make_bkg_index_table(store.obs_id.values[has_group], names, kind=kind)
-        total = make_total_index_table(store.attrs["hdu_index"], bkg,
-                                       store_dir=store.attrs["base_dir"], out_dir=Path(outdir))
-        write_fits(total, tmp / "hdu-index.fits.gz")
-        write_fits(_obs_index_table(store), tmp / "obs-index.fits.gz")
+            file_dir = "."
+        write_fits(_total_index(store, store.obs_id.values[has_group], names, kind, file_dir,
+                                Path(outdir)), tmp / "hdu-index.fits.gz")
+        write_fits(obs_index, tmp / "obs-index.fits.gz")
         if bundle:
             write_bundle(model, store, tmp / BUNDLE_NAME, groups, out_dir=Path(outdir))
     return Path(outdir)
+
+
+def _write_ecsv(table: PlainTable, path) -> None:
+    """Write ``table`` as ECSV, through astropy.table when it is not a plain one."""
+    try:
+        table.write_ecsv(path)
+    except NotPlainError:
+        table.to_astropy().write(path, format="ascii.ecsv")
+
+
+def _total_index(store: xr.Dataset, obs_ids, names, kind: str, file_dir: str, out_dir: Path):
+    """The output HDU index (:func:`make_total_index_table`), plain when it can be."""
+    args = dict(store_dir=store.attrs["base_dir"], out_dir=out_dir)
+    total = make_total_index_plain(store.attrs["hdu_index"], make_bkg_index_table(
+        obs_ids, names, kind=kind, file_dir=file_dir, plain=True), **args)
+    if total is None:
+        total = make_total_index_table(store.attrs["hdu_index"], make_bkg_index_table(
+            obs_ids, names, kind=kind, file_dir=file_dir), **args)
+    return total
 
 
 def _complete_store(store: xr.Dataset, model: xr.Dataset) -> xr.Dataset:

@@ -26,7 +26,14 @@ from xbkg.core.schema import (
 )
 from xbkg.io.atomic import atomic_path
 from xbkg.io.fitstable import check_sizes
-from xbkg.io.fitswrite import gzip_bytes, hdu_bytes
+from xbkg.io.fitswrite import (
+    gzip_bytes,
+    hdu_bytes,
+    image_hdu_bytes,
+    primary_block,
+    table_form,
+    table_hdu_bytes,
+)
 
 __all__ = [
     "HDUDOC",
@@ -171,22 +178,39 @@ def _fixed_cards(cards: dict, kind: str, fov_alignment: str) -> list[tuple]:
 
 
 def _edge_columns(one: xr.Dataset, kind: str) -> list:
-    from astropy.io import fits
-
+    """``(name, values, unit, tdim)`` of the axis-edge columns (one row each)."""
     cols = []
     for dim in TABLE_AXES[kind]:
         prefix, unit = AXIS_COLUMNS[dim]
         edges = edges_of(one, dim)
         for suffix, values in (("LO", edges[:-1]), ("HI", edges[1:])):
-            cols.append(fits.Column(name=f"{prefix}_{suffix}", format=f"{values.size}D",
-                                    unit=unit, array=values[np.newaxis].astype(">f8")))
+            cols.append((f"{prefix}_{suffix}", values[np.newaxis].astype(">f8"), unit, None))
     return cols
 
 
-def _table_hdu(model: xr.Dataset, group, which: str, hdu_name: str | None = None):
-    """The binary-table HDU ``which`` (a key of :data:`HDU_SPECS`) of one zenith group."""
+def _cube_column(name: str, data: np.ndarray, unit) -> tuple:
+    """``(name, values, unit, tdim)`` of a one-row column holding the cube ``data`` (numpy
+    axes in gammapy's order, so TDIM lists them reversed)."""
+    return (name, data.reshape(1, -1), unit,
+            "(" + ",".join(str(n) for n in data.shape[::-1]) + ")")
+
+
+def _fits_columns(columns: list) -> list:
+    """astropy ``fits.Column`` objects of ``(name, values, unit, tdim)`` columns."""
     from astropy.io import fits
 
+    out = []
+    for name, values, unit, tdim in columns:
+        array = values if tdim is None else values.reshape((1,) + tuple(
+            int(n) for n in tdim.strip("()").split(",")[::-1]))
+        out.append(fits.Column(name=name, format=table_form(values)[0], unit=unit, dim=tdim,
+                               array=array))
+    return out
+
+
+def _table_parts(model: xr.Dataset, group, which: str, hdu_name: str | None = None):
+    """Columns ``(name, values, unit, tdim)``, header cards and EXTNAME of the table HDU
+    ``which`` (a key of :data:`HDU_SPECS`) of one zenith group."""
     spec = HDU_SPECS[which]
     one = _group(model, group)
     kind = model.attrs["kind"]
@@ -196,20 +220,33 @@ def _table_hdu(model: xr.Dataset, group, which: str, hdu_name: str | None = None
     data = one[spec["var"]].transpose(*axes[::-1]).values
     if which == "bkg":
         _check_rate(data, group)
-    fmt = "K" if which == "counts" else "D"
     # big-endian up front: astropy's byte swapping of wide array columns is slow
-    data = data.astype(">i8" if fmt == "K" else ">f8")
-    column = fits.Column(
-        name=spec["column"], format=f"{data.size}{fmt}", unit=spec["unit"] or None,
-        dim="(" + ",".join(str(n) for n in data.shape[::-1]) + ")", array=data[np.newaxis],
-    )
-    header = fits.Header(_fixed_cards(spec["cards"], kind, model.attrs["fov_alignment"])
-                         + _group_cards(one))
-    extra, cards = _uncertainty_parts(model, one, axes) if which == "bkg" else ([], [])
-    for card in cards:
-        header.append(card)
-    return fits.BinTableHDU.from_columns(_edge_columns(one, kind) + [column] + extra,
-                                         header=header, name=hdu_name or spec["extname"])
+    data = data.astype(">i8" if which == "counts" else ">f8")
+    cards = (_fixed_cards(spec["cards"], kind, model.attrs["fov_alignment"])
+             + _group_cards(one))
+    extra, more = _uncertainty_parts(model, one, axes) if which == "bkg" else ([], [])
+    columns = _edge_columns(one, kind) + [_cube_column(spec["column"], data, spec["unit"] or None)]
+    return columns + extra, cards + more, hdu_name or spec["extname"]
+
+
+def _table_hdu(model: xr.Dataset, group, which: str, hdu_name: str | None = None):
+    """The binary-table HDU ``which`` (a key of :data:`HDU_SPECS`) of one zenith group."""
+    from astropy.io import fits
+
+    columns, cards, extname = _table_parts(model, group, which, hdu_name)
+    return fits.BinTableHDU.from_columns(_fits_columns(columns), header=fits.Header(cards),
+                                         name=extname)
+
+
+def _hdu_block(columns, cards, extname: str, make_hdu) -> bytes:
+    """FITS bytes of a table HDU, written directly (:func:`~xbkg.io.fitswrite.table_hdu_bytes`)
+    or, for cards that need it, by astropy from ``make_hdu()`` (checked first)."""
+    direct = table_hdu_bytes(columns, cards + [("EXTNAME", extname, "extension name")])
+    if direct is not None:
+        return direct
+    hdu = make_hdu()
+    hdu.verify("exception")
+    return hdu_bytes(hdu)
 
 
 #: Header keywords of a conditional model's uncertainties (gammapy ignores them).
@@ -227,8 +264,6 @@ def _uncertainty_parts(model: xr.Dataset, one: xr.Dataset, axes) -> tuple[list, 
     otherwise."""
     import json
 
-    from astropy.io import fits
-
     info = json.loads(model.attrs.get("per_run", "{}") or "{}")
     if "sys_scatter" not in info and "conditional" in model.attrs:
         whole = json.loads(model.attrs["conditional"])
@@ -244,10 +279,8 @@ def _uncertainty_parts(model: xr.Dataset, one: xr.Dataset, axes) -> tuple[list, 
     columns = []
     if "rate_error" in one:
         err = np.nan_to_num(one["rate_error"].transpose(*axes[::-1]).values, nan=0.0)
-        err = err.astype(">f8")
-        columns.append(fits.Column(
-            name="BKG_ERR", format=f"{err.size}D", unit=HDU_SPECS["bkg"]["unit"] or None,
-            dim="(" + ",".join(str(n) for n in err.shape[::-1]) + ")", array=err[np.newaxis]))
+        columns.append(_cube_column("BKG_ERR", err.astype(">f8"),
+                                    HDU_SPECS["bkg"]["unit"] or None))
     return columns, cards
 
 
@@ -333,6 +366,12 @@ def image_hdu(model: xr.Dataset, group=0):
     """
     from astropy.io import fits
 
+    data, cards = _image_parts(model, group)
+    return fits.ImageHDU(data=data, header=fits.Header(cards), name="RATE")
+
+
+def _image_parts(model: xr.Dataset, group):
+    """Data and header cards of :func:`image_hdu`."""
     one = _group(model, group)
     kind = model.attrs["kind"]
     dims = ("energy",) + fov_dims(kind)  # numpy order == reversed FITS order
@@ -345,19 +384,26 @@ def image_hdu(model: xr.Dataset, group=0):
         cards += (_energy_axis_cards(i, edges) if dim == "energy"
                   else _linear_axis_cards(i, ctypes[dim], edges))
     cards += _fixed_cards({}, kind, model.attrs["fov_alignment"]) + _group_cards(one)
-    return fits.ImageHDU(data=data, header=fits.Header(cards), name="RATE")
+    return data, cards
+
+
+def _energies_parts(model: xr.Dataset):
+    """Columns, cards and EXTNAME of the image's energy bins: CHANNEL (image pixel number,
+    1-based), ENERG_LO/HI (TeV)."""
+    edges = edges_of(model, "energy")
+    cols = [("CHANNEL", np.arange(1, edges.size, dtype=">i4"), None, None),
+            ("ENERG_LO", edges[:-1].astype(">f8"), "TeV", None),
+            ("ENERG_HI", edges[1:].astype(">f8"), "TeV", None)]
+    return cols, [("CREATOR", _creator())], "ENERGIES"
 
 
 def _energies_hdu(model: xr.Dataset):
-    """Energy bins of the image: CHANNEL (image pixel number, 1-based), ENERG_LO/HI (TeV)."""
+    """Energy bins of the image (:func:`_energies_parts`) as an astropy HDU."""
     from astropy.io import fits
 
-    edges = edges_of(model, "energy")
-    cols = [fits.Column(name="CHANNEL", format="J", array=np.arange(1, edges.size)),
-            fits.Column(name="ENERG_LO", format="D", unit="TeV", array=edges[:-1]),
-            fits.Column(name="ENERG_HI", format="D", unit="TeV", array=edges[1:])]
-    header = fits.Header([("CREATOR", _creator())])
-    return fits.BinTableHDU.from_columns(cols, header=header, name="ENERGIES")
+    cols, cards, extname = _energies_parts(model)
+    return fits.BinTableHDU.from_columns(_fits_columns(cols), header=fits.Header(cards),
+                                         name=extname)
 
 
 def _primary_hdu():
@@ -366,13 +412,15 @@ def _primary_hdu():
     return fits.PrimaryHDU(header=fits.Header([("CREATOR", _creator())]))
 
 
-def _write_hdus(hdus: list, path, overwrite: bool) -> Path:
-    """Write HDUs atomically; ``.gz`` paths are gzipped deterministically (mtime 0, no name)."""
-    from astropy.io import fits
+def _primary_block() -> bytes:
+    """The primary HDU of :func:`_primary_hdu`, as bytes."""
+    return primary_block([("CREATOR", _creator())]) or hdu_bytes(_primary_hdu())
 
+
+def _write_content(content: bytes, path, overwrite: bool) -> Path:
+    """Write FITS bytes atomically; ``.gz`` paths are gzipped deterministically (mtime 0, no
+    name)."""
     path = Path(path)
-    fits.HDUList(hdus).verify("exception")
-    content = b"".join(hdu_bytes(hdu) for hdu in hdus)
     if path.suffix == ".gz":  # astropy would store the time and file name
         content = gzip_bytes(content, level=6)  # 9 is far slower for barely smaller files
     with atomic_path(path, overwrite=overwrite) as tmp:
@@ -385,11 +433,15 @@ def write_table_file(model: xr.Dataset, group, path, *, overwrite: bool = False)
 
     COUNTS and EXPOSURE are written when the model has them. ``.fits.gz`` paths are gzipped.
     Atomic; an existing ``path`` raises FileExistsError unless ``overwrite``. Returns the path.
+    The bytes are those astropy writes for :func:`bkg_hdu`, :func:`counts_hdu` and
+    :func:`exposure_hdu` (written directly when their cards allow, tested).
     """
-    hdus = [_primary_hdu(), bkg_hdu(model, group)]
-    hdus += [_table_hdu(model, group, which) for which in ("counts", "exposure")
-             if HDU_SPECS[which]["var"] in model]
-    return _write_hdus(hdus, path, overwrite)
+    blocks = [_primary_block()]
+    for which in ("bkg", "counts", "exposure"):
+        if which == "bkg" or HDU_SPECS[which]["var"] in model:
+            blocks.append(_hdu_block(*_table_parts(model, group, which),
+                                     lambda w=which: _table_hdu(model, group, w)))
+    return _write_content(b"".join(blocks), path, overwrite)
 
 
 def write_image_file(model: xr.Dataset, group, path, *, overwrite: bool = False) -> Path:
@@ -397,8 +449,15 @@ def write_image_file(model: xr.Dataset, group, path, *, overwrite: bool = False)
 
     For viewers such as DS9; see :func:`image_hdu`. Atomic, like :func:`write_table_file`.
     """
-    hdus = [_primary_hdu(), image_hdu(model, group), _energies_hdu(model)]
-    return _write_hdus(hdus, path, overwrite)
+    data, cards = _image_parts(model, group)
+    image = image_hdu_bytes(data, cards + [("EXTNAME", "RATE", "extension name")])
+    if image is None:  # cards only astropy formats
+        hdu = image_hdu(model, group)
+        hdu.verify("exception")
+        image = hdu_bytes(hdu)
+    blocks = [_primary_block(), image,
+              _hdu_block(*_energies_parts(model), lambda: _energies_hdu(model))]
+    return _write_content(b"".join(blocks), path, overwrite)
 
 
 # --------------------------------------------------------------------------------------

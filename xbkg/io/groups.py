@@ -18,34 +18,34 @@ import xarray as xr
 
 from xbkg.core.binning import BOUNDS_DIM
 from xbkg.core.groups import extra_columns, group_bounds
+from xbkg.io.plaintable import PlainTable
 
 __all__ = ["groups_table", "write_groups_table", "read_groups_table"]
 
 _SUMMARY = {"N_OBS": "group_n_obs", "ONTIME": "group_ontime", "MEAN_COS_ZEN": "group_mean_cos_zenith"}
 
 
-def groups_table(grouping: xr.Dataset):
-    """The groups of a grouping or model Dataset as an astropy Table (module docstring)."""
-    from astropy.table import Table
-
+def groups_table(grouping: xr.Dataset, *, plain: bool = False):
+    """The groups of a grouping or model Dataset as an astropy Table (module docstring), or
+    with ``plain`` as a :class:`~xbkg.io.plaintable.PlainTable`."""
     bounds = group_bounds(grouping)
     zen = bounds["zenith"]
     n = zen.shape[0]
-    t = Table({"GROUP_ID": np.asarray(grouping["zenith_group"].values, dtype="int64"),
-               "ZEN_MIN": zen[:, 0], "ZEN_MAX": zen[:, 1]})
-    t["ZEN_MIN"].unit = t["ZEN_MAX"].unit = "deg"
+    cols = {"GROUP_ID": np.asarray(grouping["zenith_group"].values, dtype="int64"),
+            "ZEN_MIN": zen[:, 0], "ZEN_MAX": zen[:, 1]}
+    units = {"ZEN_MIN": "deg", "ZEN_MAX": "deg", "ONTIME": "s"}
     for col, var in _SUMMARY.items():
         values = grouping[var].values if var in grouping else np.full(n, np.nan)
-        t[col] = values.astype("int64") if col == "N_OBS" and var in grouping else values
-    t["ONTIME"].unit = "s"
+        cols[col] = values.astype("int64") if col == "N_OBS" and var in grouping else values
     for name in extra_columns(grouping):
         b = bounds[name]
-        t[f"{name}_MIN"], t[f"{name}_MAX"] = b[:, 0], b[:, 1]
+        cols[f"{name}_MIN"], cols[f"{name}_MAX"] = b[:, 0], b[:, 1]
         if name == "AZ_PNT":
-            t[f"{name}_MIN"].unit = t[f"{name}_MAX"].unit = "deg"
-    t.meta["group_by"] = str(grouping.attrs.get("group_by", ""))
-    t.meta["grouping"] = str(grouping.attrs.get("grouping", "{}"))
-    return t
+            units[f"{name}_MIN"] = units[f"{name}_MAX"] = "deg"
+    meta = {"group_by": str(grouping.attrs.get("group_by", "")),
+            "grouping": str(grouping.attrs.get("grouping", "{}"))}
+    t = PlainTable(cols, units=units, meta=meta)
+    return t if plain else t.to_astropy()
 
 
 def write_groups_table(grouping: xr.Dataset, path, *, overwrite: bool = False) -> Path:

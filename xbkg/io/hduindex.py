@@ -15,14 +15,16 @@ import numpy as np
 
 from xbkg.io.gadf import gadf_cards
 from xbkg.io.index_tables import takes_store_directory
+from xbkg.io.plaintable import PlainTable, read_fits_table, vstack as plain_vstack
 
-__all__ = ["make_bkg_index_table", "make_total_index_table", "HDU_INDEX_META"]
+__all__ = ["make_bkg_index_table", "make_total_index_table", "make_total_index_plain",
+           "HDU_INDEX_META"]
 
 HDU_INDEX_META = {"EXTNAME": "HDU_INDEX", **gadf_cards("INDEX", "HDU")}
 
 
 def make_bkg_index_table(obs_ids, file_names, *, kind: str, file_dir: str = ".",
-                         hdu_name: str = "BACKGROUND"):
+                         hdu_name: str = "BACKGROUND", plain: bool = False):
     """One ``bkg`` row per observation.
 
     Parameters
@@ -32,8 +34,12 @@ def make_bkg_index_table(obs_ids, file_names, *, kind: str, file_dir: str = ".",
     kind : "2d" or "3d" (HDU_CLASS bkg_2d / bkg_3d)
     file_dir : FILE_DIR value, relative to the folder the index will be in
     hdu_name : HDU name of the model, one for all rows or one per row
+    plain : return a :class:`~xbkg.io.plaintable.PlainTable` instead of an astropy Table
     """
-    from astropy.table import Table
+    if plain:
+        Table = PlainTable
+    else:
+        from astropy.table import Table
 
     obs_ids = np.asarray(obs_ids, dtype="int64")
     n = obs_ids.size
@@ -61,6 +67,22 @@ def make_total_index_table(store_hdu_index, bkg_table, *, store_dir, out_dir):
     # the first table HDU, as gammapy and xbkg.open_datastore read it (some stores misname it)
     table = Table.read(store_hdu_index, hdu=1) if not isinstance(store_hdu_index, Table) \
         else store_hdu_index.copy()
+    return _total_index(table, bkg_table, vstack, store_dir, out_dir)
+
+
+@takes_store_directory("store_dir")
+def make_total_index_plain(store_hdu_index, bkg_table, *, store_dir, out_dir):
+    """:func:`make_total_index_table` as a :class:`~xbkg.io.plaintable.PlainTable`, from a
+    ``bkg_table`` made with ``plain=True``; None when the store's HDU index needs astropy.table
+    (:func:`~xbkg.io.plaintable.read_fits_table`)."""
+    table = read_fits_table(store_hdu_index, hdu=1)
+    if table is None:
+        return None
+    return _total_index(table, bkg_table, plain_vstack, store_dir, out_dir)
+
+
+def _total_index(table, bkg_table, vstack, store_dir, out_dir):
+    """The body of :func:`make_total_index_table` for astropy and plain tables."""
     for name in ("HDU_TYPE", "HDU_CLASS", "FILE_DIR", "FILE_NAME", "HDU_NAME"):
         column = np.asarray(table[name])
         if column.dtype.kind == "S":  # UTF-8 (ASCII is a subset): non-ASCII file names work

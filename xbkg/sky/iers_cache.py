@@ -35,11 +35,22 @@ def cache_dir() -> Path | None:
     return Path(base) / "xbkg"
 
 
+def _astropy_version() -> str:
+    """astropy's version, without importing astropy (about 0.1 s) when its metadata has it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("astropy")
+    except PackageNotFoundError:  # pragma: no cover - astropy without distribution metadata
+        import astropy
+
+        return astropy.__version__
+
+
 def _key() -> str:
-    import astropy
     import astropy_iers_data as data
 
-    parts = [str(_FORMAT), astropy.__version__]
+    parts = [str(_FORMAT), _astropy_version()]
     for name in ("IERS_A_FILE", "IERS_A_README", "IERS_B_FILE", "IERS_B_README"):
         path = getattr(data, name)
         st = os.stat(path)
