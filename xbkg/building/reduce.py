@@ -379,7 +379,7 @@ def group_cubes(runs: list[RunInfo], groups: np.ndarray, n_groups: int, binning:
 
     With ``arrays`` False, ``counts`` and ``exposure`` are dask Delayed objects of the whole
     numpy cubes instead of dask arrays: the same graph and the same values, for a build that
-    computes at once without importing :mod:`dask.array` (about 0.4 s of a cold process).
+    computes at once without importing :mod:`dask.array`.
 
     Returns
     -------

@@ -15,7 +15,7 @@ import numpy as np
 
 __all__ = ["FITS_BLOCK", "card", "bintable_bytes", "hdu_bytes", "primary_bytes", "file_bytes",
            "gzip_bytes", "utf8_strings", "write_fits", "fast_card", "header_block",
-           "primary_block", "table_hdu_bytes", "image_hdu_bytes"]
+           "primary_block", "table_hdu_bytes", "image_hdu_bytes", "table_form"]
 
 FITS_BLOCK = 2880
 _DTYPES = {"K": ">i8", "J": ">i4", "I": ">i2", "D": ">f8", "E": ">f4"}

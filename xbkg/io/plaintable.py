@@ -1,38 +1,9 @@
 """Small tables as numpy columns, written byte for byte as astropy.table writes them.
 
-``make-models`` copies the store's obs and HDU index tables (FITS) and writes two small ECSV
-tables. Doing that with :class:`astropy.table.Table` costs a cold process about 0.2 s (the
-imports of astropy.table, astropy.time, astropy.coordinates and astropy's YAML machinery, and
-per-call Table overhead) for a few hundred rows. :class:`PlainTable` holds the same columns,
-units and metadata as numpy arrays and dicts, with the few Table operations those writers use;
-:meth:`PlainTable.to_hdu` builds the HDU that :func:`astropy.io.fits.table_to_hdu` builds from
-the equivalent Table and :meth:`PlainTable.to_ecsv` the text of
-``Table.write(format="ascii.ecsv")``: the files are the same, byte for byte (tested against
-astropy.table).
-
-:func:`read_fits_table` reads a table HDU as ``Table.read`` does and returns None for tables
-it could not copy exactly (null values, display formats, scaled, vector or multi-dimensional
-columns, units astropy cannot parse, serialised astropy columns): callers then use
-astropy.table as before. :meth:`PlainTable.to_ecsv` raises :class:`NotPlainError` likewise.
-
->>> import numpy as np
->>> t = PlainTable({"OBS_ID": np.array([2, 1]), "ZEN": np.array([10.5, 20.0])},
-...                units={"ZEN": "deg"}, meta={"note": "x"})
->>> t.sort(["OBS_ID"])
->>> t["OBS_ID"].tolist(), len(t), t.colnames
-([1, 2], 2, ['OBS_ID', 'ZEN'])
->>> print(t.to_ecsv(), end="")
-# %ECSV 1.0
-# ---
-# datatype:
-# - {name: OBS_ID, datatype: int64}
-# - {name: ZEN, unit: deg, datatype: float64}
-# meta: !!omap
-# - {note: x}
-# schema: astropy-2.0
-OBS_ID ZEN
-1 20.0
-2 10.5
+:class:`PlainTable` holds columns, units and metadata; :meth:`PlainTable.to_hdu` and
+:meth:`PlainTable.to_ecsv` give what astropy.table would write. :func:`read_fits_table` returns
+None (and :meth:`PlainTable.to_ecsv` raises :class:`NotPlainError`) for tables it could not copy
+exactly: callers then use astropy.table (docs/architecture.rst).
 """
 
 from __future__ import annotations
@@ -80,6 +51,25 @@ class PlainTable:
     Supports what the index and product writers do with an astropy Table: ``t[name]``,
     ``t[name] = values`` (a replaced column loses its unit, as in a Table), ``t[mask]``,
     ``t[[names]]``, :meth:`sort`, :meth:`copy`, ``meta``, ``colnames`` and ``len``.
+
+    >>> import numpy as np
+    >>> t = PlainTable({"OBS_ID": np.array([2, 1]), "ZEN": np.array([10.5, 20.0])},
+    ...                units={"ZEN": "deg"}, meta={"note": "x"})
+    >>> t.sort(["OBS_ID"])
+    >>> t["OBS_ID"].tolist(), len(t), t.colnames
+    ([1, 2], 2, ['OBS_ID', 'ZEN'])
+    >>> print(t.to_ecsv(), end="")
+    # %ECSV 1.0
+    # ---
+    # datatype:
+    # - {name: OBS_ID, datatype: int64}
+    # - {name: ZEN, unit: deg, datatype: float64}
+    # meta: !!omap
+    # - {note: x}
+    # schema: astropy-2.0
+    OBS_ID ZEN
+    1 20.0
+    2 10.5
     """
 
     def __init__(self, columns=None, *, units=None, meta=None):
@@ -158,7 +148,7 @@ class PlainTable:
         """The FITS file (empty primary HDU, then this table) that
         :func:`xbkg.io.fitswrite.write_fits` writes for the equivalent astropy Table, before
         compression. Written directly when every card and column is a simple one (the usual
-        case: about 20x faster than through astropy's HDU classes), else through
+        case: far cheaper than through astropy's HDU classes), else through
         :meth:`to_hdu`."""
         direct = _table_bytes(utf8_strings(self))
         if direct is not None:
@@ -233,7 +223,7 @@ def _table_bytes(table: PlainTable) -> bytes | None:
 
 
 #: Units whose FITS and generic strings astropy writes as they are read (a test checks it):
-#: handled without importing astropy.units (about 0.15 s).
+#: handled without importing astropy.units.
 SIMPLE_UNITS = frozenset(("", "deg", "rad", "arcmin", "arcsec", "sr", "s", "min", "h", "d",
                           "Hz", "eV", "keV", "MeV", "GeV", "TeV", "m", "cm", "km", "m2", "K"))
 

@@ -36,7 +36,7 @@ def cache_dir() -> Path | None:
 
 
 def _astropy_version() -> str:
-    """astropy's version, without importing astropy (about 0.1 s) when its metadata has it."""
+    """astropy's version, without importing astropy when its metadata has it."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:

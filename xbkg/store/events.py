@@ -341,7 +341,7 @@ def open_events(store: xr.Dataset, obs_ids=None, columns=DEFAULT_COLUMNS) -> xr.
     :class:`RunDataError` naming the run and the file; otherwise the error comes when the
     run is computed).
     """
-    import dask.array as da  # here: a build computed at once never needs it (0.4 s import)
+    import dask.array as da  # here: a build computed at once never needs it
 
     obs_ids = store.obs_id.values if obs_ids is None else np.atleast_1d(obs_ids)
     per_column = {c: [] for c in columns}
