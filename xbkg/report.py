@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import platform
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import xarray as xr
 
 from .binning import edges_of
 from .datastore import takes_store
+from .report_figures import new_figure as _figure, place as _place, png_tag
 from .summary import build_options, model_label, output_files, rejected_runs, summary_html
 
 __all__ = ["write_report", "model_report", "report_html", "STYLE"]
@@ -39,14 +39,8 @@ _DPI = 72
 
 
 def _png(fig) -> str:
-    """``<img>`` tag of a matplotlib figure as an embedded PNG; the figure is closed."""
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=_DPI)
-    plt.close(fig)
-    data = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return f'<img alt="figure" src="data:image/png;base64,{data}">'
+    """``<img>`` tag of a report figure as an embedded PNG at :data:`_DPI`."""
+    return png_tag(fig, _DPI)
 
 
 def _table(header, rows) -> str:
@@ -80,14 +74,14 @@ def _empty(model: xr.Dataset, gid: int) -> np.ndarray:
 
 
 def _rate_figure(model: xr.Dataset) -> str:
-    import matplotlib.pyplot as plt
-
     from .plotting import plot_rate_energy_offset
 
     ids = [int(g) for g in model["zenith_group"].values]
     ncols = min(3, len(ids))
     nrows = -(-len(ids) // ncols)
-    fig = plt.figure(figsize=(4.6 * ncols, 3.5 * nrows), layout="constrained")
+    fig = _figure(4.6 * ncols, 3.5 * nrows)
+    _place(fig, (nrows, ncols), left=0.6, right=0.75, bottom=0.45, top=0.3, wspace=1.3,
+           hspace=0.7)
     axes = list(fig.subplots(nrows, ncols, squeeze=False).flat)
     for ax in axes[len(ids):]:
         ax.remove()
@@ -136,7 +130,12 @@ def _fov_figure(model: xr.Dataset, gid: int) -> str:
     bins = _fov_bands(model, gid)
     if not bins:
         return "<p>no counts in this group: no FoV map.</p>"
-    fig = plot_fov_maps(model, gid, energies=model["energy"].values[bins])
+    ncols = min(4, len(bins))
+    nrows = -(-len(bins) // ncols)
+    fig = _figure(2.9 * ncols + 0.6, 2.4 * nrows + 0.7)
+    _place(fig, (nrows, ncols), left=0.8, right=0.1, bottom=0.6, top=0.5, wspace=0.3,
+           hspace=0.35)
+    fig = plot_fov_maps(model, gid, energies=model["energy"].values[bins], fig=fig, ncols=ncols)
     maps = [ax for ax in fig.axes if ax.get_title().endswith("TeV")]
     x, y = edges_of(model, "detx"), edges_of(model, "dety")
     empty = _empty(model, gid)
@@ -152,7 +151,9 @@ def _zenith_figure(model: xr.Dataset, obs) -> str:
     centres = model["energy"].values
     energy = float(np.nanmax(thr)) * 2 if np.isfinite(thr).any() else float(np.median(centres))
     energy = float(np.clip(energy, edges_of(model, "energy")[0], edges_of(model, "energy")[-1]))
-    return _png(plot_zenith_dependence(model, energy=energy, obs=obs))
+    fig = _figure(12.0, 3.6)
+    _place(fig, (1, 3), left=1.0, right=0.1, bottom=0.5, top=0.15, wspace=1.15)
+    return _png(plot_zenith_dependence(model, energy=energy, obs=obs, fig=fig))
 
 
 def _conditions(model: xr.Dataset) -> str:
@@ -160,8 +161,10 @@ def _conditions(model: xr.Dataset) -> str:
     their bounds with each group's counts per hour."""
     from .plotting import plot_rate_vs_energy
 
-    ax = plot_rate_vs_energy(model, offset=min(0.5, float(model.attrs["offset_max"])))
-    ax.figure.set_size_inches(6.0, 3.8)
+    fig = _figure(6.0, 3.8)
+    _place(fig, left=0.95, bottom=0.5, top=0.3)
+    ax = plot_rate_vs_energy(model, offset=min(0.5, float(model.attrs["offset_max"])),
+                             ax=fig.subplots())
     out = _png(ax.figure)
     columns = [c for c in str(model.attrs.get("group_by", "")).split(",") if c]
     if not columns or "counts" not in model or "group_ontime" not in model:
@@ -201,9 +204,9 @@ def _counts_figure(model: xr.Dataset) -> str:
 
     if "counts" not in model:
         return ""
-    ax = plot_counts(model)
-    ax.figure.set_size_inches(6.0, 3.6)
-    return _png(ax.figure)
+    fig = _figure(6.0, 3.6)
+    _place(fig, left=0.8, bottom=0.5, top=0.15)
+    return _png(plot_counts(model, ax=fig.subplots()).figure)
 
 
 def _runs_tables(model: xr.Dataset, rejected: dict | None) -> str:
@@ -227,8 +230,6 @@ def _runs_tables(model: xr.Dataset, rejected: dict | None) -> str:
 
 def _closure(model: xr.Dataset, store) -> str:
     """Counts against the simulated truth summed over the FoV, per group (simulated stores)."""
-    import matplotlib.pyplot as plt
-
     from .datastore import store_directory
     from .simulate import model_truth_counts
 
@@ -239,7 +240,9 @@ def _closure(model: xr.Dataset, store) -> str:
     counts = np.asarray(model["counts"].values, dtype=float)  # the truth's layout
     fov_axes = tuple(range(1, counts.ndim - 1))
     e = model["energy"].values
-    fig, ax = plt.subplots(figsize=(6.0, 3.6), layout="constrained")
+    fig = _figure(6.0, 3.6)
+    _place(fig, left=0.7, bottom=0.5, top=0.3)
+    ax = fig.subplots()
     for k, gid in enumerate(model["zenith_group"].values):
         n, mu = counts[k].sum(axis=fov_axes), expected[k].sum(axis=fov_axes)
         good = mu > 0
@@ -305,7 +308,9 @@ def report_html(model: xr.Dataset, *, store=None, rejected: dict | None = None,
     sections = [f"<h1>{html.escape(title or 'xbkg background model')}</h1>",
                 f"<p>{html.escape(model_label(model))}. {html.escape(NO_DATA_NOTE)}</p>",
                 summary_html(model)]
-    with matplotlib.rc_context({"figure.max_open_warning": 0}):
+    # titles at a fixed height: no report figure has tick labels on top, and the automatic
+    # placement measures the axes' tick labels at every draw
+    with matplotlib.rc_context({"figure.max_open_warning": 0, "axes.titley": 1.0}):
         sections += ["<h2>Rate over energy x offset, per group</h2>",
                      '<p class="note">3D models: the rate averaged over rings of offset '
                      '(gammapy\'s interpolation); a ring is crossed when its FoV bins hold no '
