@@ -95,6 +95,10 @@ def light_ticks(fig) -> None:
     swap = _light_classes()
     for ax in fig.axes:
         for axis in (ax.xaxis, ax.yaxis):
+            if not axis.label.get_text():
+                # nothing to place: skips measuring the tick labels of the axis and of all
+                # the axes it is shared with, at every draw
+                axis.set_label_coords(0.5, 0.5)
             if axis.get_scale() != "log":
                 continue
             for obj in (axis.get_major_formatter(), axis.get_minor_formatter(),
