@@ -20,7 +20,7 @@ import xarray as xr
 
 from .binning import edges_of
 from .datastore import takes_store
-from .report_figures import new_figure as _figure, place as _place, png_tag
+from .report_figures import figure_context, new_figure as _figure, place as _place, png_tag
 from .summary import build_options, model_label, output_files, rejected_runs, summary_html
 
 __all__ = ["write_report", "model_report", "report_html", "STYLE"]
@@ -38,9 +38,10 @@ _MAX_FOV_PANELS = 8  # energy bands per group in the FoV maps
 _DPI = 72
 
 
-def _png(fig) -> str:
-    """``<img>`` tag of a report figure as an embedded PNG at :data:`_DPI`."""
-    return png_tag(fig, _DPI)
+def _png(fig, fit_layout: bool = True) -> str:
+    """``<img>`` tag of a report figure as an embedded PNG at :data:`_DPI` (margins fitted to
+    its labels unless ``fit_layout`` is False: see :func:`xbkg.report_figures.png_tag`)."""
+    return png_tag(fig, _DPI, fit_layout=fit_layout)
 
 
 def _table(header, rows) -> str:
@@ -74,21 +75,26 @@ def _empty(model: xr.Dataset, gid: int) -> np.ndarray:
 
 
 def _rate_figure(model: xr.Dataset) -> str:
+    return _png(_rate_fig(model))
+
+
+def _rate_fig(model: xr.Dataset):
+    """Rate over energy x offset, one panel per group, empty bins crossed."""
     from .plotting import plot_rate_energy_offset
 
     ids = [int(g) for g in model["zenith_group"].values]
     ncols = min(3, len(ids))
     nrows = -(-len(ids) // ncols)
     fig = _figure(4.6 * ncols, 3.5 * nrows)
-    _place(fig, (nrows, ncols), left=0.6, right=0.75, bottom=0.45, top=0.3, wspace=1.3,
-           hspace=0.7)
+    _place(fig, (nrows, ncols), left=0.75, right=0.75, bottom=0.55, top=0.3, wspace=1.4,
+           hspace=0.8)
     axes = list(fig.subplots(nrows, ncols, squeeze=False).flat)
     for ax in axes[len(ids):]:
         ax.remove()
     for ax, gid in zip(axes, ids):
         plot_rate_energy_offset(model, gid, ax=ax)
         _mark_bins(ax, edges_of(model, "energy"), *_empty_rings(model, gid), log_x=True)
-    return _png(fig)
+    return fig
 
 
 def _empty_rings(model: xr.Dataset, gid: int):
@@ -125,11 +131,19 @@ def _fov_bands(model: xr.Dataset, gid: int) -> list[int]:
 
 
 def _fov_figure(model: xr.Dataset, gid: int) -> str:
+    fig = _fov_fig(model, gid)
+    if fig is None:
+        return "<p>no counts in this group: no FoV map.</p>"
+    return _png(fig, fit_layout=False)  # placed for its labels, which do not depend on the data
+
+
+def _fov_fig(model: xr.Dataset, gid: int):
+    """FoV maps of one group in up to ``_MAX_FOV_PANELS`` energy bands (None: no counts)."""
     from .plotting import plot_fov_maps
 
     bins = _fov_bands(model, gid)
     if not bins:
-        return "<p>no counts in this group: no FoV map.</p>"
+        return None
     ncols = min(4, len(bins))
     nrows = -(-len(bins) // ncols)
     fig = _figure(2.9 * ncols + 0.6, 2.4 * nrows + 0.7)
@@ -141,10 +155,15 @@ def _fov_figure(model: xr.Dataset, gid: int) -> str:
     empty = _empty(model, gid)
     for ax, ebin in zip(maps, bins):
         _mark_bins(ax, x, y, empty[ebin])
-    return _png(fig)
+    return fig
 
 
 def _zenith_figure(model: xr.Dataset, obs) -> str:
+    return _png(_zenith_fig(model, obs))
+
+
+def _zenith_fig(model: xr.Dataset, obs):
+    """Threshold, event rate and rate at one energy against zenith (runs of ``obs`` too)."""
     from .plotting import energy_threshold, plot_zenith_dependence
 
     thr = energy_threshold(model).values
@@ -153,19 +172,13 @@ def _zenith_figure(model: xr.Dataset, obs) -> str:
     energy = float(np.clip(energy, edges_of(model, "energy")[0], edges_of(model, "energy")[-1]))
     fig = _figure(12.0, 3.6)
     _place(fig, (1, 3), left=1.0, right=0.1, bottom=0.5, top=0.15, wspace=1.15)
-    return _png(plot_zenith_dependence(model, energy=energy, obs=obs, fig=fig))
+    return plot_zenith_dependence(model, energy=energy, obs=obs, fig=fig)
 
 
 def _conditions(model: xr.Dataset) -> str:
     """Rate versus energy per group and, for groups by other obs-table columns (``group_by``),
     their bounds with each group's counts per hour."""
-    from .plotting import plot_rate_vs_energy
-
-    fig = _figure(6.0, 3.8)
-    _place(fig, left=0.95, bottom=0.5, top=0.3)
-    ax = plot_rate_vs_energy(model, offset=min(0.5, float(model.attrs["offset_max"])),
-                             ax=fig.subplots())
-    out = _png(ax.figure)
+    out = _png(_rate_energy_fig(model))
     columns = [c for c in str(model.attrs.get("group_by", "")).split(",") if c]
     if not columns or "counts" not in model or "group_ontime" not in model:
         return out
@@ -177,6 +190,17 @@ def _conditions(model: xr.Dataset) -> str:
         counts = int(model["counts"].sel(zenith_group=gid).sum())
         rows.append(row + [f"{counts / hours:.4g}" if hours > 0 else "-"])
     return out + _table(["group", "zenith (deg)"] + columns + ["counts per hour"], rows)
+
+
+def _rate_energy_fig(model: xr.Dataset):
+    """Rate at offset 0.5 deg (or ``offset_max``) against energy, one line per group."""
+    from .plotting import plot_rate_vs_energy
+
+    fig = _figure(6.0, 3.8)
+    _place(fig, left=0.95, bottom=0.5, top=0.3)
+    plot_rate_vs_energy(model, offset=min(0.5, float(model.attrs["offset_max"])),
+                        ax=fig.subplots())
+    return fig
 
 
 def _statistics(model: xr.Dataset) -> str:
@@ -200,13 +224,17 @@ def _statistics(model: xr.Dataset) -> str:
 
 
 def _counts_figure(model: xr.Dataset) -> str:
+    return "" if "counts" not in model else _png(_counts_fig(model))
+
+
+def _counts_fig(model: xr.Dataset):
+    """Counts per energy bin and group, with the energy thresholds."""
     from .plotting import plot_counts
 
-    if "counts" not in model:
-        return ""
     fig = _figure(6.0, 3.6)
     _place(fig, left=0.8, bottom=0.5, top=0.15)
-    return _png(plot_counts(model, ax=fig.subplots()).figure)
+    plot_counts(model, ax=fig.subplots())
+    return fig
 
 
 def _runs_tables(model: xr.Dataset, rejected: dict | None) -> str:
@@ -230,12 +258,18 @@ def _runs_tables(model: xr.Dataset, rejected: dict | None) -> str:
 
 def _closure(model: xr.Dataset, store) -> str:
     """Counts against the simulated truth summed over the FoV, per group (simulated stores)."""
+    fig = _closure_fig(model, store)
+    return "" if fig is None else "<h2>Closure against the simulated truth</h2>" + _png(fig)
+
+
+def _closure_fig(model: xr.Dataset, store):
+    """The closure figure, or None for a model without counts or a store without truth."""
     from .datastore import store_directory
     from .simulate import model_truth_counts
 
     if store is None or "counts" not in model or \
             not (store_directory(store) / "truth.json").exists():
-        return ""
+        return None
     expected = model_truth_counts(store, model)
     counts = np.asarray(model["counts"].values, dtype=float)  # the truth's layout
     fov_axes = tuple(range(1, counts.ndim - 1))
@@ -253,7 +287,7 @@ def _closure(model: xr.Dataset, store) -> str:
            title="closure (bins crossing the offset cut hold less than the truth)")
     ax.title.set_fontsize("small")
     ax.legend(fontsize="small")
-    return "<h2>Closure against the simulated truth</h2>" + _png(fig)
+    return fig
 
 
 def _pngs_of(folder: Path | None) -> str:
@@ -300,17 +334,13 @@ def report_html(model: xr.Dataset, *, store=None, rejected: dict | None = None,
         Folder whose PNG figures are added.
     title : str, optional
     """
-    import matplotlib
-
     obs = store
     options = build_options(model)
     command = options.pop("command", None)
     sections = [f"<h1>{html.escape(title or 'xbkg background model')}</h1>",
                 f"<p>{html.escape(model_label(model))}. {html.escape(NO_DATA_NOTE)}</p>",
                 summary_html(model)]
-    # titles at a fixed height: no report figure has tick labels on top, and the automatic
-    # placement measures the axes' tick labels at every draw
-    with matplotlib.rc_context({"figure.max_open_warning": 0, "axes.titley": 1.0}):
+    with figure_context():
         sections += ["<h2>Rate over energy x offset, per group</h2>",
                      '<p class="note">3D models: the rate averaged over rings of offset '
                      '(gammapy\'s interpolation); a ring is crossed when its FoV bins hold no '

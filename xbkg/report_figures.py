@@ -19,9 +19,19 @@ import re
 
 import numpy as np
 
-__all__ = ["new_figure", "place", "plain_math", "light_ticks", "png_tag"]
+__all__ = ["figure_context", "new_figure", "place", "plain_math", "light_ticks", "fit",
+           "png_tag"]
 
 _SUPERSCRIPTS = str.maketrans("-−0123456789", "⁻⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def figure_context():
+    """matplotlib settings of the report's figures (a context manager): titles at a fixed
+    height (no report figure has tick labels on top; the automatic placement measures the
+    axes' tick labels at every draw) and no warning for many open figures."""
+    import matplotlib
+
+    return matplotlib.rc_context({"axes.titley": 1.0, "figure.max_open_warning": 0})
 
 
 def new_figure(width: float, height: float):
@@ -107,10 +117,33 @@ def light_ticks(fig) -> None:
                     obj.__class__ = swap[type(obj)]
 
 
-def png_tag(fig, dpi: float) -> str:
-    """``<img>`` tag of ``fig`` as an embedded PNG at ``dpi``, drawn once (the figure's layout
-    engine is removed first: with one, ``savefig`` draws twice)."""
+def fit(fig, pad: float = 0.15) -> None:
+    """Margins and gaps from the figure's own labels, measured once (matplotlib's tight
+    layout), for figures whose tick labels depend on the data.
+
+    Only what can stand outside the axes is measured (tick and axis labels, titles, legends,
+    colour bars): artists clipped to their axes are left out of the layout, which they cannot
+    change, and whose extents would cost most of the measurement.
+    """
+    from matplotlib.axis import Axis
+    from matplotlib.legend import Legend
+    from matplotlib.text import Text
+
     light_ticks(fig)
+    for ax in fig.axes:
+        for child in ax.get_children():
+            if child.get_clip_on() and not isinstance(child, (Text, Axis, Legend)):
+                child.set_in_layout(False)
+    fig.tight_layout(pad=pad)
+
+
+def png_tag(fig, dpi: float, *, fit_layout: bool = True) -> str:
+    """``<img>`` tag of ``fig`` as an embedded PNG at ``dpi``, drawn once (the figure's layout
+    engine is removed first: with one, ``savefig`` draws twice). With ``fit_layout``, the
+    margins are first fitted to the labels (:func:`fit`); otherwise they stay as placed."""
+    light_ticks(fig)
+    if fit_layout:
+        fit(fig)
     fig.set_layout_engine(None)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
