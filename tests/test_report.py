@@ -81,6 +81,8 @@ def test_make_models_writes_a_self_contained_report(built, capsys):
     assert main(["report", str(out)]) == 0
     assert capsys.readouterr().out.strip().endswith("report.html")
     assert (out / "report.html").stat().st_size > 20_000
+    # make-models drew it from the model in memory: the same page as from model.nc
+    assert (out / "report.html").read_text(encoding="utf-8") == text
 
 
 def _tick_labels(axis):

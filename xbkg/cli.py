@@ -385,7 +385,7 @@ def cmd_make_models(args) -> int:
           f"{model.sizes['zenith_group']} group(s) to {out}")
     print("\n".join(provenance_lines(model)))
     if not args.no_report:
-        print(f"report: {_write_report(out, store)}")
+        print(f"report: {_write_report(out, store, model)}")
     return 0
 
 
@@ -420,10 +420,10 @@ def _with_command(model, command_line):
     return model.assign_attrs(provenance=json.dumps(provenance, sort_keys=True))
 
 
-def _write_report(outdir, store=None):
+def _write_report(outdir, store=None, model=None):
     from .report import write_report
 
-    return write_report(outdir, store=store)
+    return write_report(outdir, store=store, model=model)
 
 
 def _add_cuts_and_exclusion(mm: argparse.ArgumentParser, sel) -> None:

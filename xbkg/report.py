@@ -398,17 +398,20 @@ def _store_of(model: xr.Dataset):
 
 
 @takes_store("store")
-def write_report(outdir, *, output=None, store=None) -> Path:
+def write_report(outdir, *, output=None, store=None, model: xr.Dataset | None = None) -> Path:
     """Write ``report.html`` (or ``output``) for a make-models OUTDIR; returns its path.
 
     ``store`` defaults to the store recorded in the model's provenance, when it still opens.
+    ``model`` is the folder's ``model.nc`` when the caller holds it already (``make-models``
+    passes the model it has just written); by default it is read from the folder.
     """
     from .io import open_model
 
     outdir = Path(outdir)
     if not (outdir / "model.nc").exists():
         raise FileNotFoundError(f"{outdir}: no model.nc; expected a make-models output folder")
-    model = open_model(outdir / "model.nc")
+    if model is None:
+        model = open_model(outdir / "model.nc")
     path = outdir / "report.html" if output is None else Path(output)
     files = output_files(outdir)
     if path.parent.resolve() == outdir.resolve() and path.name not in dict(files):
