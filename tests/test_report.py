@@ -5,6 +5,7 @@ import re
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
 
 import xbkg
@@ -81,6 +82,73 @@ def test_make_models_writes_a_self_contained_report(built, capsys):
     assert main(["report", str(out)]) == 0
     assert capsys.readouterr().out.strip().endswith("report.html")
     assert (out / "report.html").stat().st_size > 20_000
+    # make-models drew it from the model in memory: the same page as from model.nc
+    assert (out / "report.html").read_text(encoding="utf-8") == text
+
+
+def _tick_labels(axis):
+    """Labels of the ticks of an axis inside its view (matplotlib keeps others, not drawn)."""
+    scale = axis.get_transform().transform  # compare in the axis's (log or linear) scale
+    lo, hi = sorted(scale(np.asarray(axis.get_view_interval(), dtype=float)))
+    tol = 1e-9 * (hi - lo)
+    labels = []
+    for locs, ticks in ((axis.get_majorticklocs(), axis.get_major_ticks),
+                        (axis.get_minorticklocs(), axis.get_minor_ticks)):
+        where = scale(np.asarray(locs, dtype=float))
+        labels += [tick.label1 for x, tick in zip(where, ticks(len(locs)))
+                   if lo - tol <= x <= hi + tol]
+    return labels
+
+
+def _texts(fig):
+    """Every text the figure draws: titles, axis and tick labels in view, offsets, legends."""
+    texts = [t for t in (fig._suptitle, fig._supxlabel, fig._supylabel) if t is not None]
+    for ax in fig.axes:
+        texts += [ax.title, ax._left_title, ax._right_title]
+        for axis in (ax.xaxis, ax.yaxis):
+            texts += [axis.label, axis.offsetText] + _tick_labels(axis)
+        if ax.get_legend() is not None:
+            texts += ax.get_legend().get_texts()
+    return [t for t in texts if t.get_visible() and t.get_text().strip()]
+
+
+def test_report_figures_are_drawn_once_and_fit(built):
+    """Each report figure is drawn once (no layout engine), with plain-text log labels, and
+    every text it draws lies inside the picture without overlapping a text of another axes
+    (the margins are fixed, so a label too wide for them would be cut or run into a panel)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from xbkg.report import html as report
+    from xbkg.report.figures import figure_context, png_tag
+
+    store, out = built
+    model = xbkg.open_model(out / "model.nc")
+    obs = xbkg.open_datastore(store)
+    with figure_context():
+        figs = [report._rate_fig(model), report._fov_fig(model, 0), report._zenith_fig(model, obs),
+                report._rate_energy_fig(model), report._counts_fig(model),
+                report._closure_fig(model, obs)]
+    for k, fig in enumerate(figs):
+        draws = []
+        fig.canvas.mpl_connect("draw_event", draws.append)
+        tag = png_tag(fig, 72, fit_layout=k != 1)  # the FoV maps keep their fixed margins
+        assert tag.startswith('<img alt="figure" src="data:image/png;base64,')
+        assert len(draws) == 1 and fig.get_layout_engine() is None
+        fig.set_dpi(72)  # as saved; labels are placed at each draw, so draw again to measure
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()
+        renderer = canvas.get_renderer()
+        boxes = []
+        for text in _texts(fig):
+            assert "$" not in text.get_text(), text  # no mathtext
+            box = text.get_window_extent(renderer)
+            assert (box.x0 >= -1 and box.y0 >= -1 and box.x1 <= fig.bbox.x1 + 1
+                    and box.y1 <= fig.bbox.y1 + 1), (text.get_text(), box, fig.bbox)
+            boxes.append((text.axes, text.get_text(), box.padded(-1)))
+        for i, (ax_a, a, box_a) in enumerate(boxes):
+            for ax_b, b, box_b in boxes[i + 1:]:
+                if ax_a is not ax_b:
+                    assert not box_a.overlaps(box_b), (a, b)
 
 
 @pytest.mark.slow

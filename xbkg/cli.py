@@ -396,7 +396,7 @@ def cmd_make_models(args) -> int:
           f"{model.sizes['zenith_group']} group(s) to {out}")
     print("\n".join(provenance_lines(model)))
     if not args.no_report:
-        print(f"report: {_write_report(out, store)}")
+        print(f"report: {_write_report(out, store, model)}")
     return 0
 
 
@@ -429,8 +429,8 @@ def _with_command(model, command_line):
     return model.assign_attrs(provenance=json.dumps(provenance, sort_keys=True))
 
 
-def _write_report(outdir, store=None):
-    return write_report(outdir, store=store)
+def _write_report(outdir, store=None, model=None):
+    return write_report(outdir, store=store, model=model)
 
 
 def _add_cuts_and_exclusion(mm: argparse.ArgumentParser, sel) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import platform
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from xbkg.plots.model import (
     plot_rate_vs_energy,
     plot_zenith_dependence,
 )
+from xbkg.report.figures import figure_context, new_figure as _figure, place as _place, png_tag
 from xbkg.report.summary import (
     build_options,
     model_label,
@@ -55,15 +55,10 @@ _MAX_FOV_PANELS = 8  # energy bands per group in the FoV maps
 _DPI = 72
 
 
-def _png(fig) -> str:
-    """``<img>`` tag of a matplotlib figure as an embedded PNG; the figure is closed."""
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=_DPI)
-    plt.close(fig)
-    data = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return f'<img alt="figure" src="data:image/png;base64,{data}">'
+def _png(fig, fit_layout: bool = True) -> str:
+    """``<img>`` tag of a report figure as an embedded PNG at :data:`_DPI` (margins fitted to
+    its labels unless ``fit_layout`` is False: see :func:`xbkg.report.figures.png_tag`)."""
+    return png_tag(fig, _DPI, fit_layout=fit_layout)
 
 
 def _table(header, rows) -> str:
@@ -97,20 +92,25 @@ def _empty(model: xr.Dataset, gid: int) -> np.ndarray:
 
 
 def _rate_figure(model: xr.Dataset) -> str:
-    import matplotlib.pyplot as plt
+    return _png(_rate_fig(model))
 
+
+def _rate_fig(model: xr.Dataset):
+    """Rate over energy x offset, one panel per group, empty bins crossed."""
 
     ids = [int(g) for g in model["zenith_group"].values]
     ncols = min(3, len(ids))
     nrows = -(-len(ids) // ncols)
-    fig = plt.figure(figsize=(4.6 * ncols, 3.5 * nrows), layout="constrained")
+    fig = _figure(4.6 * ncols, 3.5 * nrows)
+    _place(fig, (nrows, ncols), left=0.75, right=0.75, bottom=0.55, top=0.3, wspace=1.4,
+           hspace=0.8)
     axes = list(fig.subplots(nrows, ncols, squeeze=False).flat)
     for ax in axes[len(ids):]:
         ax.remove()
     for ax, gid in zip(axes, ids):
         plot_rate_energy_offset(model, gid, ax=ax)
         _mark_bins(ax, edges_of(model, "energy"), *_empty_rings(model, gid), log_x=True)
-    return _png(fig)
+    return fig
 
 
 def _empty_rings(model: xr.Dataset, gid: int):
@@ -147,33 +147,52 @@ def _fov_bands(model: xr.Dataset, gid: int) -> list[int]:
 
 
 def _fov_figure(model: xr.Dataset, gid: int) -> str:
+    fig = _fov_fig(model, gid)
+    if fig is None:
+        return "<p>no counts in this group: no FoV map.</p>"
+    return _png(fig, fit_layout=False)  # placed for its labels, which do not depend on the data
+
+
+def _fov_fig(model: xr.Dataset, gid: int):
+    """FoV maps of one group in up to ``_MAX_FOV_PANELS`` energy bands (None: no counts)."""
+
     bins = _fov_bands(model, gid)
     if not bins:
-        return "<p>no counts in this group: no FoV map.</p>"
-    fig = plot_fov_maps(model, gid, energies=model["energy"].values[bins])
+        return None
+    ncols = min(4, len(bins))
+    nrows = -(-len(bins) // ncols)
+    fig = _figure(2.9 * ncols + 0.6, 2.4 * nrows + 0.7)
+    _place(fig, (nrows, ncols), left=0.8, right=0.1, bottom=0.6, top=0.5, wspace=0.3,
+           hspace=0.35)
+    fig = plot_fov_maps(model, gid, energies=model["energy"].values[bins], fig=fig, ncols=ncols)
     maps = [ax for ax in fig.axes if ax.get_title().endswith("TeV")]
     x, y = edges_of(model, "detx"), edges_of(model, "dety")
     empty = _empty(model, gid)
     for ax, ebin in zip(maps, bins):
         _mark_bins(ax, x, y, empty[ebin])
-    return _png(fig)
+    return fig
 
 
 def _zenith_figure(model: xr.Dataset, obs) -> str:
+    return _png(_zenith_fig(model, obs))
+
+
+def _zenith_fig(model: xr.Dataset, obs):
+    """Threshold, event rate and rate at one energy against zenith (runs of ``obs`` too)."""
+
     thr = counts_peak_energy(model).values
     centres = model["energy"].values
     energy = float(np.nanmax(thr)) * 2 if np.isfinite(thr).any() else float(np.median(centres))
     energy = float(np.clip(energy, edges_of(model, "energy")[0], edges_of(model, "energy")[-1]))
-    return _png(plot_zenith_dependence(model, energy=energy, obs=obs))
+    fig = _figure(12.0, 3.6)
+    _place(fig, (1, 3), left=1.0, right=0.1, bottom=0.5, top=0.15, wspace=1.15)
+    return plot_zenith_dependence(model, energy=energy, obs=obs, fig=fig)
 
 
 def _conditions(model: xr.Dataset) -> str:
     """Rate versus energy per group and, for groups by other obs-table columns (``group_by``),
     their bounds with each group's counts per hour."""
-
-    ax = plot_rate_vs_energy(model, offset=min(0.5, float(model.attrs["offset_max"])))
-    ax.figure.set_size_inches(6.0, 3.8)
-    out = _png(ax.figure)
+    out = _png(_rate_energy_fig(model))
     columns = [c for c in str(model.attrs.get("group_by", "")).split(",") if c]
     if not columns or "counts" not in model or "group_ontime" not in model:
         return out
@@ -185,6 +204,16 @@ def _conditions(model: xr.Dataset) -> str:
         counts = int(model["counts"].sel(zenith_group=gid).sum())
         rows.append(row + [f"{counts / hours:.4g}" if hours > 0 else "-"])
     return out + _table(["group", "zenith (deg)"] + columns + ["counts per hour"], rows)
+
+
+def _rate_energy_fig(model: xr.Dataset):
+    """Rate at offset 0.5 deg (or ``offset_max``) against energy, one line per group."""
+
+    fig = _figure(6.0, 3.8)
+    _place(fig, left=0.95, bottom=0.5, top=0.3)
+    plot_rate_vs_energy(model, offset=min(0.5, float(model.attrs["offset_max"])),
+                        ax=fig.subplots())
+    return fig
 
 
 def _statistics(model: xr.Dataset) -> str:
@@ -208,11 +237,16 @@ def _statistics(model: xr.Dataset) -> str:
 
 
 def _counts_figure(model: xr.Dataset) -> str:
-    if "counts" not in model:
-        return ""
-    ax = plot_counts(model)
-    ax.figure.set_size_inches(6.0, 3.6)
-    return _png(ax.figure)
+    return "" if "counts" not in model else _png(_counts_fig(model))
+
+
+def _counts_fig(model: xr.Dataset):
+    """Counts per energy bin and group, with the energy thresholds."""
+
+    fig = _figure(6.0, 3.6)
+    _place(fig, left=0.8, bottom=0.5, top=0.15)
+    plot_counts(model, ax=fig.subplots())
+    return fig
 
 
 def _runs_tables(model: xr.Dataset, rejected: dict | None) -> str:
@@ -236,17 +270,23 @@ def _runs_tables(model: xr.Dataset, rejected: dict | None) -> str:
 
 def _closure(model: xr.Dataset, store) -> str:
     """Counts against the simulated truth summed over the FoV, per group (simulated stores)."""
-    import matplotlib.pyplot as plt
+    fig = _closure_fig(model, store)
+    return "" if fig is None else "<h2>Closure against the simulated truth</h2>" + _png(fig)
 
+
+def _closure_fig(model: xr.Dataset, store):
+    """The closure figure, or None for a model without counts or a store without truth."""
 
     if store is None or "counts" not in model or \
             not (store_directory(store) / "truth.json").exists():
-        return ""
+        return None
     expected = model_truth_counts(store, model)
     counts = np.asarray(model["counts"].values, dtype=float)  # the truth's layout
     fov_axes = tuple(range(1, counts.ndim - 1))
     e = model["energy"].values
-    fig, ax = plt.subplots(figsize=(6.0, 3.6), layout="constrained")
+    fig = _figure(6.0, 3.6)
+    _place(fig, left=0.7, bottom=0.5, top=0.3)
+    ax = fig.subplots()
     for k, gid in enumerate(model["zenith_group"].values):
         n, mu = counts[k].sum(axis=fov_axes), expected[k].sum(axis=fov_axes)
         good = mu > 0
@@ -257,7 +297,7 @@ def _closure(model: xr.Dataset, store) -> str:
            title="closure (bins crossing the offset cut hold less than the truth)")
     ax.title.set_fontsize("small")
     ax.legend(fontsize="small")
-    return "<h2>Closure against the simulated truth</h2>" + _png(fig)
+    return fig
 
 
 def _pngs_of(folder: Path | None) -> str:
@@ -304,15 +344,13 @@ def report_html(model: xr.Dataset, *, store=None, rejected: dict | None = None,
         Folder whose PNG figures are added.
     title : str, optional
     """
-    import matplotlib
-
     obs = store
     options = build_options(model)
     command = options.pop("command", None)
     sections = [f"<h1>{html.escape(title or 'xbkg background model')}</h1>",
                 f"<p>{html.escape(model_label(model))}. {html.escape(NO_DATA_NOTE)}</p>",
                 summary_html(model)]
-    with matplotlib.rc_context({"figure.max_open_warning": 0}):
+    with figure_context():
         sections += ["<h2>Rate over energy x offset, per group</h2>",
                      '<p class="note">3D models: the rate averaged over rings of offset '
                      '(gammapy\'s interpolation); a ring is crossed when its FoV bins hold no '
@@ -368,16 +406,19 @@ def _store_of(model: xr.Dataset):
 
 
 @takes_store("store")
-def write_report(outdir, *, output=None, store=None) -> Path:
+def write_report(outdir, *, output=None, store=None, model: xr.Dataset | None = None) -> Path:
     """Write ``report.html`` (or ``output``) for a make-models OUTDIR; returns its path.
 
     ``store`` defaults to the store recorded in the model's provenance, when it still opens.
+    ``model`` is the folder's ``model.nc`` when the caller holds it already (``make-models``
+    passes the model it has just written); by default it is read from the folder.
     """
 
     outdir = Path(outdir)
     if not (outdir / "model.nc").exists():
         raise FileNotFoundError(f"{outdir}: no model.nc; expected a make-models output folder")
-    model = open_model(outdir / "model.nc")
+    if model is None:
+        model = open_model(outdir / "model.nc")
     path = outdir / "report.html" if output is None else Path(output)
     files = output_files(outdir)
     if path.parent.resolve() == outdir.resolve() and path.name not in dict(files):

@@ -12,6 +12,7 @@ import xarray as xr
 from xbkg.core.binning import edges_of
 from xbkg.core.schema import fov_dims
 from xbkg.io import open_model
+from xbkg.io.ecsv import read_ecsv_columns
 from xbkg.plots.conditional import describe
 
 __all__ = ["model_label", "summary_text", "summary_html", "rejected_runs", "output_files",
@@ -146,9 +147,12 @@ def rejected_runs(outdir) -> dict[int, str]:
     path = Path(outdir) / "bg_rejected_runs.ecsv"
     if not path.exists():
         return {}
-    from astropy.table import Table
+    try:  # without astropy.table, whose import is most of a report's reading time
+        table = read_ecsv_columns(path)
+    except ValueError:
+        from astropy.table import Table
 
-    table = Table.read(path)
+        table = Table.read(path)
     return {int(o): str(r) for o, r in zip(table["OBS_ID"], table["REASON"])}
 
 
