@@ -1,5 +1,5 @@
-"""Small ECSV tables read without ``astropy.table`` (whose import costs about 0.5 s in a fresh
-process: ``xbkg report`` reads only ``bg_rejected_runs.ecsv`` with it).
+"""Small ECSV tables read without ``astropy.table`` (whose import would dominate a fresh
+``xbkg report``, which reads only ``bg_rejected_runs.ecsv`` with it).
 
 :func:`read_ecsv_columns` reads what astropy writes for a table of scalar columns: the
 ``# %ECSV`` header (its ``delimiter``, a space by default) then CSV rows with double-quoted
