@@ -462,35 +462,39 @@ def _add_cuts_and_exclusion(mm: argparse.ArgumentParser, sel) -> None:
                    "at most 1/N of a bin between them (fractions are exact; default: 8)")
 
 
+#: The options for other instruments' stores and for sources: (flag, metavar, type, default,
+#: help), added in this order.
+_INSTRUMENT_OPTIONS = (
+    ("--index-dir", "DIR", str, None,
+     "folder of the index files, relative to DATA_DIR (default: DATA_DIR, else its single "
+     "index/* subfolder, as CTA 1DC's index/gps)"),
+    ("--event-filter", "EXPR", str, None,
+     "keep only events for which EXPR holds, in the --where language on EVENTS columns, e.g. "
+     "\"MC_ID == 1\" (CTA simulated background only)"),
+    ("--exclude-targets", "RADIUS", float, None,
+     "exclude a circle of RADIUS deg around each run's target (RA_OBJ/DEC_OBJ of the obs index "
+     "or EVENTS header, or OBJECT found in --exclusion-catalog)"),
+    ("--exclusion-catalog", "FILE", str, None,
+     "exclude the sources of a gamma-cat/HGPS-style catalog (FITS or ECSV: position, "
+     "extension) that reach the runs"),
+    ("--catalog-min-radius", "DEG", float, D.catalog_min_radius,
+     "exclusion radius of point-like catalog sources (default: 0.35)"),
+    ("--catalog-extension-factor", "K", float, D.catalog_extension_factor,
+     "exclusion radius of extended catalog sources: K x their extension, at least "
+     "--catalog-min-radius (default: 3)"),
+    ("--site", "LON,LAT,HEIGHT", str, None,
+     "site of every run (deg east, deg, m), replacing the store's GEOLON, GEOLAT, ALTITUDE "
+     "(for ALTAZ models)"),
+    ("--altitude-tolerance", "DEG", float, D.altitude_tolerance,
+     "ALTAZ models reject runs whose pointing altitude computed from time, site and RA/Dec is "
+     "below the horizon or differs from the store's by more (default: 10)"),
+)
+
+
 def _add_instrument_options(mm: argparse.ArgumentParser) -> None:
     g = mm.add_argument_group("stores of other instruments (MAGIC, VERITAS, CTA, LST), sources")
-    g.add_argument("--index-dir", metavar="DIR", default=None,
-                   help="folder of the index files, relative to DATA_DIR (default: DATA_DIR, "
-                   "else its single index/* subfolder, as CTA 1DC's index/gps)")
-    g.add_argument("--event-filter", metavar="EXPR", default=None,
-                   help="keep only events for which EXPR holds, in the --where language on "
-                   "EVENTS columns, e.g. \"MC_ID == 1\" (CTA simulated background only)")
-    g.add_argument("--exclude-targets", metavar="RADIUS", type=float,
-                   help="exclude a circle of RADIUS deg around each run's target (RA_OBJ/DEC_OBJ "
-                   "of the obs index or EVENTS header, or OBJECT found in --exclusion-catalog)")
-    g.add_argument("--exclusion-catalog", metavar="FILE",
-                   help="exclude the sources of a gamma-cat/HGPS-style catalog (FITS or ECSV: "
-                   "position, extension) that reach the runs")
-    g.add_argument("--catalog-min-radius", metavar="DEG", type=float,
-                   default=D.catalog_min_radius,
-                   help="exclusion radius of point-like catalog sources (default: 0.35)")
-    g.add_argument("--catalog-extension-factor", metavar="K", type=float,
-                   default=D.catalog_extension_factor,
-                   help="exclusion radius of extended catalog sources: K x their extension, at "
-                   "least --catalog-min-radius (default: 3)")
-    g.add_argument("--site", metavar="LON,LAT,HEIGHT", default=None,
-                   help="site of every run (deg east, deg, m), replacing the store's GEOLON, "
-                   "GEOLAT, ALTITUDE (for ALTAZ models)")
-    g.add_argument("--altitude-tolerance", metavar="DEG", type=float,
-                   default=D.altitude_tolerance,
-                   help="ALTAZ models reject runs whose pointing altitude computed from time, "
-                   "site and RA/Dec is below the horizon or differs from the store's by more "
-                   "(default: 10)")
+    for flag, metavar, kind, default, text in _INSTRUMENT_OPTIONS:
+        g.add_argument(flag, metavar=metavar, type=kind, default=default, help=text)
 
 
 def _instrument_options(args) -> dict:

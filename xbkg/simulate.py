@@ -254,15 +254,18 @@ class TruthModel:
         Energy range (TeV) outside which the rate is 0 (events are drawn within it).
     """
 
+    # spectrum and its threshold
     norm: float = 3.43e-4
     index: float = 2.7
     e_threshold: float = 0.3
     threshold_power: float = 2.0
     threshold_sharpness: float = 6.0
+    # zenith dependence and spatial shape
     zenith_norm_slope: float = 0.2
     radial_sigma: float = 2.0
     gradient: float = 0.0
     frame: str = "altaz"
+    # energy range of the events
     e_min: float = 0.05
     e_max: float = 200.0
 

@@ -15,6 +15,7 @@ __all__ = ["Defaults", "DEFAULTS"]
 class Defaults:
     """Default options of a model build (see the module docstring for their meaning)."""
 
+    # binning (BinningOptions)
     kind: str = "3d"
     fov_alignment: str = "altaz"
     energy_edges: str = "0.1:100:20"
@@ -22,18 +23,22 @@ class Defaults:
     fov_edges: str = "-2.5:2.5:25"
     offset_max: float | None = None
     zenith_edges: str | None = None
+    # selection and thresholds (SelectionOptions, ThresholdOptions)
     selection: str = "off"
     energy_threshold: str = "none"
     fov_extent: str = "auto"
     on_error: str = "skip"
+    # exclusion (ExclusionOptions)
     exclusion_mode: str = "regions"
     exclusion_oversample: int = 8
     catalog_min_radius: float = 0.35
     catalog_extension_factor: float = 3.0
     altitude_tolerance: float = 10.0
+    # adaptive grouping (GroupingOptions)
     min_ontime: float = 3600.0
     min_runs: int = 0
     cos_zenith_step: float = 0.01
+    # smoothing and the conditional model (SmoothingOptions, ConditionalOptions)
     smooth: str = "none"
     sigma_max: float = 1.0
     n_energy_basis: int = 16

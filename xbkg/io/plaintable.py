@@ -126,7 +126,7 @@ class PlainTable:
         hdu = fits.BinTableHDU.from_columns(array, character_as_bytes=False)
         for col in hdu.columns:
             if col.name in self.units:
-                col.unit = _fits_unit(self.units[col.name])
+                col.unit = _unit_string(self.units[col.name], "fits")
         for key, value in self.meta.items():
             if _column_keyword(key.upper()) or key.upper() in REMOVE_KEYWORDS:
                 warnings.warn(f"Meta-data keyword {key} will be ignored since it conflicts "
@@ -171,7 +171,7 @@ class PlainTable:
             raise NotPlainError("ECSV: column names need quoting")
         if any(not isinstance(k, str) or not isinstance(v, str) for k, v in self.meta.items()):
             raise NotPlainError("ECSV: metadata other than text")
-        units = {n: _generic_unit(self.units[n]) for n in names if n in self.units}
+        units = {n: _unit_string(self.units[n], "generic") for n in names if n in self.units}
         lines = ["%ECSV 1.0", "---"] + _ecsv_yaml(names, datatypes, units, self.meta)
         lines = ["# " + line for line in lines]
         lines.append(_csv_row(names))
@@ -209,7 +209,7 @@ def _table_bytes(table: PlainTable) -> bytes | None:
     """The BINTABLE HDU ``fits.table_to_hdu`` makes of the equivalent Table, written
     directly (:func:`~xbkg.io.fitswrite.table_hdu_bytes`); None when a column or card is not
     one that writes."""
-    columns = [(name, values, _fits_unit(table.units[name]) if name in table.units else None,
+    columns = [(name, values, _unit_string(table.units[name], "fits") if name in table.units else None,
                 None) for name, values in table.columns.items()]
     if any(v.ndim != 1 for _, v, _, _ in columns) or len(set(table.meta)) != len(table.meta):
         return None
@@ -228,26 +228,18 @@ SIMPLE_UNITS = frozenset(("", "deg", "rad", "arcmin", "arcsec", "sr", "s", "min"
                           "Hz", "eV", "keV", "MeV", "GeV", "TeV", "m", "cm", "km", "m2", "K"))
 
 
-@functools.lru_cache(maxsize=64)
-def _fits_unit(unit: str) -> str:
-    """TUNIT astropy writes for a unit read as ``unit`` (raises on a unit it cannot parse)."""
+@functools.lru_cache(maxsize=128)
+def _unit_string(unit: str, fmt: str) -> str:
+    """The string astropy writes for a unit read as ``unit``: TUNIT (``fmt="fits"``) or the
+    generic form (``fmt="generic"``); raises on a unit it cannot parse."""
     if unit in SIMPLE_UNITS:
         return unit
     import astropy.units as u
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        return u.Unit(unit, format="fits").to_string(format="fits")
-
-
-@functools.lru_cache(maxsize=64)
-def _generic_unit(unit: str) -> str:
-    if unit in SIMPLE_UNITS:
-        return unit
-    import astropy.units as u
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        if fmt == "fits":
+            return u.Unit(unit, format="fits").to_string(format="fits")
         return str(u.Unit(unit))
 
 
@@ -343,7 +335,7 @@ def read_fits_table(path, hdu: int = 1) -> PlainTable | None:
             cols[col.name] = values
             if col.unit is not None:
                 try:
-                    units[col.name] = _fits_unit(col.unit)
+                    units[col.name] = _unit_string(col.unit, "fits")
                 except (ValueError, Warning):
                     return None
         meta = _header_meta((key, value) for key, value, _ in table.header.cards)
