@@ -8,6 +8,7 @@ import xbkg
 from xbkg.building.grouping import zenith_groups
 from xbkg.building.histogram import bin_index, histogram
 from xbkg.core.binning import axis_coords, edges_of, energy_mask, parse_edges, run_energy_mask
+from xbkg.core.runs import RunInfo
 from xbkg.core.schema import ModelSchemaError, assemble_model, rate_from_counts, validate_model
 from xbkg.sky.exposure import annulus_solid_angle, box_solid_angle, exposure_cube
 
@@ -209,12 +210,12 @@ def test_run_threshold_mask_is_the_validation_energy_mask():
     thresholds = [0.05, 0.1, float(np.float32(edges[3])), edges[3] * (1 + 2e-6), 0.77, 100.0,
                   500.0]
     for thr in thresholds:
-        build = run_energy_mask({"e_threshold": thr}, edges)
+        build = run_energy_mask(RunInfo(e_threshold=thr), edges)
         np.testing.assert_array_equal(build, energy_mask(edges, thr).astype(float))
         assert build.dtype == float and build.shape == (20,)
     assert build.sum() == 0  # above the last edge: no bin
-    assert run_energy_mask({"e_threshold": float(np.float32(edges[3]))}, edges)[3] == 1.0
-    for missing in ({}, {"e_threshold": np.nan}, {"e_threshold": np.inf}):
+    assert run_energy_mask(RunInfo(e_threshold=float(np.float32(edges[3]))), edges)[3] == 1.0
+    for missing in (RunInfo(), RunInfo(e_threshold=np.nan), RunInfo(e_threshold=np.inf)):
         np.testing.assert_array_equal(run_energy_mask(missing, edges), np.ones(20))
     per_run = energy_mask(edges, [0.2, np.nan], [10.0, 10.0])
     assert per_run.shape == (2, 20) and per_run[1, 0] and not per_run[0, 0]

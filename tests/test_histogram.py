@@ -16,6 +16,7 @@ from xbkg.building.histogram import (
     histogram,
     run_counts,
 )
+from xbkg.core.runs import RunInfo
 from xbkg.sky.fov import offset_deg
 
 RA0, DEC0 = 83.6, 22.0
@@ -43,7 +44,7 @@ def _binning(kind: str, offset_max: float = 2.5) -> Binning:
     return Binning("3d", "RADEC", energy, {"detx": fov, "dety": fov}, offset_max)
 
 
-INFO = {"ra_pnt": RA0, "dec_pnt": DEC0}
+INFO = RunInfo(ra_pnt=RA0, dec_pnt=DEC0)
 
 
 def test_binning_shape_and_dims():

@@ -26,6 +26,7 @@ from xbkg.building.reduce import (
     quantize_time,
     run_cubes,
 )
+from xbkg.core.runs import RunInfo
 from xbkg.sky.exposure import annulus_solid_angle, box_solid_angle, energy_widths_mev
 from xbkg.store.events import fill_from_headers, run_infos
 from xbkg.testing import raise_if_dask_computes, small_store
@@ -74,7 +75,7 @@ def _sums(prepared, kind, order=None, **kw):
 @FAST
 @given(n=st.integers(0, 600), runs_per_task=st.integers(1, 300))
 def test_leaf_sizes_by_runs_cover_every_run_once(n, runs_per_task):
-    sizes = leaf_sizes([{"event_count": 10}] * n, runs_per_task)
+    sizes = leaf_sizes([RunInfo(event_count=10)] * n, runs_per_task)
     assert sum(sizes) == n and all(1 <= s <= runs_per_task for s in sizes)
     assert all(s == runs_per_task for s in sizes[:-1])
 
@@ -83,7 +84,7 @@ def test_leaf_sizes_by_runs_cover_every_run_once(n, runs_per_task):
 @given(counts=st.lists(st.one_of(st.none(), st.integers(0, 3_000_000)), max_size=400),
        events_per_task=st.integers(1, 5_000_000))
 def test_leaf_sizes_by_events_fill_each_leaf_then_start_the_next(counts, events_per_task):
-    infos = [{"event_count": c} for c in counts]
+    infos = [RunInfo(event_count=c) for c in counts]
     sizes = leaf_sizes(infos, events_per_task=events_per_task)
     assert sum(sizes) == len(infos) and all(1 <= s <= MAX_RUNS_PER_TASK for s in sizes)
     weight = [events_per_task / reduce.RUNS_PER_TASK_UNKNOWN if c is None else c for c in counts]
@@ -97,7 +98,7 @@ def test_leaf_sizes_by_events_fill_each_leaf_then_start_the_next(counts, events_
 
 def test_leaf_sizes_refuse_zero_runs_per_task():
     with pytest.raises(ValueError, match="runs per task"):
-        leaf_sizes([{}] * 3, runs_per_task=0)
+        leaf_sizes([RunInfo()] * 3, runs_per_task=0)
 
 
 @FAST

@@ -79,10 +79,10 @@ API_TO_FLAG = {"energy edges": "--energy-edges", "offset edges": "--offset-edges
                "energy_threshold": "--energy-threshold", "n_runs": "--runs",
                "events_per_run": "--events", "n_folds": "--folds", "where": "--where",
                "exclusion regions": "--exclusion", "altitude_tolerance": "--altitude-tolerance",
-               "exclude_targets": "--exclude-targets", "exclusion_distance": "--exclusion-distance",
+               "exclusion_distance": "--exclusion-distance",
                "catalog_min_radius": "--catalog-min-radius", "min_ontime": "--zenith-min-time",
                "catalog_extension_factor": "--catalog-extension-factor",
-               "cos_zenith_step": "--cos-zenith-step", "fov_extent": "--fov-extent"}
+               "cos_zenith_step": "--cos-zenith-step"}
 
 
 def cli_message(message: str) -> str:
