@@ -387,6 +387,10 @@ def cmd_make_models(args) -> int:
     rejected.update({int(obs_id): message for obs_id, message in skipped.items()})
     for obs_id in set(store.obs_id.values.tolist()) - set(model.obs_id.values.tolist()):
         rejected.setdefault(int(obs_id), "zenith outside the zenith edges")
+    if not float(model["counts"].sum()) > 0:  # a filter or cut that kept nothing: no model
+        raise CLIError(f"no event of the {model.sizes['obs_id']} runs falls in the model's bins "
+                       "(check --event-filter, --energy-edges, --fov-edges/--offset-edges and "
+                       f"--fov-extent): nothing written to {args.outdir}")
     model = _with_command(model, getattr(args, "command_line", None))
     out = write_products(model, store, args.outdir, rejected=rejected, overwrite=args.overwrite,
                          image=not args.no_image, per_run=args.per_run,
