@@ -400,7 +400,7 @@ def cmd_make_models(args) -> int:
           f"{model.sizes['zenith_group']} group(s) to {out}")
     print("\n".join(provenance_lines(model)))
     if not args.no_report:
-        print(f"report: {_write_report(out, store, model)}")
+        print(f"report: {write_report(out, store=store, model=model)}")
     return 0
 
 
@@ -431,10 +431,6 @@ def _with_command(model, command_line):
     provenance = json.loads(model.attrs.get("provenance", "{}"))
     provenance["command"] = command_line
     return model.assign_attrs(provenance=json.dumps(provenance, sort_keys=True))
-
-
-def _write_report(outdir, store=None, model=None):
-    return write_report(outdir, store=store, model=model)
 
 
 def _add_cuts_and_exclusion(mm: argparse.ArgumentParser, sel) -> None:
@@ -734,7 +730,7 @@ def cmd_demo(args) -> int:
     print(summary_text(open_model(out / "models" / "model.nc")))
     _print_closure(store, out / "models" / "model.nc")
     if not args.no_report:
-        print(f"report (open it in a browser): {_write_report(out / 'models', store)}")
+        print(f"report (open it in a browser): {write_report(out / 'models', store=store)}")
     return 0
 
 
@@ -813,7 +809,7 @@ def cmd_update_model(args) -> int:
     print(f"added {updated.sizes['obs_id'] - model.sizes['obs_id']} run(s): the model now has "
           f"{updated.sizes['obs_id']} runs, written to {out}")
     if folder and not args.no_report:
-        print(f"report: {_write_report(out, store)}")
+        print(f"report: {write_report(out, store=store)}")
     return 0
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import xarray as xr
 
 from xbkg.core.binning import BOUNDS_DIM, parse_edges
+from xbkg.core.defaults import DEFAULTS
 from xbkg.core.groups import (
     PERIODIC_COLUMNS,
     bounds_groups,
@@ -51,7 +52,7 @@ DEFAULT_ZENITH_EDGES = np.array([0.0, 90.0])
 ZENITH_LIMITS = (0.0, 90.0)
 
 #: Default minimum observation time of an adaptive group (s), BAccMod's default.
-DEFAULT_MIN_ONTIME = 3600.0
+DEFAULT_MIN_ONTIME = DEFAULTS.min_ontime
 
 #: Extra grouping into north (azimuth -90..90 deg) and south (90..270 deg) pointings.
 NORTH_SOUTH = {"AZ_PNT": [-90.0, 90.0, 270.0]}
@@ -78,7 +79,8 @@ def zenith_groups(zenith, edges=DEFAULT_ZENITH_EDGES) -> np.ndarray:
 
 
 def adaptive_zenith_edges(zenith, ontime, *, min_ontime: float = DEFAULT_MIN_ONTIME,
-                          min_runs: int = 0, cos_zenith_step: float = 0.01,
+                          min_runs: int = DEFAULTS.min_runs,
+                          cos_zenith_step: float = DEFAULTS.cos_zenith_step,
                           zenith_range=(0.0, 90.0)) -> np.ndarray:
     """Zenith edges (deg) of groups merged from fine cos(zenith) bins (module docstring).
 
@@ -170,8 +172,8 @@ def _store_column(store: xr.Dataset, name: str) -> np.ndarray:
 
 @takes_store("store")
 def make_grouping(store: xr.Dataset, zenith_edges=None, *, adaptive: bool = False,
-                  min_ontime: float = DEFAULT_MIN_ONTIME, min_runs: int = 0,
-                  cos_zenith_step: float = 0.01, zenith_range=(0.0, 90.0),
+                  min_ontime: float = DEFAULT_MIN_ONTIME, min_runs: int = DEFAULTS.min_runs,
+                  cos_zenith_step: float = DEFAULTS.cos_zenith_step, zenith_range=(0.0, 90.0),
                   by: dict | None = None) -> xr.Dataset:
     """Group the runs of an observation Dataset; returns the grouping Dataset (module docstring).
 

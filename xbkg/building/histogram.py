@@ -164,10 +164,7 @@ def _fov_lonlat(columns: dict, info: RunInfo, binning: Binning):
     ra, dec = columns["RA"], columns["DEC"]
     if binning.fov_alignment == "RADEC":
         return fov.radec_to_fov(ra, dec, info.ra_pnt, info.dec_pnt)
-    params = info.altaz_params  # already computed for this run, or None
-    if params is None:
-        params = run_altaz_params(info)
-    return fov.radec_to_altaz_fov(ra, dec, columns["TIME"], params)
+    return fov.radec_to_altaz_fov(ra, dec, columns["TIME"], run_altaz_params(info))
 
 
 def run_counts(columns: dict, info: RunInfo, binning: Binning, hav=None) -> np.ndarray:

@@ -14,6 +14,7 @@ import numpy as np
 import xarray as xr
 
 from xbkg.core.circles import SkyCircles
+from xbkg.core.defaults import DEFAULTS
 from xbkg.io.catalogs import SourceCatalog, read_source_catalog
 from xbkg.io.fitstable import read_header
 from xbkg.sky import fov
@@ -25,9 +26,9 @@ __all__ = ["DEFAULT_MIN_RADIUS", "DEFAULT_EXTENSION_FACTOR", "run_targets", "tar
 log = logging.getLogger(__name__)
 
 #: deg: smallest exclusion radius of a catalog source (point-like sources).
-DEFAULT_MIN_RADIUS = 0.35
+DEFAULT_MIN_RADIUS = DEFAULTS.catalog_min_radius
 #: Exclusion radius of an extended catalog source, in units of its extension.
-DEFAULT_EXTENSION_FACTOR = 3.0
+DEFAULT_EXTENSION_FACTOR = DEFAULTS.catalog_extension_factor
 
 _RA_COLUMNS = ("RA_OBJ", "TARGET_RA")
 _DEC_COLUMNS = ("DEC_OBJ", "TARGET_DEC")

@@ -11,7 +11,7 @@ import numpy as np
 import xarray as xr
 
 from xbkg.core.binning import axis_coords, edges_of
-from xbkg.core.runs import as_run_info
+from xbkg.core.runs import RunInfo, as_run_info
 from xbkg.model.evaluate import _fine_nodes, interpolate_grid, loglog_segment_integrals, model_grid
 from xbkg.sky import fov
 from xbkg.sky.earth import run_altaz_params, run_time_samples
@@ -23,7 +23,7 @@ __all__ = ["ENERGY_INTEGRATION", "time_samples", "predict_at", "predict_counts"]
 
 ENERGY_INTEGRATION = ("exact", "edges")
 
-def time_samples(info: dict, *, max_rotation: float = 0.25, params=None, gti=None):
+def time_samples(info: RunInfo, *, max_rotation: float = 0.25, params=None, gti=None):
     """Sample times (s since MJDREF) over the run's good time intervals and their weights.
 
     :func:`xbkg.sky.earth.run_time_samples` with ``max_rotation`` in deg: the field of view of

@@ -15,6 +15,7 @@ import numpy as np
 import xarray as xr
 
 from xbkg.core.binning import edges_of
+from xbkg.core.defaults import DEFAULTS
 from xbkg.core.schema import fill_unexposed, fov_dims, rate_floor
 
 __all__ = [
@@ -34,9 +35,9 @@ SMOOTH_METHODS = ("none", "gauss", "fit")
 #: Gaussian widths tried by :func:`choose_sigma`, in units of the mean bin size.
 SIGMA_STEPS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 #: Largest Gaussian width (deg).
-DEFAULT_SIGMA_MAX = 1.0
+DEFAULT_SIGMA_MAX = DEFAULTS.sigma_max
 #: Penalty strengths tried by the spline fit.
-DEFAULT_PENALTIES = tuple(10.0 ** np.arange(-2, 5))
+DEFAULT_PENALTIES = DEFAULTS.penalties
 
 
 # ---------------------------------------------------------------------------------------------
@@ -331,8 +332,10 @@ def _fov_coords(model: xr.Dataset) -> dict:
 
 
 def smooth_model(model: xr.Dataset, method: str = "gauss", *,
-                 sigma_max: float = DEFAULT_SIGMA_MAX, n_energy_basis: int = 16,
-                 n_fov_basis: int = 8, penalties=DEFAULT_PENALTIES) -> xr.Dataset:
+                 sigma_max: float = DEFAULT_SIGMA_MAX,
+                 n_energy_basis: int = DEFAULTS.n_energy_basis,
+                 n_fov_basis: int = DEFAULTS.n_fov_basis,
+                 penalties=DEFAULT_PENALTIES) -> xr.Dataset:
     """A copy of ``model`` with a smoothed ``rate`` and ``rate_error`` (module docstring).
 
     Parameters

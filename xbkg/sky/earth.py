@@ -100,9 +100,12 @@ def time_samples(starts, stops, rate_of_time, max_angle: float, *, n_grid: int =
 
 
 def run_altaz_params(info: RunInfo) -> np.ndarray:
-    """ALTAZ transform constants of one run (:func:`xbkg.sky.fov.altaz_run_params`) from its
-    run parameters: :data:`ALTAZ_RUN_KEYS` and ``timesys``."""
+    """ALTAZ transform constants of one run (:func:`xbkg.sky.fov.altaz_run_params`): the
+    record's own ``altaz_params`` when it carries them (computed once per run), else computed
+    from its run parameters (:data:`ALTAZ_RUN_KEYS` and ``timesys``)."""
     info = as_run_info(info)
+    if info.altaz_params is not None:
+        return info.altaz_params
     return fov.altaz_run_params(**{k: getattr(info, k) for k in ALTAZ_RUN_KEYS},
                                 timesys=info.timesys)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from xbkg.core.circles import SkyCircles
+from xbkg.core.defaults import DEFAULTS
 from xbkg.core.runs import RunInfo, as_run_info
 from xbkg.io.regions import read_exclusion_regions
 from xbkg.sky import fov
@@ -62,7 +63,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: ALTAZ time sampling: regions move by at most 1/DEFAULT_OVERSAMPLE of a bin between samples.
-DEFAULT_OVERSAMPLE = 8
+DEFAULT_OVERSAMPLE = DEFAULTS.exclusion_oversample
 #: ``regions``: drop events in the regions and correct the exposure; ``runs``: drop whole runs.
 EXCLUSION_MODES = ("regions", "runs")
 #: ALTAZ fractions: times per run at which the FoV rotation angle is computed (linear between;
@@ -439,8 +440,7 @@ def run_exclusion_fraction(info: RunInfo, binning, regions: dict | None = None, 
     c_dec = np.asarray(regions["dec"], dtype=float)
     radius = np.asarray(regions["radius"], dtype=float)
     if binning.kind == "3d" and binning.fov_alignment == "ALTAZ":
-        params = info.altaz_params
-        params = run_altaz_params(info) if params is None else params
+        params = run_altaz_params(info)
         starts, stops = (info.tstart, info.tstop) if gti is None else gti
         frac = _turning_fraction(info, binning, params, starts, stops, c_ra, c_dec, radius)
         if frac is not None:

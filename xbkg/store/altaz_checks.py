@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from xbkg.core.defaults import DEFAULTS
 from xbkg.core.runs import RunInfo, as_run_info
 from xbkg.sky import fov
 from xbkg.sky.earth import run_altaz_params
@@ -21,7 +22,7 @@ __all__ = ["DEFAULT_ALTITUDE_TOLERANCE", "GEOMETRY_PROBLEM", "pointing_altitude"
 #: Degrees: largest accepted difference between the pointing altitude computed at mid-run and
 #: the store's. H.E.S.S. DR1 index altitudes differ from the run mean by -1.93..+0.71 deg, and a
 #: pointing moves by up to ~4 deg in altitude in half a 28-min run: 10 deg leaves room for both.
-DEFAULT_ALTITUDE_TOLERANCE = 10.0
+DEFAULT_ALTITUDE_TOLERANCE = DEFAULTS.altitude_tolerance
 
 #: Text that starts every rejection reason of :func:`check_run_geometry`.
 GEOMETRY_PROBLEM = "Alt/Az geometry"
@@ -35,9 +36,7 @@ def pointing_altitude(info: RunInfo) -> float:
     ``altitude``, ``mjdrefi``, ``mjdreff``, ``timesys``, ``tstart``, ``tstop``).
     """
     info = as_run_info(info)
-    params = info.altaz_params
-    if params is None:
-        params = run_altaz_params(info)
+    params = run_altaz_params(info)
     mid = np.array([0.5 * (info.tstart + info.tstop)])
     alt, _ = fov.pointing_altaz(mid, params)
     return float(np.ravel(alt)[0])
