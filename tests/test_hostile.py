@@ -115,23 +115,30 @@ def _limits():
     resource.setrlimit(resource.RLIMIT_AS, (AS_BYTES, AS_BYTES))
 
 
+def _limits_signals_blocked():  # as a CI runner may start its jobs: the mask survives exec
+    _limits()
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
 def _signal_when(proc, ready, stop: threading.Event, signum) -> None:
     while not stop.wait(0.05):
-        if ready():
-            proc.send_signal(signum)
+        if ready():  # the caller waits with os.wait4, which Popen.send_signal does not know
+            os.kill(proc.pid, signum)
             return
 
 
-def run_cli(args, *, timeout=120.0, signal_when=None, code=None, signum=signal.SIGTERM) -> Run:
+def run_cli(args, *, timeout=120.0, signal_when=None, code=None, signum=signal.SIGTERM,
+            blocked=False) -> Run:
     """``python -m xbkg ARGS`` in a subprocess: exit code, stdout, stderr, peak RSS (MB) and
     wall time; killed after ``timeout`` s (code -9). ``signum`` is sent as soon as
-    ``signal_when()`` is true."""
+    ``signal_when()`` is true; with ``blocked`` the child starts with SIGINT and SIGTERM
+    blocked."""
     env = dict(os.environ, PYTHONPATH=str(REPO), MPLBACKEND="Agg")
     cmd = [sys.executable, "-c", code] if code else [sys.executable, "-m", "xbkg"]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.monotonic()
         proc = subprocess.Popen(cmd + [str(a) for a in args], stdout=out, stderr=err, env=env,
-                                preexec_fn=_limits)
+                                preexec_fn=_limits_signals_blocked if blocked else _limits)
         killer, stop = threading.Timer(timeout, proc.kill), threading.Event()
         killer.start()
         if signal_when is not None:
@@ -287,7 +294,8 @@ def test_fifo_events_file_is_skipped_and_listed(work):
 #: A stuck worker thread (blocked opening a FIFO nobody writes) while the main thread runs a
 #: command: SIGTERM must end the process, not leave it waiting for the thread at exit.
 STUCK = """
-import os, sys, threading
+import faulthandler, os, sys, threading
+faulthandler.dump_traceback_later(75)  # should it hang: every thread's stack before the kill
 from xbkg.cli import main
 fifo = sys.argv.pop(1)
 threading.Thread(target=lambda: open(fifo, "rb")).start()
@@ -305,13 +313,16 @@ def _writing(folder: Path, started: list):
 
 
 @pytest.mark.subprocess
+@pytest.mark.parametrize("blocked", [False, True], ids=["", "inherited-mask-blocks-it"])
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_signal_ends_the_process_whatever_a_thread_is_blocked_on(tmp_path, signum):
+def test_signal_ends_the_process_whatever_a_thread_is_blocked_on(tmp_path, signum, blocked):
+    # ``blocked``: a parent that blocked the signal (CI runners do) would leave it pending
+    # until the command ended, then the exit would wait for the stuck thread for ever
     fifo = _fifo(tmp_path / "stuck")
     args = [fifo, "simulate", tmp_path / "big", "--runs", "400", "--events", "20000"]
     started = []
     run = run_cli(args, code=STUCK, timeout=90, signal_when=_writing(tmp_path, started),
-                  signum=signum)
+                  signum=signum, blocked=blocked)
     assert started, "the command never started writing"
     assert run.code == 130, (run.code, run.err[-2000:])
     assert time.monotonic() - started[0] < 20  # signal to exit, with the clean-up

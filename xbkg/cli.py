@@ -1064,16 +1064,20 @@ def _sigterm_interrupts():
     """Within the block SIGTERM (a plain ``kill``) and SIGINT (Ctrl-C) raise KeyboardInterrupt,
     so temporary outputs are removed on the way out, and start a watchdog that ends the process
     should that clean-up hang; further signals meanwhile do not interrupt the clean-up (main
-    thread only; elsewhere a no-op)."""
+    thread only; elsewhere a no-op). Both signals are unblocked for the block: a parent that
+    blocked them (a mask is inherited across exec) would otherwise leave them pending, unseen."""
     old = {}
     for signum in (signal.SIGTERM, signal.SIGINT):
         try:
             old[signum] = signal.signal(signum, _interrupt)
         except ValueError:  # not the main thread
             break
+    mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, old) if old else None
     try:
         yield
     finally:
+        if mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         for signum, handler in old.items():
             signal.signal(signum, handler)
         while _WATCHDOGS:  # the clean-up is done (an in-process caller carries on)
