@@ -1,5 +1,6 @@
 """Simulated GADF stores: format (gammapy opens them), agreement with the truth, determinism."""
 
+import dataclasses
 import json
 import math
 import warnings
@@ -10,7 +11,7 @@ from astropy.io import fits
 from scipy import stats
 
 from xbkg import simulate
-from xbkg.simulate import TruthModel, simulate_store
+from xbkg.simulate import ObservingPlan, TruthModel, simulate_store
 from xbkg.sky import fov
 
 OFFSET_MAX = 3.0
@@ -363,6 +364,58 @@ def test_refuses_non_empty_outdir(tmp_path):
     assert (simulate_store(empty, n_runs=1, events_per_run=50) / "truth.json").exists()
     with pytest.raises(ValueError, match="zenith_range"):
         simulate_store(tmp_path / "z", n_runs=1, zenith_range=(10, 89))
+
+
+def _store_files(root):
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+def test_a_plan_and_its_keyword_shortcuts_write_the_same_bytes(tmp_path):
+    """simulate_store(out, ObservingPlan(...)) and the keywords of before give the same files."""
+    fields = dict(n_runs=3, events_per_run=150, zenith_range=(10, 50), start="2022-03-01",
+                  style="lst", site="cta-north", offset_max=2.5, target_name="Off X",
+                  compress=True)
+    a = simulate_store(tmp_path / "plan", ObservingPlan(**fields), seed=3)
+    b = simulate_store(tmp_path / "keywords", seed=3, **fields)
+    files_a, files_b = _store_files(a), _store_files(b)
+    assert sorted(files_a) == sorted(files_b) and len(files_a) == 6
+    assert any(name.endswith(".fits.gz") for name in files_a if name.startswith("data"))
+    assert files_a == files_b
+    header = fits.getheader(a / "data" / "obs_000001.fits.gz", "EVENTS")
+    assert header["OBJECT"] == "Off X" and header["GEOLAT"] == simulate.SITES["cta-north"]["geolat"]
+    # the defaults: no plan and an empty plan are the same store
+    c = simulate_store(tmp_path / "default", ObservingPlan(n_runs=1, events_per_run=50))
+    d = simulate_store(tmp_path / "default-keywords", n_runs=1, events_per_run=50)
+    assert _store_files(c) == _store_files(d)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("n_runs", 0), ("n_runs", 2.5), ("n_runs", "many"), ("events_per_run", 0),
+    ("events_per_run", float("nan")), ("zenith_range", (50, 10)), ("zenith_range", (0, 85)),
+    ("zenith_range", "0:60"), ("start", "not a date"), ("style", "fermi"), ("site", "moon"),
+    ("site", {"geolon": 1.0}), ("offset_max", 0), ("offset_max", 95.0), ("compress", 10),
+    ("compress", "yes"),
+])
+def test_plan_values_are_checked_naming_the_field(tmp_path, field, value):
+    with pytest.raises(ValueError, match=field):
+        ObservingPlan(**{field: value})
+    with pytest.raises(ValueError, match=field):
+        simulate_store(tmp_path / "s", **{field: value})
+    assert not (tmp_path / "s").exists()
+
+
+def test_unknown_keywords_and_a_plan_with_shortcuts_are_refused(tmp_path):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'n_run'"):
+        simulate_store(tmp_path / "s", n_run=2)
+    plan = ObservingPlan(n_runs=2)
+    with pytest.raises(TypeError, match="both plan= and n_runs="):
+        simulate_store(tmp_path / "s", plan, n_runs=3)
+    with pytest.raises(TypeError, match="plan must be an ObservingPlan, got dict"):
+        simulate_store(tmp_path / "s", {"n_runs": 2})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.n_runs = 3
+    assert not (tmp_path / "s").exists()
 
 
 def test_simulated_hdus_carry_the_gadf_cards_of_the_writers(tmp_path):

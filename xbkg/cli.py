@@ -53,7 +53,7 @@ from xbkg.report.summary import (
     rejected_runs,
     summary_text,
 )
-from xbkg.simulate import simulate_store
+from xbkg.simulate import ObservingPlan, simulate_store
 from xbkg.sky.exclusion import plan_exclusion
 from xbkg.store.datastore import open_datastore, store_inputs
 from xbkg.store.selection import select_runs
@@ -701,9 +701,10 @@ def cmd_report(args) -> int:
 def cmd_simulate(args) -> int:
     zr = parse_edges(args.zenith_range.replace(":", ","), name="--zenith-range")
     _guard(args.outdir, None, args, ("truth.json", "hdu-index.fits.gz"))
-    path = simulate_store(args.outdir, n_runs=args.runs, events_per_run=args.events, seed=args.seed,
-                          zenith_range=(zr[0], zr[-1]), compress=args.gzip, n_jobs=args.jobs,
-                          overwrite=args.overwrite, style=args.style)
+    plan = ObservingPlan(n_runs=args.runs, events_per_run=args.events,
+                         zenith_range=(zr[0], zr[-1]), style=args.style, compress=args.gzip)
+    path = simulate_store(args.outdir, plan, seed=args.seed, n_jobs=args.jobs,
+                          overwrite=args.overwrite)
     print(f"wrote a simulated {args.style}-style store of {args.runs} runs to {path}")
     return 0
 

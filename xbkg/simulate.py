@@ -40,6 +40,7 @@ __all__ = [
     "sorted_uniform",
     "sample_fov",
     "plan_runs",
+    "ObservingPlan",
     "simulate_store",
     "condition_factors",
     "load_truth",
@@ -465,6 +466,17 @@ def _site(site) -> dict:
         raise ValueError(f"site must be a name or a dict with geolon, geolat, altitude: {site!r}") from exc
 
 
+def _zenith_bounds(zenith_range) -> tuple[float, float]:
+    """``zenith_range`` as (lo, hi) floats with 0 <= lo < hi <= 80 deg, else ValueError."""
+    try:
+        lo, hi = (float(z) for z in zenith_range)
+    except (TypeError, ValueError):
+        lo = hi = math.nan
+    if not 0.0 <= lo < hi <= 80.0:
+        raise ValueError(f"zenith_range must satisfy 0 <= lo < hi <= 80 deg, got {zenith_range}")
+    return lo, hi
+
+
 def _time_reference():
     from astropy.time import Time
 
@@ -542,9 +554,7 @@ def plan_runs(n_runs: int, *, seed=0, zenith_range=(0.0, 60.0), site="hess", sou
     from astropy.time import Time
 
     site = _site(site)
-    lo, hi = (float(z) for z in zenith_range)
-    if not 0.0 <= lo < hi <= 80.0:
-        raise ValueError(f"zenith_range must satisfy 0 <= lo < hi <= 80 deg, got {zenith_range}")
+    lo, hi = _zenith_bounds(zenith_range)
     rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
     n = int(n_runs)
     zen_target = lo + (hi - lo) * (rng.permutation(n) + rng.random(n)) / n
@@ -823,56 +833,152 @@ def _check_source(k: int, src) -> dict:
     return src
 
 
-def simulate_store(outdir, *, n_runs: int = 20, events_per_run: float = 20000,
-                   truth: TruthModel | None = None, seed: int = 0, zenith_range=(0.0, 60.0),
-                   site=None, compress: bool = False, sources=(), offset_max: float | None = None,
-                   start="2021-01-01", target_name: str | None = None, n_jobs: int = 1,
-                   overwrite: bool = False, progress: bool = False, style: str = "hess",
-                   condition_truth: dict | None = None) -> Path:
+def _is_number(value, low: float, high: float = math.inf) -> bool:
+    """``value`` is a number with ``low < value < high`` (NaN and non-numbers are not)."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return False
+    return low < x < high
+
+
+@dataclass(frozen=True)
+class ObservingPlan:
+    """What a simulated store observes and how it is written (:func:`simulate_store`'s ``plan``).
+
+    Each value is checked when the plan is made (a ValueError naming the field).
+
+    Attributes
+    ----------
+    n_runs : int
+        Number of runs (OBS_ID 1..n_runs).
+    events_per_run : float
+        Used only when :func:`simulate_store` gets no ``truth``: the default :class:`TruthModel`
+        gets the ``norm`` for which a run of 1680 s at zenith 0 expects this many events within
+        ``offset_max`` (runs at higher zenith expect fewer, as the threshold rises).
+    zenith_range : (float, float)
+        Range (deg) over which mean run zeniths are spread (stratified), within [0, 80].
+    start : str or astropy.time.Time
+        UTC date of the first night.
+    style : {"hess", "magic", "veritas", "lst", "cta"}
+        Which instrument's store quirks to reproduce (:data:`STYLES`); the events are drawn the
+        same way whatever the style.
+    site : str or dict, optional
+        A name from :data:`SITES` or a dict with ``geolon, geolat`` (deg) and ``altitude`` (m);
+        default: the style's site.
+    offset_max : float, optional
+        Events are drawn within this offset (deg) of the pointing (default: the style's, 4.0
+        deg, 2.0 for ``veritas``).
+    target_name : str, optional
+        TARGET_NAME and OBJECT of the off runs (default: the style's, "Off data" for ``hess``).
+    compress : bool or int
+        Write ``data/obs_NNNNNN.fits.gz`` (deterministic gzip, fastest level; or a gzip level
+        1-9) instead of ``.fits``.
+
+    Examples
+    --------
+    >>> plan = ObservingPlan(n_runs=4, zenith_range=(10, 50), style="veritas")
+    >>> plan.resolved().offset_max, plan.resolved().site
+    (2.0, 'veritas')
+    >>> ObservingPlan(n_runs=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: n_runs must be an integer >= 1, got 0
+    """
+
+    n_runs: int = 20
+    events_per_run: float = 20000
+    zenith_range: tuple = (0.0, 60.0)
+    start: object = "2021-01-01"
+    style: str = "hess"
+    site: object = None
+    offset_max: float | None = None
+    target_name: str | None = None
+    compress: bool | int = False
+
+    def __post_init__(self):
+        if not (_is_number(self.n_runs, 0) and float(self.n_runs) == int(self.n_runs)):
+            raise ValueError(f"n_runs must be an integer >= 1, got {self.n_runs!r}")
+        if not _is_number(self.events_per_run, 0):
+            raise ValueError(f"events_per_run must be > 0, got {self.events_per_run!r}")
+        _zenith_bounds(self.zenith_range)
+        self._start_time()
+        self.store_style()
+        if self.site is not None:
+            _site(self.site)
+        if self.offset_max is not None and not _is_number(self.offset_max, 0, 90):
+            raise ValueError(f"offset_max must be in (0, 90) deg, got {self.offset_max!r}")
+        if not (self.compress is True or self.compress is False or self.compress in range(1, 10)):
+            raise ValueError(f"compress must be True, False or a gzip level 1-9, got "
+                             f"{self.compress!r}")
+
+    def _start_time(self):
+        from astropy.time import Time
+
+        try:
+            return Time(self.start, scale="utc")
+        except (TypeError, ValueError):
+            raise ValueError(f"start must be a UTC date (e.g. '2021-01-01' or an astropy Time), "
+                             f"got {self.start!r}") from None
+
+    def store_style(self) -> StoreStyle:
+        """The :class:`StoreStyle` of ``style``."""
+        try:
+            return STYLES[str(self.style).lower()]
+        except KeyError:
+            raise ValueError(f"unknown style {self.style!r}; use one of {sorted(STYLES)}") from None
+
+    def resolved(self) -> ObservingPlan:
+        """This plan with ``site``, ``offset_max`` and ``target_name`` from the style where None."""
+        style = self.store_style()
+        return dataclasses.replace(
+            self, site=style.site if self.site is None else self.site,
+            offset_max=style.offset_max if self.offset_max is None else self.offset_max,
+            target_name=style.target_name if self.target_name is None else self.target_name)
+
+
+_PLAN_FIELDS = tuple(f.name for f in dataclasses.fields(ObservingPlan))
+
+
+def _plan_of(plan, shortcuts: dict) -> ObservingPlan:
+    """The plan of a :func:`simulate_store` call: ``plan`` or its fields given as keywords."""
+    unknown = [name for name in shortcuts if name not in _PLAN_FIELDS]
+    if unknown:
+        raise TypeError(f"simulate_store() got an unexpected keyword argument {unknown[0]!r}")
+    if plan is None:
+        return ObservingPlan(**shortcuts)
+    if not isinstance(plan, ObservingPlan):
+        raise TypeError(f"plan must be an ObservingPlan, got {type(plan).__name__}")
+    if shortcuts:
+        given = ", ".join(f"{k}=" for k in shortcuts)
+        raise TypeError(f"simulate_store() got both plan= and {given}: give the plan's fields "
+                        f"either in the plan (dataclasses.replace(plan, {given}...)) or as "
+                        "keywords, not both")
+    return plan
+
+
+def simulate_store(outdir, plan: ObservingPlan | None = None, *,
+                   truth: TruthModel | None = None, sources=(),
+                   condition_truth: dict | None = None, seed: int = 0, n_jobs: int = 1,
+                   overwrite: bool = False, progress: bool = False, **shortcuts) -> Path:
     """Write a GADF DL3 store of off runs whose background follows ``truth``.
 
     Parameters
     ----------
     outdir : str or Path
         Store directory; written in a temporary sibling directory, then renamed.
-    n_runs : int
-        Number of runs (OBS_ID 1..n_runs).
-    events_per_run : float
-        Used only when ``truth`` is None: the default :class:`TruthModel` gets the ``norm``
-        for which a run of 1680 s at zenith 0 expects this many events within ``offset_max``
-        (runs at higher zenith expect fewer, as the threshold rises).
+    plan : ObservingPlan, optional
+        The runs (number, zeniths, dates, site), the instrument style and the file format;
+        default: ``ObservingPlan()`` (20 runs of about 20,000 events, zeniths 0-60 deg, in the
+        ``hess`` style).
     truth : TruthModel, optional
-        The background model; its ``norm`` is used as given.
-    seed : int
-        Random seed; the same seed gives byte-identical files (whatever ``n_jobs``).
-    zenith_range : (float, float)
-        Range (deg) over which mean run zeniths are spread (stratified), within [0, 80].
-    site : str or dict, optional
-        A name from :data:`SITES` or a dict with ``geolon, geolat`` (deg) and ``altitude`` (m);
-        default: the style's site.
-    compress : bool
-        Write ``data/obs_NNNNNN.fits.gz`` (deterministic gzip) instead of ``.fits``.
+        The background model; its ``norm`` is used as given (default: :class:`TruthModel`
+        normalised by the plan's ``events_per_run``).
     sources : sequence of dict
         Bright point sources added as extra events: keys ``ra, dec`` (deg), ``counts``
         (expected events per run) or ``rate_fraction`` (of the run's expected background),
         optional ``sigma`` (deg, default 0.1), ``index`` (default 2.5), ``name``. Every second
         run is then pointed 0.5-1.5 deg from a source. Source events are not part of the truth.
-    offset_max : float, optional
-        Events are drawn within this offset (deg) of the pointing (default: the style's, 4.0
-        deg, 2.0 for ``veritas``).
-    start : str or astropy.time.Time
-        UTC date of the first night.
-    target_name : str, optional
-        TARGET_NAME and OBJECT of the off runs (default: the style's, "Off data" for ``hess``).
-    n_jobs : int
-        Processes simulating runs in parallel (spawned pool) when > 1.
-    overwrite : bool
-        Replace an existing non-empty ``outdir``; otherwise FileExistsError.
-    progress : bool
-        Print progress to stderr.
-    style : {"hess", "magic", "veritas", "lst", "cta"}
-        Which instrument's store quirks to reproduce (:data:`STYLES`); the events are drawn the
-        same way whatever the style.
     condition_truth : dict, optional
         Make each run's level depend on its conditions (:func:`condition_factors`): keys
         ``MUONEFF``, ``N_TELS``, ``zenith``, ``azimuth_cos``, ``azimuth_sin`` (coefficients of
@@ -880,6 +986,20 @@ def simulate_store(outdir, *, n_runs: int = 20, events_per_run: float = 20000,
         random ``ln`` level). MUONEFF is then drawn in 0.6-1.0 and N_TELS in {3, 4}. The factor
         of every run is in ``truth.json`` (``condition_factor``, its random part
         ``condition_scatter``) and in its ``expected_counts``.
+    seed : int
+        Random seed; the same seed gives byte-identical files (whatever ``n_jobs``).
+    n_jobs : int
+        Processes simulating runs in parallel (spawned pool) when > 1.
+    overwrite : bool
+        Replace an existing non-empty ``outdir``; otherwise FileExistsError.
+    progress : bool
+        Print progress to stderr.
+    **shortcuts
+        The fields of :class:`ObservingPlan` as keywords, instead of ``plan`` (not with it):
+        ``n_runs``, ``events_per_run``, ``zenith_range``, ``start``, ``style``, ``site``,
+        ``offset_max``, ``target_name``, ``compress``. ``simulate_store(out, n_runs=6,
+        style="lst")`` is ``simulate_store(out, ObservingPlan(n_runs=6, style="lst"))``. Any
+        other keyword is a TypeError naming it.
 
     Returns
     -------
@@ -903,28 +1023,16 @@ def simulate_store(outdir, *, n_runs: int = 20, events_per_run: float = 20000,
     ([1, 2], True)
     """
     outdir = Path(outdir).expanduser().absolute()
-    try:
-        style_d = STYLES[str(style).lower()]
-    except KeyError:
-        raise ValueError(f"unknown style {style!r}; use one of {sorted(STYLES)}") from None
-    site = style_d.site if site is None else site
-    offset_max = style_d.offset_max if offset_max is None else offset_max
-    target_name = style_d.target_name if target_name is None else target_name
-    n_runs = int(n_runs)
-    if n_runs < 1:
-        raise ValueError(f"n_runs must be >= 1, got {n_runs}")
-    offset_max = float(offset_max)
-    if not 0 < offset_max < 90:
-        raise ValueError(f"offset_max must be in (0, 90) deg, got {offset_max}")
+    plan = _plan_of(plan, shortcuts).resolved()
+    style_d = plan.store_style()
+    n_runs, offset_max, compress = int(plan.n_runs), float(plan.offset_max), plan.compress
     sources = [_check_source(k, src) for k, src in enumerate(sources)]
-    if not events_per_run > 0:
-        raise ValueError(f"events_per_run must be > 0, got {events_per_run}")
     if truth is None:
         base = TruthModel(norm=1.0)
         mu0 = base.total_counts(zenith=0.0, ontime=NOMINAL_ONTIME, offset_max=offset_max)
-        truth = dataclasses.replace(base, norm=float(events_per_run) / mu0)
-    runs = plan_runs(n_runs, seed=seed, zenith_range=zenith_range, site=site, sources=sources,
-                     start=start, target_name=target_name)
+        truth = dataclasses.replace(base, norm=float(plan.events_per_run) / mu0)
+    runs = plan_runs(n_runs, seed=seed, zenith_range=plan.zenith_range, site=plan.site,
+                     sources=sources, start=plan.start, target_name=plan.target_name)
     site_d = runs.pop("site")
     near_source = runs.pop("source_index") >= 0
     altaz_params = runs.pop("altaz_params")
