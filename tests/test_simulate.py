@@ -373,9 +373,9 @@ def _store_files(root):
 
 def test_a_plan_and_its_keyword_shortcuts_write_the_same_bytes(tmp_path):
     """simulate_store(out, ObservingPlan(...)) and the keywords of before give the same files."""
-    fields = dict(n_runs=3, events_per_run=150, zenith_range=(10, 50), start="2022-03-01",
-                  style="lst", site="cta-north", offset_max=2.5, target_name="Off X",
-                  compress=True)
+    fields = {"n_runs": 3, "events_per_run": 150, "zenith_range": (10, 50),
+              "start": "2022-03-01", "style": "lst", "site": "cta-north", "offset_max": 2.5,
+              "target_name": "Off X", "compress": True}
     a = simulate_store(tmp_path / "plan", ObservingPlan(**fields), seed=3)
     b = simulate_store(tmp_path / "keywords", seed=3, **fields)
     files_a, files_b = _store_files(a), _store_files(b)
