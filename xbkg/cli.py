@@ -38,6 +38,7 @@ from xbkg.checks.compare import (
     rate_consistency,
 )
 from xbkg.checks.crossval import summarise, validate
+from xbkg.checks.options import EvaluationOptions, FoldOptions
 from xbkg.core.binning import parse_edges
 from xbkg.core.defaults import DEFAULTS, DEFAULTS as D
 from xbkg.io import open_model
@@ -929,13 +930,14 @@ def cmd_validate(args) -> int:
     if fixed:
         reference = load_model_set(reference)
     options = options_from_args(args, selection="all")  # the runs are selected by validate
-    result = validate(
-        args.data_dir, obs_ids=_read_run_list(args.run_list) if args.run_list else None,
-        selection=args.selection, n_folds=args.folds, seed=args.seed, model_options=options,
-        per_run=per_run,
-        reference=reference, reverse_lon=not args.no_reverse_lon,
+    evaluation = EvaluationOptions(
         energy_edges=args.eval_energy_edges, width=args.eval_width, binsz=args.eval_binsz,
         offset_max=args.eval_offset_max, safe_threshold=args.eval_threshold,
+        reverse_lon=not args.no_reverse_lon)
+    result = validate(
+        args.data_dir, obs_ids=_read_run_list(args.run_list) if args.run_list else None,
+        selection=args.selection, folds=FoldOptions(n_folds=args.folds, seed=args.seed),
+        model_options=options, per_run=per_run, reference=reference, evaluation=evaluation,
         scheduler=args.scheduler, progress=_progress(args))
     out = write_validation(result, args.outdir, overwrite=args.overwrite, plots=not args.no_plots)
     s = summarise(result)

@@ -21,13 +21,22 @@ from xbkg.building.make import make_model
 from xbkg.building.options import BuildOptions, SmoothingOptions, record_keywords
 from xbkg.building.parallel import compute
 from xbkg.building.thresholds import run_energy_thresholds
-from xbkg.core.binning import Binning, axis_coords, edges_of, energy_mask, parse_edges
+from xbkg.checks.options import (
+    DEFAULT_BINSZ,
+    DEFAULT_ENERGY_EDGES,
+    DEFAULT_OFFSET_MAX,
+    DEFAULT_WIDTH,
+    EvaluationOptions,
+    FoldOptions,
+    validate_options,
+)
+from xbkg.core.binning import Binning, axis_coords, edges_of, energy_mask
 from xbkg.core.groups import assign_folds
 from xbkg.core.runs import RunInfo
 from xbkg.io import open_model
 from xbkg.io.index_tables import read_index_table
 from xbkg.model.group_interpolation import models_for_observations
-from xbkg.model.predict import ENERGY_INTEGRATION, predict_counts
+from xbkg.model.predict import predict_counts
 from xbkg.sky import fov
 from xbkg.store.datastore import open_datastore, resolve_path, takes_store
 from xbkg.store.events import RunDataError, fill_from_headers, read_run_events, run_infos
@@ -39,15 +48,6 @@ __all__ = ["DEFAULT_ENERGY_EDGES", "DEFAULT_WIDTH", "DEFAULT_BINSZ", "DEFAULT_OF
            "validate", "residual_maps", "summarise"]
 
 log = logging.getLogger(__name__)
-
-#: Evaluation energy edges (TeV): 0.3-50 TeV in 12 log bins.
-DEFAULT_ENERGY_EDGES = "0.3:50:12"
-#: Side of the square evaluation grid around each pointing (deg).
-DEFAULT_WIDTH = 4.0
-#: Pixel size of the evaluation grid (deg).
-DEFAULT_BINSZ = 0.4
-#: Pixels whose centre is farther from the pointing are not evaluated (deg).
-DEFAULT_OFFSET_MAX = 2.0
 
 _TILT_BOUND = 10.0
 
@@ -324,14 +324,8 @@ def _thresholds(store, safe_threshold):
     n = store.sizes["obs_id"]
     if safe_threshold == "none":
         return np.full(n, np.nan), np.full(n, np.nan), "none"
-    if safe_threshold != "safe":
-        try:
-            value = float(safe_threshold)
-        except (TypeError, ValueError):
-            value = np.nan
-        if not (np.isfinite(value) and value >= 0):
-            raise ValueError(f"safe_threshold must be 'safe', 'none' or an energy >= 0 TeV, "
-                             f"got {safe_threshold!r}")
+    if safe_threshold != "safe":  # a number >= 0, checked by EvaluationOptions
+        value = float(safe_threshold)
         return np.full(n, value), np.full(n, np.nan), f"fixed {value:g} TeV"
 
     lo, rule = run_energy_thresholds(store, "safe")
@@ -346,13 +340,10 @@ def _thresholds(store, safe_threshold):
 
 
 @takes_store("data")
-def validate(data, *, obs_ids=None, selection: str = "off", n_folds: int = 5, seed: int = 0,
+def validate(data, *, obs_ids=None, selection: str = "off", folds: FoldOptions | None = None,
              model_options: dict | None = None, smooth=None, per_run: str | None = None,
-             reference=None, reverse_lon: bool = True,
-             energy_edges=DEFAULT_ENERGY_EDGES, width: float = DEFAULT_WIDTH,
-             binsz: float = DEFAULT_BINSZ, offset_max: float = DEFAULT_OFFSET_MAX,
-             safe_threshold="safe", energy_integration: str = "edges", scheduler=None,
-             progress: bool = False, on_error: str = "skip") -> xr.Dataset:
+             reference=None, evaluation: EvaluationOptions | None = None, scheduler=None,
+             progress: bool = False, on_error: str = "skip", **shortcuts) -> xr.Dataset:
     """Cross-validate background models on runs: predicted against observed counts per bin.
 
     Parameters
@@ -361,9 +352,9 @@ def validate(data, *, obs_ids=None, selection: str = "off", n_folds: int = 5, se
         Store directory or observation Dataset (:func:`xbkg.open_datastore`).
     obs_ids, selection
         The runs (see :func:`xbkg.store.selection.select_runs`; default: the off runs).
-    n_folds, seed
-        k-fold split (:func:`assign_folds`); each fold's runs are predicted by a model built on
-        the other folds' runs.
+    folds : xbkg.checks.options.FoldOptions, optional
+        The k-fold split (``n_folds``, ``seed``; :func:`assign_folds`; default 5 folds, seed 0);
+        each fold's runs are predicted by a model built on the other folds' runs.
     model_options : dict or xbkg.building.options.BuildOptions, optional
         Options of the fold models: keyword arguments of :func:`xbkg.make_model` (option
         objects such as ``binning=BinningOptions(kind="2d")``, or shortcuts such as
@@ -375,8 +366,8 @@ def validate(data, *, obs_ids=None, selection: str = "off", n_folds: int = 5, se
         object; it replaces the smoothing of ``model_options``.
     per_run : {"log", "linear", "nearest"}, optional
         Predict each held-out run with its own model interpolated between the fold model's
-        groups in cos(zenith) (:func:`xbkg.model.group_interpolation.models_for_observations`); default:
-        the group containing the run's zenith. Ignored for conditional models
+        groups in cos(zenith) (:func:`xbkg.model.group_interpolation.models_for_observations`);
+        default: the group containing the run's zenith. Ignored for conditional models
         (``model_options`` with ``conditions``): each held-out run gets
         :func:`xbkg.building.conditional.model_for_run`, and the result has ``level_error`` and
         ``pull`` per run.
@@ -384,23 +375,37 @@ def validate(data, *, obs_ids=None, selection: str = "off", n_folds: int = 5, se
         Instead of k-fold builds, score fixed models: ``"store"`` (alias ``"dr1"``) the per-run
         models of the store's HDU index (:func:`store_run_models`), a model Dataset or file one
         model for every run. Folds are still assigned (for the table) but nothing is built.
-    reverse_lon : bool
-        For ``reference="store"``: mirror DETX of 3D RADEC per-run models (gammapy's DR1 quirk).
-    energy_edges, width, binsz, offset_max
-        Evaluation binning (TeV; deg); see the module docstring.
-    safe_threshold : {"safe", "none"} or float
-        Per-run energy range: ``"safe"`` SAFE_ENERGY_LO/HI of the obs table (the zenith rule of
-        :mod:`xbkg.building.thresholds` for runs without one), ``"none"``, or one threshold (TeV).
-    energy_integration : {"edges", "exact"}
-        How predictions integrate the rate over energy bins (:mod:`xbkg.model.predict`): "edges"
-        (gammapy's method, default) or "exact". They differ where the spectrum bends within an
-        evaluation bin; on simulated stores, 6 bins over 0.3-50 TeV give a tilt of +0.08 with
-        "edges" against +0.05 with "exact", the default 12 bins +0.01 with both.
+    evaluation : xbkg.checks.options.EvaluationOptions, optional
+        Where and how runs are predicted (defaults as the DR1 reference figures), with fields:
+
+        ``energy_edges``, ``width``, ``binsz``, ``offset_max``
+            Evaluation binning (TeV; deg; default ``"0.3:50:12"``, 4, 0.4, 2); see the module
+            docstring.
+        ``safe_threshold`` : {"safe", "none"} or float
+            Per-run energy range: ``"safe"`` (default) SAFE_ENERGY_LO/HI of the obs table (the
+            zenith rule of :mod:`xbkg.building.thresholds` for runs without one), ``"none"``,
+            or one threshold (TeV).
+        ``energy_integration`` : {"edges", "exact"}
+            How predictions integrate the rate over energy bins (:mod:`xbkg.model.predict`):
+            "edges" (gammapy's method, default) or "exact". They differ where the spectrum
+            bends within an evaluation bin; on simulated stores, 6 bins over 0.3-50 TeV give a
+            tilt of +0.08 with "edges" against +0.05 with "exact", the default 12 bins +0.01
+            with both.
+        ``reverse_lon`` : bool
+            For ``reference="store"``: mirror DETX of 3D RADEC per-run models (gammapy's DR1
+            quirk; default True).
     scheduler, progress
         For the model builds and the per-run evaluation (:func:`xbkg.building.parallel.compute`).
     on_error : {"skip", "raise"}
         A run whose events cannot be read: left out (listed in ``attrs["skipped_runs"]``) or
         raise :class:`xbkg.store.events.RunDataError`.
+    **shortcuts
+        The fields of ``folds`` and ``evaluation`` as keywords (``n_folds=3``, ``seed=1``,
+        ``width=2.0``, ``safe_threshold="none"``, ...), each building the object it belongs to
+        (:func:`xbkg.checks.options.validate_options`): ``validate(store, n_folds=3, width=2.0)``
+        is ``validate(store, folds=FoldOptions(n_folds=3),
+        evaluation=EvaluationOptions(width=2.0))``. A shortcut given with its object, or an
+        unknown keyword, raises TypeError.
 
     Returns
     -------
@@ -413,30 +418,22 @@ def validate(data, *, obs_ids=None, selection: str = "off", n_folds: int = 5, se
     """
     import dask
 
-
+    split, ev = validate_options(folds, evaluation, **shortcuts)
     if on_error not in ("skip", "raise"):
         raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
     store = data if isinstance(data, xr.Dataset) else open_datastore(data)
     selected, _ = select_runs(store, selection, obs_ids=obs_ids)
     store = fill_from_headers(store.sel(obs_id=selected), on_error="raise")
-    energy_edges = parse_edges(energy_edges, log=True, name="energy edges")
-    for name, value in (("width", width), ("binsz", binsz), ("offset_max", offset_max)):
-        if not (np.isfinite(value) and value > 0):
-            raise ValueError(f"{name} must be > 0 deg, got {value!r}")
-    if binsz > width:
-        raise ValueError(f"binsz ({binsz} deg) must not exceed width ({width} deg)")
-
-    if energy_integration not in ENERGY_INTEGRATION:
-        raise ValueError(f"energy_integration must be one of {ENERGY_INTEGRATION}, "
-                         f"got {energy_integration!r}")
-    folds = assign_folds(store.obs_id.values, n_folds, seed)
-    e_lo, e_hi, threshold_rule = _thresholds(store, safe_threshold)
+    energy_edges = ev.edges()
+    folds = assign_folds(store.obs_id.values, split.n_folds, split.seed)
+    e_lo, e_hi, threshold_rule = _thresholds(store, ev.safe_threshold)
     infos = run_infos(store)
     model_options = dict(model_options.arguments() if isinstance(model_options, BuildOptions)
                          else model_options or {})
     smoothing = model_options.pop("smoothing", None)
     smooth = _smoothing(smoothing if smooth is None else smooth)
-    description = _describe_models(reference, model_options, smooth, n_folds, reverse_lon)
+    description = _describe_models(reference, model_options, smooth, split.n_folds,
+                                   ev.reverse_lon)
     if reference is None:
         description["per_run"] = per_run
     if reference is None:
@@ -450,12 +447,13 @@ def validate(data, *, obs_ids=None, selection: str = "off", n_folds: int = 5, se
             models = _held_out_run_models(store, folds, fold_models, models, functools.partial(
                 models_for_observations, method=per_run))
     elif isinstance(reference, str) and reference.lower() in ("store", "dr1"):
-        per_run = store_run_models(store, reverse_lon=reverse_lon)
+        per_run = store_run_models(store, reverse_lon=ev.reverse_lon)
         models = [per_run[int(o)] for o in store.obs_id.values]
     else:
         fixed = reference if isinstance(reference, xr.Dataset) else open_model(reference)
         models = [fixed] * len(infos)
-    grid = (energy_edges, float(width), float(binsz), float(offset_max), energy_integration)
+    grid = (energy_edges, float(ev.width), float(ev.binsz), float(ev.offset_max),
+            ev.energy_integration)
     tasks = [dask.delayed(_run_task, pure=False)(m, store, info, grid, (lo, hi))
              for m, info, lo, hi in zip(models, infos, e_lo, e_hi)]
     results = compute(*tasks, scheduler=scheduler, progress=progress)
@@ -469,9 +467,10 @@ def validate(data, *, obs_ids=None, selection: str = "off", n_folds: int = 5, se
     if not keep.any():
         raise RunDataError("no run could be evaluated; first error: "
                            + next(iter(skipped.values())))
-    attrs = {"models": description, "n_folds": int(n_folds), "seed": int(seed),
-             "width": float(width), "binsz": float(binsz), "offset_max": float(offset_max),
-             "safe_threshold": threshold_rule, "energy_integration": energy_integration,
+    attrs = {"models": description, "n_folds": int(split.n_folds), "seed": int(split.seed),
+             "width": float(ev.width), "binsz": float(ev.binsz),
+             "offset_max": float(ev.offset_max), "safe_threshold": threshold_rule,
+             "energy_integration": ev.energy_integration,
              "skipped_runs": {str(k): v for k, v in skipped.items()}}
     out = _result_dataset(store.isel(obs_id=keep), [r for r, _ in results if r is not None],
                           folds[keep], e_lo[keep], energy_edges, attrs)
