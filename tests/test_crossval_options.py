@@ -3,6 +3,7 @@ the same objects built by ``xbkg validate``."""
 
 import inspect
 import json
+import re
 
 import numpy as np
 import pytest
@@ -118,8 +119,17 @@ def test_the_cli_builds_the_same_objects(store, by_objects, tmp_path, capsys):
     assert summary["evaluation"]["width_deg"] == 2.0 and summary["n_folds"] == 3
 
 
-def test_the_cli_refuses_a_bad_evaluation_option_in_one_line(store, tmp_path, capsys):
-    code = main(["validate", str(store), str(tmp_path / "out"), "--eval-width", "-1"])
+@pytest.mark.parametrize(("option", "value", "match"), [
+    ("--eval-width", "-1", r"--eval-width must be > 0 deg"),
+    ("--eval-offset-max", "-1", r"--eval-offset-max must be > 0 deg"),  # not the model's
+    ("--eval-binsz", "9", r"--eval-binsz \(9.0 deg\) must not exceed width"),
+    ("--eval-energy-edges", "a", r"--eval-energy-edges: cannot parse 'a'"),
+    ("--eval-threshold", "x", r"--eval-threshold must be 'safe', 'none'"),
+])
+def test_the_cli_refuses_a_bad_evaluation_option_in_one_line(store, tmp_path, capsys, option,
+                                                              value, match):
+    code = main(["validate", str(store), str(tmp_path / "out"), option, value])
     err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and "width must be > 0 deg" in err
-    assert not (tmp_path / "out" / "validation_summary.json").exists()
+    assert code == 2 and err.count("\n") == 1, err
+    assert re.search(r"^xbkg validate: error: " + match, err), err
+    assert not (tmp_path / "out").exists()

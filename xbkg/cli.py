@@ -86,15 +86,23 @@ API_TO_FLAG = {"energy edges": "--energy-edges", "offset edges": "--offset-edges
                "cos_zenith_step": "--cos-zenith-step"}
 
 
-def cli_message(message: str) -> str:
+#: validate's evaluation grid: its API names -> the ``--eval-*`` options.
+EVAL_TO_FLAG = {"energy edges": "--eval-energy-edges", "width": "--eval-width",
+                "binsz": "--eval-binsz", "offset_max": "--eval-offset-max",
+                "safe_threshold": "--eval-threshold"}
+
+
+def cli_message(message: str, flags: dict = API_TO_FLAG) -> str:
     """An API error message with its leading argument name replaced by the command-line option.
 
     >>> cli_message("offset_max must be > 0 deg, got -1.0")
     '--offset-max must be > 0 deg, got -1.0'
+    >>> cli_message("offset_max must be > 0 deg, got -1.0", EVAL_TO_FLAG)
+    '--eval-offset-max must be > 0 deg, got -1.0'
     >>> cli_message("run 3: no events")
     'run 3: no events'
     """
-    for name, flag in API_TO_FLAG.items():
+    for name, flag in flags.items():
         if re.match(rf"{re.escape(name)}\b", message):
             return flag + message[len(name):]
     return message
@@ -930,10 +938,13 @@ def cmd_validate(args) -> int:
     if fixed:
         reference = load_model_set(reference)
     options = options_from_args(args, selection="all")  # the runs are selected by validate
-    evaluation = EvaluationOptions(
-        energy_edges=args.eval_energy_edges, width=args.eval_width, binsz=args.eval_binsz,
-        offset_max=args.eval_offset_max, safe_threshold=args.eval_threshold,
-        reverse_lon=not args.no_reverse_lon)
+    try:
+        evaluation = EvaluationOptions(
+            energy_edges=args.eval_energy_edges, width=args.eval_width, binsz=args.eval_binsz,
+            offset_max=args.eval_offset_max, safe_threshold=args.eval_threshold,
+            reverse_lon=not args.no_reverse_lon)
+    except ValueError as exc:  # named by its --eval-* option, not the model's --offset-max
+        raise CLIError(cli_message(str(exc), EVAL_TO_FLAG)) from None
     result = validate(
         args.data_dir, obs_ids=_read_run_list(args.run_list) if args.run_list else None,
         selection=args.selection, folds=FoldOptions(n_folds=args.folds, seed=args.seed),
