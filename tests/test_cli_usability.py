@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import xarray as xr
 
 import xbkg
 from xbkg.cli import build_parser, join_negative_values, main
@@ -312,6 +313,40 @@ def test_readme_quickstart_demo_ends_with_the_report(tmp_path):
     report = tmp_path / "xbkg-demo" / "models" / "report.html"
     assert last.endswith(str(Path("xbkg-demo") / "models" / "report.html")), last
     assert report.stat().st_size > 50_000
+
+
+def test_demo_writes_what_make_models_writes_from_its_store(tmp_path, capsys):
+    """The demo's models are make-models' with the demo's options (every file the same bytes,
+    model.nc the same data and provenance) and it prints what make-models prints, but the
+    command recorded in the provenance is the demo's own."""
+    demo = tmp_path / "demo"
+    mm = demo / "mm"  # next to the demo's models: the same relative paths to the store
+    assert main(["demo", str(demo), "--runs", "4", "--no-report"]) == 0
+    printed = capsys.readouterr().out
+    assert main(["make-models", str(demo / "store"), str(mm), "--selection", "all",
+                 "--zenith-edges", "0,30,45,60", "--no-progress", "--no-report"]) == 0
+    made = capsys.readouterr().out.splitlines()
+    files = sorted(p.name for p in (demo / "models").iterdir())
+    assert files == sorted(p.name for p in mm.iterdir())
+    assert "bg_rejected_runs.ecsv" in files and "report.html" not in files
+    for name in files:
+        if name != "model.nc":
+            assert (demo / "models" / name).read_bytes() == (mm / name).read_bytes(), name
+    a = xbkg.open_model(demo / "models" / "model.nc")
+    b = xbkg.open_model(mm / "model.nc")
+    provenance = [json.loads(m.attrs.pop("provenance")) for m in (a, b)]
+    command = [p.pop("command") for p in provenance]
+    assert command == [f"xbkg demo {demo} --runs 4 --no-report",
+                       f"xbkg make-models {demo / 'store'} {mm} --selection all "
+                       "--zenith-edges 0,30,45,60 --no-progress --no-report"]
+    assert provenance[0] == provenance[1]
+    xr.testing.assert_identical(a, b)
+    lines = printed.splitlines()
+    assert lines[0] == f"simulated 4 runs in {demo / 'store'}"
+    assert lines[1:1 + len(made)] == [m.replace(str(mm), str(demo / "models")) for m in made]
+    assert f"summary of {demo / 'models' / 'model.nc'}:" in lines
+    assert any(line.startswith("closure against the simulated truth") for line in lines)
+    assert not any(line.startswith("report") for line in lines)
 
 
 @pytest.mark.slow

@@ -385,13 +385,30 @@ def cmd_make_models(args) -> int:
     obs_ids = _read_run_list(args.run_list) if args.run_list else None
     n_obs_max = 5 if args.test and args.n_obs_max is None else args.n_obs_max
     cuts, exclusion, select_near = _cuts_and_exclusion(args)
-    with _quiet("xbkg.store.selection"):  # make_model selects again and logs the result once
-        _, rejected = select_runs(store, args.selection, obs_ids=obs_ids, n_obs_max=n_obs_max,
-                                  **cuts, **select_near)
     options = options_from_args(args, n_obs_max=n_obs_max, **cuts, **exclusion)
-    model = make_model(store, obs_ids=obs_ids, scheduler=args.scheduler,
-                       progress=_progress(args), on_error="raise" if args.strict else "skip",
-                       **options.arguments())
+    _build_and_write(store, args.outdir, options, obs_ids=obs_ids, select_near=select_near,
+                     scheduler=args.scheduler, progress=_progress(args), strict=args.strict,
+                     command_line=getattr(args, "command_line", None), report=not args.no_report,
+                     overwrite=args.overwrite, image=not args.no_image, per_run=args.per_run,
+                     per_run_method=args.per_run_method, bundle=args.bundle)
+    return 0
+
+
+def _build_and_write(store, outdir, options: BuildOptions, *, obs_ids=None, select_near=None,
+                     scheduler="threads", progress=False, strict=False, command_line=None,
+                     report=True, **products) -> Path:
+    """Build the models of ``options`` from ``store`` (an observation Dataset; the runs
+    ``obs_ids``, default all), write the ``make-models`` products into ``outdir`` (``products``:
+    :func:`write_products` keywords) and print their summary, and with ``report`` the report's
+    path; returns ``outdir``. ``select_near``: the select_runs options for runs near excluded
+    circles (so bg_rejected_runs.ecsv gives their reason); ``command_line`` goes in the
+    provenance; ``strict`` stops at the first unusable run."""
+
+    with _quiet("xbkg.store.selection"):  # make_model selects again and logs the result once
+        _, rejected = select_runs(store, options.selection.rule, obs_ids=obs_ids,
+                                  **options.selection.cuts(), **(select_near or {}))
+    model = make_model(store, obs_ids=obs_ids, scheduler=scheduler, progress=progress,
+                       on_error="raise" if strict else "skip", **options.arguments())
     skipped = json.loads(model.attrs.get("provenance", "{}")).get("skipped_runs", {})
     rejected.update({int(obs_id): message for obs_id, message in skipped.items()})
     for obs_id in set(store.obs_id.values.tolist()) - set(model.obs_id.values.tolist()):
@@ -399,18 +416,16 @@ def cmd_make_models(args) -> int:
     if not float(model["counts"].sum()) > 0:  # a filter or cut that kept nothing: no model
         raise CLIError(f"no event of the {model.sizes['obs_id']} runs falls in the model's bins "
                        "(check --event-filter, --energy-edges, --fov-edges/--offset-edges and "
-                       f"--fov-extent): nothing written to {args.outdir}")
-    model = _with_command(model, getattr(args, "command_line", None))
-    out = write_products(model, store, args.outdir, rejected=rejected, overwrite=args.overwrite,
-                         image=not args.no_image, per_run=args.per_run,
-                         per_run_method=args.per_run_method, bundle=args.bundle)
+                       f"--fov-extent): nothing written to {outdir}")
+    model = _with_command(model, command_line)
+    out = write_products(model, store, outdir, rejected=rejected, **products)
 
     print(f"wrote {model_label(model)} from {model.sizes['obs_id']} runs in "
           f"{model.sizes['zenith_group']} group(s) to {out}")
     print("\n".join(provenance_lines(model)))
-    if not args.no_report:
+    if report:
         print(f"report: {write_report(out, store=store, model=model)}")
-    return 0
+    return out
 
 
 def _guard(output, store, args, markers, inputs=(), option="OUTDIR") -> None:
@@ -730,12 +745,11 @@ def cmd_demo(args) -> int:
     store = simulate_store(out / "store", n_runs=args.runs, events_per_run=20000,
                            zenith_range=(0, 60), overwrite=args.overwrite)
     print(f"simulated {args.runs} runs in {store}")
-    line = ["make-models", str(store), str(out / "models"), "--selection", "all",
-            "--zenith-edges", "0,30,45,60", "--no-progress", "--no-report"]
-    line += ["--overwrite"] if args.overwrite else []
-    ns = build_parser().parse_args(line)
-    ns.command_line = "xbkg " + shlex.join(line)
-    cmd_make_models(ns)
+    data = open_datastore(store)
+    _guard(out / "models", data, args, ("model.nc",))
+    options = build_options(selection="all", zenith_edges="0,30,45,60")
+    _build_and_write(data, out / "models", options, report=False, overwrite=args.overwrite,
+                     command_line=getattr(args, "command_line", None))
     print(f"summary of {out / 'models' / 'model.nc'}:")
     print(summary_text(open_model(out / "models" / "model.nc")))
     _print_closure(store, out / "models" / "model.nc")
