@@ -95,10 +95,15 @@ def test_unknown_keywords_wrong_objects_and_conflicts_raise_type_errors(store):
     with pytest.raises(TypeError, match=r"evaluation must be None or EvaluationOptions\(...\), "
                        "got dict"):
         validate(store, evaluation={"width": 2.0})
-    with pytest.raises(TypeError, match="both evaluation= and width=, binsz="):
-        validate(store, evaluation=EvaluationOptions(), width=2.0, binsz=0.5)
-    with pytest.raises(TypeError, match="both folds= and seed="):
-        validate_options(FoldOptions(), None, seed=1)
+
+
+def test_shortcuts_replace_the_fields_of_a_given_object():  # as make_model's shortcuts do
+    folds, evaluation = validate_options(FoldOptions(n_folds=3), EvaluationOptions(width=3.0),
+                                         seed=1, binsz=0.5)
+    assert folds == FoldOptions(n_folds=3, seed=1)
+    assert evaluation == EvaluationOptions(width=3.0, binsz=0.5)
+    with pytest.raises(ValueError, match="binsz"):
+        validate_options(None, EvaluationOptions(width=1.0), binsz=2.0)
 
 
 def test_the_cli_builds_the_same_objects(store, by_objects, tmp_path, capsys):

@@ -941,7 +941,8 @@ _PLAN_FIELDS = tuple(f.name for f in dataclasses.fields(ObservingPlan))
 
 
 def _plan_of(plan, shortcuts: dict) -> ObservingPlan:
-    """The plan of a :func:`simulate_store` call: ``plan`` or its fields given as keywords."""
+    """The plan of a :func:`simulate_store` call: ``plan`` (default: the default plan) with
+    the fields given as keywords replaced, as :func:`xbkg.make_model`'s shortcuts do."""
     unknown = [name for name in shortcuts if name not in _PLAN_FIELDS]
     if unknown:
         raise TypeError(f"simulate_store() got an unexpected keyword argument {unknown[0]!r}")
@@ -949,12 +950,7 @@ def _plan_of(plan, shortcuts: dict) -> ObservingPlan:
         return ObservingPlan(**shortcuts)
     if not isinstance(plan, ObservingPlan):
         raise TypeError(f"plan must be an ObservingPlan, got {type(plan).__name__}")
-    if shortcuts:
-        given = ", ".join(f"{k}=" for k in shortcuts)
-        raise TypeError(f"simulate_store() got both plan= and {given}: give the plan's fields "
-                        f"either in the plan (dataclasses.replace(plan, {given}...)) or as "
-                        "keywords, not both")
-    return plan
+    return dataclasses.replace(plan, **shortcuts) if shortcuts else plan
 
 
 def simulate_store(outdir, plan: ObservingPlan | None = None, *,
@@ -995,7 +991,7 @@ def simulate_store(outdir, plan: ObservingPlan | None = None, *,
     progress : bool
         Print progress to stderr.
     **shortcuts
-        The fields of :class:`ObservingPlan` as keywords, instead of ``plan`` (not with it):
+        The fields of :class:`ObservingPlan` as keywords (with ``plan``: they replace its fields):
         ``n_runs``, ``events_per_run``, ``zenith_range``, ``start``, ``style``, ``site``,
         ``offset_max``, ``target_name``, ``compress``. ``simulate_store(out, n_runs=6,
         style="lst")`` is ``simulate_store(out, ObservingPlan(n_runs=6, style="lst"))``. Any

@@ -120,21 +120,19 @@ def validate_options(folds: FoldOptions | None = None,
                      **shortcuts) -> tuple[FoldOptions, EvaluationOptions]:
     """``(folds, evaluation)`` of :func:`xbkg.checks.crossval.validate` from its keywords: the
     option objects (None: the defaults), or shortcuts named as their fields (``n_folds=3``,
-    ``width=2.0``), which build the object they belong to.
+    ``width=2.0``), which replace those fields of the given object (as :func:`xbkg.make_model`'s
+    shortcuts do) or of the defaults.
 
     Raises
     ------
     TypeError
-        An object of the wrong type, a shortcut given with the object it belongs to (set it in
-        the object, e.g. with :func:`dataclasses.replace`), or an unknown keyword.
+        An object of the wrong type, or an unknown keyword.
 
     >>> folds, evaluation = validate_options(n_folds=3, width=2.0)
     >>> folds.n_folds, evaluation.width, evaluation.binsz
     (3, 2.0, 0.4)
-    >>> validate_options(None, EvaluationOptions(), width=2.0)  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    TypeError: validate() got both evaluation= and width=: set them in the EvaluationOptions, ...
+    >>> validate_options(None, EvaluationOptions(binsz=0.2), width=2.0)[1].binsz
+    0.2
     """
     out = []
     for (name, cls), given in zip(_GROUPS.items(), (folds, evaluation)):
@@ -146,11 +144,7 @@ def validate_options(folds: FoldOptions | None = None,
         if not isinstance(given, cls):
             raise TypeError(f"{name} must be None or {cls.__name__}(...), got "
                             f"{type(given).__name__}")
-        if mine:
-            keys = ", ".join(f"{k}=" for k in mine)
-            raise TypeError(f"validate() got both {name}= and {keys}: set them in the "
-                            f"{cls.__name__}, or leave out {name}=")
-        out.append(given)
+        out.append(dataclasses.replace(given, **mine) if mine else given)
     if shortcuts:
         name = next(iter(shortcuts))
         hint = " (a model option: pass it in model_options=)" if name in BUILD_SHORTCUTS else ""
