@@ -452,3 +452,130 @@ def test_rotation_knots_and_table_follow_the_gtis():
     table, kinks = rotation_table(1.0 - (tt - 5.0) ** 2 / 25.0, tt, np.zeros(tt.size, int))
     assert kinks.max() == pytest.approx(1.0) and kinks.min() == pytest.approx(0.0)
     assert table[1][-1] == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# ALTAZ fractions of regions reaching beyond 80 deg from the pointing: time samples
+
+WIDE_EDGES = np.linspace(-84.0, 84.0, 7)  # 28 deg bins: a binning make_binning accepts
+WIDE_CUT = 85.0
+
+
+def _astropy_altaz_circles(info, circles, times):
+    """Circle centres ``(T, R, 3)`` (unit vectors) and cos radii ``(T, R)`` in the ALTAZ FoV at
+    ``times``, with astropy only: AltAz (pressure 0) of the centres, of a point on each edge
+    and of the pointing, then the offset frame of the pointing (gammapy sign)."""
+    import astropy.units as u
+    from astropy.coordinates import AltAz, EarthLocation, SkyCoord, SkyOffsetFrame
+    from astropy.time import Time, TimeDelta
+
+    site = EarthLocation.from_geodetic(info.geolon * u.deg, info.geolat * u.deg,
+                                       info.altitude * u.m)
+    ref = Time(info.mjdrefi, info.mjdreff, format="mjd", scale=info.timesys.lower())
+    frame = AltAz(obstime=ref + TimeDelta(times, format="sec"), location=site,
+                  pressure=0 * u.hPa)
+    centre = SkyCoord(circles["ra"], circles["dec"], unit="deg")
+    edge = centre.directional_offset_by(0.0 * u.deg, np.asarray(circles["radius"]) * u.deg)
+    pointing = SkyCoord(info.ra_pnt, info.dec_pnt, unit="deg").transform_to(frame)
+    out = []
+    for sky in (centre, edge):
+        off = sky[:, None].transform_to(frame).transform_to(SkyOffsetFrame(origin=pointing))
+        out.append(_unit(-off.lon.deg, off.lat.deg).transpose(1, 0, 2))
+    return out[0], np.einsum("tri,tri->tr", *out)
+
+
+def _wide_brute_force(info, circles, gti, n_times=512, n_cell=32, seed=0):
+    """Fraction of each bin of :data:`WIDE_EDGES` ∩ cut outside the circles, averaged over the
+    GTIs: circles from :func:`_astropy_altaz_circles` at stratified random times, and
+    ``n_cell`` x ``n_cell`` equal-area cells per bin, each tested at a point jittered anew each
+    time; the fraction is that of the cells' area inside the cut (no xbkg code). Returns the
+    fractions and each bin's solid angle inside the cut (sr)."""
+    rng = np.random.default_rng(seed)
+    starts, stops = (np.atleast_1d(np.asarray(v, float)) for v in gti)
+    cum = np.concatenate([[0.0], np.cumsum(stops - starts)])
+    at = (np.arange(n_times) + rng.random(n_times)) / n_times * cum[-1]
+    g = np.clip(np.searchsorted(cum, at, "right") - 1, 0, starts.size - 1)
+    centres, cos_r = _astropy_altaz_circles(info, circles, starts[g] + at - cum[g])
+    e, nb = WIDE_EDGES, WIDE_EDGES.size - 1
+    sy = np.sin(np.radians(e))
+    k = np.arange(n_cell) / n_cell
+    s0, lon0 = np.meshgrid((sy[:-1, None] + np.diff(sy)[:, None] * k).ravel(),
+                           (e[:-1, None] + np.diff(e)[:, None] * k).ravel(), indexing="ij")
+    ds, dl = np.meshgrid(np.repeat(np.diff(sy) / n_cell, n_cell),
+                         np.repeat(np.diff(e) / n_cell, n_cell), indexing="ij")
+    s0, lon0, ds, dl = (a.ravel() for a in (s0, lon0, ds, dl))
+    row = np.repeat(np.arange(nb), n_cell)
+    cell_bin = (row[:, None] * nb + row[None, :]).ravel()
+    area = np.radians(dl) * ds
+    cos_cut = np.cos(np.radians(WIDE_CUT))
+    kept, outside = np.zeros(nb * nb), np.zeros(nb * nb)
+    for t in range(n_times):
+        q = _unit(lon0 + rng.random(lon0.size) * dl,
+                  np.degrees(np.arcsin(s0 + rng.random(s0.size) * ds)))
+        keep = q[:, 0] >= cos_cut
+        out = keep & ~(q @ centres[t].T >= cos_r[t]).any(axis=1)
+        kept += np.bincount(cell_bin, area * keep, minlength=nb * nb)
+        outside += np.bincount(cell_bin, area * out, minlength=nb * nb)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(kept > 0, outside / kept, 1.0)
+    return frac.reshape(nb, nb), kept.reshape(nb, nb) / n_times
+
+
+@pytest.mark.parametrize("case", ["one_gti", "two_gtis"])
+def test_altaz_fractions_of_regions_beyond_80_deg_vs_astropy(case):
+    """A binning of +-84 deg with an 85 deg cut (make_binning accepts it) and a region
+    reaching beyond 80 deg from the pointing: the fractions come from time samples, not the
+    turning average. Against astropy AltAz at 512 times x a jittered equal-area grid, to 1e-3
+    absolute per bin: a circle inside a bin, one across a bin edge, one across the cut.
+    Before the fix, up to 3e-3 off: the step between samples was a 28 deg DETX bin / 8,
+    although such a bin is 2.4 deg wide on the sky at DETY 85 deg, and each sample was the
+    mid-time of its part of equal rotation, wrong to first order where the rate changes."""
+    from xbkg.building.make import make_binning
+    from xbkg.sky import exclusion, fov
+
+    info = _transit_run(*{"one_gti": (4.0, -1.15), "two_gtis": (55.0, -1.4)}[case])
+    mid = 0.5 * (info.tstart + info.tstop)
+    # inside bin [3, 1]; across DETX edges at DETY -70 deg (bins 10 deg wide on the sky);
+    # across the cut, reaching 86 deg
+    circles = _circles_at(info, mid, [-42.0, -19.4, 60.0], [14.0, -69.7, 50.0], [5.0, 7.1, 15.0])
+    gti = ([info.tstart], [info.tstop])
+    if case == "two_gtis":
+        gti = ([info.tstart, mid + 280.0], [mid - 280.0, info.tstop])
+    binning = make_binning("3d", "altaz", fov_edges=WIDE_EDGES, offset_max=WIDE_CUT)
+    # the path under test is taken: a region reaches beyond 80 deg within the cut
+    ra, dec, rad = (np.asarray(circles[k], float) for k in ("ra", "dec", "radius"))
+    reach = fov.offset_deg(ra, dec, info.ra_pnt, info.dec_pnt) + rad
+    assert reach.max() > WIDE_CUT > exclusion._TURNING_REACH
+    assert exclusion._turning_fraction(info, binning, info.altaz_params, *gti, ra, dec,
+                                       rad) is None
+    frac = exclusion.run_exclusion_fraction(info, binning, circles, gti=gti)
+    brute, total = _wide_brute_force(info, circles, gti)
+    ok = total > 0.1 * total.max()  # bins almost all beyond the cut: too few cells
+    assert np.abs(frac - brute)[ok].max() < 1e-3
+    touched = brute < 0.999
+    assert touched[3, 1] and touched[2:5, 0:3].sum() == 1  # inside one bin
+    assert touched[0, 1:4].all()  # across the DETX = -28 and 0 deg edges
+    assert touched[4:, 4:].all() and touched.sum() == 8  # across the cut
+    # the time average matters here: the fractions frozen at mid-run are far off
+    frozen = exclusion.run_exclusion_fraction(info, binning, circles, gti=([mid], [mid]))
+    assert np.abs(frozen - brute)[ok].max() > 0.01
+
+
+@pytest.mark.parametrize("case", ["transit", "gtis", "sliver"])
+def test_altaz_time_samples_agree_with_the_turning_average(case, monkeypatch):
+    """The time-sample path forced on ordinary binnings (every region 'beyond' 0 deg) agrees
+    to 1e-3 per bin with the turning average, itself checked against a dense time x space
+    brute force in :func:`test_altaz_fractions_vs_dense_time_and_space` (same cases)."""
+    from xbkg.building.make import make_binning
+    from xbkg.sky import exclusion
+
+    info, circles, gti = _altaz_case(case)
+    binning = make_binning("3d", "altaz", fov_edges=ALTAZ_EDGES, offset_max=ALTAZ_CUT)
+    turning = exclusion.run_exclusion_fraction(info, binning, circles, gti=gti)
+    monkeypatch.setattr(exclusion, "_TURNING_REACH", 0.0)
+    ra, dec, rad = (np.asarray(circles[k], float) for k in ("ra", "dec", "radius"))
+    assert exclusion._turning_fraction(info, binning, info.altaz_params, *gti, ra, dec,
+                                       rad) is None
+    sampled = exclusion.run_exclusion_fraction(info, binning, circles, gti=gti)
+    assert np.abs(sampled - turning).max() < 1e-3
+    assert np.sum(turning < 0.99) >= 10

@@ -240,6 +240,22 @@ def test_time_samples_equal_rotation_and_gtis():
         time_samples(10.0, 0.0, lambda t: t, 0.1)
 
 
+def test_time_samples_average_the_angle_exactly_when_the_rate_changes():
+    """A FoV speeding up (rate linear in time, angle 5e-6 t^2 rad): the weighted samples give
+    the angle's time-mean over the GTIs (to 1e-5), so fractions linear in the angle are
+    averaged exactly. Mid-times of the parts of equal rotation gave 0.01578 for 0.01667 over
+    one interval (5 % of the mean angle, with parts of 0.02 rad)."""
+    def angle(t):
+        return 5e-6 * t**2
+
+    for starts, stops in (([0.0], [100.0]), ([0.0, 150.0], [100.0, 200.0])):
+        t, w = time_samples(starts, stops, lambda t: 1e-5 * t, 0.02)
+        mean = sum((5e-6 / 3) * (b**3 - a**3) for a, b in zip(starts, stops)) / sum(
+            b - a for a, b in zip(starts, stops))
+        assert np.sum(w * angle(t)) == pytest.approx(mean, rel=1e-5)
+        assert t.size >= 3 and np.all(np.diff(t) > 0)
+
+
 def test_altaz_fraction_is_time_averaged(near_zenith_run):
     """Against Monte Carlo in the Alt/Az FoV at random times, taken back to the sky."""
     info = near_zenith_run

@@ -55,9 +55,12 @@ def time_samples(starts, stops, rate_of_time, max_angle: float, *, n_grid: int =
     """Sample times and weights so that the FoV turns by at most ``max_angle`` (rad) per sample.
 
     Each time interval ``[starts[i], stops[i]]`` (the run, or its GTIs) is cut into parts of
-    equal rotation (``|rate_of_time(t)|`` in rad/s, integrated on an ``n_grid`` grid); samples
-    are the parts' mid-times, weights their durations over the total. At most ``max_samples``
-    samples in all (then the rotation per sample is larger than asked).
+    equal rotation (``|rate_of_time(t)|`` in rad/s, integrated on an ``n_grid`` grid); each
+    part's sample is the time at which the FoV has turned by the part's time-mean angle (its
+    mid-time when the rate is constant), so that the weighted samples average anything linear
+    in the angle exactly, however the rate changes within a part; weights are the parts'
+    durations over the total. At most ``max_samples`` samples in all (then the rotation per
+    sample is larger than asked).
 
     >>> t, w = time_samples(0.0, 100.0, lambda t: np.full_like(t, 0.01), 0.25)
     >>> t.tolist(), w.tolist()
@@ -92,11 +95,41 @@ def time_samples(starts, stops, rate_of_time, max_angle: float, *, n_grid: int =
         else:
             bounds = np.linspace(grid[0], grid[-1], n + 1)
         bounds[0], bounds[-1] = grid[0], grid[-1]
-        times.append(0.5 * (bounds[1:] + bounds[:-1]))
+        times.append(_mean_angle_times(bounds, grid, turn))
         widths.append(np.diff(bounds))
     times, widths = np.concatenate(times), np.concatenate(widths)
     keep = widths > 0
     return times[keep], widths[keep] / widths[keep].sum()
+
+
+def _mean_angle_times(bounds, grid, turn) -> np.ndarray:
+    """Time in each part ``bounds[k], bounds[k + 1]`` at which the angle ``turn`` (tabulated on
+    ``grid``, linear between) takes its time-mean over the part; mid-times where it stays.
+
+    >>> _mean_angle_times(np.array([0.0, 2.0]), np.array([0.0, 1.0, 2.0]),
+    ...                   np.array([0.0, 0.0, 1.0])).tolist()  # turning in the second half only
+    [1.25]
+    """
+    cell = np.clip(np.searchsorted(grid, bounds, "right") - 1, 0, grid.size - 2)
+    at = np.interp(bounds, grid, turn)
+    area = np.concatenate([[0.0], np.cumsum(0.5 * (turn[1:] + turn[:-1]) * np.diff(grid))])
+    area = area[cell] + 0.5 * (bounds - grid[cell]) * (turn[cell] + at)  # integral to bounds
+    width = np.diff(bounds)
+    mid = 0.5 * (bounds[1:] + bounds[:-1])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.diff(area) / width
+    turns = (at[1:] > at[:-1]) & (width > 0)
+    out = mid.copy()
+    # first time the angle reaches its mean (turn is non-decreasing: rising segments only)
+    up = np.flatnonzero(np.diff(turn) > 0)
+    if turns.any() and up.size:
+        lo, hi = turn[up], turn[up + 1]
+        j = np.clip(np.searchsorted(hi, mean[turns], "left"), 0, up.size - 1)
+        k = up[j]
+        frac = np.clip((mean[turns] - lo[j]) / (hi[j] - lo[j]), 0.0, 1.0)
+        out[turns] = np.clip(grid[k] + frac * (grid[k + 1] - grid[k]), bounds[:-1][turns],
+                             bounds[1:][turns])
+    return out
 
 
 def run_altaz_params(info: RunInfo) -> np.ndarray:

@@ -423,7 +423,8 @@ def run_exclusion_fraction(info: RunInfo, binning, regions: dict | None = None, 
         else 8). The fractions at each sample time are exact.
     max_step : float, optional
         Largest move (deg) of any region point between those ALTAZ time samples (default: the
-        regions' ``max_step``, else the narrowest bin width / ``oversample``).
+        regions' ``max_step``, else the narrowest bin's width on the sky / ``oversample``:
+        :func:`_sky_bin_width`).
 
     Returns
     -------
@@ -434,8 +435,6 @@ def run_exclusion_fraction(info: RunInfo, binning, regions: dict | None = None, 
     regions = info.exclusion if regions is None else regions
     oversample = int(oversample or regions.get("oversample") or DEFAULT_OVERSAMPLE)
     max_step = max_step or regions.get("max_step")
-    widths = [np.diff(np.asarray(e, dtype=float)).min() for e in binning.fov_edges.values()]
-    max_step = float(max_step or min(widths) / oversample)
     c_ra = np.asarray(regions["ra"], dtype=float)
     c_dec = np.asarray(regions["dec"], dtype=float)
     radius = np.asarray(regions["radius"], dtype=float)
@@ -447,6 +446,7 @@ def run_exclusion_fraction(info: RunInfo, binning, regions: dict | None = None, 
             return frac
         offset = fov.offset_deg(c_ra, c_dec, info.ra_pnt, info.dec_pnt)
         reach = min(float(np.max(offset + radius)), binning.offset_max)
+        max_step = float(max_step or _sky_bin_width(binning, reach) / oversample)
         times, weights = run_time_samples(info, max_step / max(reach, 1e-3), params=params,
                                           gti=gti)
         lon, lat = fov.radec_to_altaz_fov(c_ra[None, :], c_dec[None, :], times[:, None], params)
@@ -458,6 +458,19 @@ def run_exclusion_fraction(info: RunInfo, binning, regions: dict | None = None, 
 
 
 _TURNING_REACH = 80.0  # deg: regions reaching farther from the pointing take the time samples
+
+
+def _sky_bin_width(binning, reach: float) -> float:
+    """Narrowest width (deg, on the sky) of a 3D binning's FoV bins within ``reach`` deg of the
+    FoV centre: a DETX bin spans its width x cos(DETY), least at the largest |DETY| reached.
+
+    >>> from xbkg.building.make import make_binning
+    >>> round(_sky_bin_width(make_binning("3d", fov_edges="-84:84:6", offset_max=85), 80.0), 4)
+    4.8621
+    """
+    x, y = (np.asarray(binning.fov_edges[d], dtype=float) for d in ("detx", "dety"))
+    lat = min(float(np.abs(y).max()), reach, 90.0)
+    return float(min(np.diff(y).min(), np.diff(x).min() * math.cos(math.radians(lat))))
 
 
 def _turning_fraction(info, binning, params, starts, stops, c_ra, c_dec, radius):
