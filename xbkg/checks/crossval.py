@@ -404,8 +404,8 @@ def validate(data, *, obs_ids=None, selection: str = "off", folds: FoldOptions |
         ``width=2.0``, ``safe_threshold="none"``, ...), each building the object it belongs to
         (:func:`xbkg.checks.options.validate_options`): ``validate(store, n_folds=3, width=2.0)``
         is ``validate(store, folds=FoldOptions(n_folds=3),
-        evaluation=EvaluationOptions(width=2.0))``. A shortcut given with its object, or an
-        unknown keyword, raises TypeError.
+        evaluation=EvaluationOptions(width=2.0))``; given with its object, a shortcut replaces
+        that field (as :func:`xbkg.make_model`'s do). An unknown keyword raises TypeError.
 
     Returns
     -------
