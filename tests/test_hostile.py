@@ -312,16 +312,29 @@ def _writing(folder: Path, started: list):
     return writing
 
 
+#: Prepended to a child's code: no new thread can be started (as when the address space or
+#: the thread limit is exhausted), so the interrupt handler cannot start its watchdog thread.
+NO_THREADS = """
+import threading
+def _no_thread(self):
+    raise RuntimeError("can't start new thread")
+threading.Timer.start = _no_thread
+"""
+
+
 @pytest.mark.subprocess
-@pytest.mark.parametrize("blocked", [False, True], ids=["", "inherited-mask-blocks-it"])
+@pytest.mark.parametrize(("blocked", "code"), [(False, STUCK), (True, STUCK),
+                                               (False, NO_THREADS + STUCK)],
+                         ids=["", "inherited-mask-blocks-it", "no-thread-for-the-watchdog"])
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_signal_ends_the_process_whatever_a_thread_is_blocked_on(tmp_path, signum, blocked):
-    # ``blocked``: a parent that blocked the signal (CI runners do) would leave it pending
-    # until the command ended, then the exit would wait for the stuck thread for ever
+def test_signal_ends_the_process_whatever_a_thread_is_blocked_on(tmp_path, signum, blocked,
+                                                                  code):
+    # ``blocked``: a parent that blocked the signal would leave it pending until the command
+    # ended, then the exit would wait for the stuck thread for ever
     fifo = _fifo(tmp_path / "stuck")
     args = [fifo, "simulate", tmp_path / "big", "--runs", "400", "--events", "20000"]
     started = []
-    run = run_cli(args, code=STUCK, timeout=90, signal_when=_writing(tmp_path, started),
+    run = run_cli(args, code=code, timeout=90, signal_when=_writing(tmp_path, started),
                   signum=signum, blocked=blocked)
     assert started, "the command never started writing"
     assert run.code == 130, (run.code, run.err[-2000:])
@@ -348,13 +361,16 @@ sys.exit(main())
 
 @pytest.mark.subprocess
 @pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_signal_ends_a_hung_clean_up(tmp_path, signum):
+@pytest.mark.parametrize(("signum", "code"), [
+    (signal.SIGTERM, HUNG_CLEANUP), (signal.SIGINT, HUNG_CLEANUP),
+    (signal.SIGTERM, NO_THREADS + HUNG_CLEANUP)],  # the timer-signal watchdog
+    ids=["SIGTERM", "SIGINT", "SIGTERM-no-thread-for-the-watchdog"])
+def test_signal_ends_a_hung_clean_up(tmp_path, signum, code):
     fifo = _fifo(tmp_path / "stuck")
     args = [fifo, "simulate", tmp_path / "big", "--runs", "400", "--events", "20000"]
     started, seconds = [], xbkg.cli._WATCHDOG_SECONDS
 
-    run = run_cli(args, code=HUNG_CLEANUP, timeout=seconds + 60, signal_when=_writing(
+    run = run_cli(args, code=code, timeout=seconds + 60, signal_when=_writing(
         tmp_path, started), signum=signum)
     assert started, "the command never started writing"
     assert run.code == 128 + signum, (run.code, run.err[-2000:])

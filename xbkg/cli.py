@@ -1069,9 +1069,22 @@ def _interrupt(signum, frame):
         return
     watchdog = threading.Timer(_WATCHDOG_SECONDS, _exit_now, (128 + signum,))
     watchdog.daemon = True
-    watchdog.start()
+    try:
+        watchdog.start()
+    except RuntimeError:  # no thread to be had (address space or thread limit): a timer signal
+        signal.signal(signal.SIGALRM, lambda *_: _exit_now(128 + signum))
+        signal.setitimer(signal.ITIMER_REAL, _WATCHDOG_SECONDS)
+        watchdog = _AlarmWatchdog()
     _WATCHDOGS.append(watchdog)
-    raise KeyboardInterrupt(f"signal {signum}")
+    raise KeyboardInterrupt(f"signal {signum}")  # nothing else: no caller may swallow it
+
+
+class _AlarmWatchdog:
+    """The SIGALRM stand-in for the watchdog thread; ``cancel`` disarms it."""
+
+    def cancel(self) -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
 
 
 #: Seconds the clean-up after SIGTERM/SIGINT may take before the process ends regardless.
