@@ -8,10 +8,10 @@ import pytest
 from astropy.io import fits
 from astropy.io.fits import connect
 from astropy.table import Table
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from xbkg.io import plaintable
-from xbkg.io.fitswrite import fast_card as _card, utf8_strings
+from xbkg.io.fitswrite import card, fast_card as _card, utf8_strings
 from xbkg.io.hduindex import make_bkg_index_table, make_total_index_plain, make_total_index_table
 from xbkg.io.plaintable import (
     REMOVE_KEYWORDS,
@@ -132,6 +132,7 @@ def test_real_index_tables(hess_dr1, tmp_path):
 
 
 @settings(max_examples=300, deadline=None)
+@example(key="END", value=False, comment="")  # found by Hypothesis: astropy refuses END
 @given(key=st.from_regex(r"[A-Z][A-Z0-9_-]{0,7}", fullmatch=True), value=st.one_of(
     st.booleans(), st.integers(-2**63, 2**63 - 1), st.floats(allow_nan=False, allow_infinity=False),
     st.text(st.characters(codec="ascii"), max_size=80)), comment=st.sampled_from(
@@ -143,6 +144,12 @@ def test_cards_are_astropys(key, value, comment):
             warnings.simplefilter("ignore")  # astropy warns about what it must change
             assert image == fits.Card(key, value, comment).image
         assert len(image) == 80
+
+
+def test_an_end_card_is_refused_as_astropy_refuses_it():  # it would end the header early
+    assert _card("END", 1) is None
+    with pytest.raises(ValueError, match="END"):
+        card("END", 1)
 
 
 def test_commentary_cards_are_astropys():

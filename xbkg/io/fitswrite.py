@@ -140,7 +140,7 @@ def fast_card(key: str, value, comment: str = "") -> str | None:
     >>> fast_card("EXTNAME", "COUNTS", "extension name") == card("EXTNAME", "COUNTS", "extension name")
     True
     """
-    if not _KEYWORD.fullmatch(key):
+    if not _KEYWORD.fullmatch(key) or key == "END":  # END ends a header: astropy refuses it
         return None
     if key in ("COMMENT", "HISTORY"):
         text = str(value)
