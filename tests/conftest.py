@@ -6,9 +6,17 @@ default ``python -m pytest`` runs everything. Tests using a real-data fixture ar
 markers are set on the tests themselves.
 """
 
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+#: Property tests draw the same examples on every run (CI included); ``HYPOTHESIS_PROFILE=explore``
+#: draws new ones (README, "Tests"), which is how new counterexamples are looked for.
+settings.register_profile("deterministic", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
 HESS_DR1 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hess-dl3-dr1"
 
