@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from xbkg.core.binning import edges_of, parse_edges
+from xbkg.core.numbers import is_number
 from xbkg.io.atomic import atomic_dir
 from xbkg.io.fitswrite import bintable_bytes, file_bytes
 from xbkg.io.gadf import gadf_cards
@@ -833,15 +834,6 @@ def _check_source(k: int, src) -> dict:
     return src
 
 
-def _is_number(value, low: float, high: float = math.inf) -> bool:
-    """``value`` is a number with ``low < value < high`` (NaN and non-numbers are not)."""
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return False
-    return low < x < high
-
-
 @dataclass(frozen=True)
 class ObservingPlan:
     """What a simulated store observes and how it is written (:func:`simulate_store`'s ``plan``).
@@ -897,16 +889,16 @@ class ObservingPlan:
     compress: bool | int = False
 
     def __post_init__(self):
-        if not (_is_number(self.n_runs, 0) and float(self.n_runs) == int(self.n_runs)):
+        if not (is_number(self.n_runs, 0) and float(self.n_runs) == int(self.n_runs)):
             raise ValueError(f"n_runs must be an integer >= 1, got {self.n_runs!r}")
-        if not _is_number(self.events_per_run, 0):
+        if not is_number(self.events_per_run, 0):
             raise ValueError(f"events_per_run must be > 0, got {self.events_per_run!r}")
         _zenith_bounds(self.zenith_range)
         self._start_time()
         self.store_style()
         if self.site is not None:
             _site(self.site)
-        if self.offset_max is not None and not _is_number(self.offset_max, 0, 90):
+        if self.offset_max is not None and not is_number(self.offset_max, 0, 90):
             raise ValueError(f"offset_max must be in (0, 90) deg, got {self.offset_max!r}")
         if not (self.compress is True or self.compress is False or self.compress in range(1, 10)):
             raise ValueError(f"compress must be True, False or a gzip level 1-9, got "

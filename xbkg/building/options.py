@@ -21,6 +21,7 @@ from xbkg.building.grouping import GroupingError
 from xbkg.building.thresholds import threshold_policy
 from xbkg.core.binning import Binning, parse_edges
 from xbkg.core.defaults import DEFAULTS as D
+from xbkg.core.numbers import is_number
 from xbkg.model.smoothing import SMOOTH_METHODS
 from xbkg.sky.exclusion import EXCLUSION_MODES
 from xbkg.store.conditions import parse_conditions
@@ -120,15 +121,6 @@ def _check(ok: bool, name: str, wanted: str, value, error=ValueError) -> None:
         raise error(f"{name} must be {wanted}, got {value!r}")
 
 
-def _number(value, minimum: float, *, strict: bool = False) -> bool:
-    """``value`` is a finite number >= ``minimum`` (> with ``strict``)."""
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return False
-    return math.isfinite(x) and (x > minimum if strict else x >= minimum)
-
-
 @dataclass(frozen=True)
 class BinningOptions:
     """Model kind, FoV alignment, bin edges (specs as arrays or ``"lo:hi:n"``), offset cut (deg,
@@ -177,7 +169,7 @@ class SelectionOptions:
     def __post_init__(self):
         if self.rule not in SELECTIONS:
             raise SelectionError(f"selection must be one of {SELECTIONS}, got {self.rule!r}")
-        if self.n_obs_max is not None and not _number(self.n_obs_max, 1):
+        if self.n_obs_max is not None and not is_number(self.n_obs_max, 1, inclusive=True):
             raise SelectionError(f"n_obs_max must be >= 1, got {self.n_obs_max}")
         if self.zenith_range is not None:
             try:
@@ -194,7 +186,7 @@ class SelectionOptions:
                 raise WhereError(f"event filter (--event-filter, event_filter=): {exc}") from None
         if self.site is not None:
             check_site(self.site)
-        _check(_number(self.altitude_tolerance, 0), "altitude_tolerance", "a number >= 0 deg",
+        _check(is_number(self.altitude_tolerance, 0, inclusive=True), "altitude_tolerance", "a number >= 0 deg",
                self.altitude_tolerance)
 
     def cuts(self) -> dict:
@@ -227,11 +219,11 @@ class GroupingOptions:
             raise GroupingError("give either fixed zenith_edges or adaptive=True, not both")
         if self.reuse is not None and (self.adaptive or self.by):
             raise GroupingError("a reused grouping (grouping=...) takes no adaptive or by options")
-        _check(_number(self.min_ontime, 0), "min_ontime", "a time >= 0 s", self.min_ontime,
+        _check(is_number(self.min_ontime, 0, inclusive=True), "min_ontime", "a time >= 0 s", self.min_ontime,
                GroupingError)
-        _check(_number(self.min_runs, 0), "min_runs", "an integer >= 0", self.min_runs,
+        _check(is_number(self.min_runs, 0, inclusive=True), "min_runs", "an integer >= 0", self.min_runs,
                GroupingError)
-        _check(_number(self.cos_zenith_step, 0, strict=True) and float(self.cos_zenith_step) <= 1,
+        _check(is_number(self.cos_zenith_step, 0) and float(self.cos_zenith_step) <= 1,
                "cos_zenith_step", "in (0, 1]", self.cos_zenith_step, GroupingError)
 
     def arguments(self) -> tuple:
@@ -280,15 +272,15 @@ class ExclusionOptions:
     def __post_init__(self):
         _check(self.mode in EXCLUSION_MODES, "exclusion_mode", f"one of {EXCLUSION_MODES}",
                self.mode)
-        _check(self.distance is None or _number(self.distance, 0), "exclusion_distance",
+        _check(self.distance is None or is_number(self.distance, 0, inclusive=True), "exclusion_distance",
                "a distance >= 0 deg", self.distance)
-        _check(_number(self.oversample, 1) and float(self.oversample) == int(self.oversample),
+        _check(is_number(self.oversample, 1, inclusive=True) and float(self.oversample) == int(self.oversample),
                "exclusion_oversample", "an integer >= 1", self.oversample)
-        _check(self.exclude_targets is None or _number(self.exclude_targets, 0, strict=True),
+        _check(self.exclude_targets is None or is_number(self.exclude_targets, 0),
                "exclude_targets", "a radius > 0 deg", self.exclude_targets)
-        _check(_number(self.catalog_min_radius, 0), "catalog_min_radius", "a radius >= 0 deg",
+        _check(is_number(self.catalog_min_radius, 0, inclusive=True), "catalog_min_radius", "a radius >= 0 deg",
                self.catalog_min_radius)
-        _check(_number(self.catalog_extension_factor, 0), "catalog_extension_factor",
+        _check(is_number(self.catalog_extension_factor, 0, inclusive=True), "catalog_extension_factor",
                "a number >= 0", self.catalog_extension_factor)
         if (self.exclude_targets is not None or self.catalog is not None) and \
                 self.mode != "regions":
@@ -310,13 +302,13 @@ class SmoothingOptions:
     def __post_init__(self):
         _check(self.method in SMOOTH_METHODS, "smoothing method", f"one of {SMOOTH_METHODS}",
                self.method)
-        _check(_number(self.sigma_max, 0, strict=True), "sigma_max", "a width > 0 deg",
+        _check(is_number(self.sigma_max, 0), "sigma_max", "a width > 0 deg",
                self.sigma_max)
         for name in ("n_energy_basis", "n_fov_basis"):
             value = getattr(self, name)
-            _check(_number(value, 4) and float(value) == int(value), name, "an integer >= 4",
+            _check(is_number(value, 4, inclusive=True) and float(value) == int(value), name, "an integer >= 4",
                    value)
-        _check(len(self.penalties) > 0 and all(_number(v, 0, strict=True) for v in self.penalties),
+        _check(len(self.penalties) > 0 and all(is_number(v, 0) for v in self.penalties),
                "penalties", "positive numbers", self.penalties)
 
     def arguments(self) -> dict:
@@ -342,7 +334,7 @@ class ConditionalOptions:
         if self.conditions is not None:
             parse_conditions(self.conditions)
         _check(self.smoothness == "cv" or (not isinstance(self.smoothness, str)
-                                           and _number(self.smoothness, 0)),
+                                           and is_number(self.smoothness, 0, inclusive=True)),
                "smoothness", "'cv' or a number >= 0", self.smoothness)
 
 

@@ -9,13 +9,13 @@ option); :func:`validate_options` routes ``validate``'s keyword shortcuts into t
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from xbkg.building.options import SHORTCUTS as BUILD_SHORTCUTS
 from xbkg.core.binning import parse_edges
+from xbkg.core.numbers import is_number
 from xbkg.model.predict import ENERGY_INTEGRATION
 
 __all__ = ["DEFAULT_ENERGY_EDGES", "DEFAULT_WIDTH", "DEFAULT_BINSZ", "DEFAULT_OFFSET_MAX",
@@ -31,17 +31,8 @@ DEFAULT_BINSZ = 0.4
 DEFAULT_OFFSET_MAX = 2.0
 
 
-def _finite(value) -> float:
-    """``value`` as a float, NaN when it is not a number."""
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
 def _is_int(value) -> bool:
-    return not isinstance(value, bool) and math.isfinite(_finite(value)) \
-        and float(value) == int(value)
+    return not isinstance(value, bool) and is_number(value) and float(value) == int(value)
 
 
 @dataclass(frozen=True)
@@ -92,13 +83,12 @@ class EvaluationOptions:
         self.edges()
         for name in ("width", "binsz", "offset_max"):
             value = getattr(self, name)
-            if not (math.isfinite(_finite(value)) and _finite(value) > 0):
+            if not is_number(value, 0):
                 raise ValueError(f"{name} must be > 0 deg, got {value!r}")
         if float(self.binsz) > float(self.width):
             raise ValueError(f"binsz ({self.binsz} deg) must not exceed width ({self.width} deg)")
-        threshold = _finite(self.safe_threshold)
-        if self.safe_threshold not in ("safe", "none") and not (math.isfinite(threshold)
-                                                                 and threshold >= 0):
+        if self.safe_threshold not in ("safe", "none") and not is_number(self.safe_threshold, 0,
+                                                                          inclusive=True):
             raise ValueError(f"safe_threshold must be 'safe', 'none' or an energy >= 0 TeV, "
                              f"got {self.safe_threshold!r}")
         if self.energy_integration not in ENERGY_INTEGRATION:
