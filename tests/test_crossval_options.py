@@ -87,7 +87,7 @@ def test_a_bad_shortcut_is_refused_naming_it(store):
         validate(store, n_folds=1)
 
 
-def test_unknown_keywords_wrong_objects_and_conflicts_raise_type_errors(store):
+def test_unknown_keywords_and_wrong_objects_raise_type_errors(store):
     with pytest.raises(TypeError, match="unexpected keyword argument 'n_fold'$"):
         validate(store, n_fold=3)
     with pytest.raises(TypeError, match="'kind' .*model_options="):  # a build option

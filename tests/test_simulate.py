@@ -405,7 +405,7 @@ def test_plan_values_are_checked_naming_the_field(tmp_path, field, value):
     assert not (tmp_path / "s").exists()
 
 
-def test_unknown_keywords_and_a_plan_with_shortcuts_are_refused(tmp_path):
+def test_unknown_keywords_and_wrong_plans_are_refused(tmp_path):
     with pytest.raises(TypeError, match="unexpected keyword argument 'n_run'"):
         simulate_store(tmp_path / "s", n_run=2)
     plan = ObservingPlan(n_runs=2)

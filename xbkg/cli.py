@@ -403,7 +403,6 @@ def _build_and_write(store, outdir, options: BuildOptions, *, obs_ids=None, sele
     path; returns ``outdir``. ``select_near``: the select_runs options for runs near excluded
     circles (so bg_rejected_runs.ecsv gives their reason); ``command_line`` goes in the
     provenance; ``strict`` stops at the first unusable run."""
-
     with _quiet("xbkg.store.selection"):  # make_model selects again and logs the result once
         _, rejected = select_runs(store, options.selection.rule, obs_ids=obs_ids,
                                   **options.selection.cuts(), **(select_near or {}))
